@@ -1,0 +1,5 @@
+import sys
+
+from mfr.cli import main
+
+sys.exit(main())

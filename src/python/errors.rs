@@ -1,0 +1,110 @@
+//! The Python exception tree and the single mapping from `MfrError` to it.
+//!
+//! MfrError(Exception)
+//! ├── InvalidInputError(MfrError, ValueError)
+//! ├── DataError(MfrError, OSError)
+//! └── DeviceError(MfrError, RuntimeError)
+//!
+//! The classes need two bases each, which `create_exception!` cannot express, so they are made with
+//! `type(name, bases, namespace)` once per interpreter.
+
+use std::panic::AssertUnwindSafe;
+
+use pyo3::exceptions::{PyException, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
+use pyo3::types::{PyDict, PyTuple, PyType};
+
+use crate::error::MfrError;
+
+struct ExceptionTypes {
+    base: Py<PyType>,
+    invalid_input: Py<PyType>,
+    data: Py<PyType>,
+    device: Py<PyType>,
+}
+
+static TYPES: GILOnceCell<ExceptionTypes> = GILOnceCell::new();
+
+fn make_type(py: Python<'_>, name: &str, bases: Vec<Bound<'_, PyType>>, doc: &str) -> PyResult<Py<PyType>> {
+    let namespace = PyDict::new(py);
+    namespace.set_item("__module__", "mfr")?;
+    namespace.set_item("__doc__", doc)?;
+    let ty = py.get_type::<PyType>().call1((name, PyTuple::new(py, bases)?, namespace))?;
+    Ok(ty.downcast_into::<PyType>()?.unbind())
+}
+
+fn types(py: Python<'_>) -> PyResult<&ExceptionTypes> {
+    TYPES.get_or_try_init(py, || {
+        let base =
+            make_type(py, "MfrError", vec![py.get_type::<PyException>()], "Base class of every error raised by mfr.")?;
+        let b = || base.bind(py).clone();
+        Ok(ExceptionTypes {
+            invalid_input: make_type(
+                py,
+                "InvalidInputError",
+                vec![b(), py.get_type::<PyValueError>()],
+                "An argument has the wrong dtype, shape, device layout or value.",
+            )?,
+            data: make_type(
+                py,
+                "DataError",
+                vec![b(), py.get_type::<PyOSError>()],
+                "Data on disk is missing, unreadable or corrupt.",
+            )?,
+            device: make_type(
+                py,
+                "DeviceError",
+                vec![b(), py.get_type::<PyRuntimeError>()],
+                "A tensor is on the wrong or an unavailable device.",
+            )?,
+            base,
+        })
+    })
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let t = types(py)?;
+    m.add("MfrError", t.base.bind(py))?;
+    m.add("InvalidInputError", t.invalid_input.bind(py))?;
+    m.add("DataError", t.data.bind(py))?;
+    m.add("DeviceError", t.device.bind(py))?;
+    m.add_function(wrap_pyfunction!(_raise_panic_for_tests, m)?)?;
+    Ok(())
+}
+
+impl From<MfrError> for PyErr {
+    fn from(err: MfrError) -> PyErr {
+        Python::with_gil(|py| {
+            let t = match types(py) {
+                Ok(t) => t,
+                Err(e) => return e,
+            };
+            let ty = match &err {
+                MfrError::InvalidInput(_) => &t.invalid_input,
+                MfrError::Data(_) => &t.data,
+                MfrError::Device(_) => &t.device,
+                MfrError::Torch(_) | MfrError::Internal(_) => &t.base,
+            };
+            PyErr::from_type(ty.bind(py).clone(), err.to_string())
+        })
+    }
+}
+
+/// Runs a binding body so that a Rust panic surfaces as `mfr.MfrError`, never as pyo3's
+/// `PanicException` (a BaseException that escapes `except Exception`).
+pub(crate) fn guarded<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| Err(MfrError::from_panic(payload).into()))
+}
+
+/// Releases the GIL around core work. Owned tensors must be moved in: `tch::Tensor` is not `Sync`.
+pub(crate) fn without_gil<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
+    py.allow_threads(f).map_err(PyErr::from)
+}
+
+/// Test hook: panics inside Rust (with the GIL released) so tests can check the boundary.
+#[pyfunction]
+fn _raise_panic_for_tests(py: Python<'_>, message: String) -> PyResult<()> {
+    guarded(|| without_gil(py, move || -> crate::Result<()> { panic!("{message}") }))
+}

@@ -1,0 +1,20 @@
+//! Layer 2: the `mfr._core` extension module. Converts and validates arguments, releases the GIL
+//! around Rust work and maps `MfrError` to Python exceptions; no algorithm lives here.
+
+mod convert;
+mod errors;
+mod info;
+mod metrics;
+mod threads;
+
+use pyo3::prelude::*;
+
+#[pymodule(name = "_core")]
+fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", crate::VERSION)?;
+    errors::register(m)?;
+    info::register(m)?;
+    threads::register(m)?;
+    metrics::register(m)?;
+    Ok(())
+}

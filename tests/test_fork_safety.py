@@ -1,0 +1,55 @@
+"""Rayon work after os.fork() must neither hang nor crash (DataLoader workers, notebooks)."""
+
+import multiprocessing as mp
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+import mfr
+
+EMB = torch.randn(500, 32)
+PAIRS = np.random.default_rng(0).integers(0, 500, size=(20_000, 2))
+
+
+def _score_in_child(queue):
+    queue.put(float(mfr.pair_scores(EMB, PAIRS).sum()))
+
+
+def test_multiprocessing_fork_after_parallel_work():
+    mfr.set_num_threads(2)
+    try:
+        expected = float(mfr.pair_scores(EMB, PAIRS).sum())  # the parent's pool now has live threads
+        ctx = mp.get_context("fork")
+        queue = ctx.Queue()
+        procs = [ctx.Process(target=_score_in_child, args=(queue,)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=60)
+        assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+        got = [queue.get(timeout=5) for _ in procs]
+        assert got == [expected, expected]
+    finally:
+        mfr.set_num_threads(0)
+
+
+class _ScoringDataset(Dataset):
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return torch.from_numpy(mfr.pair_scores(EMB, PAIRS[i * 100 : (i + 1) * 100]))
+
+
+def test_dataloader_workers_call_the_core():
+    mfr.set_num_threads(2)
+    try:
+        mfr.pair_scores(EMB, PAIRS)  # start the pool before the workers fork
+        loader = DataLoader(_ScoringDataset(), batch_size=2, num_workers=2, multiprocessing_context="fork", timeout=60)
+        batches = list(loader)
+        assert len(batches) == 4
+        got = torch.cat([b.flatten() for b in batches]).numpy()
+        np.testing.assert_array_equal(got, mfr.pair_scores(EMB, PAIRS[:800]))
+    finally:
+        mfr.set_num_threads(0)

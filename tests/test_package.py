@@ -1,0 +1,112 @@
+"""The foundation: installation, build info, version pin, exception tree, thread settings."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import mfr
+
+
+def test_version_and_build_info_keys():
+    info = mfr.build_info()
+    for key in ("mfr", "torch", "cuda_available", "cuda_device_count", "num_threads"):
+        assert key in info
+    assert info["mfr"] == mfr.__version__
+    assert info["torch"].split("+")[0] == "2.11.0"
+    assert info["libtorch"] == "2.11.0"
+    assert info["cuda_available"] == torch.cuda.is_available()
+    assert info["cuda_device_count"] == torch.cuda.device_count()
+    assert info["num_threads"] == mfr.get_num_threads() >= 1
+
+
+def test_installed_module_is_not_the_source_tree_copy():
+    # The tests exercise the installed package, as a user gets it.
+    assert "site-packages" in mfr._core.__file__ or "dist-packages" in mfr._core.__file__ or os.environ.get("MFR_ALLOW_EDITABLE")
+
+
+@pytest.mark.skipif(shutil.which("ldd") is None, reason="ldd not available")
+def test_core_links_libtorch_cuda_from_installed_torch():
+    out = subprocess.run(["ldd", mfr._core.__file__], capture_output=True, text=True, check=True).stdout
+    torch_lib = Path(torch.__file__).parent / "lib"
+    lines = {line.split()[0]: line for line in out.splitlines() if "=>" in line}
+    for lib in ("libtorch_cpu.so", "libc10.so") + (("libtorch_cuda.so",) if (torch_lib / "libtorch_cuda.so").exists() else ()):
+        assert lib in lines, f"{lib} not linked:\n{out}"
+        assert "not found" not in lines[lib] or os.environ.get("MFR_ALLOW_EDITABLE"), out
+    if (torch_lib / "libtorch_cuda.so").exists():
+        assert mfr.build_info()["linked_cuda"] is True
+
+
+def test_exception_hierarchy():
+    assert issubclass(mfr.MfrError, Exception)
+    assert issubclass(mfr.InvalidInputError, mfr.MfrError) and issubclass(mfr.InvalidInputError, ValueError)
+    assert issubclass(mfr.DataError, mfr.MfrError) and issubclass(mfr.DataError, OSError)
+    assert issubclass(mfr.DeviceError, mfr.MfrError) and issubclass(mfr.DeviceError, RuntimeError)
+    for cls in (mfr.MfrError, mfr.InvalidInputError, mfr.DataError, mfr.DeviceError):
+        assert cls.__module__ == "mfr"
+        assert cls.__doc__
+
+
+def test_rust_panic_becomes_mfr_error_not_abort():
+    with pytest.raises(mfr.MfrError, match="internal error.*kaboom 42"):
+        mfr._core._raise_panic_for_tests("kaboom 42")
+    # The interpreter and the core keep working afterwards.
+    assert mfr.pair_scores(torch.eye(2), [[0, 1]]).tolist() == [0.0]
+
+
+def test_set_num_threads_roundtrip_and_validation():
+    before = mfr.get_num_threads()
+    try:
+        mfr.set_num_threads(3)
+        assert mfr.get_num_threads() == 3
+        assert mfr.build_info()["num_threads"] == 3
+        e = torch.randn(100, 8)
+        pairs = torch.randint(0, 100, (1000, 2))
+        mfr.set_num_threads(1)
+        one = mfr.pair_scores(e, pairs)
+        mfr.set_num_threads(2)
+        assert (mfr.pair_scores(e, pairs) == one).all()
+        with pytest.raises(mfr.InvalidInputError, match="set_num_threads: n must be >= 0, got -1"):
+            mfr.set_num_threads(-1)
+    finally:
+        mfr.set_num_threads(0)
+    assert mfr.get_num_threads() == before or os.environ.get("MFR_NUM_THREADS")
+
+
+def test_env_var_sets_default_threads():
+    code = "import mfr; print(mfr.get_num_threads())"
+    env = dict(os.environ, MFR_NUM_THREADS="5")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "5"
+
+
+def test_import_order_is_torch_first():
+    # mfr imports torch itself; a fresh interpreter importing only mfr must work.
+    out = subprocess.run([sys.executable, "-c", "import mfr, sys; print('torch' in sys.modules)"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
+
+
+def test_cli_demo_runs_end_to_end():
+    out = subprocess.run(
+        [sys.executable, "-m", "mfr", "demo", "--domains", "2", "--ids", "20", "--impostors", "500"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "mfr build: mfr=" in out
+    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == 2
+    for row in rows:
+        genuine, impostor = float(row[2]), float(row[3])
+        assert genuine > impostor
+
+
+def test_cli_info_is_json():
+    import json
+
+    out = subprocess.run([sys.executable, "-m", "mfr", "info"], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out)["mfr"] == mfr.__version__
