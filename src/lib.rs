@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod metrics;
+pub mod rng;
 pub mod tensor_check;
 pub mod threads;
 

@@ -129,6 +129,25 @@ pub fn all_finite(func: &str, name: &str, values: &[f32]) -> Result<()> {
     Ok(())
 }
 
+/// Borrows the elements of a contiguous CPU tensor of element type `T` as a slice.
+pub fn host_slice<'t, T: tch::kind::Element>(func: &str, name: &str, tensor: &'t Tensor) -> Result<&'t [T]> {
+    let arg = Arg::new(func, name, tensor);
+    arg.kind(T::KIND)?.contiguous()?;
+    if tensor.device() != Device::Cpu {
+        return Err(MfrError::device(
+            func,
+            format!("argument '{name}' must be on the CPU here, got {}", device_name(tensor.device())),
+        ));
+    }
+    let n = tensor.numel();
+    if n == 0 {
+        return Ok(&[]);
+    }
+    // SAFETY: checked above: a contiguous CPU tensor of `n` elements of type `T`; the slice borrows
+    // `tensor`, which keeps the storage alive.
+    Ok(unsafe { std::slice::from_raw_parts(tensor.data_ptr() as *const T, n) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,6 +27,7 @@ from ._core import (
     pair_scores,
     set_num_threads,
 )
+from . import metrics
 from ._info import build_info
 
 __version__: str = _core.__version__
@@ -34,6 +35,7 @@ __version__: str = _core.__version__
 __all__ = [
     "__version__",
     "build_info",
+    "metrics",
     "set_num_threads",
     "get_num_threads",
     "cosine_scores",

@@ -19,6 +19,13 @@ __all__ = [
     "get_num_threads",
     "cosine_scores",
     "pair_scores",
+    "roc_curve",
+    "roc_auc",
+    "eer",
+    "tar_at_far",
+    "kfold_accuracy",
+    "identification_ranks",
+    "verification_summary",
 ]
 
 class MfrError(Exception):
@@ -46,3 +53,41 @@ def cosine_scores(a: torch.Tensor | npt.ArrayLike, b: torch.Tensor | npt.ArrayLi
 
 def pair_scores(embeddings: torch.Tensor | npt.ArrayLike, pairs: torch.Tensor | npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Cosine of embeddings[i], embeddings[j] per (i, j) row of the (M, 2) integer ``pairs`` -> (M,) float64."""
+def roc_curve(
+    scores: torch.Tensor | npt.ArrayLike, labels: torch.Tensor | npt.ArrayLike, drop_intermediate: bool = False
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(fpr, tpr, thresholds), point for point as sklearn.metrics.roc_curve."""
+
+def roc_auc(scores: torch.Tensor | npt.ArrayLike, labels: torch.Tensor | npt.ArrayLike) -> float:
+    """Area under the ROC curve (ties count one half)."""
+
+def eer(scores: torch.Tensor | npt.ArrayLike, labels: torch.Tensor | npt.ArrayLike) -> tuple[float, float]:
+    """(equal error rate, threshold)."""
+
+def tar_at_far(
+    scores: torch.Tensor | npt.ArrayLike, labels: torch.Tensor | npt.ArrayLike, fars: list[float]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(tar, threshold) per target FAR; NaN where a target is below 1/(impostor pairs)."""
+
+def kfold_accuracy(
+    scores: torch.Tensor | npt.ArrayLike, labels: torch.Tensor | npt.ArrayLike, n_folds: int = 10, protocol: str = "exact"
+) -> dict[str, Any]:
+    """k-fold accuracy: keys mean, std, fold_accuracies, thresholds, val (insightface VAL@FAR or None)."""
+
+def identification_ranks(
+    gallery: torch.Tensor | npt.ArrayLike,
+    gallery_ids: torch.Tensor | npt.ArrayLike,
+    probes: torch.Tensor | npt.ArrayLike,
+    probe_ids: torch.Tensor | npt.ArrayLike,
+) -> npt.NDArray[np.int64]:
+    """1-based rank of each probe's best gallery mate (closed set), int64 array of length P."""
+
+def verification_summary(
+    scores: torch.Tensor | npt.ArrayLike,
+    labels: torch.Tensor | npt.ArrayLike,
+    fars: list[float],
+    n_bootstrap: int = 0,
+    seed: int = 0,
+    groups: torch.Tensor | npt.ArrayLike | None = None,
+) -> dict[str, Any]:
+    """ROC (drop_intermediate), AUC, EER, TAR@FAR, best accuracy and bootstrap rows from one sort."""

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{MfrError, Result};
-use crate::tensor_check::{all_finite, Arg};
+use crate::tensor_check::{all_finite, host_slice, Arg};
 use crate::threads;
 
 /// Norms below this count as zero: a zero embedding has cosine 0 with everything.
@@ -46,8 +46,7 @@ pub fn pair_scores(embeddings: &Tensor, pairs: &[[i64; 2]]) -> Result<Vec<f64>> 
     }
     match embeddings.device() {
         Device::Cpu => {
-            // SAFETY: checked above: a contiguous float32 CPU tensor of n*d elements, alive (borrowed) for this call.
-            let data = unsafe { std::slice::from_raw_parts(embeddings.data_ptr() as *const f32, n as usize * d) };
+            let data = host_slice::<f32>(F, "embeddings", embeddings)?;
             pair_scores_cpu(data, d, pairs)
         }
         _ => pair_scores_device(embeddings, pairs),

@@ -1,5 +1,16 @@
 //! Verification metrics and the similarity scores they read.
 
+pub mod binary;
+pub mod bootstrap;
 pub mod cosine;
+pub mod identification;
+pub mod kfold;
+pub mod radix;
+pub mod roc;
 
+pub use binary::BinaryScores;
+pub use bootstrap::{bootstrap, ScoreRuns};
 pub use cosine::{cosine_scores, pair_scores};
+pub use identification::{identification, Identification};
+pub use kfold::{kfold_accuracy, KFoldOutcome, Protocol, ValAtFar};
+pub use roc::{eer, roc_auc, roc_curve, tar_at_far, SortedScores};

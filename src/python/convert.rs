@@ -67,3 +67,80 @@ pub(crate) fn index_pairs_arg(ob: &Bound<'_, PyAny>, func: &str, name: &str) -> 
     let flat = Vec::<i64>::try_from(&host.f_flatten(0, -1).map_err(MfrError::from)?).map_err(MfrError::from)?;
     Ok(flat.chunks_exact(2).map(|c| [c[0], c[1]]).collect())
 }
+
+/// A 1-D score vector as a contiguous float64 CPU tensor (any real dtype converts; CUDA copies to host).
+pub(crate) fn scores_arg(ob: &Bound<'_, PyAny>, func: &str, name: &str) -> PyResult<Tensor> {
+    let t = tensor_arg(ob, func, name)?;
+    let kind = t.f_kind().map_err(MfrError::from)?;
+    if !is_real(kind) {
+        return Err(MfrError::invalid(
+            func,
+            format!("argument '{name}' must hold real numbers, got {}", kind_name(kind)),
+        )
+        .into());
+    }
+    Arg::new(func, name, &t).dims(1)?;
+    let host = t.f_to_device(Device::Cpu).and_then(|t| t.f_to_kind(Kind::Double)).and_then(|t| t.f_contiguous());
+    Ok(host.map_err(MfrError::from)?)
+}
+
+/// A 1-D label vector (bool, or numbers that are all 0 or 1) as a contiguous uint8 CPU tensor.
+pub(crate) fn labels_arg(ob: &Bound<'_, PyAny>, func: &str, name: &str) -> PyResult<Tensor> {
+    let t = tensor_arg(ob, func, name)?;
+    let kind = t.f_kind().map_err(MfrError::from)?;
+    if !is_real(kind) {
+        return Err(MfrError::invalid(
+            func,
+            format!("argument '{name}' must be 0/1 or bool, got dtype {}", kind_name(kind)),
+        )
+        .into());
+    }
+    Arg::new(func, name, &t).dims(1)?;
+    Ok(labels_to_u8(&t, kind, func, name)?)
+}
+
+fn labels_to_u8(t: &Tensor, kind: Kind, func: &str, name: &str) -> crate::Result<Tensor> {
+    let t = t.f_to_device(Device::Cpu)?;
+    if kind != Kind::Bool {
+        // Check the values before narrowing: 256 must not wrap to 0.
+        let bad = t.f_ne(0)?.f_logical_and(&t.f_ne(1)?)?;
+        if bad.f_any()?.f_int64_value(&[])? != 0 {
+            let i = bad.f_nonzero()?.f_int64_value(&[0, 0])?;
+            let v = t.f_to_kind(Kind::Double)?.f_double_value(&[i])?;
+            return Err(MfrError::invalid(func, format!("{name} must be 0/1 or bool, got value {v} at index {i}")));
+        }
+    }
+    Ok(t.f_to_kind(Kind::Uint8)?.f_contiguous()?)
+}
+
+fn is_real(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Bool
+            | Kind::Uint8
+            | Kind::Int8
+            | Kind::Int16
+            | Kind::Int
+            | Kind::Int64
+            | Kind::Half
+            | Kind::BFloat16
+            | Kind::Float
+            | Kind::Double
+    )
+}
+
+/// A 1-D array of integer ids, copied to host memory as i64.
+pub(crate) fn ids_arg(ob: &Bound<'_, PyAny>, func: &str, name: &str) -> PyResult<Vec<i64>> {
+    let t = tensor_arg(ob, func, name)?;
+    let kind = t.f_kind().map_err(MfrError::from)?;
+    if !matches!(kind, Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8) {
+        return Err(MfrError::invalid(
+            func,
+            format!("argument '{name}' must hold integer ids, got {}", kind_name(kind)),
+        )
+        .into());
+    }
+    Arg::new(func, name, &t).dims(1)?;
+    let host = t.f_to_device(Device::Cpu).and_then(|t| t.f_to_kind(Kind::Int64)).and_then(|t| t.f_contiguous());
+    Ok(Vec::<i64>::try_from(&host.map_err(MfrError::from)?).map_err(MfrError::from)?)
+}

@@ -2,15 +2,25 @@
 
 use numpy::{PyArray1, ToPyArray};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 use pyo3_tch::PyTensor;
+use tch::Tensor;
 
-use super::convert::{index_pairs_arg, tensor_arg};
+use super::convert::{ids_arg, index_pairs_arg, labels_arg, scores_arg, tensor_arg};
 use super::errors::{guarded, without_gil};
-use crate::metrics;
+use crate::metrics::{self, BinaryScores, SortedScores};
+use crate::tensor_check::host_slice;
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(cosine_scores, m)?)?;
     m.add_function(wrap_pyfunction!(pair_scores, m)?)?;
+    m.add_function(wrap_pyfunction!(roc_curve, m)?)?;
+    m.add_function(wrap_pyfunction!(roc_auc, m)?)?;
+    m.add_function(wrap_pyfunction!(eer, m)?)?;
+    m.add_function(wrap_pyfunction!(tar_at_far, m)?)?;
+    m.add_function(wrap_pyfunction!(kfold_accuracy, m)?)?;
+    m.add_function(wrap_pyfunction!(identification_ranks, m)?)?;
+    m.add_function(wrap_pyfunction!(verification_summary, m)?)?;
     Ok(())
 }
 
@@ -39,5 +49,202 @@ fn pair_scores<'py>(
         let p = index_pairs_arg(pairs, "pair_scores", "pairs")?;
         let scores = without_gil(py, move || metrics::pair_scores(&e, &p))?;
         Ok(scores.to_pyarray(py))
+    })
+}
+
+/// Converts, then runs `f` on the sorted scores without the GIL.
+fn with_sorted<T: Send>(
+    py: Python<'_>,
+    func: &'static str,
+    scores: &Bound<'_, PyAny>,
+    labels: &Bound<'_, PyAny>,
+    f: impl FnOnce(&SortedScores) -> crate::Result<T> + Send,
+) -> PyResult<T> {
+    let s: Tensor = scores_arg(scores, func, "scores")?;
+    let l: Tensor = labels_arg(labels, func, "labels")?;
+    without_gil(py, move || {
+        let input = BinaryScores::new(
+            func,
+            host_slice::<f64>(func, "scores", &s)?,
+            host_slice::<u8>(func, "labels", &l)?,
+            true,
+        )?;
+        f(&SortedScores::new(&input)?)
+    })
+}
+
+type Array<'py> = Bound<'py, PyArray1<f64>>;
+
+/// (fpr, tpr, thresholds) as float64 arrays, point for point as sklearn.metrics.roc_curve.
+#[pyfunction]
+#[pyo3(signature = (scores, labels, drop_intermediate = false))]
+fn roc_curve<'py>(
+    py: Python<'py>,
+    scores: &Bound<'py, PyAny>,
+    labels: &Bound<'py, PyAny>,
+    drop_intermediate: bool,
+) -> PyResult<(Array<'py>, Array<'py>, Array<'py>)> {
+    guarded(|| {
+        let (fpr, tpr, thr) =
+            with_sorted(py, "roc_curve", scores, labels, move |s| Ok(metrics::roc_curve(s, drop_intermediate)))?;
+        Ok((fpr.to_pyarray(py), tpr.to_pyarray(py), thr.to_pyarray(py)))
+    })
+}
+
+/// Area under the ROC curve (ties count one half).
+#[pyfunction]
+fn roc_auc(py: Python<'_>, scores: &Bound<'_, PyAny>, labels: &Bound<'_, PyAny>) -> PyResult<f64> {
+    guarded(|| with_sorted(py, "roc_auc", scores, labels, |s| Ok(metrics::roc_auc(s))))
+}
+
+/// (equal error rate, threshold).
+#[pyfunction]
+fn eer(py: Python<'_>, scores: &Bound<'_, PyAny>, labels: &Bound<'_, PyAny>) -> PyResult<(f64, f64)> {
+    guarded(|| with_sorted(py, "eer", scores, labels, |s| Ok(metrics::eer(s))))
+}
+
+/// (tar, threshold) arrays, one entry per target FAR; NaN where a target is below 1/N impostors.
+#[pyfunction]
+fn tar_at_far<'py>(
+    py: Python<'py>,
+    scores: &Bound<'py, PyAny>,
+    labels: &Bound<'py, PyAny>,
+    fars: Vec<f64>,
+) -> PyResult<(Array<'py>, Array<'py>)> {
+    guarded(|| {
+        let res = with_sorted(py, "tar_at_far", scores, labels, move |s| metrics::tar_at_far(s, &fars))?;
+        let (tar, thr): (Vec<f64>, Vec<f64>) = res.into_iter().unzip();
+        Ok((tar.to_pyarray(py), thr.to_pyarray(py)))
+    })
+}
+
+/// k-fold accuracy under `protocol` ('exact', 'insightface', 'facexzoo') as a dict of floats and
+/// float64 arrays (`val` holds insightface's VAL@FAR=1e-3, else None).
+#[pyfunction]
+#[pyo3(signature = (scores, labels, n_folds = 10, protocol = "exact"))]
+fn kfold_accuracy<'py>(
+    py: Python<'py>,
+    scores: &Bound<'py, PyAny>,
+    labels: &Bound<'py, PyAny>,
+    n_folds: i64,
+    protocol: &str,
+) -> PyResult<Bound<'py, PyDict>> {
+    const F: &str = "kfold_accuracy";
+    guarded(|| {
+        let protocol = metrics::Protocol::parse(protocol)?;
+        let k = usize::try_from(n_folds)
+            .map_err(|_| crate::MfrError::invalid(F, format!("n_folds must be >= 2, got {n_folds}")))?;
+        let s: Tensor = scores_arg(scores, F, "scores")?;
+        let l: Tensor = labels_arg(labels, F, "labels")?;
+        let out = without_gil(py, move || {
+            let input =
+                BinaryScores::new(F, host_slice::<f64>(F, "scores", &s)?, host_slice::<u8>(F, "labels", &l)?, true)?;
+            metrics::kfold_accuracy(&input, k, protocol)
+        })?;
+        let d = PyDict::new(py);
+        d.set_item("mean", out.mean)?;
+        d.set_item("std", out.std)?;
+        d.set_item("fold_accuracies", out.fold_accuracies.to_pyarray(py))?;
+        d.set_item("thresholds", out.thresholds.to_pyarray(py))?;
+        match out.val {
+            None => d.set_item("val", py.None())?,
+            Some(v) => {
+                let vd = PyDict::new(py);
+                vd.set_item("far_target", v.far_target)?;
+                vd.set_item("val_mean", v.val_mean)?;
+                vd.set_item("val_std", v.val_std)?;
+                vd.set_item("far_mean", v.far_mean)?;
+                vd.set_item("thresholds", v.thresholds.to_pyarray(py))?;
+                vd.set_item("vals", v.vals.to_pyarray(py))?;
+                vd.set_item("fars", v.fars.to_pyarray(py))?;
+                d.set_item("val", vd)?;
+            }
+        }
+        Ok(d)
+    })
+}
+
+/// 1-based rank of each probe's best gallery mate (closed-set identification), int64 array.
+#[pyfunction]
+fn identification_ranks<'py>(
+    py: Python<'py>,
+    gallery: &Bound<'py, PyAny>,
+    gallery_ids: &Bound<'py, PyAny>,
+    probes: &Bound<'py, PyAny>,
+    probe_ids: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    const F: &str = "identification";
+    guarded(|| {
+        let g = tensor_arg(gallery, F, "gallery")?;
+        let gi = ids_arg(gallery_ids, F, "gallery_ids")?;
+        let p = tensor_arg(probes, F, "probes")?;
+        let pi = ids_arg(probe_ids, F, "probe_ids")?;
+        let out = without_gil(py, move || metrics::identification(&g, &gi, &p, &pi))?;
+        Ok(out.ranks.to_pyarray(py))
+    })
+}
+
+/// Everything `verification_report` shows, from one sort of the scores, plus (when
+/// `n_bootstrap > 0`) the bootstrap resamples as a flat row-major array with columns
+/// `[auc, eer, best_accuracy, tar@fars...]`. `groups`: resample groups (e.g. identities) instead of pairs.
+#[pyfunction]
+#[pyo3(signature = (scores, labels, fars, n_bootstrap = 0, seed = 0, groups = None))]
+fn verification_summary<'py>(
+    py: Python<'py>,
+    scores: &Bound<'py, PyAny>,
+    labels: &Bound<'py, PyAny>,
+    fars: Vec<f64>,
+    n_bootstrap: i64,
+    seed: u64,
+    groups: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    const F: &str = "verification_report";
+    guarded(|| {
+        let n_boot = usize::try_from(n_bootstrap)
+            .map_err(|_| crate::MfrError::invalid(F, format!("n_bootstrap must be >= 0, got {n_bootstrap}")))?;
+        let s: Tensor = scores_arg(scores, F, "scores")?;
+        let l: Tensor = labels_arg(labels, F, "labels")?;
+        let g = groups.map(|g| ids_arg(g, F, "groups")).transpose()?;
+        let out = without_gil(py, move || {
+            let input =
+                BinaryScores::new(F, host_slice::<f64>(F, "scores", &s)?, host_slice::<u8>(F, "labels", &l)?, true)?;
+            let sorted = SortedScores::new(&input)?;
+            let tar = metrics::tar_at_far(&sorted, &fars)?;
+            let (n_pos, n_neg) = (sorted.n_pos(), sorted.n_neg());
+            let best = metrics::roc::best_accuracy_of_points(sorted.points(), n_pos, n_neg);
+            let boot = if n_boot == 0 {
+                Vec::new()
+            } else {
+                let runs = match &g {
+                    None => metrics::ScoreRuns::from_sorted(&sorted),
+                    Some(g) => metrics::ScoreRuns::with_groups(&input, g)?,
+                };
+                metrics::bootstrap(&runs, n_boot, seed, &fars)?
+            };
+            Ok((
+                metrics::roc_curve(&sorted, true),
+                metrics::roc_auc(&sorted),
+                metrics::eer(&sorted),
+                tar,
+                best,
+                (n_pos, n_neg),
+                boot,
+            ))
+        })?;
+        let ((fpr, tpr, thr), auc, eer, tar, best, (n_pos, n_neg), boot) = out;
+        let d = PyDict::new(py);
+        d.set_item("fpr", fpr.to_pyarray(py))?;
+        d.set_item("tpr", tpr.to_pyarray(py))?;
+        d.set_item("thresholds", thr.to_pyarray(py))?;
+        d.set_item("auc", auc)?;
+        d.set_item("eer", eer)?;
+        let (tar_v, tar_t): (Vec<f64>, Vec<f64>) = tar.into_iter().unzip();
+        d.set_item("tar", tar_v.to_pyarray(py))?;
+        d.set_item("tar_thresholds", tar_t.to_pyarray(py))?;
+        d.set_item("best_accuracy", best)?;
+        d.set_item("n_genuine", n_pos)?;
+        d.set_item("n_impostor", n_neg)?;
+        d.set_item("bootstrap", boot.to_pyarray(py))?;
+        Ok(d)
     })
 }

@@ -1,0 +1,100 @@
+//! Validated binary-classification input: similarity scores (higher = same identity) and 0/1 labels.
+
+use crate::error::{MfrError, Result};
+
+/// Scores and labels that passed the checks every verification metric needs.
+#[derive(Clone, Copy, Debug)]
+pub struct BinaryScores<'a> {
+    pub scores: &'a [f64],
+    pub labels: &'a [u8],
+    pub n_pos: usize,
+    pub n_neg: usize,
+}
+
+impl<'a> BinaryScores<'a> {
+    /// Checks lengths, finiteness and label values; with `need_both_classes`, that both classes occur.
+    pub fn new(func: &str, scores: &'a [f64], labels: &'a [u8], need_both_classes: bool) -> Result<Self> {
+        if scores.len() != labels.len() {
+            return Err(MfrError::invalid(
+                func,
+                format!("scores and labels must have the same length, got {} and {}", scores.len(), labels.len()),
+            ));
+        }
+        if scores.is_empty() {
+            return Err(MfrError::invalid(func, "scores and labels must not be empty"));
+        }
+        if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
+            return Err(MfrError::invalid(func, format!("scores must be finite, got {} at index {i}", scores[i])));
+        }
+        if let Some(i) = labels.iter().position(|&l| l > 1) {
+            return Err(MfrError::invalid(
+                func,
+                format!("labels must be 0/1 or bool, got value {} at index {i}", labels[i]),
+            ));
+        }
+        let n_pos = labels.iter().map(|&l| l as usize).sum::<usize>();
+        let n_neg = labels.len() - n_pos;
+        if need_both_classes && (n_pos == 0 || n_neg == 0) {
+            let (have, missing) =
+                if n_pos == 0 { ("impostor", "genuine (label 1)") } else { ("genuine", "impostor (label 0)") };
+            return Err(MfrError::invalid(
+                func,
+                format!(
+                    "needs both genuine and impostor pairs, but all {} labels are {have}: no {missing} pairs, so the metric is undefined",
+                    labels.len()
+                ),
+            ));
+        }
+        Ok(BinaryScores { scores, labels, n_pos, n_neg })
+    }
+}
+
+/// Order-preserving map from a finite f64 to u64 (`a < b` iff `key(a) < key(b)`; -0.0 and 0.0 map
+/// to one key, as they compare equal).
+#[inline]
+pub fn ordered_key(x: f64) -> u64 {
+    let x = if x == 0.0 { 0.0 } else { x };
+    let bits = x.to_bits();
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | (1 << 63)
+    }
+}
+
+/// Inverse of [`ordered_key`].
+#[inline]
+pub fn key_value(key: u64) -> f64 {
+    let bits = if key >> 63 == 1 { key & !(1 << 63) } else { !key };
+    f64::from_bits(bits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_order_matches_float_order() {
+        let xs = [-1e300, -2.5, -1.0, -f64::MIN_POSITIVE, -0.0, 0.0, 5e-324, 0.5, 1.0, 1e300];
+        for w in xs.windows(2) {
+            assert!(ordered_key(w[0]) <= ordered_key(w[1]), "{w:?}");
+            assert_eq!(key_value(ordered_key(w[1])), w[1]);
+        }
+        assert_eq!(ordered_key(-0.0), ordered_key(0.0));
+    }
+
+    #[test]
+    fn validation_messages() {
+        let e = BinaryScores::new("roc_curve", &[0.1, 0.2], &[0, 2], true).unwrap_err();
+        assert_eq!(e.to_string(), "roc_curve: labels must be 0/1 or bool, got value 2 at index 1");
+        let e = BinaryScores::new("auc", &[0.1, f64::NAN], &[0, 1], true).unwrap_err();
+        assert!(e.to_string().contains("scores must be finite, got NaN at index 1"));
+        let e = BinaryScores::new("auc", &[0.1], &[0, 1], true).unwrap_err();
+        assert!(e.to_string().contains("same length, got 1 and 2"));
+        let e = BinaryScores::new("eer", &[0.1, 0.3], &[1, 1], true).unwrap_err();
+        assert!(e.to_string().contains("no impostor (label 0) pairs"), "{e}");
+        assert!(BinaryScores::new("x", &[], &[], false).is_err());
+        let ok = BinaryScores::new("x", &[0.1, 0.3, 0.2], &[1, 0, 1], true).unwrap();
+        assert_eq!((ok.n_pos, ok.n_neg), (2, 1));
+    }
+}
