@@ -19,8 +19,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """End-to-end run on the built-in synthetic domains: scores computed by the Rust core."""
+    """End-to-end run on the built-in synthetic domains: scores and metrics computed by the Rust core."""
     import mfr
+    from mfr.metrics import verification_report
     from mfr.synthetic import synthetic_embeddings
 
     if args.threads is not None:
@@ -30,15 +31,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     data = synthetic_embeddings(n_domains=args.domains, ids_per_domain=args.ids, seed=args.seed)
     emb = data.embeddings.to(args.device)
     print(f"synthetic data: {args.domains} domains x {args.ids} identities, {len(data.identities)} embeddings on {emb.device}")
-    print(f"{'domain':>6} {'pairs':>9} {'genuine':>8} {'impostor':>9} {'d-prime':>8}")
+    print(f"verification per domain (95% CI from {args.bootstrap} bootstrap resamples of identities)")
+    print(f"{'domain':>6} {'pairs':>8} {'AUC':>24} {'EER':>24} {'TAR@FAR=1e-3':>24}")
     for d in range(args.domains):
         pairs, labels = data.verification_pairs(d, n_impostors=args.impostors, seed=args.seed + d)
         t0 = time.perf_counter()
         scores = mfr.pair_scores(emb, pairs)
+        groups = data.identities[pairs[:, 0]]
+        rep = verification_report(scores, labels, fars=(1e-3,), n_bootstrap=args.bootstrap, groups=groups, seed=args.seed)
         dt = time.perf_counter() - t0
-        gen, imp = scores[labels], scores[~labels]
-        dprime = (gen.mean() - imp.mean()) / np.sqrt(0.5 * (gen.var() + imp.var()))
-        print(f"{d:>6} {len(pairs):>9} {gen.mean():>8.4f} {imp.mean():>9.4f} {dprime:>8.3f}   ({len(pairs) / dt / 1e6:.1f} M pairs/s)")
+        cells = [str(rep.ci["auc"]), str(rep.ci["eer"]), str(rep.ci["tar@far=0.001"])]
+        print(f"{d:>6} {len(pairs):>8} {cells[0]:>24} {cells[1]:>24} {cells[2]:>24}   ({dt:.2f} s)")
     return 0
 
 
@@ -51,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--domains", type=int, default=4)
     demo.add_argument("--ids", type=int, default=200, help="identities per domain")
     demo.add_argument("--impostors", type=int, default=200_000, help="impostor pairs per domain")
+    demo.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the confidence intervals")
     demo.add_argument("--device", default="cpu", help="cpu or cuda")
     demo.add_argument("--threads", type=int, default=None)
     demo.add_argument("--seed", type=int, default=0)

@@ -61,7 +61,7 @@ def synthetic_embeddings(
     centers = rng.standard_normal((n_ids, dim))
     centers /= np.linalg.norm(centers, axis=1, keepdims=True)
     offsets = rng.standard_normal((n_domains, dim)) * domain_shift / np.sqrt(dim)
-    noise = np.linspace(0.6, 1.2, n_domains)  # later domains are harder
+    noise = np.linspace(1.1, 1.7, n_domains)  # later domains are harder
     identities = np.repeat(np.arange(n_ids), images_per_id)
     domains = identities // ids_per_domain
     x = centers[identities] + offsets[domains]

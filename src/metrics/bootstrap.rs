@@ -2,42 +2,50 @@
 //!
 //! Resampling n pairs with replacement only changes how often each pair counts, so every resample
 //! is a *weighted* walk over one sorted order: draw the multiplicities, sum them per distinct score,
-//! and read AUC, EER, best accuracy and TAR@FAR off the weighted ROC points. Resampling by group
-//! (e.g. identity) draws group multiplicities instead and gives each pair its group's. Resample `b`
-//! uses random stream `b` of the seed, so results do not depend on the thread count.
+//! and feed the weighted ROC points to the same metric accumulators as the plain metrics (one
+//! fused pass). Resampling by group (e.g. identity) draws group multiplicities instead and gives
+//! each pair its group's. Resample `b` uses random stream `b` of the seed, so results do not depend
+//! on the thread count.
 
 use rayon::prelude::*;
 
 use super::binary::{ordered_key, BinaryScores};
-use super::roc::{
-    auc_of_points, best_accuracy_of_points, eer_of_points, tar_of_points, validate_fars, RocPoint, SortedScores,
-};
+use super::roc::{validate_fars, Auc, BestAccuracy, Eer, RocPoint, SortedScores, TarAtFar};
 use crate::error::{MfrError, Result};
 use crate::rng::Rng;
 use crate::threads;
 
-/// Pairs in decreasing score order, cut into runs of equal score.
+const LABEL: u8 = 1;
+const RUN_END: u8 = 2;
+
+/// Pairs in decreasing score order; runs of equal score end where `RUN_END` is set.
 pub struct ScoreRuns {
-    labels: Vec<u8>,
+    /// Per position: `LABEL` bit (genuine) and `RUN_END` bit (last pair of its score).
+    flags: Vec<u8>,
+    /// Threshold of each run.
+    thresholds: Vec<f64>,
     /// Group index of each position (empty when resampling pairs).
     groups: Vec<u32>,
-    n_groups: usize,
-    /// `bounds[r]..bounds[r + 1]` are the positions of run `r`.
-    bounds: Vec<usize>,
-    thresholds: Vec<f64>,
+    /// Per group: (genuine, impostor) pair counts.
+    group_classes: Vec<(u64, u64)>,
 }
 
 impl ScoreRuns {
     /// From an existing sort (pair resampling): a merge of the genuine and impostor keys.
     pub fn from_sorted(sorted: &SortedScores) -> Self {
-        let mut runs =
-            ScoreRuns { labels: Vec::new(), groups: Vec::new(), n_groups: 0, bounds: vec![0], thresholds: Vec::new() };
+        let n = (sorted.n_pos() + sorted.n_neg()) as usize;
+        let mut runs = ScoreRuns {
+            flags: Vec::with_capacity(n),
+            thresholds: Vec::new(),
+            groups: Vec::new(),
+            group_classes: Vec::new(),
+        };
         let mut prev = (0u64, 0u64);
         for p in sorted.points() {
             let (dp, dn) = (p.tp - prev.0, p.fp - prev.1);
-            runs.labels.extend(std::iter::repeat_n(1u8, dp as usize));
-            runs.labels.extend(std::iter::repeat_n(0u8, dn as usize));
-            runs.bounds.push(runs.labels.len());
+            runs.flags.extend(std::iter::repeat_n(LABEL, dp as usize));
+            runs.flags.extend(std::iter::repeat_n(0u8, dn as usize));
+            *runs.flags.last_mut().expect("a point has at least one pair") |= RUN_END;
             runs.thresholds.push(p.threshold);
             prev = (p.tp, p.fp);
         }
@@ -57,51 +65,124 @@ impl ScoreRuns {
         distinct.sort_unstable();
         distinct.dedup();
         let gidx: Vec<u32> = groups.iter().map(|g| distinct.binary_search(g).expect("present") as u32).collect();
+        let mut group_classes = vec![(0u64, 0u64); distinct.len()];
+        for (&g, &l) in gidx.iter().zip(input.labels) {
+            let c = &mut group_classes[g as usize];
+            if l == 1 {
+                c.0 += 1
+            } else {
+                c.1 += 1
+            }
+        }
         let mut order: Vec<(u64, u32)> = threads::install(|| {
             input.scores.par_iter().enumerate().map(|(i, &s)| (ordered_key(s), i as u32)).collect()
         })?;
         threads::install(|| order.par_sort_unstable_by(|a, b| b.0.cmp(&a.0)))?;
         let mut runs = ScoreRuns {
-            labels: Vec::with_capacity(n),
-            groups: Vec::with_capacity(n),
-            n_groups: distinct.len(),
-            bounds: vec![0],
+            flags: Vec::with_capacity(n),
             thresholds: Vec::new(),
+            groups: Vec::with_capacity(n),
+            group_classes,
         };
-        let mut i = 0;
-        while i < n {
-            let key = order[i].0;
-            while i < n && order[i].0 == key {
-                let idx = order[i].1 as usize;
-                runs.labels.push(input.labels[idx]);
-                runs.groups.push(gidx[idx]);
-                i += 1;
+        for (i, &(key, idx)) in order.iter().enumerate() {
+            let idx = idx as usize;
+            let end = i + 1 == n || order[i + 1].0 != key;
+            runs.flags.push(input.labels[idx] | if end { RUN_END } else { 0 });
+            runs.groups.push(gidx[idx]);
+            if end {
+                runs.thresholds.push(input.scores[idx]);
             }
-            runs.bounds.push(i);
-            runs.thresholds.push(input.scores[order[i - 1].1 as usize]);
         }
         Ok(runs)
     }
 
-    fn weighted_points(&self, weights: &[u32]) -> (Vec<RocPoint>, u64, u64) {
-        let mut points = Vec::with_capacity(self.thresholds.len());
-        let (mut tp, mut fp) = (0u64, 0u64);
-        for (r, w) in self.bounds.windows(2).enumerate() {
-            let (mut wp, mut wn) = (0u64, 0u64);
-            for (&wt, &label) in weights[w[0]..w[1]].iter().zip(&self.labels[w[0]..w[1]]) {
-                if label == 1 {
-                    wp += u64::from(wt)
-                } else {
-                    wn += u64::from(wt)
+    /// Walks the runs with per-position weights, calling `visit` for every run that got weight.
+    #[inline]
+    fn walk(&self, weight: impl Fn(usize) -> u64, mut visit: impl FnMut(&RocPoint)) {
+        let (mut tp, mut fp, mut wp, mut wn, mut run) = (0u64, 0u64, 0u64, 0u64, 0usize);
+        for (i, &f) in self.flags.iter().enumerate() {
+            let w = weight(i);
+            let genuine = u64::from(f & LABEL);
+            wp += w * genuine;
+            wn += w * (1 - genuine);
+            if f & RUN_END != 0 {
+                if wp + wn > 0 {
+                    tp += wp;
+                    fp += wn;
+                    visit(&RocPoint { threshold: self.thresholds[run], tp, fp });
                 }
-            }
-            if wp + wn > 0 {
-                tp += wp;
-                fp += wn;
-                points.push(RocPoint { threshold: self.thresholds[r], tp, fp });
+                (wp, wn) = (0, 0);
+                run += 1;
             }
         }
-        (points, tp, fp)
+    }
+}
+
+/// The metrics of one weighted walk: `[auc, eer, best_accuracy, tar@fars...]`.
+fn metrics_row(
+    runs: &ScoreRuns,
+    weight: impl Fn(usize) -> u64,
+    n_pos: u64,
+    n_neg: u64,
+    fars: &[f64],
+) -> Result<Vec<f64>> {
+    let width = 3 + fars.len();
+    if n_pos == 0 || n_neg == 0 {
+        return Ok(vec![f64::NAN; width]);
+    }
+    let (mut auc, mut eer, mut acc) = (Auc::default(), Eer::new(n_pos, n_neg), BestAccuracy::new(n_pos, n_neg));
+    let mut tar = TarAtFar::new(n_pos, n_neg, fars)?;
+    let (mut eer_done, mut tar_done) = (false, false);
+    runs.walk(weight, |p| {
+        auc.push(p);
+        acc.push(p);
+        if !eer_done {
+            eer_done = eer.push(p);
+        }
+        if !tar_done {
+            tar_done = tar.push(p);
+        }
+    });
+    let mut row = Vec::with_capacity(width);
+    row.push(auc.finish(n_pos, n_neg));
+    row.push(eer.finish().0);
+    row.push(acc.finish().0);
+    row.extend(tar.finish().into_iter().map(|t| t.0));
+    Ok(row)
+}
+
+/// Multiplicities of one pair resample: n draws with replacement. Counts live in a byte per pair
+/// (the array stays cache-resident, which is what makes the scattered increments cheap); the
+/// astronomically rare pair drawn 255+ times spills into `overflow`.
+struct PairCounts {
+    counts: Vec<u8>,
+    overflow: std::collections::HashMap<usize, u64>,
+}
+
+impl PairCounts {
+    fn draw(&mut self, rng: &mut Rng) {
+        let n = self.counts.len();
+        self.counts.iter_mut().for_each(|c| *c = 0);
+        self.overflow.clear();
+        for _ in 0..n {
+            let pos = rng.below(n as u64) as usize;
+            let c = &mut self.counts[pos];
+            if *c == u8::MAX {
+                *self.overflow.entry(pos).or_insert(0) += 1;
+            } else {
+                *c += 1;
+            }
+        }
+    }
+
+    #[inline]
+    fn weight(&self, i: usize) -> u64 {
+        let c = self.counts[i];
+        if c == u8::MAX {
+            u64::from(c) + self.overflow.get(&i).copied().unwrap_or(0)
+        } else {
+            u64::from(c)
+        }
     }
 }
 
@@ -109,44 +190,44 @@ impl ScoreRuns {
 /// `n_resamples` rows). A resample lacking a class gives NaN throughout.
 pub fn bootstrap(runs: &ScoreRuns, n_resamples: usize, seed: u64, fars: &[f64]) -> Result<Vec<f64>> {
     validate_fars("bootstrap", fars)?;
-    let n = runs.labels.len();
-    let width = 3 + fars.len();
-    let rows: Vec<Vec<f64>> = threads::install(|| {
+    let n = runs.flags.len();
+    let n_groups = runs.group_classes.len();
+    let by_pair = runs.groups.is_empty();
+    let rows: Vec<Result<Vec<f64>>> = threads::install(|| {
         (0..n_resamples)
             .into_par_iter()
             .map_init(
-                || (vec![0u32; n], vec![0u32; runs.n_groups]),
-                |(weights, group_counts), b| {
+                || {
+                    let pairs =
+                        PairCounts { counts: vec![0u8; if by_pair { n } else { 0 }], overflow: Default::default() };
+                    (pairs, vec![0u64; if by_pair { 0 } else { n_groups }])
+                },
+                |(pairs, group_counts), b| {
                     let mut rng = Rng::new(seed, b as u64);
-                    if runs.groups.is_empty() {
-                        weights.iter_mut().for_each(|w| *w = 0);
-                        for _ in 0..n {
-                            weights[rng.below(n as u64) as usize] += 1;
-                        }
+                    if by_pair {
+                        pairs.draw(&mut rng);
+                        let n_pos: u64 = (0..n).map(|i| pairs.weight(i) * u64::from(runs.flags[i] & LABEL)).sum();
+                        metrics_row(runs, |i| pairs.weight(i), n_pos, n as u64 - n_pos, fars)
                     } else {
                         group_counts.iter_mut().for_each(|c| *c = 0);
-                        for _ in 0..runs.n_groups {
-                            group_counts[rng.below(runs.n_groups as u64) as usize] += 1;
+                        for _ in 0..n_groups {
+                            group_counts[rng.below(n_groups as u64) as usize] += 1;
                         }
-                        for (w, &g) in weights.iter_mut().zip(&runs.groups) {
-                            *w = group_counts[g as usize];
-                        }
+                        let (n_pos, n_neg) = group_counts
+                            .iter()
+                            .zip(&runs.group_classes)
+                            .fold((0, 0), |(p, q), (&c, &(gp, gn))| (p + c * gp, q + c * gn));
+                        metrics_row(runs, |i| group_counts[runs.groups[i] as usize], n_pos, n_neg, fars)
                     }
-                    let (points, n_pos, n_neg) = runs.weighted_points(weights);
-                    if n_pos == 0 || n_neg == 0 {
-                        return vec![f64::NAN; width];
-                    }
-                    let mut row = Vec::with_capacity(width);
-                    row.push(auc_of_points(points.iter().copied(), n_pos, n_neg));
-                    row.push(eer_of_points(points.iter().copied(), n_pos, n_neg).0);
-                    row.push(best_accuracy_of_points(points.iter().copied(), n_pos, n_neg).0);
-                    row.extend(tar_of_points(points.iter().copied(), n_pos, n_neg, fars).into_iter().map(|t| t.0));
-                    row
                 },
             )
             .collect()
     })?;
-    Ok(rows.into_iter().flatten().collect())
+    let mut flat = Vec::with_capacity(n_resamples * (3 + fars.len()));
+    for row in rows {
+        flat.extend(row?);
+    }
+    Ok(flat)
 }
 
 #[cfg(test)]
@@ -167,11 +248,35 @@ mod tests {
         let (scores, labels) = data();
         let input = BinaryScores::new("t", &scores, &labels, true).unwrap();
         let sorted = SortedScores::new(&input).unwrap();
+        let fars = [0.01, 0.1];
+        let expected = {
+            let mut row = vec![roc::roc_auc(&sorted), roc::eer(&sorted).0, roc::best_accuracy(&sorted).0];
+            row.extend(roc::tar_at_far(&sorted, &fars).unwrap().into_iter().map(|t| t.0));
+            row
+        };
         for runs in [ScoreRuns::from_sorted(&sorted), ScoreRuns::with_groups(&input, &vec![0; 2000]).unwrap()] {
-            let (points, p, n) = runs.weighted_points(&vec![1; 2000]);
+            let mut points = Vec::new();
+            runs.walk(|_| 1, |p| points.push(*p));
             assert_eq!(points, sorted.points().collect::<Vec<_>>());
-            assert_eq!(auc_of_points(points.iter().copied(), p, n), roc::roc_auc(&sorted));
+            let row = metrics_row(&runs, |_| 1, sorted.n_pos(), sorted.n_neg(), &fars).unwrap();
+            assert_eq!(row, expected);
         }
+    }
+
+    #[test]
+    fn byte_counts_spill_over_exactly() {
+        let mut c = PairCounts { counts: vec![0; 3], overflow: Default::default() };
+        c.counts[1] = u8::MAX;
+        c.overflow.insert(1, 7);
+        assert_eq!((c.weight(0), c.weight(1)), (0, 262));
+        let mut rng = Rng::new(0, 0);
+        let mut one = PairCounts { counts: vec![0; 1], overflow: Default::default() };
+        one.draw(&mut rng);
+        assert_eq!(one.weight(0), 1);
+        // A resample holds exactly n draws.
+        let mut many = PairCounts { counts: vec![0; 300], overflow: Default::default() };
+        many.draw(&mut rng);
+        assert_eq!((0..300).map(|i| many.weight(i)).sum::<u64>(), 300);
     }
 
     #[test]
@@ -179,16 +284,14 @@ mod tests {
         let (scores, labels) = data();
         let input = BinaryScores::new("t", &scores, &labels, true).unwrap();
         let runs = ScoreRuns::from_sorted(&SortedScores::new(&input).unwrap());
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap()
-            .install(|| bootstrap(&runs, 50, 9, &[0.01]).unwrap());
-        let three = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap()
-            .install(|| bootstrap(&runs, 50, 9, &[0.01]).unwrap());
+        let run_with = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| bootstrap(&runs, 50, 9, &[0.01]).unwrap())
+        };
+        let (one, three) = (run_with(1), run_with(3));
         assert_eq!(one.len(), 50 * 4);
         assert_eq!(
             one.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),

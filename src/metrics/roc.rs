@@ -95,68 +95,185 @@ impl Iterator for RocPoints<'_> {
 /// (0, 0) at threshold +inf, then one point per distinct score (or, with `drop_intermediate`, only
 /// the points where the curve changes direction, plus both ends).
 pub fn roc_curve(sorted: &SortedScores, drop_intermediate: bool) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    let points: Vec<RocPoint> = sorted.points().collect();
-    let kept: Vec<&RocPoint> = if drop_intermediate && points.len() > 2 {
-        let last = points.len() - 1;
-        points
-            .iter()
-            .enumerate()
-            .filter(|&(k, _)| {
-                k == 0 || k == last || {
-                    let (a, b, c) = (&points[k - 1], &points[k], &points[k + 1]);
-                    // Second differences in exact integer arithmetic (sklearn: np.diff(x, 2) != 0).
-                    a.fp + c.fp != 2 * b.fp || a.tp + c.tp != 2 * b.tp
-                }
-            })
-            .map(|(_, p)| p)
-            .collect()
-    } else {
-        points.iter().collect()
-    };
-    let (n_pos, n_neg) = (sorted.n_pos() as f64, sorted.n_neg() as f64);
-    let mut fpr = Vec::with_capacity(kept.len() + 1);
-    let mut tpr = Vec::with_capacity(kept.len() + 1);
-    let mut thr = Vec::with_capacity(kept.len() + 1);
-    fpr.push(0.0);
-    tpr.push(0.0);
-    thr.push(f64::INFINITY);
-    for p in kept {
-        fpr.push(p.fp as f64 / n_neg);
-        tpr.push(p.tp as f64 / n_pos);
-        thr.push(p.threshold);
+    let mut curve = Curve::new(sorted.n_pos(), sorted.n_neg(), drop_intermediate);
+    sorted.points().for_each(|p| curve.push(&p));
+    curve.finish()
+}
+
+/// Builds the ROC curve while points stream by, deciding each point once its successor is known
+/// (sklearn keeps point k when `np.diff(x, 2)` around it is non-zero, for x = fps and tps), so the
+/// full point list is never held.
+pub struct Curve {
+    n_pos: f64,
+    n_neg: f64,
+    drop_intermediate: bool,
+    /// The two most recent points, `prev` older than `mid`; `mid` awaits its decision.
+    prev: Option<RocPoint>,
+    mid: Option<RocPoint>,
+    fpr: Vec<f64>,
+    tpr: Vec<f64>,
+    thresholds: Vec<f64>,
+}
+
+impl Curve {
+    pub fn new(n_pos: u64, n_neg: u64, drop_intermediate: bool) -> Self {
+        // At most one point per pair plus the first. Reserving the bound avoids the copies (and the
+        // doubled peak) of growing; pages never written are never made resident, and `finish`
+        // shrinks in place.
+        let cap = (n_pos + n_neg + 1) as usize;
+        let mut c = Curve {
+            n_pos: n_pos as f64,
+            n_neg: n_neg as f64,
+            drop_intermediate,
+            prev: None,
+            mid: None,
+            fpr: Vec::with_capacity(cap),
+            tpr: Vec::with_capacity(cap),
+            thresholds: Vec::with_capacity(cap),
+        };
+        c.emit_raw(0.0, 0.0, f64::INFINITY);
+        c
     }
-    (fpr, tpr, thr)
+
+    fn emit_raw(&mut self, fpr: f64, tpr: f64, threshold: f64) {
+        self.fpr.push(fpr);
+        self.tpr.push(tpr);
+        self.thresholds.push(threshold);
+    }
+
+    fn emit(&mut self, p: &RocPoint) {
+        self.emit_raw(p.fp as f64 / self.n_neg, p.tp as f64 / self.n_pos, p.threshold);
+    }
+
+    #[inline]
+    pub fn push(&mut self, p: &RocPoint) {
+        if !self.drop_intermediate {
+            self.emit(p);
+            return;
+        }
+        match (self.prev, self.mid) {
+            (None, _) => {
+                self.emit(p); // the first point is always kept
+                self.prev = Some(*p);
+            }
+            (Some(_), None) => self.mid = Some(*p),
+            (Some(a), Some(b)) => {
+                // Second differences in exact integers.
+                if a.fp + p.fp != 2 * b.fp || a.tp + p.tp != 2 * b.tp {
+                    self.emit(&b);
+                }
+                self.prev = Some(b);
+                self.mid = Some(*p);
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        if let Some(last) = self.mid.take() {
+            self.emit(&last); // the last point is always kept
+        }
+        self.fpr.shrink_to_fit();
+        self.tpr.shrink_to_fit();
+        self.thresholds.shrink_to_fit();
+        (self.fpr, self.tpr, self.thresholds)
+    }
 }
 
 /// Area under the ROC curve, ties counting one half (the Mann-Whitney U statistic / (P N)),
 /// accumulated in exact integer arithmetic.
 pub fn roc_auc(sorted: &SortedScores) -> f64 {
-    auc_of_points(sorted.points(), sorted.n_pos(), sorted.n_neg())
+    let mut m = Auc::default();
+    sorted.points().for_each(|p| m.push(&p));
+    m.finish(sorted.n_pos(), sorted.n_neg())
 }
 
-/// AUC of any ROC point stream (decreasing thresholds, cumulative counts) with class totals.
-pub fn auc_of_points(points: impl Iterator<Item = RocPoint>, n_pos: u64, n_neg: u64) -> f64 {
-    let mut acc = AucAccumulator::default();
-    points.for_each(|p| acc.push(&p));
-    acc.finish(n_pos, n_neg)
+/// Equal error rate `(rate, threshold)`, see [`Eer`].
+pub fn eer(sorted: &SortedScores) -> (f64, f64) {
+    let mut m = Eer::new(sorted.n_pos(), sorted.n_neg());
+    for p in sorted.points() {
+        if m.push(&p) {
+            break;
+        }
+    }
+    m.finish()
 }
 
+/// `(tar, threshold)` per target FAR, see [`TarAtFar`].
+pub fn tar_at_far(sorted: &SortedScores, fars: &[f64]) -> Result<Vec<(f64, f64)>> {
+    let mut m = TarAtFar::new(sorted.n_pos(), sorted.n_neg(), fars)?;
+    for p in sorted.points() {
+        if m.push(&p) {
+            break;
+        }
+    }
+    Ok(m.finish())
+}
+
+/// `(accuracy, threshold)` of the best single threshold, see [`BestAccuracy`].
+pub fn best_accuracy(sorted: &SortedScores) -> (f64, f64) {
+    let mut m = BestAccuracy::new(sorted.n_pos(), sorted.n_neg());
+    sorted.points().for_each(|p| m.push(&p));
+    m.finish()
+}
+
+/// Everything a verification report shows, from one walk over the sorted scores.
+pub struct Summary {
+    pub curve: (Vec<f64>, Vec<f64>, Vec<f64>),
+    pub auc: f64,
+    pub eer: (f64, f64),
+    pub tar_at_far: Vec<(f64, f64)>,
+    pub best_accuracy: (f64, f64),
+}
+
+pub fn summarize(sorted: &SortedScores, fars: &[f64], drop_intermediate: bool) -> Result<Summary> {
+    let (n_pos, n_neg) = (sorted.n_pos(), sorted.n_neg());
+    let mut curve = Curve::new(n_pos, n_neg, drop_intermediate);
+    let (mut auc, mut eer, mut acc) = (Auc::default(), Eer::new(n_pos, n_neg), BestAccuracy::new(n_pos, n_neg));
+    let mut tar = TarAtFar::new(n_pos, n_neg, fars)?;
+    let (mut eer_done, mut tar_done) = (false, false);
+    for p in sorted.points() {
+        curve.push(&p);
+        auc.push(&p);
+        acc.push(&p);
+        if !eer_done {
+            eer_done = eer.push(&p);
+        }
+        if !tar_done {
+            tar_done = tar.push(&p);
+        }
+    }
+    Ok(Summary {
+        curve: curve.finish(),
+        auc: auc.finish(n_pos, n_neg),
+        eer: eer.finish(),
+        tar_at_far: tar.finish(),
+        best_accuracy: acc.finish(),
+    })
+}
+
+// Each metric below consumes ROC points by decreasing threshold (cumulative counts), so one walk
+// can feed several of them; `push` returns true once the metric can no longer change.
+
+/// AUC accumulator: twice the trapezoid area in exact integers.
 #[derive(Default)]
-struct AucAccumulator {
+pub struct Auc {
     twice_area: u128,
     prev_tp: u64,
     prev_fp: u64,
 }
 
-impl AucAccumulator {
+impl Auc {
     #[inline]
-    fn push(&mut self, p: &RocPoint) {
+    pub fn push(&mut self, p: &RocPoint) {
         self.twice_area += u128::from(p.fp - self.prev_fp) * u128::from(p.tp + self.prev_tp);
         self.prev_tp = p.tp;
         self.prev_fp = p.fp;
     }
 
-    fn finish(&self, n_pos: u64, n_neg: u64) -> f64 {
+    pub fn finish(&self, n_pos: u64, n_neg: u64) -> f64 {
+        if n_pos == 0 || n_neg == 0 {
+            return f64::NAN;
+        }
         // Split the division so huge counts stay accurate: (2A) / (2 P N).
         let denom = 2 * u128::from(n_pos) * u128::from(n_neg);
         let whole = self.twice_area / denom;
@@ -167,75 +284,154 @@ impl AucAccumulator {
 
 /// Equal error rate: where the false accept rate FAR = fp/N meets the false reject rate
 /// FRR = 1 - tp/P. Walking the ROC by decreasing threshold, `k` is the first point with
-/// FRR <= FAR; the rate is the crossing of the straight segment from point k-1 to k (the point at
-/// +inf being (FAR 0, FRR 1)); the threshold is point k's (accept scores >= it).
-pub fn eer(sorted: &SortedScores) -> (f64, f64) {
-    eer_of_points(sorted.points(), sorted.n_pos(), sorted.n_neg())
+/// FRR <= FAR (compared exactly in integers); the rate is the crossing of the straight segment from
+/// point k-1 to k (the point at +inf being (FAR 0, FRR 1)); the threshold is point k's.
+pub struct Eer {
+    n_pos: u64,
+    n_neg: u64,
+    prev_fp: u64,
+    prev_gap: i128,
+    result: Option<(f64, f64)>,
 }
 
-/// [`eer`] of any ROC point stream.
-pub fn eer_of_points(points: impl Iterator<Item = RocPoint>, n_pos: u64, n_neg: u64) -> (f64, f64) {
-    // gap = (FRR - FAR) * P * N, exact in integers: (P - tp) N - fp P.
-    let gap = |tp: u64, fp: u64| i128::from(n_pos - tp) * i128::from(n_neg) - i128::from(fp) * i128::from(n_pos);
-    let (mut prev_fp, mut prev_gap) = (0u64, gap(0, 0));
-    for p in points {
-        let here = gap(p.tp, p.fp);
-        if here <= 0 {
-            let t = prev_gap as f64 / (prev_gap - here) as f64; // prev_gap > 0 >= here
-            let (far_prev, far_here) = (prev_fp as f64 / n_neg as f64, p.fp as f64 / n_neg as f64);
-            return (far_prev + t * (far_here - far_prev), p.threshold);
-        }
-        prev_fp = p.fp;
-        prev_gap = here;
+impl Eer {
+    pub fn new(n_pos: u64, n_neg: u64) -> Self {
+        let mut e = Eer { n_pos, n_neg, prev_fp: 0, prev_gap: 0, result: None };
+        e.prev_gap = e.gap(0, 0);
+        e
     }
-    // Unreachable with both classes present: the last point has FAR 1 and FRR 0.
-    (f64::NAN, f64::NAN)
+
+    /// (FRR - FAR) * P * N = (P - tp) N - fp P.
+    #[inline]
+    fn gap(&self, tp: u64, fp: u64) -> i128 {
+        i128::from(self.n_pos - tp) * i128::from(self.n_neg) - i128::from(fp) * i128::from(self.n_pos)
+    }
+
+    #[inline]
+    pub fn push(&mut self, p: &RocPoint) -> bool {
+        if self.result.is_some() {
+            return true;
+        }
+        let here = self.gap(p.tp, p.fp);
+        if here <= 0 {
+            let t = self.prev_gap as f64 / (self.prev_gap - here) as f64; // prev_gap > 0 >= here
+            let n_neg = self.n_neg as f64;
+            let (far_prev, far_here) = (self.prev_fp as f64 / n_neg, p.fp as f64 / n_neg);
+            self.result = Some((far_prev + t * (far_here - far_prev), p.threshold));
+            return true;
+        }
+        self.prev_fp = p.fp;
+        self.prev_gap = here;
+        false
+    }
+
+    /// NaN when a class is missing (the crossing always exists otherwise: the last point has
+    /// FAR 1 and FRR 0).
+    pub fn finish(&self) -> (f64, f64) {
+        self.result.unwrap_or((f64::NAN, f64::NAN))
+    }
 }
 
 /// For each target FAR: the largest TAR = tp/P over operating points with FAR = fp/N <= target,
 /// and that point's threshold. NaN for both when the target is below 1/N, since no finite set of N
 /// impostor pairs can measure it. A target reached only by rejecting everything gives (0, +inf).
-pub fn tar_at_far(sorted: &SortedScores, fars: &[f64]) -> Result<Vec<(f64, f64)>> {
-    validate_fars("tar_at_far", fars)?;
-    Ok(tar_of_points(sorted.points(), sorted.n_pos(), sorted.n_neg(), fars))
+pub struct TarAtFar {
+    n_pos: u64,
+    n_neg: u64,
+    fars: Vec<f64>,
+    /// Target indices by increasing FAR; targets `order[..next]` are settled.
+    order: Vec<usize>,
+    /// Per target: the largest impostor count whose FAR `fp / N` is <= the target.
+    limits: Vec<u64>,
+    next: usize,
+    /// The last point within the current target's limit.
+    last: (u64, f64),
+    best: Vec<(u64, f64)>,
 }
 
-/// [`tar_at_far`] of any ROC point stream (targets already validated).
-pub fn tar_of_points(points: impl Iterator<Item = RocPoint>, n_pos: u64, n_neg: u64, fars: &[f64]) -> Vec<(f64, f64)> {
-    let (n_pos, n_neg) = (n_pos as f64, n_neg as f64);
-    let mut best: Vec<(u64, f64)> = vec![(0, f64::INFINITY); fars.len()];
-    // Visit targets in increasing order while walking points by increasing FAR.
-    let mut order: Vec<usize> = (0..fars.len()).collect();
-    order.sort_by(|&a, &b| fars[a].total_cmp(&fars[b]));
-    let mut next = 0; // targets order[..next] can no longer improve
-    for p in points {
-        let far = p.fp as f64 / n_neg;
-        while next < order.len() && far > fars[order[next]] {
-            next += 1;
-        }
-        if next == order.len() {
-            break;
-        }
-        for &t in &order[next..] {
-            best[t] = (p.tp, p.threshold);
-        }
+impl TarAtFar {
+    pub fn new(n_pos: u64, n_neg: u64, fars: &[f64]) -> Result<Self> {
+        validate_fars("tar_at_far", fars)?;
+        let mut order: Vec<usize> = (0..fars.len()).collect();
+        order.sort_by(|&a, &b| fars[a].total_cmp(&fars[b]));
+        let limits = fars.iter().map(|&f| Self::limit(f, n_neg)).collect();
+        let best = vec![(0, f64::INFINITY); fars.len()];
+        Ok(TarAtFar { n_pos, n_neg, fars: fars.to_vec(), order, limits, next: 0, last: (0, f64::INFINITY), best })
     }
-    fars.iter()
-        .zip(best)
-        .map(|(&f, (tp, thr))| if f * n_neg < 1.0 { (f64::NAN, f64::NAN) } else { (tp as f64 / n_pos, thr) })
-        .collect()
+
+    /// max k with `k as f64 / n as f64 <= far`, exactly as that float comparison decides.
+    fn limit(far: f64, n: u64) -> u64 {
+        let nf = n as f64;
+        let mut k = ((far * nf).floor() as u64).min(n);
+        while k > 0 && k as f64 / nf > far {
+            k -= 1;
+        }
+        while k < n && (k + 1) as f64 / nf <= far {
+            k += 1;
+        }
+        k
+    }
+
+    #[inline]
+    pub fn push(&mut self, p: &RocPoint) -> bool {
+        while self.next < self.order.len() && p.fp > self.limits[self.order[self.next]] {
+            self.best[self.order[self.next]] = self.last;
+            self.next += 1;
+        }
+        if self.next == self.order.len() {
+            return true;
+        }
+        self.last = (p.tp, p.threshold);
+        false
+    }
+
+    pub fn finish(&self) -> Vec<(f64, f64)> {
+        let (n_pos, n_neg) = (self.n_pos as f64, self.n_neg as f64);
+        let mut best = self.best.clone();
+        for &t in &self.order[self.next..] {
+            best[t] = self.last;
+        }
+        self.fars
+            .iter()
+            .zip(best)
+            .map(
+                |(&f, (tp, thr))| {
+                    if f * n_neg < 1.0 || n_pos == 0.0 {
+                        (f64::NAN, f64::NAN)
+                    } else {
+                        (tp as f64 / n_pos, thr)
+                    }
+                },
+            )
+            .collect()
+    }
 }
 
-/// Best accuracy over all operating points, (accuracy, threshold); `+inf` when rejecting all wins.
-pub fn best_accuracy_of_points(points: impl Iterator<Item = RocPoint>, n_pos: u64, n_neg: u64) -> (f64, f64) {
-    let (mut best, mut thr) = (n_neg, f64::INFINITY);
-    for p in points {
-        let correct = p.tp + (n_neg - p.fp);
-        if correct > best {
-            (best, thr) = (correct, p.threshold);
+/// The best accuracy (correct decisions / pairs) over all operating points, and its threshold;
+/// `+inf` when rejecting everything is best. Ties keep the highest threshold.
+pub struct BestAccuracy {
+    n_pos: u64,
+    n_neg: u64,
+    best: u64,
+    threshold: f64,
+}
+
+impl BestAccuracy {
+    pub fn new(n_pos: u64, n_neg: u64) -> Self {
+        BestAccuracy { n_pos, n_neg, best: n_neg, threshold: f64::INFINITY }
+    }
+
+    #[inline]
+    pub fn push(&mut self, p: &RocPoint) {
+        let correct = p.tp + (self.n_neg - p.fp);
+        if correct > self.best {
+            (self.best, self.threshold) = (correct, p.threshold);
         }
     }
-    (best as f64 / (n_pos + n_neg) as f64, thr)
+
+    pub fn finish(&self) -> (f64, f64) {
+        (self.best as f64 / (self.n_pos + self.n_neg) as f64, self.threshold)
+    }
 }
 
 pub(crate) fn validate_fars(func: &str, fars: &[f64]) -> Result<()> {

@@ -1,6 +1,6 @@
 //! Bindings of `crate::metrics`.
 
-use numpy::{PyArray1, ToPyArray};
+use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3_tch::PyTensor;
@@ -48,7 +48,7 @@ fn pair_scores<'py>(
         let e = tensor_arg(embeddings, "pair_scores", "embeddings")?;
         let p = index_pairs_arg(pairs, "pair_scores", "pairs")?;
         let scores = without_gil(py, move || metrics::pair_scores(&e, &p))?;
-        Ok(scores.to_pyarray(py))
+        Ok(scores.into_pyarray(py))
     })
 }
 
@@ -87,7 +87,7 @@ fn roc_curve<'py>(
     guarded(|| {
         let (fpr, tpr, thr) =
             with_sorted(py, "roc_curve", scores, labels, move |s| Ok(metrics::roc_curve(s, drop_intermediate)))?;
-        Ok((fpr.to_pyarray(py), tpr.to_pyarray(py), thr.to_pyarray(py)))
+        Ok((fpr.into_pyarray(py), tpr.into_pyarray(py), thr.into_pyarray(py)))
     })
 }
 
@@ -114,7 +114,7 @@ fn tar_at_far<'py>(
     guarded(|| {
         let res = with_sorted(py, "tar_at_far", scores, labels, move |s| metrics::tar_at_far(s, &fars))?;
         let (tar, thr): (Vec<f64>, Vec<f64>) = res.into_iter().unzip();
-        Ok((tar.to_pyarray(py), thr.to_pyarray(py)))
+        Ok((tar.into_pyarray(py), thr.into_pyarray(py)))
     })
 }
 
@@ -144,8 +144,8 @@ fn kfold_accuracy<'py>(
         let d = PyDict::new(py);
         d.set_item("mean", out.mean)?;
         d.set_item("std", out.std)?;
-        d.set_item("fold_accuracies", out.fold_accuracies.to_pyarray(py))?;
-        d.set_item("thresholds", out.thresholds.to_pyarray(py))?;
+        d.set_item("fold_accuracies", out.fold_accuracies.into_pyarray(py))?;
+        d.set_item("thresholds", out.thresholds.into_pyarray(py))?;
         match out.val {
             None => d.set_item("val", py.None())?,
             Some(v) => {
@@ -154,9 +154,9 @@ fn kfold_accuracy<'py>(
                 vd.set_item("val_mean", v.val_mean)?;
                 vd.set_item("val_std", v.val_std)?;
                 vd.set_item("far_mean", v.far_mean)?;
-                vd.set_item("thresholds", v.thresholds.to_pyarray(py))?;
-                vd.set_item("vals", v.vals.to_pyarray(py))?;
-                vd.set_item("fars", v.fars.to_pyarray(py))?;
+                vd.set_item("thresholds", v.thresholds.into_pyarray(py))?;
+                vd.set_item("vals", v.vals.into_pyarray(py))?;
+                vd.set_item("fars", v.fars.into_pyarray(py))?;
                 d.set_item("val", vd)?;
             }
         }
@@ -180,7 +180,7 @@ fn identification_ranks<'py>(
         let p = tensor_arg(probes, F, "probes")?;
         let pi = ids_arg(probe_ids, F, "probe_ids")?;
         let out = without_gil(py, move || metrics::identification(&g, &gi, &p, &pi))?;
-        Ok(out.ranks.to_pyarray(py))
+        Ok(out.ranks.into_pyarray(py))
     })
 }
 
@@ -209,9 +209,8 @@ fn verification_summary<'py>(
             let input =
                 BinaryScores::new(F, host_slice::<f64>(F, "scores", &s)?, host_slice::<u8>(F, "labels", &l)?, true)?;
             let sorted = SortedScores::new(&input)?;
-            let tar = metrics::tar_at_far(&sorted, &fars)?;
-            let (n_pos, n_neg) = (sorted.n_pos(), sorted.n_neg());
-            let best = metrics::roc::best_accuracy_of_points(sorted.points(), n_pos, n_neg);
+            let summary = metrics::roc::summarize(&sorted, &fars, true)?;
+            let counts = (sorted.n_pos(), sorted.n_neg());
             let boot = if n_boot == 0 {
                 Vec::new()
             } else {
@@ -219,32 +218,29 @@ fn verification_summary<'py>(
                     None => metrics::ScoreRuns::from_sorted(&sorted),
                     Some(g) => metrics::ScoreRuns::with_groups(&input, g)?,
                 };
+                drop(sorted);
                 metrics::bootstrap(&runs, n_boot, seed, &fars)?
             };
-            Ok((
-                metrics::roc_curve(&sorted, true),
-                metrics::roc_auc(&sorted),
-                metrics::eer(&sorted),
-                tar,
-                best,
-                (n_pos, n_neg),
-                boot,
-            ))
+            Ok((summary, counts, boot))
         })?;
-        let ((fpr, tpr, thr), auc, eer, tar, best, (n_pos, n_neg), boot) = out;
+        let (
+            metrics::roc::Summary { curve: (fpr, tpr, thr), auc, eer, tar_at_far: tar, best_accuracy: best },
+            (n_pos, n_neg),
+            boot,
+        ) = out;
         let d = PyDict::new(py);
-        d.set_item("fpr", fpr.to_pyarray(py))?;
-        d.set_item("tpr", tpr.to_pyarray(py))?;
-        d.set_item("thresholds", thr.to_pyarray(py))?;
+        d.set_item("fpr", fpr.into_pyarray(py))?;
+        d.set_item("tpr", tpr.into_pyarray(py))?;
+        d.set_item("thresholds", thr.into_pyarray(py))?;
         d.set_item("auc", auc)?;
         d.set_item("eer", eer)?;
         let (tar_v, tar_t): (Vec<f64>, Vec<f64>) = tar.into_iter().unzip();
-        d.set_item("tar", tar_v.to_pyarray(py))?;
-        d.set_item("tar_thresholds", tar_t.to_pyarray(py))?;
+        d.set_item("tar", tar_v.into_pyarray(py))?;
+        d.set_item("tar_thresholds", tar_t.into_pyarray(py))?;
         d.set_item("best_accuracy", best)?;
         d.set_item("n_genuine", n_pos)?;
         d.set_item("n_impostor", n_neg)?;
-        d.set_item("bootstrap", boot.to_pyarray(py))?;
+        d.set_item("bootstrap", boot.into_pyarray(py))?;
         Ok(d)
     })
 }

@@ -1,0 +1,130 @@
+"""Verification metrics: mfr (Rust, one radix sort) against sklearn, np.sort and numpy loops.
+
+* ROC + AUC + EER + TAR@FAR together (`mfr.metrics.verification_report`) on 1M and 10M random
+  scores, against `sklearn.metrics.roc_curve` + `roc_auc_score` and against a plain `np.sort`
+  of the same scores (the floor any sort-based method pays).
+* 10-fold insightface protocol on 6,000 pairs against a numpy implementation of insightface's
+  loops (tests/reference_metrics.py); the numbers must be equal.
+* Peak extra memory of the 10M report, relative to the input (scores + labels).
+
+Last line: `metrics: vs_sort=R vs_sklearn=R kfold_vs_numpy=R`
+  vs_sort = mfr time / np.sort time (goal <= 2), vs_sklearn = sklearn time / mfr time (goal >= 25),
+  kfold_vs_numpy = numpy time / mfr time (goal >= 100); from the 10M and 6,000-pair runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import mfr  # noqa: E402
+from mfr.metrics import kfold_accuracy, verification_report  # noqa: E402
+from reference_metrics import insightface_kfold  # noqa: E402
+
+FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def best_of(fn, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def data(n: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    labels = rng.random(n) < 0.5
+    scores = rng.random(n)
+    return scores, labels
+
+
+def sklearn_all(scores, labels):
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fpr, tpr, _ = roc_curve(labels, scores)
+    roc_auc_score(labels, scores)
+    return fpr, tpr
+
+
+def quiet_report(scores, labels):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", mfr.metrics.UndefinedMetricWarning)
+        return verification_report(scores, labels, fars=FARS)
+
+
+PEAK_SCRIPT = r"""
+import re, sys, numpy as np, warnings
+import mfr
+n = int(sys.argv[1])
+rng = np.random.default_rng(0)
+scores = rng.random(n)
+labels = np.empty(n, bool); labels[:] = rng.random(n) < 0.5
+def vm(key):
+    return int(re.search(key + r":\s+(\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+open("/proc/self/clear_refs", "w").write("5")  # reset the peak (VmHWM) to the current RSS
+before = vm("VmRSS")
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    mfr.metrics.verification_report(scores, labels, fars=(1e-3,))
+print(vm("VmHWM") - before, scores.nbytes + labels.nbytes)
+"""
+
+
+def peak_extra_memory(n: int) -> tuple[int, int] | None:
+    try:
+        out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(n)], capture_output=True, text=True, check=True)
+        extra, inp = map(int, out.stdout.split())
+        return extra, inp
+    except (subprocess.CalledProcessError, OSError, ValueError):
+        return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(f"mfr {mfr.__version__}, {mfr.get_num_threads()} threads")
+    print(f"{'n':>10} {'mfr s':>8} {'np.sort s':>10} {'sklearn s':>10} {'vs_sort':>8} {'vs_sklearn':>11}")
+    ratios = {}
+    for n in args.sizes:
+        scores, labels = data(n)
+        t_mfr = best_of(lambda: quiet_report(scores, labels), args.repeats)
+        t_sort = best_of(lambda: np.sort(scores), args.repeats)
+        t_sk = best_of(lambda: sklearn_all(scores, labels), 1 if n > 2_000_000 else args.repeats)
+        ratios[n] = (t_mfr / t_sort, t_sk / t_mfr)
+        print(f"{n:>10} {t_mfr:>8.3f} {t_sort:>10.3f} {t_sk:>10.3f} {ratios[n][0]:>8.2f} {ratios[n][1]:>11.1f}")
+
+    rng = np.random.default_rng(1)
+    labels = (np.arange(6000) // 300) % 2 == 0
+    scores = np.clip(np.where(labels, rng.normal(0.5, 0.15, 6000), rng.normal(0.1, 0.15, 6000)), -1, 1)
+    ours = kfold_accuracy(scores, labels, 10, "insightface")
+    ref = insightface_kfold(scores, labels, 10)
+    assert abs(ours.mean - ref["mean"]) < 1e-12 and abs(ours.val.val_mean - ref["val_mean"]) < 1e-12, "k-fold numbers differ"
+    t_kf = best_of(lambda: kfold_accuracy(scores, labels, 10, "insightface"), 20)
+    t_np = best_of(lambda: insightface_kfold(scores, labels, 10), 1)
+    print(f"insightface 10-fold, 6000 pairs: mfr {t_kf * 1e3:.2f} ms, numpy loops {t_np:.2f} s "
+          f"(accuracy {ours.mean:.4f} == {ref['mean']:.4f}, VAL@1e-3 {ours.val.val_mean:.4f} == {ref['val_mean']:.4f})")
+
+    big = max(args.sizes)
+    mem = peak_extra_memory(big)
+    if mem:
+        extra, inp = mem
+        print(f"peak extra memory of the {big} report: {extra / 2**20:.0f} MiB = {extra / inp:.2f}x the input ({inp / 2**20:.0f} MiB)")
+    vs_sort, vs_sklearn = ratios[big]
+    print(f"metrics: vs_sort={vs_sort:.2f} vs_sklearn={vs_sklearn:.1f} kfold_vs_numpy={t_np / t_kf:.0f}")
+
+
+if __name__ == "__main__":
+    main()

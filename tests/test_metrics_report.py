@@ -1,0 +1,136 @@
+"""verification_report and the seeded bootstrap."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+import mfr
+from mfr.metrics import bootstrap_ci, eer, roc_auc, roc_curve, tar_at_far, verification_report
+
+
+def gaussian_pairs(n=20_000, pos_frac=0.2, shift=1.5, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = rng.random(n) < pos_frac
+    return rng.normal(0, 1, n) + shift * labels, labels
+
+
+def test_report_agrees_with_the_individual_metrics():
+    scores, labels = gaussian_pairs()
+    fars = (1e-3, 1e-2, 1e-1)
+    rep = verification_report(scores, labels, fars=fars)
+    assert rep.auc == roc_auc(scores, labels)
+    assert (rep.eer, rep.eer_threshold) == eer(scores, labels)
+    assert rep.tar_at_far == tar_at_far(scores, labels, fars)
+    for a, b in zip((rep.fpr, rep.tpr, rep.thresholds), roc_curve(scores, labels, drop_intermediate=True)):
+        np.testing.assert_array_equal(a, b)
+    assert (rep.n_genuine, rep.n_impostor) == (labels.sum(), (~labels).sum())
+    # Best accuracy: brute force over every distinct threshold.
+    cands = np.r_[np.inf, np.unique(scores)]
+    accs = [np.mean((scores >= t) == labels) for t in cands]
+    assert rep.best_accuracy == pytest.approx(max(accs), abs=1e-15)
+    assert np.mean((scores >= rep.best_accuracy_threshold) == labels) == pytest.approx(max(accs), abs=1e-15)
+    assert rep.ci == {}
+
+
+def test_report_outputs_table_dict_and_plots(tmp_path):
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    scores, labels = gaussian_pairs(5_000)
+    rep = verification_report(scores, labels, fars=(1e-2, 1e-1), n_bootstrap=200, seed=1)
+    text = rep.table()
+    assert "AUC" in text and "TAR@FAR=0.01" in text and "95% CI" in text and str(rep) == text
+    d = rep.to_dict()
+    json.dumps(d)
+    assert d["auc"] == rep.auc and set(d["ci"]) == {"auc", "eer", "accuracy", "tar@far=0.01", "tar@far=0.1"}
+    ax = rep.plot_roc()
+    assert ax.get_xscale() == "log" and len(ax.lines) == 1
+    ax2 = rep.plot_roc(det=True, label="model")
+    assert ax2.get_yscale() == "log"
+    ax.figure.savefig(tmp_path / "roc.png")
+    assert (tmp_path / "roc.png").stat().st_size > 1000
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_bootstrap_is_seeded_and_thread_independent():
+    scores, labels = gaussian_pairs(3_000)
+    a = bootstrap_ci(scores, labels, n_bootstrap=300, seed=5)
+    b = bootstrap_ci(scores, labels, n_bootstrap=300, seed=5)
+    assert a == b
+    try:
+        mfr.set_num_threads(1)
+        c = bootstrap_ci(scores, labels, n_bootstrap=300, seed=5)
+    finally:
+        mfr.set_num_threads(0)
+    assert a == c
+    assert bootstrap_ci(scores, labels, n_bootstrap=300, seed=6) != a
+
+
+def test_bootstrap_spread_matches_a_numpy_bootstrap():
+    scores, labels = gaussian_pairs(4_000, seed=2)
+    ours = bootstrap_ci(scores, labels, fars=(0.1,), n_bootstrap=2_000, seed=0)
+    rng = np.random.default_rng(123)
+    ref = []
+    for _ in range(400):
+        idx = rng.integers(0, len(scores), len(scores))
+        ref.append(roc_auc_score(labels[idx], scores[idx]))
+    ref_std = np.std(ref, ddof=1)
+    auc = ours["auc"]
+    assert auc.estimate == roc_auc(scores, labels)
+    assert 0.8 < auc.std / ref_std < 1.25
+    assert auc.low < auc.estimate < auc.high
+    assert auc.high - auc.low == pytest.approx(2 * 1.96 * ref_std, rel=0.25)
+    assert auc.n_valid == auc.n_resamples == 2_000 and auc.confidence == 0.95
+    for key in ("eer", "accuracy", "tar@far=0.1"):
+        ci = ours[key]
+        assert ci.low <= ci.estimate <= ci.high and ci.std > 0
+
+
+def test_group_bootstrap():
+    scores, labels = gaussian_pairs(6_000, seed=3)
+    # One pair per group is the pair bootstrap in distribution.
+    per_pair = bootstrap_ci(scores, labels, n_bootstrap=1_000, groups=np.arange(len(scores)), seed=1)["auc"]
+    plain = bootstrap_ci(scores, labels, n_bootstrap=1_000, seed=1)["auc"]
+    assert 0.85 < per_pair.std / plain.std < 1.15
+    # Groups of 10 pairs of one class sharing a score offset (one identity's pairs): the pairs are
+    # not independent, and only resampling whole groups sees that.
+    rng = np.random.default_rng(0)
+    groups = np.arange(len(scores)) // 10
+    glabels = np.repeat(rng.random(len(scores) // 10) < 0.3, 10)
+    correlated = rng.normal(0, 0.3, len(scores)) + 1.0 * glabels + np.repeat(rng.normal(0, 1.0, len(scores) // 10), 10)
+    g = bootstrap_ci(correlated, glabels, n_bootstrap=1_000, groups=groups, seed=1)["auc"]
+    p = bootstrap_ci(correlated, glabels, n_bootstrap=1_000, seed=1)["auc"]
+    assert g.std > 1.3 * p.std
+
+
+def test_bootstrap_with_resamples_missing_a_class():
+    scores = np.array([0.1, 0.4, 0.35, 0.8])
+    labels = np.array([0, 0, 1, 1])
+    ci = bootstrap_ci(scores, labels, fars=(0.5,), n_bootstrap=500, seed=0)
+    assert ci["auc"].n_valid < 500  # some resamples drew only one class
+    assert 0 <= ci["auc"].low <= ci["auc"].high <= 1
+
+
+def test_bootstrap_bad_arguments():
+    scores, labels = gaussian_pairs(100)
+    with pytest.raises(mfr.InvalidInputError, match=r"confidence must lie in \(0, 1\), got 1.5"):
+        bootstrap_ci(scores, labels, confidence=1.5)
+    with pytest.raises(mfr.InvalidInputError, match="n_bootstrap must be >= 1, got 0"):
+        bootstrap_ci(scores, labels, n_bootstrap=0)
+    with pytest.raises(mfr.InvalidInputError, match="n_bootstrap must be >= 0, got -1"):
+        verification_report(scores, labels, n_bootstrap=-1)
+    with pytest.raises(mfr.InvalidInputError, match=r"groups must have one entry per pair \(100\), got 99"):
+        bootstrap_ci(scores, labels, n_bootstrap=10, groups=np.arange(99))
+    with pytest.raises(mfr.InvalidInputError, match="'groups' must hold integer ids"):
+        bootstrap_ci(scores, labels, n_bootstrap=10, groups=np.linspace(0, 1, 100))
+
+
+def test_report_warns_for_unmeasurable_far():
+    scores, labels = gaussian_pairs(1_000)
+    with pytest.warns(mfr.metrics.UndefinedMetricWarning, match="verification_report"):
+        rep = verification_report(scores, labels, fars=(1e-6, 0.1))
+    assert math.isnan(rep.tar_at_far[1e-6][0])
