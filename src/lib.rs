@@ -4,9 +4,11 @@
 //! [`tensor_check`] support. Layer 2, the Python binding, lives in `python` behind the cargo
 //! feature of the same name and only converts, validates, releases the GIL and maps errors.
 
+pub mod data;
 pub mod error;
 pub mod metrics;
 pub mod rng;
+pub mod sampler;
 pub mod tensor_check;
 pub mod threads;
 

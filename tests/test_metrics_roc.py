@@ -235,3 +235,16 @@ def test_bad_input_raises_invalid_input(fn):
     for args, match in cases:
         with pytest.raises(mfr.InvalidInputError, match=match):
             fn(*args)
+
+
+@pytest.mark.slow
+def test_counts_stay_exact_beyond_float32_range():
+    # 2^24 + 1 genuine pairs: a float32 accumulator cannot even count them.
+    p = 2**24 + 1
+    scores = np.concatenate([np.ones(p - 1), [0.0], np.full(1000, 0.5)])
+    labels = np.concatenate([np.ones(p, bool), np.zeros(1000, bool)])
+    assert roc_auc(scores, labels) == (p - 1) / p
+    fpr, tpr, thr = roc_curve(scores, labels)
+    np.testing.assert_array_equal(tpr, [0.0, (p - 1) / p, (p - 1) / p, 1.0])
+    np.testing.assert_array_equal(thr, [np.inf, 1.0, 0.5, 0.0])
+    assert tar_at_far(scores, labels, [1e-3]) == {1e-3: ((p - 1) / p, 1.0)}

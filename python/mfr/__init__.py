@@ -27,7 +27,9 @@ from ._core import (
     pair_scores,
     set_num_threads,
 )
-from . import metrics
+from . import data, metrics, sampler
+from .data import FaceIndex
+from .sampler import DomainSampler, MetaBatch
 from ._info import build_info
 
 __version__: str = _core.__version__
@@ -36,6 +38,11 @@ __all__ = [
     "__version__",
     "build_info",
     "metrics",
+    "data",
+    "sampler",
+    "FaceIndex",
+    "DomainSampler",
+    "MetaBatch",
     "set_num_threads",
     "get_num_threads",
     "cosine_scores",

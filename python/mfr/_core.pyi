@@ -1,6 +1,7 @@
 """Type stubs of the compiled Rust core ``mfr._core`` (checked against the module by the tests)."""
 
-from typing import Any
+import os
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +27,8 @@ __all__ = [
     "kfold_accuracy",
     "identification_ranks",
     "verification_summary",
+    "FaceIndex",
+    "DomainSamplerCore",
 ]
 
 class MfrError(Exception):
@@ -91,3 +94,61 @@ def verification_summary(
     groups: torch.Tensor | npt.ArrayLike | None = None,
 ) -> dict[str, Any]:
     """ROC (drop_intermediate), AUC, EER, TAR@FAR, best accuracy and bootstrap rows from one sort."""
+
+@final
+class FaceIndex:
+    """Every image of a multi-domain face dataset with its domain and identity."""
+
+    @staticmethod
+    def from_folder(root: str | os.PathLike[str]) -> FaceIndex: ...
+    @staticmethod
+    def from_list(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> FaceIndex: ...
+    @staticmethod
+    def from_arrays(paths: list[str], domains: list[Any], identities: list[Any]) -> FaceIndex: ...
+    def __len__(self) -> int: ...
+    @property
+    def paths(self) -> list[str]: ...
+    @property
+    def domains(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def identities(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def identity_domains(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def domain_names(self) -> list[str]: ...
+    @property
+    def identity_names(self) -> list[str]: ...
+    @property
+    def n_domains(self) -> int: ...
+    @property
+    def n_identities(self) -> int: ...
+    def summary(self) -> dict[str, dict[str, float]]: ...
+    def filter(self, min_images: int = 2) -> FaceIndex: ...
+    def split_identities(self, test_fraction: float = 0.2, seed: int = 0) -> tuple[FaceIndex, FaceIndex]: ...
+    def verification_pairs(
+        self, domain: int | str, n_impostors: int = 10_000, seed: int = 0
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]: ...
+    def gallery_probe(self, domain: int | str, seed: int = 0) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
+
+@final
+class DomainSamplerCore:
+    """The Rust sampler behind mfr.DomainSampler."""
+
+    def __new__(
+        cls,
+        index: FaceIndex,
+        ids_per_domain: int,
+        images_per_id: int = 2,
+        split: str = "leave_one_out",
+        meta_test_domains: int = 1,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> DomainSamplerCore: ...
+    def __len__(self) -> int: ...
+    @property
+    def batches_per_epoch(self) -> int: ...
+    @property
+    def n_domains(self) -> int: ...
+    def epoch(self, epoch: int) -> dict[str, npt.NDArray[np.int64]]: ...
+    def splits(self, test_domains: list[int]) -> list[tuple[list[int], list[int]]]: ...

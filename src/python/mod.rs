@@ -2,6 +2,7 @@
 //! around Rust work and maps `MfrError` to Python exceptions; no algorithm lives here.
 
 mod convert;
+mod data;
 mod errors;
 mod info;
 mod metrics;
@@ -16,5 +17,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     info::register(m)?;
     threads::register(m)?;
     metrics::register(m)?;
+    data::register(m)?;
     Ok(())
 }

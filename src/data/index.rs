@@ -1,0 +1,434 @@
+//! `FaceIndex`: every image of a multi-domain face dataset with its domain and identity.
+//!
+//! Identities are scoped by domain: `001` in domain `a` and `001` in domain `b` are two identities,
+//! since MFR's domains are different datasets. Orders are deterministic (sorted names), so the
+//! same folder always gives the same indices.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{MfrError, Result};
+use crate::rng::Rng;
+
+/// File extensions read as images.
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "pgm", "ppm", "pbm", "pnm", "gif", "tif", "tiff", "bmp"];
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FaceIndex {
+    /// Per image.
+    pub paths: Vec<String>,
+    /// Per image: domain number (index into `domain_names`).
+    pub domains: Vec<u32>,
+    /// Per image: identity number (index into `identity_names`), unique across domains.
+    pub identities: Vec<u32>,
+    pub domain_names: Vec<String>,
+    pub identity_names: Vec<String>,
+    /// Per identity: its domain.
+    pub identity_domains: Vec<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DomainSummary {
+    pub name: String,
+    pub identities: usize,
+    pub images: usize,
+    pub min_images_per_identity: usize,
+    pub max_images_per_identity: usize,
+}
+
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+fn sorted_dir(func: &str, dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| MfrError::data(func, format!("cannot read folder {}: {e}", dir.display())))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| MfrError::data(func, format!("cannot read folder {}: {e}", dir.display())))?;
+        out.push(entry.path());
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn name_of(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+impl FaceIndex {
+    /// Builds from per-image (path, domain name, identity name) triples, in the given image order.
+    /// Domain and identity numbers follow sorted names.
+    pub fn from_triples(func: &str, triples: Vec<(String, String, String)>) -> Result<Self> {
+        if triples.is_empty() {
+            return Err(MfrError::data(func, "no images found"));
+        }
+        let domain_set: BTreeMap<&str, u32> = {
+            let mut names: Vec<&str> = triples.iter().map(|t| t.1.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            names.into_iter().enumerate().map(|(i, n)| (n, i as u32)).collect()
+        };
+        let id_set: BTreeMap<(&str, &str), u32> = {
+            let mut keys: Vec<(&str, &str)> = triples.iter().map(|t| (t.1.as_str(), t.2.as_str())).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            keys.into_iter().enumerate().map(|(i, k)| (k, i as u32)).collect()
+        };
+        let mut index = FaceIndex {
+            domain_names: domain_set.keys().map(|s| s.to_string()).collect(),
+            identity_names: id_set.keys().map(|(_, i)| i.to_string()).collect(),
+            identity_domains: id_set.keys().map(|(d, _)| domain_set[d]).collect(),
+            ..Default::default()
+        };
+        for (path, domain, identity) in &triples {
+            index.domains.push(domain_set[domain.as_str()]);
+            index.identities.push(id_set[&(domain.as_str(), identity.as_str())]);
+            index.paths.push(path.clone());
+        }
+        Ok(index)
+    }
+
+    /// `<root>/<domain>/<identity>/<image>`; files that are not images (e.g. SOURCE.md) are ignored.
+    pub fn from_folder(root: &Path) -> Result<Self> {
+        const F: &str = "FaceIndex.from_folder";
+        if !root.is_dir() {
+            return Err(MfrError::data(F, format!("{} is not a folder", root.display())));
+        }
+        let mut triples = Vec::new();
+        for domain in sorted_dir(F, root)?.into_iter().filter(|p| p.is_dir()) {
+            for identity in sorted_dir(F, &domain)?.into_iter().filter(|p| p.is_dir()) {
+                for image in sorted_dir(F, &identity)?.into_iter().filter(|p| p.is_file() && is_image(p)) {
+                    triples.push((image.to_string_lossy().into_owned(), name_of(&domain), name_of(&identity)));
+                }
+            }
+        }
+        if triples.is_empty() {
+            return Err(MfrError::data(
+                F,
+                format!("no images under {} (expected <root>/<domain>/<identity>/<image>)", root.display()),
+            ));
+        }
+        Self::from_triples(F, triples)
+    }
+
+    /// A list file: one `path domain identity` per line (whitespace separated; blank lines and lines
+    /// starting with `#` skipped). Relative paths are taken relative to `root` when given.
+    pub fn from_list(list: &Path, root: Option<&Path>) -> Result<Self> {
+        const F: &str = "FaceIndex.from_list";
+        let text = std::fs::read_to_string(list)
+            .map_err(|e| MfrError::data(F, format!("cannot read {}: {e}", list.display())))?;
+        let mut triples = Vec::new();
+        for (lineno, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() != 3 {
+                return Err(MfrError::data(
+                    F,
+                    format!(
+                        "{} line {}: expected 3 fields 'path domain identity', got {}: {line:?}",
+                        list.display(),
+                        lineno + 1,
+                        fields.len()
+                    ),
+                ));
+            }
+            let path = match root {
+                Some(r) if Path::new(fields[0]).is_relative() => r.join(fields[0]).to_string_lossy().into_owned(),
+                _ => fields[0].to_owned(),
+            };
+            triples.push((path, fields[1].to_owned(), fields[2].to_owned()));
+        }
+        if triples.is_empty() {
+            return Err(MfrError::data(F, format!("{} lists no images", list.display())));
+        }
+        Self::from_triples(F, triples)
+    }
+
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    pub fn n_domains(&self) -> usize {
+        self.domain_names.len()
+    }
+
+    pub fn n_identities(&self) -> usize {
+        self.identity_names.len()
+    }
+
+    /// Per identity, its image indices (ascending).
+    pub fn images_by_identity(&self) -> Vec<Vec<u32>> {
+        let mut out = vec![Vec::new(); self.n_identities()];
+        for (i, &id) in self.identities.iter().enumerate() {
+            out[id as usize].push(i as u32);
+        }
+        out
+    }
+
+    /// Per domain, its identities (ascending).
+    pub fn identities_by_domain(&self) -> Vec<Vec<u32>> {
+        let mut out = vec![Vec::new(); self.n_domains()];
+        for (id, &d) in self.identity_domains.iter().enumerate() {
+            out[d as usize].push(id as u32);
+        }
+        out
+    }
+
+    pub fn summary(&self) -> Vec<DomainSummary> {
+        let by_id = self.images_by_identity();
+        self.identities_by_domain()
+            .iter()
+            .enumerate()
+            .map(|(d, ids)| {
+                let counts: Vec<usize> = ids.iter().map(|&i| by_id[i as usize].len()).collect();
+                DomainSummary {
+                    name: self.domain_names[d].clone(),
+                    identities: ids.len(),
+                    images: counts.iter().sum(),
+                    min_images_per_identity: counts.iter().copied().min().unwrap_or(0),
+                    max_images_per_identity: counts.iter().copied().max().unwrap_or(0),
+                }
+            })
+            .collect()
+    }
+
+    /// The images whose `keep(image index)` holds, re-numbered (empty domains and identities vanish).
+    pub fn select(&self, func: &str, keep: impl Fn(usize) -> bool) -> Result<Self> {
+        let triples: Vec<(String, String, String)> = (0..self.len())
+            .filter(|&i| keep(i))
+            .map(|i| {
+                let id = self.identities[i] as usize;
+                (
+                    self.paths[i].clone(),
+                    self.domain_names[self.domains[i] as usize].clone(),
+                    self.identity_names[id].clone(),
+                )
+            })
+            .collect();
+        if triples.is_empty() {
+            return Err(MfrError::invalid(func, "no images left"));
+        }
+        Self::from_triples(func, triples)
+    }
+
+    /// Keeps identities with at least `min_images` images.
+    pub fn filter_min_images(&self, min_images: usize) -> Result<Self> {
+        let by_id = self.images_by_identity();
+        self.select("FaceIndex.filter", |i| by_id[self.identities[i] as usize].len() >= min_images)
+    }
+
+    /// Splits every domain's identities into disjoint train and test sets: `round(test_fraction * n)`
+    /// identities of each domain (seeded choice) go to test.
+    pub fn split_identities(&self, test_fraction: f64, seed: u64) -> Result<(Self, Self)> {
+        const F: &str = "FaceIndex.split_identities";
+        if !(test_fraction > 0.0 && test_fraction < 1.0) {
+            return Err(MfrError::invalid(F, format!("test_fraction must lie in (0, 1), got {test_fraction}")));
+        }
+        let mut is_test = vec![false; self.n_identities()];
+        for (d, ids) in self.identities_by_domain().iter().enumerate() {
+            let n_test = (test_fraction * ids.len() as f64).round() as usize;
+            if n_test == 0 || n_test == ids.len() {
+                return Err(MfrError::invalid(
+                    F,
+                    format!(
+                        "domain '{}' has {} identities: test_fraction {test_fraction} leaves one side empty",
+                        self.domain_names[d],
+                        ids.len()
+                    ),
+                ));
+            }
+            let mut shuffled = ids.clone();
+            shuffle(&mut shuffled, &mut Rng::new(seed, stream_id(&[0x5311, d as u64])));
+            for &id in &shuffled[..n_test] {
+                is_test[id as usize] = true;
+            }
+        }
+        let train = self.select(F, |i| !is_test[self.identities[i] as usize])?;
+        let test = self.select(F, |i| is_test[self.identities[i] as usize])?;
+        Ok((train, test))
+    }
+
+    /// The paper's protocol for one domain: one gallery and one probe image per identity with >= 2
+    /// images (seeded choice). Returns `(gallery, probe)` image indices of equal length.
+    pub fn gallery_probe(&self, domain: usize, seed: u64) -> Result<(Vec<u32>, Vec<u32>)> {
+        let by_id = self.images_by_identity();
+        let ids = self.domain_identities("FaceIndex.gallery_probe", domain)?;
+        let (mut gallery, mut probe) = (Vec::new(), Vec::new());
+        for id in ids {
+            let imgs = &by_id[id as usize];
+            if imgs.len() < 2 {
+                continue;
+            }
+            let mut rng = Rng::new(seed, stream_id(&[0x6a11, u64::from(id)]));
+            let (a, b) = distinct_pair(&mut rng, imgs.len());
+            gallery.push(imgs[a]);
+            probe.push(imgs[b]);
+        }
+        Ok((gallery, probe))
+    }
+
+    /// Verification pairs of one domain: every genuine pair plus `n_impostors` distinct impostor
+    /// pairs drawn uniformly (seeded). Returns `(pairs, labels)`.
+    pub fn verification_pairs(
+        &self,
+        domain: usize,
+        n_impostors: usize,
+        seed: u64,
+    ) -> Result<(Vec<[u32; 2]>, Vec<bool>)> {
+        const F: &str = "FaceIndex.verification_pairs";
+        let by_id = self.images_by_identity();
+        let ids = self.domain_identities(F, domain)?;
+        let mut pairs = Vec::new();
+        for &id in &ids {
+            let imgs = &by_id[id as usize];
+            for (k, &a) in imgs.iter().enumerate() {
+                for &b in &imgs[k + 1..] {
+                    pairs.push([a, b]);
+                }
+            }
+        }
+        let n_genuine = pairs.len();
+        let images: Vec<u32> = ids.iter().flat_map(|&id| by_id[id as usize].iter().copied()).collect();
+        let n = images.len() as u64;
+        let n_possible = {
+            let total = n * n.saturating_sub(1) / 2;
+            total - n_genuine as u64
+        };
+        if n_impostors as u64 > n_possible {
+            return Err(MfrError::invalid(
+                F,
+                format!(
+                    "domain '{}' has only {n_possible} impostor pairs, {n_impostors} requested",
+                    self.domain_names[domain]
+                ),
+            ));
+        }
+        let mut rng = Rng::new(seed, stream_id(&[0x7a11, domain as u64]));
+        let mut seen = std::collections::HashSet::with_capacity(n_impostors);
+        while seen.len() < n_impostors {
+            let (a, b) = (images[rng.below(n) as usize], images[rng.below(n) as usize]);
+            if self.identities[a as usize] != self.identities[b as usize] && seen.insert((a.min(b), a.max(b))) {
+                pairs.push([a.min(b), a.max(b)]);
+            }
+        }
+        let mut labels = vec![true; n_genuine];
+        labels.resize(pairs.len(), false);
+        Ok((pairs, labels))
+    }
+
+    fn domain_identities(&self, func: &str, domain: usize) -> Result<Vec<u32>> {
+        if domain >= self.n_domains() {
+            return Err(MfrError::invalid(
+                func,
+                format!("domain must be < {} (the number of domains), got {domain}", self.n_domains()),
+            ));
+        }
+        Ok(self.identities_by_domain().swap_remove(domain))
+    }
+}
+
+/// A random-stream number from a tuple of tags, so every use of randomness has its own stream.
+pub fn stream_id(parts: &[u64]) -> u64 {
+    parts.iter().fold(0x243F_6A88_85A3_08D3u64, |h, &p| {
+        let mut z = (h ^ p).wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    })
+}
+
+/// Fisher-Yates.
+pub fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
+    for i in (1..v.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        v.swap(i, j);
+    }
+}
+
+/// Two different positions in `0..n` (`n >= 2`), uniformly.
+pub fn distinct_pair(rng: &mut Rng, n: usize) -> (usize, usize) {
+    let a = rng.below(n as u64) as usize;
+    let mut b = rng.below(n as u64 - 1) as usize;
+    if b >= a {
+        b += 1;
+    }
+    (a, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toy() -> FaceIndex {
+        let mut t = Vec::new();
+        for (d, ids) in [("b", 3usize), ("a", 2)] {
+            for i in 0..ids {
+                for k in 0..(i + 1) {
+                    t.push((format!("{d}/{i}/{k}.png"), d.to_string(), format!("id{i}")));
+                }
+            }
+        }
+        FaceIndex::from_triples("t", t).unwrap()
+    }
+
+    #[test]
+    fn encodes_sorted_and_scoped_by_domain() {
+        let idx = toy();
+        assert_eq!(idx.domain_names, vec!["a", "b"]);
+        assert_eq!(idx.n_identities(), 5); // id0/id1 exist in both domains but are different people
+        assert_eq!(idx.identity_domains, vec![0, 0, 1, 1, 1]);
+        let s = idx.summary();
+        assert_eq!(
+            (s[1].identities, s[1].images, s[1].min_images_per_identity, s[1].max_images_per_identity),
+            (3, 6, 1, 3)
+        );
+        let f = idx.filter_min_images(2).unwrap();
+        assert_eq!(f.n_identities(), 3);
+        assert!(idx.filter_min_images(9).is_err());
+    }
+
+    #[test]
+    fn pairs_and_protocol() {
+        let idx = toy();
+        let (pairs, labels) = idx.verification_pairs(1, 5, 0).unwrap();
+        assert_eq!(labels.iter().filter(|&&l| l).count(), 1 + 3); // id1: 1 pair, id2: 3 pairs
+        assert_eq!(labels.len(), 4 + 5);
+        for (p, &l) in pairs.iter().zip(&labels) {
+            assert_eq!(idx.identities[p[0] as usize] == idx.identities[p[1] as usize], l);
+            assert_eq!(idx.domains[p[0] as usize], 1);
+        }
+        assert!(idx.verification_pairs(1, 1000, 0).is_err());
+        let (g, p) = idx.gallery_probe(1, 3).unwrap();
+        assert_eq!(g.len(), 2);
+        assert!(g.iter().zip(&p).all(|(a, b)| a != b && idx.identities[*a as usize] == idx.identities[*b as usize]));
+    }
+
+    #[test]
+    fn split_is_disjoint_and_seeded() {
+        let mut t = Vec::new();
+        for d in 0..2 {
+            for i in 0..10 {
+                for k in 0..2 {
+                    t.push((format!("{d}/{i}/{k}"), format!("d{d}"), format!("{i}")));
+                }
+            }
+        }
+        let idx = FaceIndex::from_triples("t", t).unwrap();
+        let (tr, te) = idx.split_identities(0.3, 1).unwrap();
+        assert_eq!((tr.n_identities(), te.n_identities()), (14, 6));
+        let names = |x: &FaceIndex| -> std::collections::HashSet<String> { x.paths.iter().cloned().collect() };
+        assert!(names(&tr).is_disjoint(&names(&te)));
+        assert_eq!(idx.split_identities(0.3, 1).unwrap().1, te);
+        assert_ne!(idx.split_identities(0.3, 2).unwrap().1, te);
+    }
+}

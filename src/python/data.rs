@@ -1,0 +1,300 @@
+//! Bindings of `crate::data` and `crate::sampler`: `FaceIndex` and the sampler core.
+
+use std::path::PathBuf;
+
+use numpy::{IntoPyArray, PyArray1, PyArrayMethods};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use super::errors::{guarded, without_gil};
+use crate::data::FaceIndex;
+use crate::error::MfrError;
+use crate::sampler::{DomainSampler, SamplerConfig, SplitMode};
+
+type Int64Array<'py> = Bound<'py, PyArray1<i64>>;
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyFaceIndex>()?;
+    m.add_class::<PyDomainSamplerCore>()?;
+    Ok(())
+}
+
+/// Every image of a multi-domain face dataset with its domain and identity.
+///
+/// Identities are scoped by domain (``001`` in two domains are two people); domain and identity
+/// numbers follow sorted names, so a folder always gives the same numbering.
+#[pyclass(name = "FaceIndex", module = "mfr.data", frozen)]
+#[derive(Clone)]
+pub(crate) struct PyFaceIndex {
+    pub(crate) inner: FaceIndex,
+}
+
+fn label_to_string(ob: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(ob.str()?.to_string())
+}
+
+impl PyFaceIndex {
+    fn domain_number(&self, domain: &Bound<'_, PyAny>, func: &str) -> PyResult<usize> {
+        if let Ok(i) = domain.extract::<i64>() {
+            return usize::try_from(i)
+                .map_err(|_| MfrError::invalid(func, format!("domain must be >= 0, got {i}")).into());
+        }
+        let name: String = domain.extract()?;
+        self.inner.domain_names.iter().position(|n| *n == name).ok_or_else(|| {
+            MfrError::invalid(func, format!("unknown domain '{name}'; domains are {:?}", self.inner.domain_names))
+                .into()
+        })
+    }
+}
+
+#[pymethods]
+impl PyFaceIndex {
+    /// Index of a folder laid out ``<root>/<domain>/<identity>/<image>`` (non-image files ignored).
+    #[staticmethod]
+    fn from_folder(py: Python<'_>, root: PathBuf) -> PyResult<Self> {
+        guarded(|| without_gil(py, move || FaceIndex::from_folder(&root)).map(|inner| PyFaceIndex { inner }))
+    }
+
+    /// Index of a list file with one ``path domain identity`` per line; relative paths are joined
+    /// to ``root`` when given.
+    #[staticmethod]
+    #[pyo3(signature = (path, root = None))]
+    fn from_list(py: Python<'_>, path: PathBuf, root: Option<PathBuf>) -> PyResult<Self> {
+        guarded(|| {
+            without_gil(py, move || FaceIndex::from_list(&path, root.as_deref())).map(|inner| PyFaceIndex { inner })
+        })
+    }
+
+    /// Index from parallel sequences; domain and identity labels may be strings or numbers.
+    #[staticmethod]
+    fn from_arrays(
+        paths: Vec<String>,
+        domains: Vec<Bound<'_, PyAny>>,
+        identities: Vec<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        const F: &str = "FaceIndex.from_arrays";
+        guarded(|| {
+            if paths.len() != domains.len() || paths.len() != identities.len() {
+                return Err(MfrError::invalid(
+                    F,
+                    format!(
+                        "paths, domains and identities must have the same length, got {}, {} and {}",
+                        paths.len(),
+                        domains.len(),
+                        identities.len()
+                    ),
+                )
+                .into());
+            }
+            let mut triples = Vec::with_capacity(paths.len());
+            for ((p, d), i) in paths.into_iter().zip(&domains).zip(&identities) {
+                triples.push((p, label_to_string(d)?, label_to_string(i)?));
+            }
+            Ok(PyFaceIndex { inner: FaceIndex::from_triples(F, triples)? })
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "FaceIndex({} images, {} identities, {} domains: {})",
+            self.inner.len(),
+            self.inner.n_identities(),
+            self.inner.n_domains(),
+            self.inner.domain_names.join(", ")
+        )
+    }
+
+    /// Image paths, in index order.
+    #[getter]
+    fn paths(&self) -> Vec<String> {
+        self.inner.paths.clone()
+    }
+
+    /// Domain number of each image (int64).
+    #[getter]
+    fn domains<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        self.inner.domains.iter().map(|&d| i64::from(d)).collect::<Vec<_>>().into_pyarray(py)
+    }
+
+    /// Identity number of each image (int64, unique across domains).
+    #[getter]
+    fn identities<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        self.inner.identities.iter().map(|&d| i64::from(d)).collect::<Vec<_>>().into_pyarray(py)
+    }
+
+    /// Domain number of each identity (int64).
+    #[getter]
+    fn identity_domains<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        self.inner.identity_domains.iter().map(|&d| i64::from(d)).collect::<Vec<_>>().into_pyarray(py)
+    }
+
+    #[getter]
+    fn domain_names(&self) -> Vec<String> {
+        self.inner.domain_names.clone()
+    }
+
+    /// Identity labels (as given, without their domain).
+    #[getter]
+    fn identity_names(&self) -> Vec<String> {
+        self.inner.identity_names.clone()
+    }
+
+    #[getter]
+    fn n_domains(&self) -> usize {
+        self.inner.n_domains()
+    }
+
+    #[getter]
+    fn n_identities(&self) -> usize {
+        self.inner.n_identities()
+    }
+
+    /// Per domain: identities, images, min/mean/max images per identity.
+    fn summary<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        for s in self.inner.summary() {
+            let d = PyDict::new(py);
+            d.set_item("identities", s.identities)?;
+            d.set_item("images", s.images)?;
+            d.set_item("min_images_per_identity", s.min_images_per_identity)?;
+            d.set_item("mean_images_per_identity", s.images as f64 / s.identities.max(1) as f64)?;
+            d.set_item("max_images_per_identity", s.max_images_per_identity)?;
+            out.set_item(s.name, d)?;
+        }
+        Ok(out)
+    }
+
+    /// A new index without the identities that have fewer than ``min_images`` images.
+    #[pyo3(signature = (min_images = 2))]
+    fn filter(&self, min_images: usize) -> PyResult<Self> {
+        guarded(|| Ok(PyFaceIndex { inner: self.inner.filter_min_images(min_images)? }))
+    }
+
+    /// Disjoint ``(train, test)`` indexes: in every domain, ``round(test_fraction * n)`` seeded
+    /// identities go to test.
+    #[pyo3(signature = (test_fraction = 0.2, seed = 0))]
+    fn split_identities(&self, test_fraction: f64, seed: u64) -> PyResult<(Self, Self)> {
+        guarded(|| {
+            let (a, b) = self.inner.split_identities(test_fraction, seed)?;
+            Ok((PyFaceIndex { inner: a }, PyFaceIndex { inner: b }))
+        })
+    }
+
+    /// Every genuine pair of ``domain`` (number or name) plus ``n_impostors`` distinct seeded
+    /// impostor pairs: ``(pairs (M, 2) int64 image indices, labels (M,) bool)``.
+    #[pyo3(signature = (domain, n_impostors = 10_000, seed = 0))]
+    fn verification_pairs<'py>(
+        &self,
+        py: Python<'py>,
+        domain: &Bound<'py, PyAny>,
+        n_impostors: usize,
+        seed: u64,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyArray1<bool>>)> {
+        guarded(|| {
+            let d = self.domain_number(domain, "FaceIndex.verification_pairs")?;
+            let (pairs, labels) = self.inner.verification_pairs(d, n_impostors, seed)?;
+            let flat: Vec<i64> = pairs.iter().flat_map(|p| [i64::from(p[0]), i64::from(p[1])]).collect();
+            let arr = flat.into_pyarray(py).reshape([pairs.len(), 2])?.into_any();
+            Ok((arr, labels.into_pyarray(py)))
+        })
+    }
+
+    /// The paper's protocol: one gallery and one probe image per identity of ``domain`` that has
+    /// at least two images: ``(gallery, probe)`` int64 image indices.
+    #[pyo3(signature = (domain, seed = 0))]
+    fn gallery_probe<'py>(
+        &self,
+        py: Python<'py>,
+        domain: &Bound<'py, PyAny>,
+        seed: u64,
+    ) -> PyResult<(Int64Array<'py>, Int64Array<'py>)> {
+        guarded(|| {
+            let d = self.domain_number(domain, "FaceIndex.gallery_probe")?;
+            let (g, p) = self.inner.gallery_probe(d, seed)?;
+            let to = |v: Vec<u32>| v.into_iter().map(i64::from).collect::<Vec<_>>().into_pyarray(py);
+            Ok((to(g), to(p)))
+        })
+    }
+}
+
+/// The Rust sampler behind ``mfr.DomainSampler`` (which adds iteration, state and views).
+#[pyclass(name = "DomainSamplerCore", module = "mfr._core", frozen)]
+pub(crate) struct PyDomainSamplerCore {
+    inner: DomainSampler,
+}
+
+#[pymethods]
+impl PyDomainSamplerCore {
+    #[new]
+    #[pyo3(signature = (index, ids_per_domain, images_per_id = 2, split = "leave_one_out", meta_test_domains = 1, seed = 0, rank = 0, world_size = 1))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        index: &PyFaceIndex,
+        ids_per_domain: i64,
+        images_per_id: i64,
+        split: &str,
+        meta_test_domains: i64,
+        seed: u64,
+        rank: i64,
+        world_size: i64,
+    ) -> PyResult<Self> {
+        const F: &str = "DomainSampler";
+        guarded(|| {
+            let nonneg = |name: &str, v: i64| {
+                usize::try_from(v)
+                    .map_err(|_| PyErr::from(MfrError::invalid(F, format!("{name} must be >= 0, got {v}"))))
+            };
+            let config = SamplerConfig {
+                ids_per_domain: nonneg("ids_per_domain", ids_per_domain)?,
+                images_per_id: nonneg("images_per_id", images_per_id)?,
+                split: SplitMode::parse(split)?,
+                meta_test_domains: nonneg("meta_test_domains", meta_test_domains)?,
+                seed,
+                rank: nonneg("rank", rank)?,
+                world_size: nonneg("world_size", world_size)?,
+            };
+            Ok(PyDomainSamplerCore { inner: DomainSampler::new(&index.inner, config)? })
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    #[getter]
+    fn batches_per_epoch(&self) -> usize {
+        self.inner.batches_per_epoch()
+    }
+
+    #[getter]
+    fn n_domains(&self) -> usize {
+        self.inner.n_domains()
+    }
+
+    /// This rank's batches of ``epoch`` as flat int64 arrays: batch_numbers (n,), images
+    /// (n*D*B*k,), identities (n*D*B,), test_domains (n*m,; empty for leave_one_out).
+    fn epoch<'py>(&self, py: Python<'py>, epoch: u64) -> PyResult<Bound<'py, PyDict>> {
+        guarded(|| {
+            let e = py.allow_threads(|| self.inner.epoch(epoch))?;
+            let d = PyDict::new(py);
+            d.set_item(
+                "batch_numbers",
+                e.batch_numbers.into_iter().map(|x| x as i64).collect::<Vec<_>>().into_pyarray(py),
+            )?;
+            d.set_item("images", e.images.into_pyarray(py))?;
+            d.set_item("identities", e.identities.into_pyarray(py))?;
+            d.set_item("test_domains", e.test_domains.into_pyarray(py))?;
+            Ok(d)
+        })
+    }
+
+    /// The splits of a batch with these meta-test domains: a list of (meta_train, meta_test) lists.
+    fn splits<'py>(&self, py: Python<'py>, test_domains: Vec<i64>) -> PyResult<Bound<'py, PyList>> {
+        let items: Vec<(Vec<u32>, Vec<u32>)> = self.inner.splits(&test_domains);
+        PyList::new(py, items)
+    }
+}
