@@ -29,6 +29,7 @@ __all__ = [
     "verification_summary",
     "FaceIndex",
     "DomainSamplerCore",
+    "decode_images",
 ]
 
 class MfrError(Exception):
@@ -152,3 +153,13 @@ class DomainSamplerCore:
     def n_domains(self) -> int: ...
     def epoch(self, epoch: int) -> dict[str, npt.NDArray[np.int64]]: ...
     def splits(self, test_domains: list[int]) -> list[tuple[list[int], list[int]]]: ...
+
+def decode_images(
+    sources: list[str | os.PathLike[str] | bytes | bytearray],
+    height: int,
+    width: int,
+    channels: int = 3,
+    flips: list[bool] | None = None,
+    skip_errors: bool = False,
+) -> tuple[torch.Tensor, list[tuple[int, str]]]:
+    """Decode into a (N, C, H, W) uint8 tensor; also the (position, reason) of skipped images."""

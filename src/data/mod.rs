@@ -1,5 +1,7 @@
 //! Multi-domain face datasets: the index of images, domains and identities.
 
+pub mod decode;
 pub mod index;
 
+pub use decode::{decode_images, DecodeOptions, Decoded, ImageSource};
 pub use index::{DomainSummary, FaceIndex};

@@ -4,10 +4,11 @@ use std::path::PathBuf;
 
 use numpy::{IntoPyArray, PyArray1, PyArrayMethods};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
+use pyo3_tch::PyTensor;
 
 use super::errors::{guarded, without_gil};
-use crate::data::FaceIndex;
+use crate::data::{DecodeOptions, FaceIndex, ImageSource};
 use crate::error::MfrError;
 use crate::sampler::{DomainSampler, SamplerConfig, SplitMode};
 
@@ -16,6 +17,7 @@ type Int64Array<'py> = Bound<'py, PyArray1<i64>>;
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFaceIndex>()?;
     m.add_class::<PyDomainSamplerCore>()?;
+    m.add_function(wrap_pyfunction!(decode_images, m)?)?;
     Ok(())
 }
 
@@ -297,4 +299,58 @@ impl PyDomainSamplerCore {
         let items: Vec<(Vec<u32>, Vec<u32>)> = self.inner.splits(&test_domains);
         PyList::new(py, items)
     }
+}
+
+fn image_source(ob: &Bound<'_, PyAny>, i: usize) -> PyResult<ImageSource> {
+    if let Ok(b) = ob.downcast::<PyBytes>() {
+        return Ok(ImageSource::Bytes(b.as_bytes().to_vec()));
+    }
+    if let Ok(b) = ob.downcast::<PyByteArray>() {
+        return Ok(ImageSource::Bytes(b.to_vec()));
+    }
+    let os = ob.py().import("os")?;
+    match os.getattr("fspath")?.call1((ob,)) {
+        Ok(p) => Ok(ImageSource::Path(p.extract::<String>().map_err(|_| {
+            MfrError::invalid("decode_images", format!("source {i}: paths must be text, got bytes path {ob}"))
+        })?)),
+        Err(_) => Err(MfrError::invalid(
+            "decode_images",
+            format!(
+                "source {i} must be a path (str or os.PathLike) or encoded image bytes, got {}",
+                ob.get_type().name()?
+            ),
+        )
+        .into()),
+    }
+}
+
+/// Decodes images (paths or encoded bytes) into a (N, C, H, W) uint8 tensor; returns it with the
+/// list of (position, reason) of images that failed (only when ``skip_errors``).
+#[pyfunction]
+#[pyo3(signature = (sources, height, width, channels = 3, flips = None, skip_errors = false))]
+fn decode_images(
+    py: Python<'_>,
+    sources: Vec<Bound<'_, PyAny>>,
+    height: i64,
+    width: i64,
+    channels: i64,
+    flips: Option<Vec<bool>>,
+    skip_errors: bool,
+) -> PyResult<(PyTensor, Vec<(usize, String)>)> {
+    const F: &str = "decode_images";
+    guarded(|| {
+        let dim = |name: &str, v: i64| {
+            usize::try_from(v).map_err(|_| PyErr::from(MfrError::invalid(F, format!("{name} must be >= 1, got {v}"))))
+        };
+        let opts = DecodeOptions {
+            height: dim("height", height)?,
+            width: dim("width", width)?,
+            channels: dim("channels", channels)?,
+            flips: flips.unwrap_or_default(),
+            skip_errors,
+        };
+        let srcs = sources.iter().enumerate().map(|(i, s)| image_source(s, i)).collect::<PyResult<Vec<_>>>()?;
+        let decoded = without_gil(py, move || crate::data::decode_images(&srcs, &opts))?;
+        Ok((PyTensor(decoded.images), decoded.failed))
+    })
 }

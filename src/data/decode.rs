@@ -1,0 +1,202 @@
+//! Parallel image decoding into one uint8 NCHW tensor.
+//!
+//! Every image is read (or taken from memory), decoded (JPEG, PNG, GIF, TIFF, BMP, PGM/PPM),
+//! converted to grayscale or RGB, resized to the target size (bilinear) when it differs, optionally
+//! flipped horizontally, and written straight into its slot of the output tensor; rayon spreads
+//! images over the mfr pool.
+
+use image::imageops::FilterType;
+use image::DynamicImage;
+use rayon::prelude::*;
+use tch::{Device, Kind, Tensor};
+
+use crate::error::{MfrError, Result};
+use crate::threads;
+
+/// Where one image comes from.
+pub enum ImageSource {
+    Path(String),
+    Bytes(Vec<u8>),
+}
+
+impl ImageSource {
+    fn describe(&self, i: usize) -> String {
+        match self {
+            ImageSource::Path(p) => p.clone(),
+            ImageSource::Bytes(b) => format!("<in-memory image {i}, {} bytes>", b.len()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct DecodeOptions {
+    pub height: usize,
+    pub width: usize,
+    /// 1 (grayscale) or 3 (RGB).
+    pub channels: usize,
+    /// Per image, whether to flip it horizontally (empty: none).
+    pub flips: Vec<bool>,
+    /// Drop unreadable images (reported) instead of failing.
+    pub skip_errors: bool,
+}
+
+/// The decoded batch and, when skipping, the images that failed (input position, reason).
+pub struct Decoded {
+    pub images: Tensor,
+    pub failed: Vec<(usize, String)>,
+}
+
+fn decode_one(source: &ImageSource, i: usize, opts: &DecodeOptions, out: &mut [u8]) -> std::result::Result<(), String> {
+    let owned;
+    let bytes: &[u8] = match source {
+        ImageSource::Path(p) => {
+            owned = std::fs::read(p).map_err(|e| format!("cannot read {p}: {e}"))?;
+            &owned
+        }
+        ImageSource::Bytes(b) => b,
+    };
+    let img = image::load_from_memory(bytes).map_err(|e| format!("cannot decode {}: {e}", source.describe(i)))?;
+    let (h, w) = (opts.height as u32, opts.width as u32);
+    let flip = opts.flips.get(i).copied().unwrap_or(false);
+    let plane = opts.height * opts.width;
+    if opts.channels == 1 {
+        let mut g = DynamicImage::ImageLuma8(img.to_luma8());
+        if g.width() != w || g.height() != h {
+            g = g.resize_exact(w, h, FilterType::Triangle);
+        }
+        if flip {
+            g = g.fliph();
+        }
+        out.copy_from_slice(g.as_luma8().expect("luma image").as_raw());
+    } else {
+        let mut c = DynamicImage::ImageRgb8(img.to_rgb8());
+        if c.width() != w || c.height() != h {
+            c = c.resize_exact(w, h, FilterType::Triangle);
+        }
+        if flip {
+            c = c.fliph();
+        }
+        let raw = c.as_rgb8().expect("rgb image").as_raw();
+        // HWC -> CHW.
+        for (p, px) in raw.chunks_exact(3).enumerate() {
+            out[p] = px[0];
+            out[plane + p] = px[1];
+            out[2 * plane + p] = px[2];
+        }
+    }
+    Ok(())
+}
+
+pub fn decode_images(sources: &[ImageSource], opts: &DecodeOptions) -> Result<Decoded> {
+    const F: &str = "decode_images";
+    if opts.channels != 1 && opts.channels != 3 {
+        return Err(MfrError::invalid(F, format!("channels must be 1 or 3, got {}", opts.channels)));
+    }
+    if opts.height == 0 || opts.width == 0 || opts.height > 16384 || opts.width > 16384 {
+        return Err(MfrError::invalid(
+            F,
+            format!("size must be between 1 and 16384 pixels, got ({}, {})", opts.height, opts.width),
+        ));
+    }
+    if !opts.flips.is_empty() && opts.flips.len() != sources.len() {
+        return Err(MfrError::invalid(
+            F,
+            format!("flip must have one entry per image ({}), got {}", sources.len(), opts.flips.len()),
+        ));
+    }
+    let n = sources.len();
+    let per_image = opts.channels * opts.height * opts.width;
+    let images = Tensor::f_zeros(
+        [n as i64, opts.channels as i64, opts.height as i64, opts.width as i64],
+        (Kind::Uint8, Device::Cpu),
+    )?;
+    let results: Vec<std::result::Result<(), String>> = if n == 0 {
+        Vec::new()
+    } else {
+        // SAFETY: a fresh contiguous uint8 CPU tensor of n * per_image bytes that nothing else
+        // references until this function returns it.
+        let buffer = unsafe { std::slice::from_raw_parts_mut(images.data_ptr() as *mut u8, n * per_image) };
+        threads::install(|| {
+            buffer
+                .par_chunks_mut(per_image)
+                .enumerate()
+                .map(|(i, out)| {
+                    let r = decode_one(&sources[i], i, opts, out);
+                    if r.is_err() {
+                        out.fill(0);
+                    }
+                    r
+                })
+                .collect()
+        })?
+    };
+    let failed: Vec<(usize, String)> =
+        results.into_iter().enumerate().filter_map(|(i, r)| r.err().map(|e| (i, e))).collect();
+    if failed.is_empty() {
+        return Ok(Decoded { images, failed });
+    }
+    if !opts.skip_errors {
+        let (i, reason) = &failed[0];
+        let more = if failed.len() > 1 { format!(" ({} more images failed)", failed.len() - 1) } else { String::new() };
+        return Err(MfrError::data(F, format!("image {i}: {reason}{more}")));
+    }
+    let keep: Vec<i64> = (0..n as i64).filter(|i| !failed.iter().any(|(f, _)| *f as i64 == *i)).collect();
+    let images = images.f_index_select(0, &Tensor::f_from_slice(&keep)?)?;
+    Ok(Decoded { images, failed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageBuffer, Rgb};
+
+    fn png_bytes(w: u32, h: u32) -> Vec<u8> {
+        let img: ImageBuffer<Rgb<u8>, Vec<u8>> =
+            ImageBuffer::from_fn(w, h, |x, y| Rgb([x as u8 * 10, y as u8 * 10, 200]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        DynamicImage::ImageRgb8(img).write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    fn opts(h: usize, w: usize, c: usize) -> DecodeOptions {
+        DecodeOptions { height: h, width: w, channels: c, flips: Vec::new(), skip_errors: false }
+    }
+
+    #[test]
+    fn decodes_to_chw_and_flips() {
+        let src = vec![ImageSource::Bytes(png_bytes(4, 3)), ImageSource::Bytes(png_bytes(4, 3))];
+        let mut o = opts(3, 4, 3);
+        o.flips = vec![false, true];
+        let d = decode_images(&src, &o).unwrap();
+        assert_eq!(d.images.size(), vec![2, 3, 3, 4]);
+        let v = Vec::<u8>::try_from(d.images.flatten(0, -1)).unwrap();
+        // image 0, channel 0 (red = 10 x), row 0: 0, 10, 20, 30; channel 2 constant 200
+        assert_eq!(&v[0..4], &[0, 10, 20, 30]);
+        assert_eq!(v[2 * 12], 200);
+        // flipped: red row reversed
+        assert_eq!(&v[36..40], &[30, 20, 10, 0]);
+        let g = decode_images(&src[..1], &opts(6, 8, 1)).unwrap();
+        assert_eq!(g.images.size(), vec![1, 1, 6, 8]);
+    }
+
+    #[test]
+    fn failures_are_named_or_skipped() {
+        let src = vec![
+            ImageSource::Bytes(png_bytes(2, 2)),
+            ImageSource::Bytes(b"junk".to_vec()),
+            ImageSource::Path("/no/such.png".into()),
+        ];
+        let e = decode_images(&src, &opts(2, 2, 3)).err().unwrap().to_string();
+        assert!(
+            e.contains("image 1: cannot decode <in-memory image 1, 4 bytes>") && e.contains("(1 more images failed)"),
+            "{e}"
+        );
+        let mut o = opts(2, 2, 3);
+        o.skip_errors = true;
+        let d = decode_images(&src, &o).unwrap();
+        assert_eq!(d.images.size()[0], 1);
+        assert_eq!(d.failed.iter().map(|f| f.0).collect::<Vec<_>>(), vec![1, 2]);
+        assert!(d.failed[1].1.contains("cannot read /no/such.png"));
+        assert!(decode_images(&src, &opts(2, 2, 2)).is_err());
+    }
+}

@@ -1,0 +1,149 @@
+"""decode_images and the evaluation formats (.bin, LFW pairs.txt), on files the tests write."""
+
+import io
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import mfr
+from mfr.data import DecodeWarning, decode_images, load_verification_bin, normalize_images, read_lfw_pairs
+
+
+def encoded(array: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    return buf.getvalue()
+
+
+@pytest.fixture
+def rgb():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:40, 0:30]
+    base = np.stack([xx * 8, yy * 6, (xx + yy) * 3], axis=-1)
+    return np.clip(base + rng.integers(0, 20, base.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "BMP", "TIFF", "PPM", "GIF"])
+def test_lossless_formats_decode_exactly(tmp_path, rgb, fmt):
+    img = Image.fromarray(rgb)
+    if fmt == "GIF":
+        img = img.convert("P", palette=Image.Palette.ADAPTIVE).convert("RGB")  # GIF is paletted
+        rgb = np.asarray(img)
+    path = tmp_path / f"x.{fmt.lower()}"
+    img.save(path, format=fmt)
+    out = decode_images([path], size=(40, 30))
+    assert out.shape == (1, 3, 40, 30) and out.dtype == torch.uint8
+    np.testing.assert_array_equal(out[0].permute(1, 2, 0).numpy(), rgb)
+
+
+def test_jpeg_and_pgm_and_bytes(tmp_path, rgb):
+    jpeg = encoded(rgb, "JPEG")
+    ref = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")).astype(int)
+    out = decode_images([jpeg], size=(40, 30))[0].permute(1, 2, 0).numpy().astype(int)
+    assert np.abs(out - ref).mean() < 1.5  # JPEG decoders may differ by rounding (IDCT, upsampling)
+    gray = rgb[..., 0]
+    Image.fromarray(gray).save(tmp_path / "g.pgm")
+    g = decode_images([tmp_path / "g.pgm"], size=(40, 30), channels=1)
+    np.testing.assert_array_equal(g[0, 0].numpy(), gray)
+    # grayscale source as RGB: replicated channels
+    g3 = decode_images([str(tmp_path / "g.pgm")], size=(40, 30), channels=3)
+    assert torch.equal(g3[0, 0], g3[0, 2]) and torch.equal(g3[0, 0], g[0, 0])
+
+
+def test_resize_flip_and_gray_policy(rgb):
+    png = encoded(rgb, "PNG")
+    out = decode_images([png, png], size=(20, 15), flip=[False, True])
+    assert out.shape == (2, 3, 20, 15)
+    assert torch.equal(out[1], out[0].flip(-1))
+    ref = np.asarray(Image.fromarray(rgb).resize((15, 20), Image.Resampling.BILINEAR)).astype(int)
+    assert np.abs(out[0].permute(1, 2, 0).numpy().astype(int) - ref).mean() < 6
+    gray = decode_images([png], size=(40, 30), channels=1)[0, 0].numpy().astype(float)
+    luma709 = rgb @ np.array([0.2126, 0.7152, 0.0722])
+    assert np.abs(gray - luma709).max() <= 1.0
+    assert torch.equal(decode_images([png], size=(40, 30), flip=True)[0], decode_images([png], size=(40, 30))[0].flip(-1))
+
+
+def test_errors_name_the_file_or_are_skipped(tmp_path, rgb):
+    good = encoded(rgb, "PNG")
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    with pytest.raises(mfr.DataError, match=r"image 1: cannot decode .*corrupt.jpg"):
+        decode_images([good, tmp_path / "corrupt.jpg"])
+    with pytest.raises(mfr.DataError, match=r"cannot read .*missing.png"):
+        decode_images([tmp_path / "missing.png"])
+    with pytest.warns(DecodeWarning, match="left out 2 image"):
+        out, failed = decode_images([good, tmp_path / "corrupt.jpg", good, tmp_path / "missing.png"], size=(8, 8), on_error="skip", return_failed=True)
+    assert out.shape[0] == 2 and [i for i, _ in failed] == [1, 3]
+    with pytest.raises(mfr.InvalidInputError, match="channels must be 1 or 3, got 2"):
+        decode_images([good], channels=2)  # type: ignore[arg-type]
+    with pytest.raises(mfr.InvalidInputError, match="source 0 must be a path"):
+        decode_images([123])  # type: ignore[list-item]
+    with pytest.raises(mfr.InvalidInputError, match="wrap it in a list"):
+        decode_images(str(tmp_path / "x.png"))  # type: ignore[arg-type]
+    with pytest.raises(mfr.InvalidInputError, match=r"flip must have one entry per image \(1\), got 2"):
+        decode_images([good], flip=[True, False])
+    assert decode_images([], size=(4, 4)).shape == (0, 3, 4, 4)
+
+
+def test_normalize_images():
+    x = torch.tensor([0, 255, 51], dtype=torch.uint8).reshape(1, 3, 1, 1)
+    y = normalize_images(x)
+    torch.testing.assert_close(y.flatten(), torch.tensor([-1.0, 1.0, -0.6]))
+    z = normalize_images(x, mean=[0.0, 0.0, 0.0], std=[1.0, 1.0, 0.2])
+    torch.testing.assert_close(z.flatten(), torch.tensor([0.0, 1.0, 1.0]))
+    with pytest.raises(mfr.InvalidInputError, match="4-D uint8"):
+        normalize_images(x.float())
+
+
+def test_verification_bin_roundtrip(tmp_path, rgb):
+    # insightface's format: pickle.dump((bins, issame_list)), bins = 2N encoded images.
+    imgs = [encoded(np.roll(rgb, k, axis=1), "JPEG") for k in range(6)]
+    issame = [True, False, True]
+    with open(tmp_path / "set.bin", "wb") as f:
+        pickle.dump((imgs, issame), f, protocol=pickle.HIGHEST_PROTOCOL)
+    vs = load_verification_bin(tmp_path / "set.bin", size=(40, 30))
+    assert vs.images.shape == (6, 3, 40, 30) and vs.issame.tolist() == issame and vs.n_pairs == 3
+    # numpy issame arrays (as some releases store) load too
+    with open(tmp_path / "np.bin", "wb") as f:
+        pickle.dump((imgs, np.array(issame)), f)
+    assert load_verification_bin(tmp_path / "np.bin", size=(8, 8)).issame.tolist() == issame
+    with open(tmp_path / "bad.bin", "wb") as f:
+        pickle.dump((imgs[:5], issame), f)
+    with pytest.raises(mfr.DataError, match="holds 5 images for 3 pairs"):
+        load_verification_bin(tmp_path / "bad.bin")
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    with open(tmp_path / "evil.bin", "wb") as f:
+        pickle.dump((Evil(), []), f)
+    with pytest.raises(mfr.DataError, match="refusing to load builtins.print"):
+        load_verification_bin(tmp_path / "evil.bin")
+
+
+def test_lfw_pairs(tmp_path):
+    text = "2\t2\nA\t1\t2\nB\t1\t3\nA\t1\tC\t4\nB\t2\tC\t1\nC\t1\t2\nA\t2\t3\nA\t1\tB\t1\nC\t2\tB\t3\n"
+    (tmp_path / "pairs.txt").write_text(text)
+    p = read_lfw_pairs(tmp_path / "pairs.txt", "/lfw")
+    assert p.issame.tolist() == [True, True, False, False] * 2
+    assert p.folds.tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert p.first[0] == "/lfw/A/A_0001.jpg" and p.second[2] == "/lfw/C/C_0004.jpg"
+    (tmp_path / "short.txt").write_text("2\t2\nA\t1\t2\n")
+    with pytest.raises(mfr.DataError, match="header announces 8 pairs, found 1"):
+        read_lfw_pairs(tmp_path / "short.txt", "/lfw")
+    (tmp_path / "bad.txt").write_text("1\t1\nA\t1\t2\nA\tx\tB\t1\n")
+    with pytest.raises(mfr.DataError, match=r"bad.txt line 3: image number must be an integer, got 'x'"):
+        read_lfw_pairs(tmp_path / "bad.txt", "/lfw")
+
+
+def test_real_faces_decode(faces_root):
+    idx = mfr.FaceIndex.from_folder(faces_root)
+    sample = idx.paths[:: max(1, len(idx) // 200)]
+    out = decode_images(sample, size=(112, 112), channels=3)
+    assert out.shape == (len(sample), 3, 112, 112)
+    assert 20 < out.float().mean() < 235
+    ref = np.asarray(Image.open(sample[0]).convert("RGB").resize((112, 112), Image.Resampling.BILINEAR)).astype(int)
+    assert np.abs(out[0].permute(1, 2, 0).numpy().astype(int) - ref).mean() < 8
