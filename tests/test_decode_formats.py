@@ -147,3 +147,75 @@ def test_real_faces_decode(faces_root):
     assert 20 < out.float().mean() < 235
     ref = np.asarray(Image.open(sample[0]).convert("RGB").resize((112, 112), Image.Resampling.BILINEAR)).astype(int)
     assert np.abs(out[0].permute(1, 2, 0).numpy().astype(int) - ref).mean() < 8
+
+
+# ---- MXNet RecordIO, written here from the format description ----------------------------------
+
+MAGIC = 0xCED7230A
+
+
+def write_rec(path, records):
+    """dmlc RecordIO: [magic][cflag<<29 | len][data][pad to 4]; data split at 4-aligned magic numbers."""
+    import struct
+
+    offsets = []
+    with open(path, "wb") as f:
+        for data in records:
+            offsets.append(f.tell())
+            magic = struct.pack("<I", MAGIC)
+            cuts = [i for i in range(0, len(data) - 3, 4) if data[i : i + 4] == magic]
+            parts, start = [], 0
+            for c in cuts:
+                parts.append(data[start:c])
+                start = c + 4
+            parts.append(data[start:])
+            for j, part in enumerate(parts):
+                cflag = 0 if len(parts) == 1 else 1 if j == 0 else 3 if j == len(parts) - 1 else 2
+                f.write(struct.pack("<II", MAGIC, (cflag << 29) | len(part)))
+                f.write(part + b"\0" * (-len(part) % 4))
+    return offsets
+
+
+def ir_pack(label, payload, id_=0):
+    """insightface's IRHeader 'IfQQ' (+ float32 label array when the label is a list)."""
+    import struct
+
+    if isinstance(label, (list, tuple)):
+        return struct.pack("<IfQQ", len(label), 0.0, id_, 0) + np.asarray(label, np.float32).tobytes() + payload
+    return struct.pack("<IfQQ", 0, float(label), id_, 0) + payload
+
+
+def test_insightface_record_file(tmp_path, rgb):
+    import struct
+
+    images = [encoded(np.roll(rgb, 3 * k, axis=0), "PNG") for k in range(5)]
+    # One payload containing an aligned magic number forces a split record.
+    tricky = ir_pack(4, images[4] + b"\0" * (-len(images[4]) % 4) + struct.pack("<I", MAGIC) + b"tail")
+    labels = [0, 0, 1, 1]
+    records = [ir_pack([5, 7], b"")] + [ir_pack(lab, img, i + 1) for i, (lab, img) in enumerate(zip(labels, images))]
+    records[4] = tricky
+    records += [ir_pack([1, 3], b""), ir_pack([3, 5], b"")]  # identity ranges
+    offsets = write_rec(tmp_path / "train.rec", records)
+    (tmp_path / "train.idx").write_text("".join(f"{k}\t{o}\n" for k, o in enumerate(offsets)))
+
+    rf = mfr.data.RecordFile(tmp_path / "train.rec", tmp_path / "train.idx")
+    assert len(rf) == 7 and rf.keys.tolist() == list(range(7))
+    assert rf.read(4) == tricky  # parts joined, magic restored
+    lab, id_, _, payload = rf.read_insightface(2)
+    assert lab.tolist() == [0.0] and id_ == 2 and payload == images[1]
+    index, rf2 = mfr.data.index_from_record(tmp_path / "train.rec", tmp_path / "train.idx", domain="ms1m")
+    assert len(index) == 4 and index.n_identities == 3  # labels 0, 1, 4
+    assert index.paths[0].endswith("train.rec#1")
+    out, failed = rf2.decode([1, 2, 3], 40, 30)
+    assert failed == [] and out.shape == (3, 3, 40, 30)
+    np.testing.assert_array_equal(out[2].permute(1, 2, 0).numpy(), np.roll(rgb, 6, axis=0))
+    # Without .idx the file is scanned; keys are positions.
+    scanned = mfr.data.RecordFile(tmp_path / "train.rec")
+    assert len(scanned) == 7 and scanned.read(4) == tricky
+    with pytest.raises(mfr.InvalidInputError, match="no record with key 99"):
+        rf.read(99)
+    (tmp_path / "bad.idx").write_text("0\t5\n")
+    with pytest.raises(mfr.DataError, match=r"no record at byte 5 .*corrupt file or wrong .idx"):
+        mfr.data.RecordFile(tmp_path / "train.rec", tmp_path / "bad.idx").read(0)
+    with pytest.raises(mfr.DataError, match="cannot open"):
+        mfr.data.RecordFile(tmp_path / "none.rec")

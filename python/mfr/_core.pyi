@@ -30,6 +30,7 @@ __all__ = [
     "FaceIndex",
     "DomainSamplerCore",
     "decode_images",
+    "RecordFile",
 ]
 
 class MfrError(Exception):
@@ -163,3 +164,24 @@ def decode_images(
     skip_errors: bool = False,
 ) -> tuple[torch.Tensor, list[tuple[int, str]]]:
     """Decode into a (N, C, H, W) uint8 tensor; also the (position, reason) of skipped images."""
+
+@final
+class RecordFile:
+    """An MXNet RecordIO file (.rec with optional .idx), read without MXNet."""
+
+    def __new__(cls, rec: str | os.PathLike[str], idx: str | os.PathLike[str] | None = None) -> RecordFile: ...
+    def __len__(self) -> int: ...
+    @property
+    def keys(self) -> npt.NDArray[np.int64]: ...
+    def read(self, key: int) -> bytes: ...
+    def read_insightface(self, key: int) -> tuple[npt.NDArray[np.float32], int, int, bytes]: ...
+    def insightface_labels(self, keys: list[int]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]: ...
+    def decode(
+        self,
+        keys: list[int],
+        height: int,
+        width: int,
+        channels: int = 3,
+        flips: list[bool] | None = None,
+        skip_errors: bool = False,
+    ) -> tuple[torch.Tensor, list[tuple[int, str]]]: ...

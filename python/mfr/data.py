@@ -3,7 +3,8 @@
 * :class:`FaceIndex`: every image with its domain and identity, from a folder laid out
   ``<root>/<domain>/<identity>/<image>``, a list file of ``path domain identity`` lines, or arrays.
 * :func:`decode_images`: parallel decode + resize into a uint8 ``(N, C, H, W)`` tensor.
-* Readers of the common evaluation formats, without MXNet: insightface ``.bin`` verification sets
+* Readers of the common formats, without MXNet: insightface training sets in MXNet RecordIO
+  (:class:`RecordFile`, :func:`index_from_record`), ``.bin`` verification sets
   (:func:`load_verification_bin`) and LFW ``pairs.txt`` (:func:`read_lfw_pairs`).
 """
 
@@ -22,7 +23,7 @@ import numpy.typing as npt
 import torch
 
 from . import _core
-from ._core import DataError, FaceIndex, InvalidInputError
+from ._core import DataError, FaceIndex, InvalidInputError, RecordFile
 
 __all__ = [
     "FaceIndex",
@@ -33,6 +34,8 @@ __all__ = [
     "load_verification_bin",
     "LfwPairs",
     "read_lfw_pairs",
+    "RecordFile",
+    "index_from_record",
 ]
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray]
@@ -210,3 +213,36 @@ def read_lfw_pairs(path: str | os.PathLike, root: str | os.PathLike, ext: str = 
     folds = np.repeat(np.arange(n_folds), 2 * per_fold)
     return LfwPairs(first, second, np.array(same), folds)
 
+
+
+# ---- insightface RecordIO training sets ---------------------------------------------------------
+
+
+def index_from_record(
+    rec: str | os.PathLike, idx: str | os.PathLike | None = None, domain: str = "rec"
+) -> tuple[FaceIndex, RecordFile]:
+    """Index an insightface training set (``train.rec`` + ``train.idx``, e.g. MS1M, Glint360K).
+
+    insightface writes a header record (key 0, ``flag > 0``) whose labels ``(a, b)`` say that keys
+    ``1 .. a-1`` are images and ``a .. b-1`` identity ranges; without it every record with
+    ``flag == 0`` is an image. Each image's identity is its (first) label. The index's paths are
+    ``"<rec>#<key>"``; decode them with ``record.decode(keys)`` or :meth:`RecordFile.decode`.
+    Returns ``(index, record_file)``.
+    """
+    rf = RecordFile(rec, idx)
+    keys = rf.keys
+    if len(keys) == 0:
+        raise DataError(f"index_from_record: {rec} holds no records")
+    flags, labels = rf.insightface_labels([int(keys[0])])
+    if flags[0] > 0:
+        first = rf.read_insightface(int(keys[0]))[0]
+        end = int(first[0])
+        keys = np.arange(1, end, dtype=np.int64)
+        flags, labels = rf.insightface_labels(keys.tolist())
+    else:
+        flags, labels = rf.insightface_labels(keys.tolist())
+        keys = keys[flags == 0]
+        labels = labels[flags == 0]
+    ids = labels.astype(np.int64)
+    index = FaceIndex.from_arrays([f"{os.fspath(rec)}#{k}" for k in keys], [domain] * len(keys), ids.tolist())
+    return index, rf

@@ -8,16 +8,20 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
 use pyo3_tch::PyTensor;
 
 use super::errors::{guarded, without_gil};
-use crate::data::{DecodeOptions, FaceIndex, ImageSource};
+use crate::data::{unpack_insightface, DecodeOptions, FaceIndex, ImageSource, RecordFile};
 use crate::error::MfrError;
 use crate::sampler::{DomainSampler, SamplerConfig, SplitMode};
+use rayon::prelude::*;
 
 type Int64Array<'py> = Bound<'py, PyArray1<i64>>;
+/// (labels, id, id2, image bytes)
+type InsightfaceTuple<'py> = (Bound<'py, PyArray1<f32>>, u64, u64, Bound<'py, PyBytes>);
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFaceIndex>()?;
     m.add_class::<PyDomainSamplerCore>()?;
     m.add_function(wrap_pyfunction!(decode_images, m)?)?;
+    m.add_class::<PyRecordFile>()?;
     Ok(())
 }
 
@@ -353,4 +357,94 @@ fn decode_images(
         let decoded = without_gil(py, move || crate::data::decode_images(&srcs, &opts))?;
         Ok((PyTensor(decoded.images), decoded.failed))
     })
+}
+
+/// An MXNet RecordIO file (``.rec`` with optional ``.idx``), read without MXNet.
+#[pyclass(name = "RecordFile", module = "mfr.data", frozen)]
+pub(crate) struct PyRecordFile {
+    inner: RecordFile,
+}
+
+#[pymethods]
+impl PyRecordFile {
+    #[new]
+    #[pyo3(signature = (rec, idx = None))]
+    fn new(py: Python<'_>, rec: PathBuf, idx: Option<PathBuf>) -> PyResult<Self> {
+        guarded(|| without_gil(py, move || RecordFile::open(&rec, idx.as_deref())).map(|inner| PyRecordFile { inner }))
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    /// Record keys in file order (int64).
+    #[getter]
+    fn keys<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i64>> {
+        self.inner.entries.iter().map(|&(k, _)| k as i64).collect::<Vec<_>>().into_pyarray(py)
+    }
+
+    /// The raw data of one record.
+    fn read<'py>(&self, py: Python<'py>, key: u64) -> PyResult<Bound<'py, PyBytes>> {
+        guarded(|| {
+            let raw = self.inner.read(key)?;
+            Ok(PyBytes::new(py, &raw))
+        })
+    }
+
+    /// One insightface record: ``(labels float32 array, id, id2, image bytes)``.
+    fn read_insightface<'py>(&self, py: Python<'py>, key: u64) -> PyResult<InsightfaceTuple<'py>> {
+        guarded(|| {
+            let r = unpack_insightface(self.inner.read(key)?)?;
+            Ok((r.labels.into_pyarray(py), r.id, r.id2, PyBytes::new(py, &r.payload)))
+        })
+    }
+
+    /// ``(flags, first labels)`` of the given records (int64, float64), reading only their headers,
+    /// in parallel.
+    fn insightface_labels<'py>(
+        &self,
+        py: Python<'py>,
+        keys: Vec<u64>,
+    ) -> PyResult<(Int64Array<'py>, Bound<'py, PyArray1<f64>>)> {
+        guarded(|| {
+            let inner = &self.inner;
+            let out: Vec<(u32, Vec<f32>)> = py.allow_threads(|| {
+                crate::threads::install(|| {
+                    keys.par_iter().map(|&k| inner.insightface_labels(k)).collect::<crate::Result<Vec<_>>>()
+                })
+            })??;
+            let flags: Vec<i64> = out.iter().map(|(f, _)| i64::from(*f)).collect();
+            let labels: Vec<f64> = out.iter().map(|(_, l)| l.first().copied().map_or(f64::NAN, f64::from)).collect();
+            Ok((flags.into_pyarray(py), labels.into_pyarray(py)))
+        })
+    }
+
+    /// Decodes the images of insightface records into a (N, C, H, W) uint8 tensor (records read
+    /// and decoded in parallel); also the (position, reason) of skipped ones.
+    #[pyo3(signature = (keys, height, width, channels = 3, flips = None, skip_errors = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn decode(
+        &self,
+        py: Python<'_>,
+        keys: Vec<u64>,
+        height: usize,
+        width: usize,
+        channels: usize,
+        flips: Option<Vec<bool>>,
+        skip_errors: bool,
+    ) -> PyResult<(PyTensor, Vec<(usize, String)>)> {
+        guarded(|| {
+            let inner = &self.inner;
+            let opts = DecodeOptions { height, width, channels, flips: flips.unwrap_or_default(), skip_errors };
+            let decoded = py.allow_threads(|| -> crate::Result<crate::data::Decoded> {
+                let sources = crate::threads::install(|| {
+                    keys.par_iter()
+                        .map(|&k| inner.read(k).and_then(unpack_insightface).map(|r| ImageSource::Bytes(r.payload)))
+                        .collect::<crate::Result<Vec<_>>>()
+                })??;
+                crate::data::decode_images(&sources, &opts)
+            })?;
+            Ok((PyTensor(decoded.images), decoded.failed))
+        })
+    }
 }
