@@ -31,6 +31,7 @@ __all__ = [
     "DomainSamplerCore",
     "decode_images",
     "RecordFile",
+    "write_images",
 ]
 
 class MfrError(Exception):
@@ -185,3 +186,6 @@ class RecordFile:
         flips: list[bool] | None = None,
         skip_errors: bool = False,
     ) -> tuple[torch.Tensor, list[tuple[int, str]]]: ...
+
+def write_images(images: torch.Tensor | npt.ArrayLike, paths: list[str | os.PathLike[str]]) -> None:
+    """Write a uint8 (N, C, H, W) CPU tensor as N image files (format from each extension)."""

@@ -24,6 +24,7 @@ import torch
 
 from . import _core
 from ._core import DataError, FaceIndex, InvalidInputError, RecordFile
+from .synthetic import DOMAIN_SHIFTS, SyntheticDomains, synthetic_domains
 
 __all__ = [
     "FaceIndex",
@@ -36,6 +37,9 @@ __all__ = [
     "read_lfw_pairs",
     "RecordFile",
     "index_from_record",
+    "synthetic_domains",
+    "SyntheticDomains",
+    "DOMAIN_SHIFTS",
 ]
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray]

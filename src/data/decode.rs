@@ -145,6 +145,47 @@ pub fn decode_images(sources: &[ImageSource], opts: &DecodeOptions) -> Result<De
     Ok(Decoded { images, failed })
 }
 
+/// Writes each image of a uint8 `(N, C, H, W)` CPU tensor (C = 1 or 3) to its path; the format
+/// follows the extension (PNG, BMP, TIFF, PGM/PPM, JPEG at quality 95). Parent folders are created.
+pub fn write_images(images: &Tensor, paths: &[String]) -> Result<()> {
+    const F: &str = "write_images";
+    let size = images.size();
+    if images.kind() != Kind::Uint8
+        || size.len() != 4
+        || !(size[1] == 1 || size[1] == 3)
+        || images.device() != Device::Cpu
+    {
+        return Err(MfrError::invalid(
+            F,
+            format!("images must be a uint8 CPU tensor (N, 1 or 3, H, W), got {:?} of shape {size:?}", images.kind()),
+        ));
+    }
+    if size[0] as usize != paths.len() {
+        return Err(MfrError::invalid(F, format!("need one path per image ({}), got {}", size[0], paths.len())));
+    }
+    let hwc = images.f_permute([0, 2, 3, 1])?.f_contiguous()?;
+    let data = crate::tensor_check::host_slice::<u8>(F, "images", &hwc)?;
+    let (c, h, w) = (size[1] as usize, size[2] as u32, size[3] as u32);
+    let per = c * h as usize * w as usize;
+    let color = if c == 1 { image::ExtendedColorType::L8 } else { image::ExtendedColorType::Rgb8 };
+    let results: Vec<Result<()>> = threads::install(|| {
+        paths
+            .par_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let path = std::path::Path::new(p);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| MfrError::data(F, format!("cannot create {}: {e}", parent.display())))?;
+                }
+                image::save_buffer(path, &data[i * per..(i + 1) * per], w, h, color)
+                    .map_err(|e| MfrError::data(F, format!("cannot write {p}: {e}")))
+            })
+            .collect()
+    })?;
+    results.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +218,20 @@ mod tests {
         assert_eq!(&v[36..40], &[30, 20, 10, 0]);
         let g = decode_images(&src[..1], &opts(6, 8, 1)).unwrap();
         assert_eq!(g.images.size(), vec![1, 1, 6, 8]);
+    }
+
+    #[test]
+    fn write_then_read_back() {
+        let dir = std::env::temp_dir().join(format!("mfr_write_{}", std::process::id()));
+        let t = Tensor::arange(2 * 3 * 4 * 5, (Kind::Uint8, Device::Cpu)).view([2, 3, 4, 5]);
+        let paths: Vec<String> =
+            ["a/x.png", "b/y.bmp"].iter().map(|p| dir.join(p).to_string_lossy().into_owned()).collect();
+        write_images(&t, &paths).unwrap();
+        let src: Vec<ImageSource> = paths.iter().map(|p| ImageSource::Path(p.clone())).collect();
+        let back = decode_images(&src, &opts(4, 5, 3)).unwrap();
+        assert!(back.images.equal(&t));
+        std::fs::remove_dir_all(&dir).ok();
+        assert!(write_images(&t, &paths[..1]).is_err());
     }
 
     #[test]

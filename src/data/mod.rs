@@ -4,6 +4,6 @@ pub mod decode;
 pub mod index;
 pub mod recordio;
 
-pub use decode::{decode_images, DecodeOptions, Decoded, ImageSource};
+pub use decode::{decode_images, write_images, DecodeOptions, Decoded, ImageSource};
 pub use index::{DomainSummary, FaceIndex};
 pub use recordio::{unpack_insightface, InsightfaceRecord, RecordFile};

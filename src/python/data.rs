@@ -22,6 +22,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyDomainSamplerCore>()?;
     m.add_function(wrap_pyfunction!(decode_images, m)?)?;
     m.add_class::<PyRecordFile>()?;
+    m.add_function(wrap_pyfunction!(write_images, m)?)?;
     Ok(())
 }
 
@@ -447,4 +448,14 @@ impl PyRecordFile {
             Ok((PyTensor(decoded.images), decoded.failed))
         })
     }
+}
+
+/// Writes a uint8 (N, C, H, W) CPU tensor as N image files (format from each path's extension).
+#[pyfunction]
+fn write_images(py: Python<'_>, images: &Bound<'_, PyAny>, paths: Vec<PathBuf>) -> PyResult<()> {
+    guarded(|| {
+        let t = super::convert::tensor_arg(images, "write_images", "images")?;
+        let paths: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        without_gil(py, move || crate::data::write_images(&t, &paths))
+    })
 }
