@@ -10,7 +10,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(VIRTUAL_ENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 
-.PHONY: setup install demo test lint rust-test py-test wheel gpu-bundle clean
+.PHONY: setup install demo test lint rust-test py-test bench wheel gpu-bundle clean
 
 $(VENV)/.installed: requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ py-test: install
 	$(PY) -m pytest
 
 test: lint rust-test py-test
+
+# Benchmarks print ratios against baselines measured in the same run (never thresholds).
+bench: install
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	$(PY) benches/metrics.py
+	$(PY) benches/sampler.py
+	$(PY) benches/pair_scores.py
 
 # A wheel for another machine that has torch 2.11.0 (e.g. the GPU check): dist/mfr-*.whl
 wheel: setup

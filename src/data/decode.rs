@@ -1,15 +1,15 @@
 //! Parallel image decoding into one uint8 NCHW tensor.
 //!
 //! Every image is read (or taken from memory), decoded (JPEG, PNG, GIF, TIFF, BMP, PGM/PPM),
-//! converted to grayscale or RGB, resized to the target size (bilinear) when it differs, optionally
+//! converted to grayscale or RGB, resized to the target size (antialiased bilinear, `resize.rs`)
+//! when it differs, optionally
 //! flipped horizontally, and written straight into its slot of the output tensor; rayon spreads
 //! images over the mfr pool.
 
-use image::imageops::FilterType;
-use image::DynamicImage;
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
+use super::resize::resize;
 use crate::error::{MfrError, Result};
 use crate::threads;
 
@@ -56,32 +56,32 @@ fn decode_one(source: &ImageSource, i: usize, opts: &DecodeOptions, out: &mut [u
         ImageSource::Bytes(b) => b,
     };
     let img = image::load_from_memory(bytes).map_err(|e| format!("cannot decode {}: {e}", source.describe(i)))?;
-    let (h, w) = (opts.height as u32, opts.width as u32);
-    let flip = opts.flips.get(i).copied().unwrap_or(false);
-    let plane = opts.height * opts.width;
-    if opts.channels == 1 {
-        let mut g = DynamicImage::ImageLuma8(img.to_luma8());
-        if g.width() != w || g.height() != h {
-            g = g.resize_exact(w, h, FilterType::Triangle);
-        }
-        if flip {
-            g = g.fliph();
-        }
-        out.copy_from_slice(g.as_luma8().expect("luma image").as_raw());
+    let (src_w, src_h) = (img.width() as usize, img.height() as usize);
+    // Resize in the source's own channel count: a grayscale source is replicated only at the end.
+    let (pixels, c) = if opts.channels == 1 || !img.color().has_color() {
+        (img.into_luma8().into_raw(), 1)
     } else {
-        let mut c = DynamicImage::ImageRgb8(img.to_rgb8());
-        if c.width() != w || c.height() != h {
-            c = c.resize_exact(w, h, FilterType::Triangle);
-        }
-        if flip {
-            c = c.fliph();
-        }
-        let raw = c.as_rgb8().expect("rgb image").as_raw();
-        // HWC -> CHW.
-        for (p, px) in raw.chunks_exact(3).enumerate() {
-            out[p] = px[0];
-            out[plane + p] = px[1];
-            out[2 * plane + p] = px[2];
+        (img.into_rgb8().into_raw(), 3)
+    };
+    let (h, w) = (opts.height, opts.width);
+    let pixels = resize(&pixels, src_h, src_w, c, h, w);
+    let flip = opts.flips.get(i).copied().unwrap_or(false);
+    let plane = h * w;
+    // HWC (1 or 3 channels) -> CHW with `opts.channels` planes, mirrored when flipping.
+    for ch in 0..opts.channels {
+        let src_ch = if c == 1 { 0 } else { ch };
+        let dst = &mut out[ch * plane..(ch + 1) * plane];
+        for (y, drow) in dst.chunks_exact_mut(w).enumerate() {
+            let srow = &pixels[y * w * c..(y + 1) * w * c];
+            if flip {
+                for (x, d) in drow.iter_mut().enumerate() {
+                    *d = srow[(w - 1 - x) * c + src_ch];
+                }
+            } else {
+                for (x, d) in drow.iter_mut().enumerate() {
+                    *d = srow[x * c + src_ch];
+                }
+            }
         }
     }
     Ok(())
@@ -189,7 +189,7 @@ pub fn write_images(images: &Tensor, paths: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image::{ImageBuffer, Rgb};
+    use image::{DynamicImage, ImageBuffer, Rgb};
 
     fn png_bytes(w: u32, h: u32) -> Vec<u8> {
         let img: ImageBuffer<Rgb<u8>, Vec<u8>> =

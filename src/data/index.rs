@@ -1,8 +1,10 @@
 //! `FaceIndex`: every image of a multi-domain face dataset with its domain and identity.
 //!
 //! Identities are scoped by domain: `001` in domain `a` and `001` in domain `b` are two identities,
-//! since MFR's domains are different datasets. Orders are deterministic (sorted names), so the
-//! same folder always gives the same indices.
+//! since MFR's domains are different datasets. Numbering is deterministic: domains by sorted name,
+//! identities in order of first appearance (for a folder, the sorted walk), so the same input
+//! always gives the same indices, and images grouped by identity stay grouped (which lets the
+//! sampler compute image indices instead of looking them up).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -60,7 +62,7 @@ fn name_of(path: &Path) -> String {
 
 impl FaceIndex {
     /// Builds from per-image (path, domain name, identity name) triples, in the given image order.
-    /// Domain and identity numbers follow sorted names.
+    /// Domains are numbered by sorted name, identities by first appearance.
     pub fn from_triples(func: &str, triples: Vec<(String, String, String)>) -> Result<Self> {
         if triples.is_empty() {
             return Err(MfrError::data(func, "no images found"));
@@ -71,18 +73,17 @@ impl FaceIndex {
             names.dedup();
             names.into_iter().enumerate().map(|(i, n)| (n, i as u32)).collect()
         };
-        let id_set: BTreeMap<(&str, &str), u32> = {
-            let mut keys: Vec<(&str, &str)> = triples.iter().map(|t| (t.1.as_str(), t.2.as_str())).collect();
-            keys.sort_unstable();
-            keys.dedup();
-            keys.into_iter().enumerate().map(|(i, k)| (k, i as u32)).collect()
-        };
-        let mut index = FaceIndex {
-            domain_names: domain_set.keys().map(|s| s.to_string()).collect(),
-            identity_names: id_set.keys().map(|(_, i)| i.to_string()).collect(),
-            identity_domains: id_set.keys().map(|(d, _)| domain_set[d]).collect(),
-            ..Default::default()
-        };
+        let mut id_set: std::collections::HashMap<(&str, &str), u32> = std::collections::HashMap::new();
+        let mut index =
+            FaceIndex { domain_names: domain_set.keys().map(|s| s.to_string()).collect(), ..Default::default() };
+        for (_, domain, identity) in &triples {
+            let next = id_set.len() as u32;
+            id_set.entry((domain.as_str(), identity.as_str())).or_insert_with(|| {
+                index.identity_names.push(identity.clone());
+                index.identity_domains.push(domain_set[domain.as_str()]);
+                next
+            });
+        }
         for (path, domain, identity) in &triples {
             index.domains.push(domain_set[domain.as_str()]);
             index.identities.push(id_set[&(domain.as_str(), identity.as_str())]);
@@ -386,7 +387,7 @@ mod tests {
         let idx = toy();
         assert_eq!(idx.domain_names, vec!["a", "b"]);
         assert_eq!(idx.n_identities(), 5); // id0/id1 exist in both domains but are different people
-        assert_eq!(idx.identity_domains, vec![0, 0, 1, 1, 1]);
+        assert_eq!(idx.identity_domains, vec![1, 1, 1, 0, 0]); // first appearance: domain b came first
         let s = idx.summary();
         assert_eq!(
             (s[1].identities, s[1].images, s[1].min_images_per_identity, s[1].max_images_per_identity),

@@ -3,6 +3,7 @@
 pub mod decode;
 pub mod index;
 pub mod recordio;
+pub mod resize;
 
 pub use decode::{decode_images, write_images, DecodeOptions, Decoded, ImageSource};
 pub use index::{DomainSummary, FaceIndex};

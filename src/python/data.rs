@@ -28,8 +28,9 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 
 /// Every image of a multi-domain face dataset with its domain and identity.
 ///
-/// Identities are scoped by domain (``001`` in two domains are two people); domain and identity
-/// numbers follow sorted names, so a folder always gives the same numbering.
+/// Identities are scoped by domain (``001`` in two domains are two people). Domains are numbered
+/// by sorted name, identities by first appearance (for a folder: its sorted walk), so the same
+/// input always gives the same numbering.
 #[pyclass(name = "FaceIndex", module = "mfr.data", frozen)]
 #[derive(Clone)]
 pub(crate) struct PyFaceIndex {
