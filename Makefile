@@ -47,16 +47,23 @@ bench: install
 	$(PY) benches/sampler.py
 	$(PY) benches/pair_scores.py
 
-# A wheel for another machine that has torch 2.11.0 (e.g. the GPU check): dist/mfr-*.whl
+# A wheel for this machine's Python: dist/mfr-*.whl
 wheel: setup
 	$(VENV)/bin/maturin build --release --out dist
 
-# Everything scripts/gpu_check.sh needs offline: the mfr wheel and the test tools' wheels.
-gpu-bundle: wheel
+# The CUDA check bundle for the GPU machines (Python 3.12 with torch 2.11.0, no Rust, no network):
+# a cp312 wheel built against a cp312 torch in its own venv, in wheelhouse/ (carry it).
+GPU_PYTHON ?= python3.12
+GPU_VENV   ?= .venv-gpu
+gpu-bundle:
+	test -x $(GPU_VENV)/bin/python || $(GPU_PYTHON) -m venv $(GPU_VENV)
+	$(GPU_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(GPU_VENV)/bin/python -m pip install --quiet "torch==2.11.0" numpy "maturin>=1.7,<2"
 	rm -rf wheelhouse && mkdir -p wheelhouse
-	cp dist/mfr-*.whl wheelhouse/
-	$(PY) -m pip download --quiet --dest wheelhouse pytest hypothesis
+	env VIRTUAL_ENV=$(abspath $(GPU_VENV)) PATH=$(abspath $(GPU_VENV))/bin:$$PATH CARGO_TARGET_DIR=target/gpu \
+	    $(GPU_VENV)/bin/maturin build --release --interpreter $(GPU_VENV)/bin/python --out wheelhouse
+	ls -la wheelhouse
 
 clean:
 	cargo clean
-	rm -rf dist wheelhouse
+	rm -rf dist wheelhouse $(GPU_VENV)

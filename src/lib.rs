@@ -6,6 +6,7 @@
 
 pub mod data;
 pub mod error;
+pub mod meta;
 pub mod metrics;
 pub mod rng;
 pub mod sampler;

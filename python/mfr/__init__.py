@@ -27,7 +27,7 @@ from ._core import (
     pair_scores,
     set_num_threads,
 )
-from . import data, metrics, sampler
+from . import data, losses, metrics, sampler
 from .data import FaceIndex
 from .sampler import DomainSampler, MetaBatch
 from ._info import build_info
@@ -39,6 +39,7 @@ __all__ = [
     "build_info",
     "metrics",
     "data",
+    "losses",
     "sampler",
     "FaceIndex",
     "DomainSampler",

@@ -32,6 +32,9 @@ __all__ = [
     "decode_images",
     "RecordFile",
     "write_images",
+    "hard_pair_attention",
+    "soft_classification",
+    "domain_alignment",
 ]
 
 class MfrError(Exception):
@@ -189,3 +192,14 @@ class RecordFile:
 
 def write_images(images: torch.Tensor | npt.ArrayLike, paths: list[str | os.PathLike[str]]) -> None:
     """Write a uint8 (N, C, H, W) CPU tensor as N image files (format from each extension)."""
+
+def hard_pair_attention(
+    gallery: torch.Tensor, probe: torch.Tensor, tau_p: float, tau_n: float
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """MFR's hard-pair attention loss of one domain (differentiable) and its mining statistics."""
+
+def soft_classification(gallery: torch.Tensor, probe: torch.Tensor, scale: float) -> torch.Tensor:
+    """MFR's soft-classification loss of one domain (differentiable)."""
+
+def domain_alignment(domains: list[torch.Tensor]) -> torch.Tensor:
+    """MFR's domain-alignment loss over per-domain features (differentiable)."""

@@ -5,6 +5,7 @@ mod convert;
 mod data;
 mod errors;
 mod info;
+mod losses;
 mod metrics;
 mod threads;
 
@@ -18,5 +19,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     threads::register(m)?;
     metrics::register(m)?;
     data::register(m)?;
+    losses::register(m)?;
     Ok(())
 }
