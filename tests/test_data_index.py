@@ -92,3 +92,12 @@ def test_real_faces(faces_root):
     for name, s in idx.summary().items():
         assert 15 <= s["identities"] <= 62, name
     assert all(not p.endswith(".md") for p in idx.paths)
+
+
+def test_pickle_roundtrip_keeps_numbering():
+    import pickle
+
+    idx = FaceIndex.from_arrays([f"p{i}" for i in range(6)], ["b", "b", "a", "a", "b", "a"], [9, 9, 1, 2, 3, 1])
+    back = pickle.loads(pickle.dumps(idx))
+    assert back == idx and back.identities.tolist() == idx.identities.tolist()
+    assert back.domain_names == ["a", "b"]

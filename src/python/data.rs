@@ -14,6 +14,8 @@ use crate::sampler::{DomainSampler, SamplerConfig, SplitMode};
 use rayon::prelude::*;
 
 type Int64Array<'py> = Bound<'py, PyArray1<i64>>;
+/// (paths, domain names, identity names), one entry per image
+type IndexArrays = (Vec<String>, Vec<String>, Vec<String>);
 /// (labels, id, id2, image bytes)
 type InsightfaceTuple<'py> = (Bound<'py, PyArray1<f32>>, u64, u64, Bound<'py, PyBytes>);
 
@@ -104,6 +106,20 @@ impl PyFaceIndex {
 
     fn __len__(&self) -> usize {
         self.inner.len()
+    }
+
+    /// Pickling (DataLoader workers started with spawn, multiprocessing): rebuilt from arrays,
+    /// which reproduces the same numbering.
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyAny>, IndexArrays)> {
+        let ctor = py.get_type::<PyFaceIndex>().getattr("from_arrays")?;
+        let i = &self.inner;
+        let domains = i.domains.iter().map(|&d| i.domain_names[d as usize].clone()).collect();
+        let identities = i.identities.iter().map(|&id| i.identity_names[id as usize].clone()).collect();
+        Ok((ctor, (i.paths.clone(), domains, identities)))
+    }
+
+    fn __eq__(&self, other: &Self) -> bool {
+        self.inner == other.inner
     }
 
     fn __repr__(&self) -> String {
