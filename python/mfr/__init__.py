@@ -27,7 +27,8 @@ from ._core import (
     pair_scores,
     set_num_threads,
 )
-from . import data, losses, metrics, sampler
+from . import data, losses, meta, metrics, nn, sampler
+from .meta import MetaStep, MetaStepConfig
 from .data import FaceIndex
 from .sampler import DomainSampler, MetaBatch
 from ._info import build_info
@@ -40,6 +41,10 @@ __all__ = [
     "metrics",
     "data",
     "losses",
+    "nn",
+    "meta",
+    "MetaStep",
+    "MetaStepConfig",
     "sampler",
     "FaceIndex",
     "DomainSampler",

@@ -35,6 +35,9 @@ __all__ = [
     "hard_pair_attention",
     "soft_classification",
     "domain_alignment",
+    "small_cnn_specs",
+    "small_cnn_forward",
+    "meta_step_small_cnn",
 ]
 
 class MfrError(Exception):
@@ -205,3 +208,29 @@ def soft_classification(gallery: torch.Tensor, probe: torch.Tensor, scale: float
 
 def domain_alignment(domains: list[torch.Tensor]) -> torch.Tensor:
     """MFR's domain-alignment loss over per-domain features (differentiable)."""
+
+def small_cnn_specs(
+    in_channels: int, input_size: int, width: int, embedding_dim: int
+) -> tuple[list[tuple[str, list[int], str]], list[tuple[str, list[int], str]]]:
+    """(parameters, buffers) of the small CNN as (name, shape, init), in order."""
+
+def small_cnn_forward(
+    arch: tuple[int, int, int, int], params: list[torch.Tensor], buffers: list[torch.Tensor], images: torch.Tensor, mode: str
+) -> torch.Tensor:
+    """Embeddings with explicit parameters; mode: train | train_no_update | eval."""
+
+def meta_step_small_cnn(
+    arch: tuple[int, int, int, int],
+    params: list[torch.Tensor],
+    buffers: list[torch.Tensor],
+    domains: list[torch.Tensor],
+    splits: list[tuple[list[int], list[int]]],
+    alpha: float,
+    gamma: float,
+    tau_p: float,
+    tau_n: float,
+    scale: float,
+    weights: tuple[float, float, float],
+    first_order: bool,
+) -> dict[str, float]:
+    """One MFR meta-step; adds the combined gradient to the parameters' .grad."""

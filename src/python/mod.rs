@@ -6,6 +6,7 @@ mod data;
 mod errors;
 mod info;
 mod losses;
+mod meta;
 mod metrics;
 mod threads;
 
@@ -20,5 +21,6 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     metrics::register(m)?;
     data::register(m)?;
     losses::register(m)?;
+    meta::register(m)?;
     Ok(())
 }

@@ -1,0 +1,95 @@
+"""The MFR meta-gradient step (Rust core in ``src/meta/step.rs``).
+
+Per split k (meta-train domains S_k, meta-test domains T_k)::
+
+    L_S^k(theta)   = mean_{d in S_k} (w_hp L_hp + w_cls L_cls)(d) + w_da L_da(S_k)
+    theta'_k       = theta - alpha * grad L_S^k(theta)       (graph kept; detached if first_order)
+    L_T^k(theta')  = mean_{d in T_k} (w_hp L_hp + w_cls L_cls)(d)       at theta'_k
+    combined grad  = 1/K sum_k [gamma grad L_S^k(theta) + (1 - gamma) grad_theta L_T^k(theta'_k)]
+
+The combined gradient is *added* to every parameter's ``.grad`` (as ``loss.backward()`` does), so
+``optimizer.zero_grad(); step(...); clip_grad_norm_(...); optimizer.step()`` work unchanged. Up to
+scale it equals MLDG's ``L_S + beta L_T`` with ``beta = (1 - gamma) / gamma``.
+
+Input structure: ``domains[d]`` is a float tensor (2B, C, S, S): the gallery images of the
+meta-batch's B identities of domain d, then their probe images in the same order (one BatchNorm
+batch per domain). :func:`domains_from_batch` builds it from a :class:`mfr.MetaBatch` and its
+decoded images. ``splits`` are :class:`mfr.sampler.Split` objects or ``(meta_train, meta_test)``
+pairs of domain positions. With a single meta-train domain L_da is 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from . import _core
+from .losses import DEFAULT_SCALE, DEFAULT_TAU_N, DEFAULT_TAU_P
+from .nn import Backbone
+
+__all__ = ["MetaStepConfig", "MetaStep", "domains_from_batch"]
+
+
+@dataclass
+class MetaStepConfig:
+    alpha: float = 0.01
+    gamma: float = 0.5
+    tau_p: float = DEFAULT_TAU_P
+    tau_n: float = DEFAULT_TAU_N
+    scale: float = DEFAULT_SCALE
+    w_hp: float = 1.0
+    w_cls: float = 1.0
+    w_da: float = 1.0
+    first_order: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _split_pairs(splits: Sequence[Any]) -> list[tuple[list[int], list[int]]]:
+    out = []
+    for s in splits:
+        train, test = (s.meta_train, s.meta_test) if hasattr(s, "meta_train") else s
+        out.append(([int(d) for d in train], [int(d) for d in test]))
+    return out
+
+
+def domains_from_batch(meta_batch: Any, images: torch.Tensor) -> list[torch.Tensor]:
+    """Per-domain ``[gallery; probe]`` tensors from a meta-batch with ``images_per_id == 2`` and its
+    images decoded in ``meta_batch.flat_indices()`` order (D*B*2 images)."""
+    d, b, k = meta_batch.images.shape
+    if k != 2:
+        raise _core.InvalidInputError(f"domains_from_batch: needs images_per_id == 2, got {k}")
+    if images.shape[0] != d * b * k:
+        raise _core.InvalidInputError(f"domains_from_batch: expected {d * b * k} images (flat_indices order), got {images.shape[0]}")
+    x = images.reshape(d, b, k, *images.shape[1:])
+    return [torch.cat([x[i, :, 0], x[i, :, 1]]) for i in range(d)]
+
+
+class MetaStep:
+    """``MetaStep(backbone, config).step(domains, splits)``: one MFR meta-step on the backbone's
+    device (CPU or CUDA), the GIL released; returns the loss components and hard-pair counts."""
+
+    def __init__(self, backbone: Backbone, config: MetaStepConfig | None = None) -> None:
+        if not isinstance(backbone, Backbone):
+            raise _core.InvalidInputError(f"MetaStep: backbone must be an mfr.nn.Backbone, got {type(backbone).__name__}")
+        self.backbone = backbone
+        self.config = config or MetaStepConfig()
+
+    def step(self, domains: Sequence[torch.Tensor], splits: Sequence[Any]) -> dict[str, float]:
+        c = self.config
+        return _core.meta_step_small_cnn(
+            self.backbone.arch,
+            self.backbone.parameter_list(),
+            self.backbone.buffer_list(),
+            list(domains),
+            _split_pairs(splits),
+            float(c.alpha),
+            float(c.gamma),
+            float(c.tau_p),
+            float(c.tau_n),
+            float(c.scale),
+            (float(c.w_hp), float(c.w_cls), float(c.w_da)),
+            bool(c.first_order),
+        )

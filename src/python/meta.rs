@@ -1,0 +1,141 @@
+//! Bindings of `crate::meta`: the small CNN's specs and forward, and the meta-step.
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use pyo3_tch::PyTensor;
+use tch::Tensor;
+
+use super::convert::tensor_arg;
+use super::errors::{guarded, without_gil};
+use crate::error::MfrError;
+use crate::meta::{self, BnMode, Init, SmallCnn, Split, StepConfig};
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(small_cnn_specs, m)?)?;
+    m.add_function(wrap_pyfunction!(small_cnn_forward, m)?)?;
+    m.add_function(wrap_pyfunction!(meta_step_small_cnn, m)?)?;
+    Ok(())
+}
+
+type Spec = (String, Vec<i64>, &'static str);
+type ArchArgs = (i64, i64, i64, i64);
+
+fn init_name(init: Init) -> &'static str {
+    match init {
+        Init::Conv => "conv",
+        Init::Linear => "linear",
+        Init::Ones => "ones",
+        Init::Zeros => "zeros",
+        Init::Prelu => "prelu",
+    }
+}
+
+fn net(arch: ArchArgs) -> PyResult<SmallCnn> {
+    Ok(SmallCnn::new(arch.0, arch.1, arch.2, arch.3)?)
+}
+
+/// (parameters, buffers) of the small CNN as (name, shape, init) triples, in order.
+#[pyfunction]
+fn small_cnn_specs(
+    in_channels: i64,
+    input_size: i64,
+    width: i64,
+    embedding_dim: i64,
+) -> PyResult<(Vec<Spec>, Vec<Spec>)> {
+    guarded(|| {
+        let n = net((in_channels, input_size, width, embedding_dim))?;
+        let conv = |v: Vec<meta::TensorSpec>| v.into_iter().map(|s| (s.name, s.shape, init_name(s.init))).collect();
+        Ok((conv(n.parameters()), conv(n.buffers())))
+    })
+}
+
+fn tensors(items: &[Bound<'_, PyAny>], func: &str, what: &str) -> PyResult<Vec<Tensor>> {
+    items.iter().enumerate().map(|(i, t)| tensor_arg(t, func, &format!("{what}[{i}]"))).collect()
+}
+
+fn bn_mode(mode: &str) -> PyResult<BnMode> {
+    match mode {
+        "train" => Ok(BnMode::TrainUpdate),
+        "train_no_update" => Ok(BnMode::TrainNoUpdate),
+        "eval" => Ok(BnMode::Eval),
+        other => Err(MfrError::invalid(
+            "Backbone.forward",
+            format!("mode must be 'train', 'train_no_update' or 'eval', got '{other}'"),
+        )
+        .into()),
+    }
+}
+
+/// Embeddings of `images` with explicit parameters (`mode`: train | train_no_update | eval).
+#[pyfunction]
+fn small_cnn_forward(
+    py: Python<'_>,
+    arch: ArchArgs,
+    params: Vec<Bound<'_, PyAny>>,
+    buffers: Vec<Bound<'_, PyAny>>,
+    images: &Bound<'_, PyAny>,
+    mode: &str,
+) -> PyResult<PyTensor> {
+    const F: &str = "Backbone.forward";
+    guarded(|| {
+        let n = net(arch)?;
+        let (p, b) = (tensors(&params, F, "params")?, tensors(&buffers, F, "buffers")?);
+        let x = tensor_arg(images, F, "images")?;
+        let mode = bn_mode(mode)?;
+        without_gil(py, move || {
+            n.check_inputs(F, &p, &b, &x)?;
+            n.forward(&p, &b, &x, mode)
+        })
+        .map(PyTensor)
+    })
+}
+
+/// One MFR meta-step on the small CNN; writes the combined gradient into the parameters' .grad.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+fn meta_step_small_cnn<'py>(
+    py: Python<'py>,
+    arch: ArchArgs,
+    params: Vec<Bound<'py, PyAny>>,
+    buffers: Vec<Bound<'py, PyAny>>,
+    domains: Vec<Bound<'py, PyAny>>,
+    splits: Vec<(Vec<usize>, Vec<usize>)>,
+    alpha: f64,
+    gamma: f64,
+    tau_p: f64,
+    tau_n: f64,
+    scale: f64,
+    weights: (f64, f64, f64),
+    first_order: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    const F: &str = "MetaStep";
+    guarded(|| {
+        let n = net(arch)?;
+        let (p, b) = (tensors(&params, F, "params")?, tensors(&buffers, F, "buffers")?);
+        let d = tensors(&domains, F, "domains")?;
+        let splits: Vec<Split> =
+            splits.into_iter().map(|(meta_train, meta_test)| Split { meta_train, meta_test }).collect();
+        let cfg = StepConfig {
+            alpha,
+            gamma,
+            tau_p,
+            tau_n,
+            scale,
+            w_hp: weights.0,
+            w_cls: weights.1,
+            w_da: weights.2,
+            first_order,
+        };
+        let out = without_gil(py, move || meta::meta_step(&n, &p, &b, &d, &splits, &cfg))?;
+        let r = PyDict::new(py);
+        r.set_item("loss_s", out.loss_s)?;
+        r.set_item("loss_t", out.loss_t)?;
+        r.set_item("objective", out.objective)?;
+        r.set_item("loss_hp", out.loss_hp)?;
+        r.set_item("loss_cls", out.loss_cls)?;
+        r.set_item("loss_da", out.loss_da)?;
+        r.set_item("hard_positives", out.hard_positives)?;
+        r.set_item("hard_negatives", out.hard_negatives)?;
+        Ok(r)
+    })
+}
