@@ -53,7 +53,8 @@ wheel: setup
 
 # The CUDA check bundle for the GPU machines (Python 3.12 with torch 2.11.0, no Rust, no network):
 # a cp312 wheel built against a cp312 torch in its own venv, in wheelhouse/ (carry it).
-GPU_PYTHON ?= python3.12
+# pyenv machines keep 3.12 out of PATH; use it directly when present.
+GPU_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) python3.12)
 GPU_VENV   ?= .venv-gpu
 gpu-bundle:
 	test -x $(GPU_VENV)/bin/python || $(GPU_PYTHON) -m venv $(GPU_VENV)

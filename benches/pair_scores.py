@@ -6,21 +6,13 @@ Last line: `pair_scores: vs_numpy=R` (numpy time / mfr time, higher is better).
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
+from _timing import best_of
 import torch
 
 import mfr
 
-
-def best_of(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def numpy_pair_scores(emb: np.ndarray, pairs: np.ndarray) -> np.ndarray:

@@ -21,20 +21,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _timing import best_of
 import torch
 
 import mfr
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
 
-
-def best_of(fn, repeats):
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def make_index(n_images: int, n_ids: int, n_domains: int, seed: int = 0):

@@ -35,6 +35,26 @@ pub(crate) fn tensor_arg(ob: &Bound<'_, PyAny>, func: &str, name: &str) -> PyRes
         .ok_or_else(|| MfrError::Internal(format!("torch.as_tensor returned a non-tensor for '{name}'")).into())
 }
 
+/// `tensor_arg` plus a dtype check: "argument 'x' <requirement>, got <dtype>".
+fn typed_arg(
+    ob: &Bound<'_, PyAny>,
+    func: &str,
+    name: &str,
+    accept: fn(Kind) -> bool,
+    requirement: &str,
+) -> PyResult<(Tensor, Kind)> {
+    let t = tensor_arg(ob, func, name)?;
+    let kind = t.f_kind().map_err(MfrError::from)?;
+    if !accept(kind) {
+        return Err(MfrError::invalid(func, format!("argument '{name}' {requirement}, got {}", kind_name(kind))).into());
+    }
+    Ok((t, kind))
+}
+
+fn is_integer(kind: Kind) -> bool {
+    matches!(kind, Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8)
+}
+
 fn type_name(ob: &Bound<'_, PyAny>) -> String {
     ob.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "object".to_owned())
 }
@@ -46,7 +66,7 @@ pub(crate) fn index_pairs_arg(ob: &Bound<'_, PyAny>, func: &str, name: &str) -> 
         return Ok(Vec::new()); // `[]` arrives as an empty float tensor
     }
     let kind = t.f_kind().map_err(MfrError::from)?;
-    if !matches!(kind, Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8) {
+    if !is_integer(kind) {
         return Err(MfrError::invalid(
             func,
             format!("argument '{name}' must hold integer indices, got {}", kind_name(kind)),
@@ -70,15 +90,7 @@ pub(crate) fn index_pairs_arg(ob: &Bound<'_, PyAny>, func: &str, name: &str) -> 
 
 /// A 1-D score vector as a contiguous float64 CPU tensor (any real dtype converts; CUDA copies to host).
 pub(crate) fn scores_arg(ob: &Bound<'_, PyAny>, func: &str, name: &str) -> PyResult<Tensor> {
-    let t = tensor_arg(ob, func, name)?;
-    let kind = t.f_kind().map_err(MfrError::from)?;
-    if !is_real(kind) {
-        return Err(MfrError::invalid(
-            func,
-            format!("argument '{name}' must hold real numbers, got {}", kind_name(kind)),
-        )
-        .into());
-    }
+    let (t, _) = typed_arg(ob, func, name, is_real, "must hold real numbers")?;
     Arg::new(func, name, &t).dims(1)?;
     let host = t.f_to_device(Device::Cpu).and_then(|t| t.f_to_kind(Kind::Double)).and_then(|t| t.f_contiguous());
     Ok(host.map_err(MfrError::from)?)
@@ -86,15 +98,7 @@ pub(crate) fn scores_arg(ob: &Bound<'_, PyAny>, func: &str, name: &str) -> PyRes
 
 /// A 1-D label vector (bool, or numbers that are all 0 or 1) as a contiguous uint8 CPU tensor.
 pub(crate) fn labels_arg(ob: &Bound<'_, PyAny>, func: &str, name: &str) -> PyResult<Tensor> {
-    let t = tensor_arg(ob, func, name)?;
-    let kind = t.f_kind().map_err(MfrError::from)?;
-    if !is_real(kind) {
-        return Err(MfrError::invalid(
-            func,
-            format!("argument '{name}' must be 0/1 or bool, got dtype {}", kind_name(kind)),
-        )
-        .into());
-    }
+    let (t, kind) = typed_arg(ob, func, name, is_real, "must be 0/1 or bool")?;
     Arg::new(func, name, &t).dims(1)?;
     Ok(labels_to_u8(&t, kind, func, name)?)
 }
@@ -131,15 +135,7 @@ fn is_real(kind: Kind) -> bool {
 
 /// A 1-D array of integer ids, copied to host memory as i64.
 pub(crate) fn ids_arg(ob: &Bound<'_, PyAny>, func: &str, name: &str) -> PyResult<Vec<i64>> {
-    let t = tensor_arg(ob, func, name)?;
-    let kind = t.f_kind().map_err(MfrError::from)?;
-    if !matches!(kind, Kind::Int64 | Kind::Int | Kind::Int16 | Kind::Int8 | Kind::Uint8) {
-        return Err(MfrError::invalid(
-            func,
-            format!("argument '{name}' must hold integer ids, got {}", kind_name(kind)),
-        )
-        .into());
-    }
+    let (t, _) = typed_arg(ob, func, name, is_integer, "must hold integer ids")?;
     Arg::new(func, name, &t).dims(1)?;
     let host = t.f_to_device(Device::Cpu).and_then(|t| t.f_to_kind(Kind::Int64)).and_then(|t| t.f_contiguous());
     Ok(Vec::<i64>::try_from(&host.map_err(MfrError::from)?).map_err(MfrError::from)?)

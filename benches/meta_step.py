@@ -1,0 +1,95 @@
+"""The MFR meta-step: mfr's Rust step against (a) the straightforward per-split PyTorch reference
+(`mfr.reference.meta_step`, the algorithm as the paper writes it) and (b) a plain forward+backward
+of the same backbone over the same images (every domain once), same thread count, same device.
+
+Gradients of mfr and the reference are checked equal before timing. Peak memory (RSS growth) of all
+three is reported.
+
+Last line: `meta_step: vs_reference=R vs_plain=R` for the 3-domain leave-one-out meta-batch on
+the small CNN: vs_reference = mfr time / reference time (goal <= 0.8), vs_plain =
+(mfr time / splits) / plain time (goal <= 3.0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+
+import torch
+from _timing import best_of
+
+import mfr
+from mfr import MetaStep, MetaStepConfig, reference
+from mfr.nn import Backbone
+
+
+def loo(n):
+    return [([d for d in range(n) if d != t], [t]) for t in range(n)]
+
+
+
+def rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench(n_domains, b, size, width, dim, device, repeats):
+    torch.manual_seed(0)
+    net = Backbone(embedding_dim=dim, in_channels=3, input_size=size, width=width).to(device)
+    doms = [torch.randn(2 * b, 3, size, size, device=device) for _ in range(n_domains)]
+    splits = loo(n_domains)
+    cfg = MetaStepConfig(alpha=0.01)
+    step = MetaStep(net, cfg)
+    params = net.parameter_list()
+
+    def ours():
+        for p in params:
+            p.grad = None
+        step.step(doms, splits)
+        return [p.grad for p in params]
+
+    def ref():
+        return reference.meta_step(reference.small_cnn_forward, params, None, doms, splits, cfg)
+
+    def plain():
+        for p in params:
+            p.grad = None
+        loss = 0
+        for d in doms:
+            emb = net(d)
+            g, p = emb[:b], emb[b:]
+            loss = loss + mfr.losses.soft_classification(g, p) + mfr.losses.hard_pair_attention(g, p)[0]
+        loss.backward()
+
+    a, r = torch.cat([g.flatten() for g in ours()]), torch.cat([g.flatten() for g in ref()])
+    assert torch.allclose(a, r, rtol=1e-3, atol=1e-5 * r.abs().max().item()), "gradients differ from the reference"
+    times, mems = {}, {}
+    for name, fn in (("plain", plain), ("reference", ref), ("mfr", ours)):
+        before = rss_mib()
+        times[name] = best_of(fn, repeats, warmup=True)
+        mems[name] = rss_mib() - before
+    return times, mems, len(splits)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--ids-per-domain", type=int, default=16)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    print(f"small CNN width {args.width}, {args.size}x{args.size} RGB, B={args.ids_per_domain}, {torch.get_num_threads()} torch threads, {args.device}")
+    print(f"{'meta-batch':<16} {'plain s':>9} {'reference s':>12} {'mfr s':>9} {'vs_reference':>13} {'vs_plain/split':>15}   peak RSS growth MiB (plain/ref/mfr)")
+    result = None
+    for n in (3, 4):
+        t, m, k = bench(n, args.ids_per_domain, args.size, args.width, args.dim, args.device, args.repeats)
+        vs_ref, vs_plain = t["mfr"] / t["reference"], t["mfr"] / k / t["plain"]
+        print(f"{f'LOO {n} domains':<16} {t['plain']:>9.4f} {t['reference']:>12.4f} {t['mfr']:>9.4f} {vs_ref:>13.2f} {vs_plain:>15.2f}   {m['plain']:.0f}/{m['reference']:.0f}/{m['mfr']:.0f}")
+        if n == 3:
+            result = (vs_ref, vs_plain)
+    print(f"meta_step: vs_reference={result[0]:.2f} vs_plain={result[1]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
