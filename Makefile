@@ -45,6 +45,7 @@ bench: install
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	$(PY) benches/metrics.py
 	$(PY) benches/sampler.py
+	$(PY) benches/meta_step.py
 	$(PY) benches/pair_scores.py
 
 # A wheel for this machine's Python: dist/mfr-*.whl
