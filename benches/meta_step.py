@@ -2,7 +2,9 @@
 (`mfr.reference.meta_step`, the algorithm as the paper writes it) and (b) a plain forward+backward
 of the same backbone over the same images (every domain once), same thread count, same device.
 
-Gradients of mfr and the reference are checked equal before timing. Peak memory (RSS growth) of all
+Gradients of mfr and the reference are checked equal before timing. mfr's advantages: each domain's
+forward at theta is shared by the splits that use it, and its PReLU is written as
+`relu(x) - a relu(-x)` (same values) whose second-order backward is much cheaper than aten::prelu's. Peak memory (RSS growth) of all
 three is reported.
 
 Last line: `meta_step: vs_reference=R vs_plain=R` for the 3-domain leave-one-out meta-batch on
