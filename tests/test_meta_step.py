@@ -208,3 +208,15 @@ def test_cuda_matches_cpu():
     gpu, out = run_ours(gnet, [d.cuda() for d in doms], LOO3, MetaStepConfig(alpha=0.05))
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-4 * cpu.abs().max().item())
+
+
+def test_safetensors_roundtrip(tmp_path):
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    net, doms = make(seed=6)
+    run_ours(net, doms, LOO3, MetaStepConfig(alpha=0.1))  # running stats move away from their init
+    safetensors_torch.save_file(net.state_dict(), tmp_path / "net.safetensors")
+    other = Backbone(embedding_dim=16, in_channels=1, input_size=16, width=4).double()
+    other.load_state_dict(safetensors_torch.load_file(tmp_path / "net.safetensors"))
+    net.eval()
+    other.eval()
+    torch.testing.assert_close(other(doms[0]), net(doms[0]), rtol=0, atol=0)
