@@ -75,6 +75,15 @@ impl<'a> Arg<'a> {
         Ok(self)
     }
 
+    /// float16, bfloat16, float32 or float64.
+    pub fn floating(&self) -> Result<&Self> {
+        let kind = self.tensor.f_kind()?;
+        if !matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16) {
+            return Err(self.invalid(format!("must be floating point, got {}", kind_name(kind))));
+        }
+        Ok(self)
+    }
+
     pub fn non_empty(&self) -> Result<&Self> {
         if self.tensor.numel() == 0 {
             return Err(self.invalid(format!("must not be empty, got shape {:?}", self.tensor.size())));

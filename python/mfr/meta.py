@@ -21,7 +21,7 @@ pairs of domain positions. With a single meta-train domain L_da is 0.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -44,7 +44,6 @@ class MetaStepConfig:
     w_cls: float = 1.0
     w_da: float = 1.0
     first_order: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _split_pairs(splits: Sequence[Any]) -> list[tuple[list[int], list[int]]]:

@@ -129,7 +129,7 @@ def _render(p: dict[str, np.ndarray], rng: np.random.Generator, size: int) -> to
     n = len(p["axes"])
     g = torch.linspace(-1, 1, size, dtype=torch.float32)
     yy, xx = torch.meshgrid(g, g, indexing="ij")
-    t = lambda a: torch.as_tensor(a, dtype=torch.float32).reshape(n, *([1] * 2) if np.ndim(a) == 1 else (n, -1))  # noqa: E731
+    t = lambda a: torch.as_tensor(a, dtype=torch.float32).reshape(n, 1, 1)  # noqa: E731  (per-image scalar -> broadcastable)
     # Per-image pose: shift, scale, in-plane rotation.
     ang = torch.as_tensor(rng.uniform(-0.14, 0.14, n), dtype=torch.float32).reshape(n, 1, 1)
     sc = torch.as_tensor(rng.uniform(0.93, 1.07, n), dtype=torch.float32).reshape(n, 1, 1)

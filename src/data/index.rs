@@ -76,17 +76,16 @@ impl FaceIndex {
         let mut id_set: std::collections::HashMap<(&str, &str), u32> = std::collections::HashMap::new();
         let mut index =
             FaceIndex { domain_names: domain_set.keys().map(|s| s.to_string()).collect(), ..Default::default() };
-        for (_, domain, identity) in &triples {
+        for (path, domain, identity) in &triples {
+            let d = domain_set[domain.as_str()];
             let next = id_set.len() as u32;
-            id_set.entry((domain.as_str(), identity.as_str())).or_insert_with(|| {
+            let id = *id_set.entry((domain.as_str(), identity.as_str())).or_insert_with(|| {
                 index.identity_names.push(identity.clone());
-                index.identity_domains.push(domain_set[domain.as_str()]);
+                index.identity_domains.push(d);
                 next
             });
-        }
-        for (path, domain, identity) in &triples {
-            index.domains.push(domain_set[domain.as_str()]);
-            index.identities.push(id_set[&(domain.as_str(), identity.as_str())]);
+            index.domains.push(d);
+            index.identities.push(id);
             index.paths.push(path.clone());
         }
         Ok(index)

@@ -18,7 +18,7 @@
 use tch::{Kind, Reduction, Tensor};
 
 use crate::error::{MfrError, Result};
-use crate::tensor_check::{kind_name, Arg};
+use crate::tensor_check::Arg;
 
 /// What the hard-pair mining found, for logging.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,15 +37,7 @@ pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
 }
 
 fn check_features(func: &str, name: &str, t: &Tensor) -> Result<()> {
-    let arg = Arg::new(func, name, t);
-    arg.usable_device()?.dims(2)?;
-    let kind = t.f_kind()?;
-    if !matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16) {
-        return Err(MfrError::invalid(
-            func,
-            format!("argument '{name}' must be floating point, got {}", kind_name(kind)),
-        ));
-    }
+    Arg::new(func, name, t).usable_device()?.dims(2)?.floating()?;
     if t.f_isfinite()?.f_all()?.f_int64_value(&[])? == 0 {
         return Err(MfrError::invalid(func, format!("argument '{name}' must be finite")));
     }
@@ -79,48 +71,21 @@ pub fn hard_pair_attention(
     tau_p: f64,
     tau_n: f64,
 ) -> Result<(Tensor, HardPairStats)> {
-    let b = check_pair("hard_pair_attention", gallery, probe)?;
-    let (g, p) = (l2_normalize(gallery)?, l2_normalize(probe)?);
-    let m = g.f_matmul(&p.f_tr()?)?;
-    let md = m.f_detach()?;
-    let eye = Tensor::f_eye(b, (Kind::Bool, m.device()))?;
-    let pos_mask = md.f_diagonal(0, 0, 1)?.f_lt(tau_p)?;
-    let neg_mask = md.f_gt(tau_n)?.f_logical_and(&eye.f_logical_not()?)?;
-    let n_pos = pos_mask.f_sum(Kind::Int64)?.f_int64_value(&[])?;
-    let n_neg = neg_mask.f_sum(Kind::Int64)?.f_int64_value(&[])?;
-    // ||g - p||^2 = 2 - 2 g.p for unit vectors.
-    let dist = m.f_mul_scalar(-2.0)?.f_add_scalar(2.0)?;
-    let pos_dist = dist.f_diagonal(0, 0, 1)?.f_mul(&pos_mask.f_to_kind(m.kind())?)?.f_sum(m.kind())?;
-    let neg_dist = dist.f_mul(&neg_mask.f_to_kind(m.kind())?)?.f_sum(m.kind())?;
-    let loss =
-        pos_dist.f_div_scalar(2.0 * n_pos.max(1) as f64)?.f_sub(&neg_dist.f_div_scalar(2.0 * n_neg.max(1) as f64)?)?;
-    let diag_mean = md.f_diagonal(0, 0, 1)?.f_mean(Kind::Double)?.f_double_value(&[])?;
-    let off_mean = if b > 1 {
-        let total = md.f_sum(Kind::Double)?.f_double_value(&[])?;
-        (total - diag_mean * b as f64) / (b * (b - 1)) as f64
-    } else {
-        f64::NAN
-    };
-    let stats = HardPairStats {
-        hard_positives: n_pos,
-        hard_negatives: n_neg,
-        mean_positive_similarity: diag_mean,
-        mean_negative_similarity: off_mean,
-    };
-    Ok((loss, stats))
+    check_pair("hard_pair_attention", gallery, probe)?;
+    raw::hard_pair_attention(gallery, probe, tau_p, tau_n)
 }
 
 pub fn soft_classification(gallery: &Tensor, probe: &Tensor, scale: f64) -> Result<Tensor> {
-    let b = check_pair("soft_classification", gallery, probe)?;
+    check_pair("soft_classification", gallery, probe)?;
+    check_scale(scale)?;
+    raw::soft_classification(gallery, probe, scale)
+}
+
+pub fn check_scale(scale: f64) -> Result<()> {
     if !(scale.is_finite() && scale > 0.0) {
         return Err(MfrError::invalid("soft_classification", format!("scale must be a positive number, got {scale}")));
     }
-    let (g, p) = (l2_normalize(gallery)?, l2_normalize(probe)?);
-    let w = l2_normalize(&g.f_add(&p)?)?;
-    let features = Tensor::f_cat(&[&g, &p], 0)?;
-    let logits = features.f_matmul(&w.f_tr()?)?.f_mul_scalar(scale)?;
-    let labels = Tensor::f_arange(b, (Kind::Int64, g.device()))?.f_repeat([2])?;
-    Ok(logits.f_cross_entropy_loss::<&Tensor>(&labels, None, Reduction::Mean, -100, 0.0)?)
+    Ok(())
 }
 
 pub fn domain_alignment(domains: &[Tensor]) -> Result<Tensor> {
@@ -138,17 +103,75 @@ pub fn domain_alignment(domains: &[Tensor]) -> Result<Tensor> {
             ));
         }
     }
-    let means = domains
-        .iter()
-        .map(|d| l2_normalize(d)?.f_mean_dim(Some([0i64].as_slice()), false, d.kind()).map_err(MfrError::from))
-        .collect::<Result<Vec<_>>>()?;
-    let stacked = Tensor::f_stack(&means, 0)?;
-    let center = stacked.f_mean_dim(Some([0i64].as_slice()), true, stacked.kind())?;
-    Ok(stacked
-        .f_sub(&center)?
-        .f_pow_tensor_scalar(2)?
-        .f_sum_dim_intlist(Some([1i64].as_slice()), false, stacked.kind())?
-        .f_mean(stacked.kind())?)
+    raw::domain_alignment(domains)
+}
+
+/// The losses without argument checks, for callers whose features are well-formed by
+/// construction (the meta-step): the public checks cost device synchronisations per call.
+pub(crate) mod raw {
+    use super::*;
+
+    pub fn hard_pair_attention(
+        gallery: &Tensor,
+        probe: &Tensor,
+        tau_p: f64,
+        tau_n: f64,
+    ) -> Result<(Tensor, HardPairStats)> {
+        let b = gallery.size()[0];
+        let (g, p) = (l2_normalize(gallery)?, l2_normalize(probe)?);
+        let m = g.f_matmul(&p.f_tr()?)?;
+        let md = m.f_detach()?;
+        let eye = Tensor::f_eye(b, (Kind::Bool, m.device()))?;
+        let pos_mask = md.f_diagonal(0, 0, 1)?.f_lt(tau_p)?;
+        let neg_mask = md.f_gt(tau_n)?.f_logical_and(&eye.f_logical_not()?)?;
+        let n_pos = pos_mask.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+        let n_neg = neg_mask.f_sum(Kind::Int64)?.f_int64_value(&[])?;
+        // ||g - p||^2 = 2 - 2 g.p for unit vectors.
+        let dist = m.f_mul_scalar(-2.0)?.f_add_scalar(2.0)?;
+        let pos_dist = dist.f_diagonal(0, 0, 1)?.f_mul(&pos_mask.f_to_kind(m.kind())?)?.f_sum(m.kind())?;
+        let neg_dist = dist.f_mul(&neg_mask.f_to_kind(m.kind())?)?.f_sum(m.kind())?;
+        let loss = pos_dist
+            .f_div_scalar(2.0 * n_pos.max(1) as f64)?
+            .f_sub(&neg_dist.f_div_scalar(2.0 * n_neg.max(1) as f64)?)?;
+        let diag_mean = md.f_diagonal(0, 0, 1)?.f_mean(Kind::Double)?.f_double_value(&[])?;
+        let off_mean = if b > 1 {
+            let total = md.f_sum(Kind::Double)?.f_double_value(&[])?;
+            (total - diag_mean * b as f64) / (b * (b - 1)) as f64
+        } else {
+            f64::NAN
+        };
+        let stats = HardPairStats {
+            hard_positives: n_pos,
+            hard_negatives: n_neg,
+            mean_positive_similarity: diag_mean,
+            mean_negative_similarity: off_mean,
+        };
+        Ok((loss, stats))
+    }
+
+    pub fn soft_classification(gallery: &Tensor, probe: &Tensor, scale: f64) -> Result<Tensor> {
+        let b = gallery.size()[0];
+        let (g, p) = (l2_normalize(gallery)?, l2_normalize(probe)?);
+        let w = l2_normalize(&g.f_add(&p)?)?;
+        let features = Tensor::f_cat(&[&g, &p], 0)?;
+        let logits = features.f_matmul(&w.f_tr()?)?.f_mul_scalar(scale)?;
+        let labels = Tensor::f_arange(b, (Kind::Int64, g.device()))?.f_repeat([2])?;
+        Ok(logits.f_cross_entropy_loss::<&Tensor>(&labels, None, Reduction::Mean, -100, 0.0)?)
+    }
+
+    pub fn domain_alignment(domains: &[Tensor]) -> Result<Tensor> {
+        let means = domains
+            .iter()
+            .map(|d| l2_normalize(d)?.f_mean_dim(Some([0i64].as_slice()), false, d.kind()).map_err(MfrError::from))
+            .collect::<Result<Vec<_>>>()?;
+        let stacked = Tensor::f_stack(&means, 0)?;
+        let center = stacked.f_mean_dim(Some([0i64].as_slice()), true, stacked.kind())?;
+        Ok(stacked
+            .f_sub(&center)?
+            .f_pow_tensor_scalar(2)?
+            .f_sum_dim_intlist(Some([1i64].as_slice()), false, stacked.kind())?
+            .f_mean(stacked.kind())?)
+    }
 }
 
 #[cfg(test)]

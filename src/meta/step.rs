@@ -20,7 +20,8 @@
 use tch::Tensor;
 
 use super::backbone::{BnMode, SmallCnn};
-use super::losses::{domain_alignment, hard_pair_attention, soft_classification};
+use super::losses::check_scale;
+use super::losses::raw::{domain_alignment, hard_pair_attention, soft_classification};
 use crate::error::{MfrError, Result};
 
 #[derive(Clone, Debug)]
@@ -65,6 +66,7 @@ fn check(cfg: &StepConfig, n_domains: usize, splits: &[Split]) -> Result<()> {
             format!("alpha must be finite and gamma in [0, 1], got alpha={} gamma={}", cfg.alpha, cfg.gamma),
         ));
     }
+    check_scale(cfg.scale)?;
     if splits.is_empty() {
         return Err(MfrError::invalid(F, "needs at least one split"));
     }

@@ -30,15 +30,7 @@ impl Identification {
 }
 
 fn check_embeddings(func: &str, name: &str, t: &Tensor) -> Result<()> {
-    let arg = Arg::new(func, name, t);
-    arg.usable_device()?.dims(2)?.non_empty()?;
-    let kind = t.f_kind()?;
-    if !matches!(kind, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16) {
-        return Err(MfrError::invalid(
-            func,
-            format!("argument '{name}' must be a floating-point tensor, got {}", crate::tensor_check::kind_name(kind)),
-        ));
-    }
+    Arg::new(func, name, t).usable_device()?.dims(2)?.non_empty()?.floating()?;
     Ok(())
 }
 
