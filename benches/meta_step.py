@@ -34,9 +34,35 @@ def rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench(n_domains, b, size, width, dim, device, repeats):
+def reference_forward(net):
+    """The reference's forward of the same architecture (plain PyTorch modules)."""
+    if net.name == "small_cnn":
+        return reference.small_cnn_forward
+    _, c, s, w, d = net.arch
+    blocks = {"iresnet18": (2, 2, 2, 2), "iresnet34": (3, 4, 6, 3), "iresnet50": (3, 4, 14, 3), "resnet28": (2, 3, 5, 3)}
+    module = reference.MobileFaceNet(w, d, c, s) if net.name == "mobilefacenet" else reference.IResNet(blocks[net.name], w, d, c, s)
+    module.load_state_dict(net.state_dict(), strict=False)
+    return reference.module_forward(module.to(net.parameter_list()[0].device), net.param_names, net.buffer_names)
+
+
+def peak_memory(device, before):
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20 - before
+    return rss_mib() - before
+
+
+def memory_mark(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated() / 2**20
+    return rss_mib()
+
+
+def bench(n_domains, b, size, width, dim, device, repeats, backbone="small_cnn"):
     torch.manual_seed(0)
-    net = Backbone(embedding_dim=dim, in_channels=3, input_size=size, width=width).to(device)
+    net = Backbone(backbone, embedding_dim=dim, in_channels=3, input_size=size, width=width).to(device)
+    ref_forward = reference_forward(net)
     doms = [torch.randn(2 * b, 3, size, size, device=device) for _ in range(n_domains)]
     splits = loo(n_domains)
     cfg = MetaStepConfig(alpha=0.01)
@@ -50,7 +76,7 @@ def bench(n_domains, b, size, width, dim, device, repeats):
         return [p.grad for p in params]
 
     def ref():
-        return reference.meta_step(reference.small_cnn_forward, params, None, doms, splits, cfg)
+        return reference.meta_step(ref_forward, params, None, doms, splits, cfg)
 
     def plain():
         for p in params:
@@ -66,14 +92,15 @@ def bench(n_domains, b, size, width, dim, device, repeats):
     assert torch.allclose(a, r, rtol=1e-3, atol=1e-5 * r.abs().max().item()), "gradients differ from the reference"
     times, mems = {}, {}
     for name, fn in (("plain", plain), ("reference", ref), ("mfr", ours)):
-        before = rss_mib()
+        before = memory_mark(device)
         times[name] = best_of(fn, repeats, warmup=True)
-        mems[name] = rss_mib() - before
+        mems[name] = peak_memory(device, before)
     return times, mems, len(splits)
 
 
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--backbone", default="small_cnn", help="also: iresnet18, resnet28, mobilefacenet, ...")
     parser.add_argument("--ids-per-domain", type=int, default=16)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--width", type=int, default=16)
@@ -81,15 +108,18 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    print(f"small CNN width {args.width}, {args.size}x{args.size} RGB, B={args.ids_per_domain}, {torch.get_num_threads()} torch threads, {args.device}")
-    print(f"{'meta-batch':<16} {'plain s':>9} {'reference s':>12} {'mfr s':>9} {'vs_reference':>13} {'vs_plain/split':>15}   peak RSS growth MiB (plain/ref/mfr)")
+    print(f"{args.backbone} width {args.width}, {args.size}x{args.size} RGB, B={args.ids_per_domain}, {torch.get_num_threads()} torch threads, {args.device}")
+    mem = "peak CUDA memory above start MiB" if args.device.startswith("cuda") else "peak RSS growth MiB"
+    print(f"{'meta-batch':<16} {'plain s':>9} {'reference s':>12} {'mfr s':>9} {'vs_reference':>13} {'vs_plain/split':>15}   {mem} (plain/ref/mfr)")
     result = None
     for n in (3, 4):
-        t, m, k = bench(n, args.ids_per_domain, args.size, args.width, args.dim, args.device, args.repeats)
+        t, m, k = bench(n, args.ids_per_domain, args.size, args.width, args.dim, args.device, args.repeats, args.backbone)
         vs_ref, vs_plain = t["mfr"] / t["reference"], t["mfr"] / k / t["plain"]
         print(f"{f'LOO {n} domains':<16} {t['plain']:>9.4f} {t['reference']:>12.4f} {t['mfr']:>9.4f} {vs_ref:>13.2f} {vs_plain:>15.2f}   {m['plain']:.0f}/{m['reference']:.0f}/{m['mfr']:.0f}")
         if n == 3:
             result = (vs_ref, vs_plain)
+    if args.backbone != "small_cnn":
+        print("(the last line's contract is the small CNN; this run used another backbone)")
     print(f"meta_step: vs_reference={result[0]:.2f} vs_plain={result[1]:.2f}")
 
 

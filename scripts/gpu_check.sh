@@ -36,6 +36,13 @@ CUDA_RC=${PIPESTATUS[0]}
 "$PY" -m pytest tests -m "not cuda and not slow" -q -p no:cacheprovider -x 2>&1 | tail -15 | tee "$OUT/rest.log"
 REST_RC=${PIPESTATUS[0]}
 
+# Benchmarks on the GPU (same run, same device): the meta-step on the small CNN and on iresnet18.
+if [ "${GPU_BENCH:-1}" = 1 ]; then
+  ( cd benches && "$PY" meta_step.py --device cuda --repeats 5 && \
+    "$PY" meta_step.py --device cuda --backbone iresnet18 --size 112 --width 64 --dim 512 --repeats 3 ) 2>&1 | tee "$OUT/bench.log"
+  BENCH_RC=${PIPESTATUS[0]}
+fi
+
 result() { [ "$1" = 0 ] && echo pass || echo "FAIL (rc $1)"; }
 echo
 echo "| check                   | result |"
@@ -43,5 +50,6 @@ echo "|-------------------------|--------|"
 printf "| %-23s | %s |\n" "cuda-marked tests" "$(result "$CUDA_RC")"
 printf "| %-23s | %s |\n" "rest of the suite" "$(result "$REST_RC")"
 printf "| %-23s | %s |\n" "cuda tests run/failed" "$(grep -o 'tests="[0-9]*"' "$OUT/cuda.xml" | head -1) $(grep -o 'failures="[0-9]*"' "$OUT/cuda.xml" | head -1) $(grep -o 'skipped="[0-9]*"' "$OUT/cuda.xml" | head -1)"
+[ -n "${BENCH_RC:-}" ] && printf "| %-23s | %s |\n" "cuda benchmarks" "$(result "$BENCH_RC")"
 printf "| %-23s | %s s |\n" "wall time" "$(( $(date +%s) - START ))"
 [ "$CUDA_RC" = 0 ] && [ "$REST_RC" = 0 ]

@@ -38,6 +38,10 @@ impl MfrError {
         MfrError::Data(format!("{func}: {message}"))
     }
 
+    pub fn internal(message: impl std::fmt::Display) -> Self {
+        MfrError::Internal(message.to_string())
+    }
+
     /// Turns a caught panic payload into an error instead of letting it unwind into Python.
     pub fn from_panic(payload: Box<dyn std::any::Any + Send>) -> Self {
         let message = if let Some(s) = payload.downcast_ref::<&str>() {

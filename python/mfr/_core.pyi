@@ -35,9 +35,10 @@ __all__ = [
     "hard_pair_attention",
     "soft_classification",
     "domain_alignment",
-    "small_cnn_specs",
-    "small_cnn_forward",
-    "meta_step_small_cnn",
+    "BACKBONES",
+    "backbone_specs",
+    "backbone_forward",
+    "meta_step",
 ]
 
 class MfrError(Exception):
@@ -209,18 +210,25 @@ def soft_classification(gallery: torch.Tensor, probe: torch.Tensor, scale: float
 def domain_alignment(domains: list[torch.Tensor]) -> torch.Tensor:
     """MFR's domain-alignment loss over per-domain features (differentiable)."""
 
-def small_cnn_specs(
-    in_channels: int, input_size: int, width: int, embedding_dim: int
-) -> tuple[list[tuple[str, list[int], str]], list[tuple[str, list[int], str]]]:
-    """(parameters, buffers) of the small CNN as (name, shape, init), in order."""
+BACKBONES: list[str]
 
-def small_cnn_forward(
-    arch: tuple[int, int, int, int], params: list[torch.Tensor], buffers: list[torch.Tensor], images: torch.Tensor, mode: str
+def backbone_specs(
+    name: str, in_channels: int, input_size: int, width: int | None = None, embedding_dim: int | None = None
+) -> tuple[int, int, list[tuple[str, list[int], str]], list[tuple[str, list[int], str]]]:
+    """(width, embedding_dim, parameters, buffers) of a backbone; specs as (name, shape, init), in order."""
+
+def backbone_forward(
+    arch: tuple[str, int, int, int, int],
+    params: list[torch.Tensor],
+    buffers: list[torch.Tensor],
+    images: torch.Tensor,
+    mode: str,
+    momentum: float | None = None,
 ) -> torch.Tensor:
     """Embeddings with explicit parameters; mode: train | train_no_update | eval."""
 
-def meta_step_small_cnn(
-    arch: tuple[int, int, int, int],
+def meta_step(
+    arch: tuple[str, int, int, int, int],
     params: list[torch.Tensor],
     buffers: list[torch.Tensor],
     domains: list[torch.Tensor],

@@ -78,7 +78,7 @@ class MetaStep:
 
     def step(self, domains: Sequence[torch.Tensor], splits: Sequence[Any]) -> dict[str, float]:
         c = self.config
-        return _core.meta_step_small_cnn(
+        return _core.meta_step(
             self.backbone.arch,
             self.backbone.parameter_list(),
             self.backbone.buffer_list(),

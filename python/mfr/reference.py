@@ -12,7 +12,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-__all__ = ["hard_pair_attention", "soft_classification", "domain_alignment", "small_cnn_forward", "meta_step"]
+__all__ = [
+    "hard_pair_attention",
+    "soft_classification",
+    "domain_alignment",
+    "small_cnn_forward",
+    "IResNet",
+    "MobileFaceNet",
+    "module_forward",
+    "meta_step",
+]
 
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:
@@ -68,6 +77,143 @@ def small_cnn_forward(params: Sequence[torch.Tensor], buffers: Sequence[torch.Te
         x = F.max_pool2d(F.prelu(bn(F.conv2d(x, cw, padding=1), i, bw, bb), pw), 2)
     ew, eb, nw, nb = params[16:20]
     return bn(F.linear(x.flatten(1), ew, eb), 4, nw, nb)
+
+
+# ---- backbones as ordinary nn.Modules (the layouts of insightface's arcface_torch) -------------
+
+
+class _IRBlock(torch.nn.Module):
+    def __init__(self, cin: int, planes: int, stride: int) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.bn1 = nn.BatchNorm2d(cin, eps=1e-5)
+        self.conv1 = nn.Conv2d(cin, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes, eps=1e-5)
+        self.prelu = nn.PReLU(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes, eps=1e-5)
+        self.downsample = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False), nn.BatchNorm2d(planes, eps=1e-5)) if stride != 1 or cin != planes else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
+        return out + (x if self.downsample is None else self.downsample(x))
+
+
+class IResNet(torch.nn.Module):
+    """IR-ResNet (``blocks`` per stage; (2, 2, 2, 2) is iresnet18) with channels ``width`` x 1, 2,
+    4, 8, for any input size (the fc takes whatever map the stages leave)."""
+
+    def __init__(self, blocks: Sequence[int], width: int = 64, embedding_dim: int = 512, in_channels: int = 3, input_size: int = 112) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width, eps=1e-5)
+        self.prelu = nn.PReLU(width)
+        cin, side = width, input_size
+        for i, n in enumerate(blocks):
+            planes = width * 2**i
+            layer = [_IRBlock(cin, planes, 2)] + [_IRBlock(planes, planes, 1) for _ in range(n - 1)]
+            setattr(self, f"layer{i + 1}", nn.Sequential(*layer))
+            cin, side = planes, (side - 1) // 2 + 1
+        self.bn2 = nn.BatchNorm2d(cin, eps=1e-5)
+        self.fc = nn.Linear(cin * side * side, embedding_dim)
+        self.features = nn.BatchNorm1d(embedding_dim, eps=1e-5)
+        self.features.weight.requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.prelu(self.bn1(self.conv1(x)))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.features(self.fc(self.bn2(x).flatten(1)))
+
+
+class _ConvBN(torch.nn.Module):
+    """conv -> BN (-> PReLU): arcface_torch's ``LinearBlock`` / ``ConvBlock``."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int, pad: int, groups: int, act: bool) -> None:
+        super().__init__()
+        nn = torch.nn
+        layers: list[torch.nn.Module] = [nn.Conv2d(cin, cout, k, stride, pad, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+        if act:
+            layers.append(nn.PReLU(cout))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+_conv_bn = _ConvBN
+
+
+class _DepthWise(torch.nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, groups: int, residual: bool) -> None:
+        super().__init__()
+        self.residual = residual
+        self.layers = torch.nn.Sequential(
+            _conv_bn(cin, groups, 1, 1, 0, 1, True),
+            _conv_bn(groups, groups, 3, stride, 1, groups, True),
+            _conv_bn(groups, cout, 1, 1, 0, 1, False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.layers(x) if self.residual else self.layers(x)
+
+
+class _Residual(torch.nn.Module):
+    def __init__(self, c: int, n: int, groups: int) -> None:
+        super().__init__()
+        self.layers = torch.nn.Sequential(*[_DepthWise(c, c, 1, groups, True) for _ in range(n)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class MobileFaceNet(torch.nn.Module):
+    """MobileFaceNet (arcface_torch's ``get_mbf`` layout, blocks 1, 4, 6, 2) with base width
+    ``width`` (128 = 64 x scale 2 in the published model)."""
+
+    def __init__(self, width: int = 128, embedding_dim: int = 512, in_channels: int = 3, input_size: int = 112) -> None:
+        super().__init__()
+        nn, w = torch.nn, width
+        self.layers = nn.ModuleList(
+            [
+                _conv_bn(in_channels, w, 3, 2, 1, 1, True),
+                _conv_bn(w, w, 3, 1, 1, w // 2, True),
+                _DepthWise(w, w, 2, w, False),
+                _Residual(w, 4, w),
+                _DepthWise(w, 2 * w, 2, 2 * w, False),
+                _Residual(2 * w, 6, 2 * w),
+                _DepthWise(2 * w, 2 * w, 2, 4 * w, False),
+                _Residual(2 * w, 2, 2 * w),
+            ]
+        )
+        self.conv_sep = _conv_bn(2 * w, 4 * w, 1, 1, 0, 1, True)
+        side = input_size
+        for _ in range(4):
+            side = (side - 1) // 2 + 1
+        self.features = nn.Module()
+        self.features.layers = nn.Sequential(_conv_bn(4 * w, 4 * w, side, 1, 0, 4 * w, False), nn.Flatten(), nn.Linear(4 * w, embedding_dim, bias=False), nn.BatchNorm1d(embedding_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return self.features.layers(self.conv_sep(x))
+
+
+def module_forward(module: torch.nn.Module, param_names: Sequence[str], buffer_names: Sequence[str]) -> Any:
+    """A ``forward(params, buffers, x, update_running)`` for :func:`meta_step` from an ordinary
+    module in training mode (``torch.func.functional_call``); running statistics go to
+    ``buffers`` only when ``update_running`` (throwaway copies otherwise)."""
+
+    def forward(params: Sequence[torch.Tensor], buffers: Sequence[torch.Tensor] | None, x: torch.Tensor, update_running: bool) -> torch.Tensor:
+        own = {**dict(module.named_parameters()), **dict(module.named_buffers())}
+        bufs = list(buffers) if buffers is not None else [own[n] for n in buffer_names]
+        if not (update_running and buffers is not None):
+            bufs = [b.clone() for b in bufs]
+        state = {**dict(zip(param_names, params)), **dict(zip(buffer_names, bufs))}
+        module.train()
+        return torch.func.functional_call(module, state, (x,))
+
+    return forward
 
 
 def _domain_loss(emb: torch.Tensor, cfg: Any) -> torch.Tensor:

@@ -1,142 +1,176 @@
 //! Functional backbones: the forward pass takes its parameters explicitly, so the meta-step can
 //! run it at theta and at theta' = theta - alpha g with the same code.
 //!
-//! `SmallCnn` (CPU-friendly): four blocks of conv3x3 -> BatchNorm -> PReLU -> max-pool 2x2
-//! (channels w, 2w, 4w, 8w), then flatten -> linear -> BatchNorm1d -> embedding. Input sides must be
-//! multiples of 16.
+//! Each architecture is written once over [`Layers`] (see `layers.rs`); its parameter names are
+//! the state_dict names of the PyTorch model it follows, so checkpoints load both ways.
 //!
 //! BatchNorm policy: every training pass normalizes with the statistics of its own batch (the meta-
 //! step feeds one domain per pass, so statistics are per domain); running statistics are updated
-//! only when the caller passes them (the passes at theta), never by theta' passes; eval mode uses
-//! the running statistics.
+//! only by the passes at theta, never by theta' passes; eval mode uses the running statistics.
 
 use tch::{Kind, Tensor};
 
+use super::iresnet::iresnet;
+use super::layers::{BnMode, Layers, Runner, ShapeRecorder, TensorSpec, BN_MOMENTUM};
+use super::mobilefacenet::mobilefacenet;
+use super::small_cnn::small_cnn;
 use crate::error::{MfrError, Result};
+use crate::tensor_check::{device_name, kind_name};
 
-pub const BN_MOMENTUM: f64 = 0.1;
-pub const BN_EPS: f64 = 1e-5;
-
-/// How a parameter is initialised (done on the Python side, with torch's seeded RNG).
+/// The architectures, by name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Init {
-    /// Kaiming-normal (fan_out, ReLU gain), as torchvision ResNets.
-    Conv,
-    /// Default `nn.Linear` init.
-    Linear,
-    Ones,
-    Zeros,
-    /// PReLU slope 0.25.
-    Prelu,
+pub enum Arch {
+    /// Four conv-BN-PReLU-maxpool blocks and a linear embedding (CPU work).
+    SmallCnn,
+    /// insightface arcface_torch's IR-ResNet with these blocks per stage.
+    IResNet([usize; 4]),
+    /// insightface arcface_torch's MobileFaceNet (blocks 1, 4, 6, 2).
+    MobileFaceNet,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub struct TensorSpec {
-    pub name: String,
-    pub shape: Vec<i64>,
-    pub init: Init,
+pub const ARCH_NAMES: [&str; 7] =
+    ["small_cnn", "iresnet18", "iresnet34", "iresnet50", "iresnet100", "resnet28", "mobilefacenet"];
+
+impl Arch {
+    pub fn from_name(name: &str) -> Result<Arch> {
+        Ok(match name {
+            "small_cnn" => Arch::SmallCnn,
+            "iresnet18" => Arch::IResNet([2, 2, 2, 2]),
+            "iresnet34" => Arch::IResNet([3, 4, 6, 3]),
+            "iresnet50" => Arch::IResNet([3, 4, 14, 3]),
+            "iresnet100" => Arch::IResNet([3, 13, 30, 3]),
+            // The paper's ResNet-28: the IR-ResNet layout with 13 residual blocks, i.e. 28 weight
+            // layers (stem conv + 2 x 13 block convs + embedding fc, not counting shortcuts).
+            "resnet28" => Arch::IResNet([2, 3, 5, 3]),
+            "mobilefacenet" => Arch::MobileFaceNet,
+            other => {
+                return Err(MfrError::invalid(
+                    "Backbone",
+                    format!("unknown backbone '{other}'; available: {}", ARCH_NAMES.join(", ")),
+                ))
+            }
+        })
+    }
+
+    /// Base channel width when none is given (the published models').
+    pub fn default_width(self) -> i64 {
+        match self {
+            Arch::SmallCnn => 16,
+            Arch::IResNet(_) => 64,
+            Arch::MobileFaceNet => 128,
+        }
+    }
+
+    pub fn default_embedding_dim(self) -> i64 {
+        match self {
+            Arch::SmallCnn => 128,
+            _ => 512,
+        }
+    }
+
+    fn build<L: Layers>(self, net: &Backbone, l: &mut L, x: &L::X) -> Result<L::X> {
+        match self {
+            Arch::SmallCnn => small_cnn(l, x, net.width, net.embedding_dim),
+            Arch::IResNet(blocks) => iresnet(l, x, blocks, net.width, net.embedding_dim),
+            Arch::MobileFaceNet => mobilefacenet(l, x, net.width, net.embedding_dim, net.input_size),
+        }
+    }
 }
 
+/// A configured backbone: architecture, sizes, and the specs its forward consumes.
 #[derive(Clone, Debug)]
-pub struct SmallCnn {
+pub struct Backbone {
+    pub name: String,
+    pub arch: Arch,
     pub in_channels: i64,
     pub input_size: i64,
     pub width: i64,
     pub embedding_dim: i64,
+    pub params: Vec<TensorSpec>,
+    pub buffers: Vec<TensorSpec>,
 }
 
-/// Whether a pass normalizes with batch statistics (and updates running ones) or uses them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BnMode {
-    /// Batch statistics; running statistics updated (passes at theta).
-    TrainUpdate,
-    /// Batch statistics; running statistics untouched (theta' passes).
-    TrainNoUpdate,
-    /// Running statistics.
-    Eval,
-}
-
-impl SmallCnn {
-    pub fn new(in_channels: i64, input_size: i64, width: i64, embedding_dim: i64) -> Result<Self> {
-        const F: &str = "Backbone('small_cnn')";
+impl Backbone {
+    pub fn new(
+        name: &str,
+        in_channels: i64,
+        input_size: i64,
+        width: Option<i64>,
+        embedding_dim: Option<i64>,
+    ) -> Result<Self> {
+        let func = format!("Backbone('{name}')");
+        let arch = Arch::from_name(name)?;
+        let width = width.unwrap_or(arch.default_width());
+        let embedding_dim = embedding_dim.unwrap_or(arch.default_embedding_dim());
         if in_channels != 1 && in_channels != 3 {
-            return Err(MfrError::invalid(F, format!("in_channels must be 1 or 3, got {in_channels}")));
+            return Err(MfrError::invalid(&func, format!("in_channels must be 1 or 3, got {in_channels}")));
         }
-        if input_size < 16 || input_size % 16 != 0 {
+        if input_size < 16 || (arch == Arch::SmallCnn && input_size % 16 != 0) {
+            let want = if arch == Arch::SmallCnn { "a positive multiple of 16" } else { "at least 16" };
+            return Err(MfrError::invalid(&func, format!("input_size must be {want}, got {input_size}")));
+        }
+        if width < 2 || embedding_dim < 1 {
             return Err(MfrError::invalid(
-                F,
-                format!("input_size must be a positive multiple of 16, got {input_size}"),
+                &func,
+                format!("width must be >= 2 and embedding_dim >= 1, got {width} and {embedding_dim}"),
             ));
         }
-        if width < 1 || embedding_dim < 1 {
-            return Err(MfrError::invalid(
-                F,
-                format!("width and embedding_dim must be >= 1, got {width} and {embedding_dim}"),
-            ));
-        }
-        Ok(SmallCnn { in_channels, input_size, width, embedding_dim })
-    }
-
-    fn channels(&self) -> [i64; 5] {
-        let w = self.width;
-        [self.in_channels, w, 2 * w, 4 * w, 8 * w]
-    }
-
-    /// Parameters in their fixed order (also the state_dict order).
-    pub fn parameters(&self) -> Vec<TensorSpec> {
-        let spec = |name: String, shape: Vec<i64>, init| TensorSpec { name, shape, init };
-        let c = self.channels();
-        let mut out = Vec::new();
-        for i in 0..4 {
-            out.push(spec(format!("block{i}.conv.weight"), vec![c[i + 1], c[i], 3, 3], Init::Conv));
-            out.push(spec(format!("block{i}.bn.weight"), vec![c[i + 1]], Init::Ones));
-            out.push(spec(format!("block{i}.bn.bias"), vec![c[i + 1]], Init::Zeros));
-            out.push(spec(format!("block{i}.prelu.weight"), vec![c[i + 1]], Init::Prelu));
-        }
-        let side = self.input_size / 16;
-        out.push(spec("embed.weight".into(), vec![self.embedding_dim, c[4] * side * side], Init::Linear));
-        out.push(spec("embed.bias".into(), vec![self.embedding_dim], Init::Linear));
-        out.push(spec("embed_bn.weight".into(), vec![self.embedding_dim], Init::Ones));
-        out.push(spec("embed_bn.bias".into(), vec![self.embedding_dim], Init::Zeros));
-        out
-    }
-
-    /// BatchNorm running statistics (mean, var per BN layer), in order.
-    pub fn buffers(&self) -> Vec<TensorSpec> {
-        let c = self.channels();
-        let mut out = Vec::new();
-        let mut bn = |prefix: String, n: i64| {
-            out.push(TensorSpec { name: format!("{prefix}.running_mean"), shape: vec![n], init: Init::Zeros });
-            out.push(TensorSpec { name: format!("{prefix}.running_var"), shape: vec![n], init: Init::Ones });
+        let mut net = Backbone {
+            name: name.to_string(),
+            arch,
+            in_channels,
+            input_size,
+            width,
+            embedding_dim,
+            params: Vec::new(),
+            buffers: Vec::new(),
         };
-        for i in 0..4 {
-            bn(format!("block{i}.bn"), c[i + 1]);
+        let mut rec = ShapeRecorder::new(&func);
+        let out = arch.build(&net, &mut rec, &vec![in_channels, input_size, input_size])?;
+        if out != [embedding_dim] {
+            return Err(MfrError::internal(format!("{func} produces {out:?}, not ({embedding_dim},)")));
         }
-        bn("embed_bn".into(), self.embedding_dim);
-        out
+        (net.params, net.buffers) = (rec.params, rec.buffers);
+        Ok(net)
     }
 
     pub fn check_inputs(&self, func: &str, params: &[Tensor], buffers: &[Tensor], images: &Tensor) -> Result<()> {
-        let (ps, bs) = (self.parameters(), self.buffers());
-        if params.len() != ps.len() || buffers.len() != bs.len() {
+        if params.len() != self.params.len() || buffers.len() != self.buffers.len() {
             return Err(MfrError::invalid(
                 func,
                 format!(
-                    "small_cnn needs {} parameters and {} buffers, got {} and {}",
-                    ps.len(),
-                    bs.len(),
+                    "{} needs {} parameters and {} buffers, got {} and {}",
+                    self.name,
+                    self.params.len(),
+                    self.buffers.len(),
                     params.len(),
                     buffers.len()
                 ),
             ));
         }
-        for (t, s) in params.iter().zip(&ps).chain(buffers.iter().zip(&bs)) {
+        for (t, s) in params.iter().zip(&self.params).chain(buffers.iter().zip(&self.buffers)) {
             if t.size() != s.shape {
                 return Err(MfrError::invalid(
                     func,
                     format!("{} must have shape {:?}, got {:?}", s.name, s.shape, t.size()),
                 ));
             }
+        }
+        let kind = common_kind(func, params)?;
+        let device = params[0].device();
+        if let Some((t, s)) =
+            params.iter().zip(&self.params).chain(buffers.iter().zip(&self.buffers)).find(|(t, _)| t.device() != device)
+        {
+            return Err(MfrError::device(
+                func,
+                format!(
+                    "{} is on {} but {} on {}",
+                    s.name,
+                    device_name(t.device()),
+                    self.params[0].name,
+                    device_name(device)
+                ),
+            ));
         }
         let size = images.size();
         let expect = [self.in_channels, self.input_size, self.input_size];
@@ -146,25 +180,17 @@ impl SmallCnn {
                 format!("images must be (N, {}, {}, {}), got {size:?}", expect[0], expect[1], expect[2]),
             ));
         }
-        let kind = images.f_kind()?;
-        if kind != params[0].f_kind()? {
+        let image_kind = images.f_kind()?;
+        if image_kind != kind {
             return Err(MfrError::invalid(
                 func,
-                format!(
-                    "images must have the parameters' dtype {}, got {}",
-                    crate::tensor_check::kind_name(params[0].kind()),
-                    crate::tensor_check::kind_name(kind)
-                ),
+                format!("images must have the parameters' dtype {}, got {}", kind_name(kind), kind_name(image_kind)),
             ));
         }
-        if images.device() != params[0].device() {
+        if images.device() != device {
             return Err(MfrError::device(
                 func,
-                format!(
-                    "images are on {} but the parameters on {}",
-                    crate::tensor_check::device_name(images.device()),
-                    crate::tensor_check::device_name(params[0].device())
-                ),
+                format!("images are on {} but the parameters on {}", device_name(images.device()), device_name(device)),
             ));
         }
         Ok(())
@@ -172,43 +198,82 @@ impl SmallCnn {
 
     /// Embeddings (N, embedding_dim) of `images` (N, C, S, S) with the given parameters.
     pub fn forward(&self, params: &[Tensor], buffers: &[Tensor], images: &Tensor, mode: BnMode) -> Result<Tensor> {
-        let training = mode != BnMode::Eval;
-        let running = |k: usize| -> (Option<&Tensor>, Option<&Tensor>) {
-            if mode == BnMode::TrainNoUpdate {
-                (None, None)
-            } else {
-                (Some(&buffers[2 * k]), Some(&buffers[2 * k + 1]))
-            }
-        };
-        let mut x = images.shallow_clone();
-        for i in 0..4 {
-            let p = &params[4 * i..4 * i + 4];
-            x = x.f_conv2d::<&Tensor>(&p[0], None, [1, 1], [1, 1], [1, 1], 1)?;
-            let (rm, rv) = running(i);
-            x = x.f_batch_norm(Some(&p[1]), Some(&p[2]), rm, rv, training, BN_MOMENTUM, BN_EPS, false)?;
-            x = prelu(&x, &p[3])?;
-            x = x.f_max_pool2d([2, 2], [2, 2], [0, 0], [1, 1], false)?;
-        }
-        let p = &params[16..20];
-        x = x.f_flatten(1, -1)?.f_linear(&p[0], Some(&p[1]))?;
-        let (rm, rv) = running(4);
-        Ok(x.f_batch_norm(Some(&p[2]), Some(&p[3]), rm, rv, training, BN_MOMENTUM, BN_EPS, false)?)
+        self.forward_with_momentum(params, buffers, images, mode, BN_MOMENTUM)
+    }
+
+    /// As [`forward`](Self::forward), with the running-statistics momentum given (re-estimating
+    /// statistics on a new domain passes 1/(k+1) for the k-th batch: a cumulative average).
+    pub fn forward_with_momentum(
+        &self,
+        params: &[Tensor],
+        buffers: &[Tensor],
+        images: &Tensor,
+        mode: BnMode,
+        momentum: f64,
+    ) -> Result<Tensor> {
+        let mut run = Runner::new(params, buffers, mode, momentum);
+        let out = self.arch.build(self, &mut run, images)?;
+        run.finish()?;
+        Ok(out)
     }
 }
 
-/// PReLU as `relu(x) - a * relu(-x)` (equal values; a per-channel slope `a`). Its second-order
-/// backward is built from ReLU masks, several times cheaper than that of `aten::prelu`, which
-/// dominates the meta-step's double backward otherwise.
-fn prelu(x: &Tensor, slope: &Tensor) -> Result<Tensor> {
-    let a = slope.f_view([1, -1, 1, 1])?;
-    Ok(x.f_relu()?.f_sub(&a.f_mul(&x.f_neg()?.f_relu()?)?)?)
-}
-
-/// The element type every parameter must share.
-pub fn common_kind(params: &[Tensor]) -> Result<Kind> {
-    let k = params.first().map(|p| p.kind()).ok_or_else(|| MfrError::invalid("MetaStep", "no parameters"))?;
+/// The element type every parameter must share (floating point).
+pub fn common_kind(func: &str, params: &[Tensor]) -> Result<Kind> {
+    let k = params.first().map(|p| p.kind()).ok_or_else(|| MfrError::invalid(func, "no parameters"))?;
     if params.iter().any(|p| p.kind() != k) {
-        return Err(MfrError::invalid("MetaStep", "all parameters must share one dtype"));
+        return Err(MfrError::invalid(func, "all parameters must share one dtype"));
+    }
+    if !matches!(k, Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16) {
+        return Err(MfrError::invalid(func, format!("parameters must be floating point, got {}", kind_name(k))));
     }
     Ok(k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    fn tensors(specs: &[TensorSpec]) -> Vec<Tensor> {
+        specs.iter().map(|s| Tensor::ones(s.shape.as_slice(), (Kind::Float, Device::Cpu)) * 0.1).collect()
+    }
+
+    #[test]
+    fn published_sizes_and_names() {
+        let n = Backbone::new("iresnet50", 3, 112, None, None).unwrap();
+        let count: i64 = n.params.iter().map(|s| s.shape.iter().product::<i64>()).sum();
+        assert_eq!(count, 43_590_336);
+        assert_eq!(n.params[0].name, "conv1.weight");
+        assert_eq!(n.buffers.last().unwrap().name, "features.running_var");
+        assert!(n.buffers.iter().any(|b| b.name == "features.weight"));
+        assert_eq!(n.params.iter().find(|s| s.name == "fc.weight").unwrap().shape, vec![512, 512 * 7 * 7]);
+    }
+
+    #[test]
+    fn every_architecture_runs_and_consumes_all_tensors() {
+        for name in ARCH_NAMES {
+            let n = Backbone::new(name, 1, 32, Some(4), Some(8)).unwrap();
+            let (p, b) = (tensors(&n.params), tensors(&n.buffers));
+            let x = Tensor::randn([4, 1, 32, 32], (Kind::Float, Device::Cpu));
+            n.check_inputs("t", &p, &b, &x).unwrap();
+            let y = n.forward(&p, &b, &x, BnMode::TrainNoUpdate).unwrap();
+            assert_eq!(y.size(), vec![4, 8], "{name}");
+        }
+    }
+
+    #[test]
+    fn too_small_inputs_and_wrong_tensors_are_errors() {
+        let err = Backbone::new("mobilefacenet", 3, 16, Some(7), None).unwrap_err().to_string();
+        assert!(err.contains("do not split into"), "{err}");
+        let n = Backbone::new("resnet28", 3, 16, Some(2), Some(4)).unwrap();
+        let (p, b) = (tensors(&n.params), tensors(&n.buffers));
+        let x = Tensor::randn([2, 3, 16, 16], (Kind::Float, Device::Cpu));
+        let err = n.check_inputs("t", &p[1..], &b, &x).unwrap_err().to_string();
+        assert!(err.contains("needs"), "{err}");
+        let err = n.check_inputs("t", &p, &b, &x.to_kind(Kind::Double)).unwrap_err().to_string();
+        assert!(err.contains("dtype"), "{err}");
+        // A forward with too few tensors is an internal error, never a panic.
+        assert!(n.forward(&p[..3], &b, &x, BnMode::Eval).is_err());
+    }
 }

@@ -19,7 +19,8 @@
 
 use tch::Tensor;
 
-use super::backbone::{BnMode, SmallCnn};
+use super::backbone::Backbone;
+use super::layers::BnMode;
 use super::losses::check_scale;
 use super::losses::raw::{domain_alignment, hard_pair_attention, soft_classification};
 use crate::error::{MfrError, Result};
@@ -124,7 +125,7 @@ fn mean(ts: &[Tensor]) -> Result<Tensor> {
 
 /// Runs one meta-step and writes the combined gradient into the parameters' `.grad`.
 pub fn meta_step(
-    net: &SmallCnn,
+    net: &Backbone,
     params: &[Tensor],
     buffers: &[Tensor],
     domains: &[Tensor],

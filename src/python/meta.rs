@@ -1,4 +1,4 @@
-//! Bindings of `crate::meta`: the small CNN's specs and forward, and the meta-step.
+//! Bindings of `crate::meta`: backbone specs and forward, and the meta-step.
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -8,21 +8,24 @@ use tch::Tensor;
 use super::convert::tensor_arg;
 use super::errors::{guarded, without_gil};
 use crate::error::MfrError;
-use crate::meta::{self, BnMode, Init, SmallCnn, Split, StepConfig};
+use crate::meta::{self, Backbone, BnMode, Init, Split, StepConfig};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(small_cnn_specs, m)?)?;
-    m.add_function(wrap_pyfunction!(small_cnn_forward, m)?)?;
-    m.add_function(wrap_pyfunction!(meta_step_small_cnn, m)?)?;
+    m.add_function(wrap_pyfunction!(backbone_specs, m)?)?;
+    m.add_function(wrap_pyfunction!(backbone_forward, m)?)?;
+    m.add_function(wrap_pyfunction!(meta_step, m)?)?;
+    m.add("BACKBONES", meta::ARCH_NAMES.to_vec())?;
     Ok(())
 }
 
 type Spec = (String, Vec<i64>, &'static str);
-type ArchArgs = (i64, i64, i64, i64);
+/// (name, in_channels, input_size, width, embedding_dim), as `backbone_specs` resolved them.
+type ArchArgs = (String, i64, i64, i64, i64);
 
 fn init_name(init: Init) -> &'static str {
     match init {
         Init::Conv => "conv",
+        Init::ConvNormal => "conv_normal",
         Init::Linear => "linear",
         Init::Ones => "ones",
         Init::Zeros => "zeros",
@@ -30,22 +33,25 @@ fn init_name(init: Init) -> &'static str {
     }
 }
 
-fn net(arch: ArchArgs) -> PyResult<SmallCnn> {
-    Ok(SmallCnn::new(arch.0, arch.1, arch.2, arch.3)?)
+fn net(arch: &ArchArgs) -> PyResult<Backbone> {
+    Ok(Backbone::new(&arch.0, arch.1, arch.2, Some(arch.3), Some(arch.4))?)
 }
 
-/// (parameters, buffers) of the small CNN as (name, shape, init) triples, in order.
+/// The resolved (width, embedding_dim) and the (parameters, buffers) of a backbone as
+/// (name, shape, init) triples, in the order its forward consumes them.
 #[pyfunction]
-fn small_cnn_specs(
+#[pyo3(signature = (name, in_channels, input_size, width=None, embedding_dim=None))]
+fn backbone_specs(
+    name: &str,
     in_channels: i64,
     input_size: i64,
-    width: i64,
-    embedding_dim: i64,
-) -> PyResult<(Vec<Spec>, Vec<Spec>)> {
+    width: Option<i64>,
+    embedding_dim: Option<i64>,
+) -> PyResult<(i64, i64, Vec<Spec>, Vec<Spec>)> {
     guarded(|| {
-        let n = net((in_channels, input_size, width, embedding_dim))?;
+        let n = Backbone::new(name, in_channels, input_size, width, embedding_dim)?;
         let conv = |v: Vec<meta::TensorSpec>| v.into_iter().map(|s| (s.name, s.shape, init_name(s.init))).collect();
-        Ok((conv(n.parameters()), conv(n.buffers())))
+        Ok((n.width, n.embedding_dim, conv(n.params), conv(n.buffers)))
     })
 }
 
@@ -66,34 +72,41 @@ fn bn_mode(mode: &str) -> PyResult<BnMode> {
     }
 }
 
-/// Embeddings of `images` with explicit parameters (`mode`: train | train_no_update | eval).
+/// Embeddings of `images` with explicit parameters (`mode`: train | train_no_update | eval);
+/// `momentum` of the running-statistics update in mode train (default 0.1).
 #[pyfunction]
-fn small_cnn_forward(
+#[pyo3(signature = (arch, params, buffers, images, mode, momentum=None))]
+fn backbone_forward(
     py: Python<'_>,
     arch: ArchArgs,
     params: Vec<Bound<'_, PyAny>>,
     buffers: Vec<Bound<'_, PyAny>>,
     images: &Bound<'_, PyAny>,
     mode: &str,
+    momentum: Option<f64>,
 ) -> PyResult<PyTensor> {
     const F: &str = "Backbone.forward";
+    let momentum = momentum.unwrap_or(meta::layers::BN_MOMENTUM);
     guarded(|| {
-        let n = net(arch)?;
+        if !(0.0..=1.0).contains(&momentum) {
+            return Err(MfrError::invalid(F, format!("momentum must be in [0, 1], got {momentum}")).into());
+        }
+        let n = net(&arch)?;
         let (p, b) = (tensors(&params, F, "params")?, tensors(&buffers, F, "buffers")?);
         let x = tensor_arg(images, F, "images")?;
         let mode = bn_mode(mode)?;
         without_gil(py, move || {
             n.check_inputs(F, &p, &b, &x)?;
-            n.forward(&p, &b, &x, mode)
+            n.forward_with_momentum(&p, &b, &x, mode, momentum)
         })
         .map(PyTensor)
     })
 }
 
-/// One MFR meta-step on the small CNN; writes the combined gradient into the parameters' .grad.
+/// One MFR meta-step; writes the combined gradient into the parameters' .grad.
 #[pyfunction]
 #[allow(clippy::too_many_arguments)]
-fn meta_step_small_cnn<'py>(
+fn meta_step<'py>(
     py: Python<'py>,
     arch: ArchArgs,
     params: Vec<Bound<'py, PyAny>>,
@@ -110,7 +123,7 @@ fn meta_step_small_cnn<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     const F: &str = "MetaStep";
     guarded(|| {
-        let n = net(arch)?;
+        let n = net(&arch)?;
         let (p, b) = (tensors(&params, F, "params")?, tensors(&buffers, F, "buffers")?);
         let d = tensors(&domains, F, "domains")?;
         let splits: Vec<Split> =
