@@ -32,6 +32,9 @@ from .meta import MetaStep, MetaStepConfig
 from .data import FaceIndex
 from .sampler import DomainSampler, MetaBatch
 from ._info import build_info
+from . import checkpoint, evaluate, facedata, methods, train
+from .facedata import FaceData
+from .train import TrainConfig, Trainer
 
 __version__: str = _core.__version__
 
@@ -49,6 +52,14 @@ __all__ = [
     "FaceIndex",
     "DomainSampler",
     "MetaBatch",
+    "FaceData",
+    "TrainConfig",
+    "Trainer",
+    "checkpoint",
+    "evaluate",
+    "facedata",
+    "methods",
+    "train",
     "set_num_threads",
     "get_num_threads",
     "cosine_scores",

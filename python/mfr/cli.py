@@ -45,6 +45,149 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _load_data(args: argparse.Namespace) -> object:
+    from mfr.facedata import FaceData
+
+    if args.data:
+        return FaceData.from_folder(args.data)
+    return FaceData.synthetic(n_domains=args.synthetic_domains, ids_per_domain=args.synthetic_ids, images_per_id=6, size=args.input_size, channels=args.channels, seed=0)
+
+
+def _train_config(args: argparse.Namespace, **over: object) -> object:
+    from mfr.train import TrainConfig
+
+    fields = dict(
+        backbone=args.backbone,
+        input_size=args.input_size,
+        channels=args.channels,
+        width=args.width,
+        embedding_dim=args.embedding_dim,
+        ids_per_domain=args.batch_ids,
+        steps=args.steps,
+        lr=args.lr,
+        device=args.device,
+    )
+    fields.update(over)
+    return TrainConfig(**fields)  # type: ignore[arg-type]
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    """The GFR-style protocol: every method trained on source domains, evaluated on unseen ones."""
+    import shlex
+
+    import mfr
+    from mfr.methods import METHODS
+    from mfr.reproduce import run_protocol
+
+    if args.threads is not None:
+        mfr.set_num_threads(args.threads)
+        import torch
+
+        torch.set_num_threads(args.threads)
+    data = _load_data(args)
+    methods = _csv(args.methods) or list(METHODS)
+    config = _train_config(args)
+    print(f"mfr reproduce: protocol {args.protocol} on {data.name}: {len(data)} images, domains {', '.join(data.domain_names)}")  # type: ignore[attr-defined]
+    print(f"methods: {', '.join(methods)}; {args.steps} steps each, {args.seeds} seed(s), {args.device}; results in {args.out}/")
+    command = "mfr " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.record_command else None
+    result = run_protocol(
+        data,  # type: ignore[arg-type]
+        protocol=args.protocol,
+        targets=_csv(args.targets),
+        sources=_csv(args.sources),
+        methods=methods,
+        seeds=args.seeds,
+        config=config,  # type: ignore[arg-type]
+        out_dir=args.out,
+        n_bootstrap=args.bootstrap,
+        bn=args.bn,
+        progress=not args.no_progress if args.no_progress else None,
+        command=command,
+    )
+    print()
+    for metric in args.show.split(","):
+        print(result.table(metric.strip()))
+        print()
+    print(f"done in {result.wall_seconds:.0f} s; all metrics with CIs: {args.out}/results.md, {args.out}/results.json, ROC plots {args.out}/roc_*.png")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """Train one method on source domains with checkpoints (resumable), evaluating the rest."""
+    import mfr
+    from mfr.train import Trainer
+
+    if args.threads is not None:
+        mfr.set_num_threads(args.threads)
+    data = _load_data(args)
+    sources = _csv(args.sources) or data.domain_names  # type: ignore[attr-defined]
+    held_out = [d for d in data.domain_names if d not in {data.domain_names[data.domain_number(s)] for s in sources}]  # type: ignore[attr-defined]
+    config = _train_config(args, method=args.method, seed=args.seed, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every)
+    eval_sets = {"held_out": data.subset(held_out)} if held_out else {}  # type: ignore[attr-defined]
+    trainer = Trainer(config, data.subset(sources), out_dir=args.out, eval_sets=eval_sets, progress=None if not args.no_progress else False)  # type: ignore[arg-type, attr-defined]
+    trainer.fit(resume=args.resume)
+    print(f"trained {args.method} for {trainer.step} steps ({trainer.train_seconds:.0f} s); checkpoint: {args.out}/checkpoint.safetensors")
+    for row in trainer.eval_history[-len(held_out) :] if held_out else []:
+        print(f"  {row['domain']}: TAR@FAR=1e-2 {row['tar@far=1e-2']:.3f}  AUC {row['auc']:.3f}  rank-1 {row['rank1']:.3f}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a checkpoint on a folder of domains or on an insightface .bin verification set."""
+    import torch
+
+    import mfr
+    from mfr.data import load_verification_bin, normalize_images
+    from mfr.evaluate import METRICS, evaluate_domain
+    from mfr.facedata import FaceData
+    from mfr.metrics import kfold_accuracy, verification_report
+    from mfr.train import load_backbone
+
+    if (args.data is None) == (args.bin is None):
+        raise mfr.InvalidInputError("give exactly one of --data DIR or --bin FILE")
+    net, meta = load_backbone(args.checkpoint, args.device)
+    print(f"checkpoint {args.checkpoint}: {meta['config']['method']} on {', '.join(meta['domains'])}, step {meta['step']}, backbone {net.extra_repr()}")
+    if args.bin:
+        vs = load_verification_bin(args.bin, size=(net.input_size, net.input_size), channels=net.in_channels)  # type: ignore[arg-type]
+        x = normalize_images(vs.images).to(net.parameter_list()[0].device)
+        emb = torch.nn.functional.normalize(net.embed(x, bn=args.bn).float(), dim=1).cpu()
+        scores = (emb[0::2] * emb[1::2]).sum(1).numpy()
+        kf = kfold_accuracy(scores, vs.issame, n_folds=10, protocol="insightface")
+        rep = verification_report(scores, vs.issame, fars=(1e-3, 1e-2))
+        print(f"{args.bin}: {vs.n_pairs} pairs; 10-fold accuracy {kf.mean:.4f} +- {kf.std:.4f}; AUC {rep.auc:.4f}; EER {rep.eer:.4f}; "
+              f"TAR@FAR=1e-3 {rep.tar_at_far[1e-3][0]:.4f}; TAR@FAR=1e-2 {rep.tar_at_far[1e-2][0]:.4f}")
+        return 0
+    data = FaceData.from_folder(args.data)
+    domains = _csv(args.domains) or data.domain_names
+    print(f"{'domain':<28}" + "".join(f"{m:>24}" for m in METRICS))
+    for d in domains:
+        res = evaluate_domain(net, data, d, n_bootstrap=args.bootstrap, bn=args.bn)
+        cells = "".join(f"{v['estimate']:.3f} [{v['low']:.3f},{v['high']:.3f}]".rjust(24) for v in res["metrics"].values())
+        print(f"{res['domain']:<28}{cells}")
+    return 0
+
+
+def _add_training_args(p: argparse.ArgumentParser, steps: int) -> None:
+    p.add_argument("--data", default=None, help="folder <root>/<domain>/<identity>/<image>; default: the built-in synthetic domains")
+    p.add_argument("--synthetic-domains", type=int, default=4, help=argparse.SUPPRESS)
+    p.add_argument("--synthetic-ids", type=int, default=40, help=argparse.SUPPRESS)
+    p.add_argument("--backbone", default="small_cnn", help="small_cnn (default), iresnet18/34/50/100, resnet28, mobilefacenet")
+    p.add_argument("--input-size", type=int, default=32, help="image side in pixels (default 32)")
+    p.add_argument("--channels", type=int, default=3, choices=(1, 3))
+    p.add_argument("--width", type=int, default=8, help="backbone base width (default 8; published models: 64)")
+    p.add_argument("--embedding-dim", type=int, default=64)
+    p.add_argument("--batch-ids", type=int, default=8, help="identities per domain in a meta-batch (B)")
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch and mfr)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mfr", description="Meta Face Recognition toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -59,12 +202,60 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--threads", type=int, default=None)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
+
+    rep = sub.add_parser("reproduce", help="GFR-style protocol: train every method on source domains, test on unseen ones")
+    _add_training_args(rep, steps=150)
+    rep.add_argument("--protocol", default="lodo", choices=("lodo", "multi"))
+    rep.add_argument("--sources", default=None, help="comma-separated source domains (protocol multi)")
+    rep.add_argument("--targets", default=None, help="comma-separated target domains (default for lodo: every domain)")
+    rep.add_argument("--methods", default=None, help="comma-separated, default all: mfr,mfr_no_hp,mfr_no_cls,mfr_no_da,mfr_first_order,mldg,softmax,cosface,arcface")
+    rep.add_argument("--seeds", type=int, default=1)
+    rep.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the CIs")
+    rep.add_argument("--bn", default="running", choices=("running", "target"), help="BatchNorm statistics at test time")
+    rep.add_argument("--out", default="mfr_results")
+    rep.add_argument("--show", default="tar@far=1e-3,tar@far=1e-2,rank1", help="metrics printed as tables")
+    rep.add_argument("--record-command", action="store_true", help="store the command line in the results")
+    rep.set_defaults(func=_cmd_reproduce)
+
+    tr = sub.add_parser("train", help="train one method with checkpoints; --resume continues a run")
+    _add_training_args(tr, steps=300)
+    tr.add_argument("--method", default="mfr")
+    tr.add_argument("--sources", default=None, help="comma-separated source domains (default: all); the others are evaluated")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--eval-every", type=int, default=100)
+    tr.add_argument("--checkpoint-every", type=int, default=50)
+    tr.add_argument("--out", default="mfr_run")
+    tr.add_argument("--resume", action="store_true")
+    tr.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint on a folder of domains or a .bin verification set")
+    ev.add_argument("checkpoint")
+    ev.add_argument("--data", default=None)
+    ev.add_argument("--domains", default=None, help="comma-separated (default: all)")
+    ev.add_argument("--bin", default=None, help="an insightface .bin verification set")
+    ev.add_argument("--bootstrap", type=int, default=200)
+    ev.add_argument("--bn", default="running", choices=("running", "target"))
+    ev.add_argument("--device", default="cpu")
+    ev.set_defaults(func=_cmd_eval)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Runs a command; user errors (bad arguments, data, devices, checkpoints) print one line
+    ``mfr: error: ...`` and exit with status 2, without a traceback."""
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    import mfr
+
+    try:
+        return int(args.func(args))
+    except mfr.MfrError as e:
+        if isinstance(e, (mfr.InvalidInputError, mfr.DataError, mfr.DeviceError)):
+            print(f"mfr: error: {e}", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        print("mfr: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,169 @@
+"""Training methods, selectable by name: MFR and its ablations, MLDG, and pooled-domain baselines.
+
+Every method sees the same meta-batches (B identities x (gallery, probe) per source domain) and
+the same step budget, and writes gradients into ``.grad`` of :meth:`Method.parameters` (the
+backbone's, plus a classifier head's where it has one); the trainer then clips and steps the
+optimizer.
+
+- ``mfr``: the MFR meta-step (:class:`mfr.MetaStep`): hard-pair attention + soft classification +
+  domain alignment, second order. Ablations: ``mfr_no_hp``, ``mfr_no_cls``, ``mfr_no_da``
+  (a loss weight set to 0) and ``mfr_first_order``.
+- ``mldg``: MLDG-style meta-learning (Li et al., AAAI 2018) without the MFR losses: the same
+  splits, inner update and ``gamma L_S + (1 - gamma) L_T(theta')`` objective, with a normalized-
+  softmax classifier over all source identities (head adapted in the inner step too).
+- ``softmax``, ``cosface``, ``arcface``: pooled-domain training (all source domains in one batch,
+  one BatchNorm batch) with a classification head over all source identities: a linear layer, or
+  normalized weights with scale ``head_scale`` and an additive cosine margin (CosFace, default
+  0.35) or additive angular margin (ArcFace, default 0.5).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from . import _core
+from .meta import MetaStep, MetaStepConfig
+from .nn import Backbone
+
+__all__ = ["METHODS", "Method", "make_method"]
+
+#: Every method name, in the order results tables list them.
+METHODS = ("mfr", "mfr_no_hp", "mfr_no_cls", "mfr_no_da", "mfr_first_order", "mldg", "softmax", "cosface", "arcface")
+
+_ABLATIONS: dict[str, dict[str, Any]] = {
+    "mfr": {},
+    "mfr_no_hp": {"w_hp": 0.0},
+    "mfr_no_cls": {"w_cls": 0.0},
+    "mfr_no_da": {"w_da": 0.0},
+    "mfr_first_order": {"first_order": True},
+}
+
+
+class MarginHead(torch.nn.Module):
+    """A classifier over ``n_classes`` identities: ``kind`` softmax (linear with bias), normsoftmax
+    (scaled cosine), cosface (scaled cosine, ``cos - m`` for the target) or arcface
+    (``cos(theta + m)`` for the target, falling back to ``cos - m sin m`` past pi - m as
+    insightface does, so the logit stays monotonic)."""
+
+    def __init__(self, kind: str, embedding_dim: int, n_classes: int, scale: float = 30.0, margin: float = 0.0) -> None:
+        super().__init__()
+        self.kind, self.scale, self.margin = kind, float(scale), float(margin)
+        self.weight = torch.nn.Parameter(torch.empty(n_classes, embedding_dim))
+        torch.nn.init.normal_(self.weight, 0.0, 0.01)
+        if kind == "softmax":
+            self.bias = torch.nn.Parameter(torch.zeros(n_classes))
+
+    def logits(self, emb: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+        w = self.weight if weight is None else weight
+        if self.kind == "softmax":
+            return F.linear(emb, w, self.bias if bias is None else bias)
+        cos = F.linear(F.normalize(emb), F.normalize(w)).clamp(-1.0, 1.0)
+        if self.kind == "cosface":
+            cos = cos - self.margin * F.one_hot(labels, cos.shape[1]).to(cos.dtype)
+        elif self.kind == "arcface":
+            target = cos.gather(1, labels[:, None])
+            sin = (1.0 - target * target).clamp_min(1e-12).sqrt()
+            shifted = target * math.cos(self.margin) - sin * math.sin(self.margin)
+            shifted = torch.where(target > math.cos(math.pi - self.margin), shifted, target - self.margin * math.sin(self.margin))
+            cos = cos.scatter(1, labels[:, None], shifted)
+        return self.scale * cos
+
+    def loss(self, emb: torch.Tensor, labels: torch.Tensor, **kw: torch.Tensor | None) -> torch.Tensor:
+        return F.cross_entropy(self.logits(emb, labels, **kw), labels)
+
+
+class Method:
+    """Base class: ``parameters()`` to optimize, ``step(domains, labels, splits)`` writes .grad."""
+
+    name: str
+    head: torch.nn.Module | None = None
+
+    def __init__(self, name: str, backbone: Backbone) -> None:
+        self.name, self.backbone = name, backbone
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        ps = list(self.backbone.parameters())
+        if self.head is not None:
+            ps += list(self.head.parameters())
+        return ps
+
+    def step(self, domains: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], splits: Sequence[Any]) -> dict[str, float]:
+        raise NotImplementedError
+
+
+class MFRMethod(Method):
+    def __init__(self, name: str, backbone: Backbone, config: MetaStepConfig) -> None:
+        super().__init__(name, backbone)
+        self.meta = MetaStep(backbone, config)
+
+    def step(self, domains: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], splits: Sequence[Any]) -> dict[str, float]:
+        out = self.meta.step(domains, splits)
+        return {"loss": out["objective"], "loss_s": out["loss_s"], "loss_t": out["loss_t"], "hp": out["loss_hp"], "cls": out["loss_cls"], "da": out["loss_da"]}
+
+
+class MLDGMethod(Method):
+    def __init__(self, backbone: Backbone, n_classes: int, config: MetaStepConfig, head_scale: float) -> None:
+        super().__init__("mldg", backbone)
+        self.config = config
+        self.head = MarginHead("normsoftmax", backbone.embedding_dim, n_classes, head_scale)
+
+    def step(self, domains: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], splits: Sequence[Any]) -> dict[str, float]:
+        cfg, head = self.config, self.head
+        assert isinstance(head, MarginHead)
+        theta = self.backbone.parameter_list()
+        params = theta + [head.weight]
+        train_domains = sorted({d for s in splits for d in _split(s)[0]})
+        emb = {d: self.backbone(domains[d]) for d in train_domains}  # shared across splits
+        objective, ls_sum, lt_sum = 0.0, 0.0, 0.0
+        for s in splits:
+            train, test = _split(s)
+            l_s = torch.stack([head.loss(emb[d], labels[d]) for d in train]).mean()
+            grads = torch.autograd.grad(l_s, params, create_graph=not cfg.first_order, retain_graph=True)
+            adapted = [p - cfg.alpha * (g.detach() if cfg.first_order else g) for p, g in zip(params, grads)]
+            l_t = torch.stack([head.loss(self.backbone(domains[d], params=adapted[:-1]), labels[d], weight=adapted[-1]) for d in test]).mean()
+            objective = objective + (cfg.gamma * l_s + (1 - cfg.gamma) * l_t) / len(splits)
+            ls_sum += float(l_s.detach()) / len(splits)
+            lt_sum += float(l_t.detach()) / len(splits)
+        assert isinstance(objective, torch.Tensor)
+        if not torch.isfinite(objective):
+            raise _core.InvalidInputError(f"mldg: the objective is {float(objective)}; no gradient was written")
+        objective.backward()
+        return {"loss": float(objective.detach()), "loss_s": ls_sum, "loss_t": lt_sum}
+
+
+class PooledMethod(Method):
+    def __init__(self, name: str, backbone: Backbone, n_classes: int, head_scale: float, margin: float) -> None:
+        super().__init__(name, backbone)
+        self.head = MarginHead(name, backbone.embedding_dim, n_classes, head_scale, margin)
+
+    def step(self, domains: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], splits: Sequence[Any]) -> dict[str, float]:
+        assert isinstance(self.head, MarginHead)
+        emb = self.backbone(torch.cat(list(domains)))
+        loss = self.head.loss(emb, torch.cat(list(labels)))
+        if not torch.isfinite(loss):
+            raise _core.InvalidInputError(f"{self.name}: the loss is {float(loss)}; no gradient was written")
+        loss.backward()
+        return {"loss": float(loss.detach())}
+
+
+def _split(s: Any) -> tuple[list[int], list[int]]:
+    train, test = (s.meta_train, s.meta_test) if hasattr(s, "meta_train") else s
+    return [int(d) for d in train], [int(d) for d in test]
+
+
+def make_method(name: str, backbone: Backbone, n_classes: int, meta_config: MetaStepConfig, head_scale: float = 30.0, margin: float | None = None) -> Method:
+    """The method ``name`` (see :data:`METHODS`) for ``backbone`` and ``n_classes`` source identities."""
+    if name in _ABLATIONS:
+        cfg = MetaStepConfig(**{**meta_config.__dict__, **_ABLATIONS[name]})
+        return MFRMethod(name, backbone, cfg)
+    if name == "mldg":
+        return MLDGMethod(backbone, n_classes, meta_config, head_scale)
+    if name in ("softmax", "cosface", "arcface"):
+        m = margin if margin is not None else {"softmax": 0.0, "cosface": 0.35, "arcface": 0.5}[name]
+        return PooledMethod(name, backbone, n_classes, head_scale, m)
+    raise _core.InvalidInputError(f"unknown method {name!r}; available: {', '.join(METHODS)}")

@@ -1,0 +1,383 @@
+"""``mfr.Trainer``: trains a backbone with one of :data:`mfr.methods.METHODS` on source domains,
+driving the Rust sampler and meta-step; logs, evaluates held-out domains, checkpoints and resumes.
+
+Checkpoints (``<out_dir>/checkpoint.safetensors``) hold the backbone's parameters and BatchNorm
+buffers, the method's head, the optimizer state, the sampler position, the torch RNG state, the
+step and the configuration, and are written atomically (see :mod:`mfr.checkpoint`). A run resumed
+from one ends, on CPU, bit-identical to an uninterrupted run. The learning rate is a function of
+the step alone (no scheduler object to restore).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import _core
+from .checkpoint import flatten_optimizer_state, load_checkpoint, save_checkpoint, unflatten_optimizer_state
+from .data import normalize_images
+from .facedata import FaceData
+from .losses import DEFAULT_SCALE, DEFAULT_TAU_N, DEFAULT_TAU_P
+from .meta import MetaStepConfig, domains_from_batch
+from .methods import METHODS, Method, make_method
+from .nn import BACKBONES, Backbone
+from .sampler import DomainSampler
+
+__all__ = ["TrainConfig", "Trainer", "resolve_device"]
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+_FORMAT = "mfr-checkpoint-1"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved in checkpoints and results)."""
+
+    method: str = "mfr"
+    backbone: str = "small_cnn"
+    input_size: int = 32
+    channels: int = 3
+    width: int | None = 8
+    embedding_dim: int | None = 64
+    ids_per_domain: int = 8
+    steps: int = 200
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_steps: int = 10
+    grad_clip: float | None = 5.0
+    # MFR / MLDG meta-step
+    alpha: float = 0.01
+    gamma: float = 0.5
+    tau_p: float = DEFAULT_TAU_P
+    tau_n: float = DEFAULT_TAU_N
+    scale: float = DEFAULT_SCALE
+    w_hp: float = 1.0
+    w_cls: float = 1.0
+    w_da: float = 1.0
+    first_order: bool = False
+    # classification heads (mldg, softmax, cosface, arcface)
+    head_scale: float = 30.0
+    margin: float | None = None
+    seed: int = 0
+    device: str = "cpu"
+    eval_every: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 0
+
+    def meta_config(self) -> MetaStepConfig:
+        return MetaStepConfig(
+            alpha=self.alpha, gamma=self.gamma, tau_p=self.tau_p, tau_n=self.tau_n, scale=self.scale, w_hp=self.w_hp, w_cls=self.w_cls, w_da=self.w_da, first_order=self.first_order
+        )
+
+    def check(self) -> None:
+        errors = []
+        if self.method not in METHODS:
+            errors.append(f"unknown method {self.method!r}; available: {', '.join(METHODS)}")
+        if self.backbone not in BACKBONES:
+            errors.append(f"unknown backbone {self.backbone!r}; available: {', '.join(BACKBONES)}")
+        if self.optimizer not in ("sgd", "adam"):
+            errors.append(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.schedule not in ("cosine", "step", "constant"):
+            errors.append(f"schedule must be 'cosine', 'step' or 'constant', got {self.schedule!r}")
+        if self.steps < 0 or self.ids_per_domain < 2 or self.lr <= 0:
+            errors.append(f"steps must be >= 0, ids_per_domain >= 2 and lr > 0, got {self.steps}, {self.ids_per_domain}, {self.lr}")
+        if errors:
+            raise _core.InvalidInputError("TrainConfig: " + "; ".join(errors))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise _core.InvalidInputError(f"TrainConfig: unknown fields {unknown}")
+        return cls(**dict(d))
+
+
+def resolve_device(device: str) -> torch.device:
+    """``cpu`` / ``cuda`` / ``cuda:N``, checked: a CUDA device needs a GPU and a CUDA torch."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise _core.InvalidInputError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise _core.DeviceError(f"device {device!r} requested, but CUDA is not available here (no GPU, or a CPU-only torch)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise _core.DeviceError(f"device {device!r} requested, but only {torch.cuda.device_count()} GPU(s) are visible")
+    elif dev.type != "cpu":
+        raise _core.InvalidInputError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+    return dev
+
+
+@dataclass
+class _Log:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    """Train ``config.method`` on every domain of ``data`` (the source domains).
+
+    ``eval_sets``: held-out data evaluated every ``config.eval_every`` steps (name -> FaceData,
+    every domain of each); results go to ``history`` and ``<out_dir>/eval.csv``. With ``out_dir``,
+    training logs go to ``<out_dir>/train.csv`` (and TensorBoard when ``torch.utils.tensorboard``
+    works), checkpoints to ``<out_dir>/checkpoint.safetensors`` every ``config.checkpoint_every``
+    steps and at the end. ``fit(resume=True)`` continues from that checkpoint when it exists.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        data: FaceData,
+        out_dir: str | os.PathLike[str] | None = None,
+        eval_sets: Mapping[str, FaceData] | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        config.check()
+        self.config, self.data = config, data
+        self.device = resolve_device(config.device)
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.eval_sets = dict(eval_sets or {})
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        n_domains = data.index.n_domains
+        if config.method != "softmax" and config.method not in ("cosface", "arcface") and n_domains < 2:
+            raise _core.InvalidInputError(
+                f"Trainer: method {config.method!r} simulates domain shift and needs at least 2 source domains; the data has {n_domains} ({', '.join(data.domain_names)})"
+            )
+        summary = data.index.summary()
+        fewest = min(int(v["identities"]) for v in summary.values())
+        self.ids_per_domain = min(config.ids_per_domain, fewest)
+        if self.ids_per_domain < 2:
+            raise _core.InvalidInputError(f"Trainer: every source domain needs at least 2 identities with 2 images; the smallest has {fewest}")
+        torch.manual_seed(config.seed)
+        self.backbone = Backbone(config.backbone, embedding_dim=config.embedding_dim, in_channels=config.channels, input_size=config.input_size, width=config.width).to(self.device)
+        self.method: Method = make_method(config.method, self.backbone, data.index.n_identities, config.meta_config(), config.head_scale, config.margin)
+        if self.method.head is not None:
+            self.method.head.to(self.device)
+        params = self.method.parameters()
+        if config.optimizer == "sgd":
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        else:
+            self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.sampler = DomainSampler(data.index, ids_per_domain=self.ids_per_domain, seed=config.seed)
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+        self.eval_history: list[dict[str, Any]] = []
+        self.train_seconds = 0.0
+        self._tb: Any = None
+
+    # ---- schedule --------------------------------------------------------------------------------
+
+    def lr_at(self, step: int) -> float:
+        c = self.config
+        if c.warmup_steps and step < c.warmup_steps:
+            return c.lr * (step + 1) / c.warmup_steps
+        if c.schedule == "constant":
+            return c.lr
+        progress = (step - c.warmup_steps) / max(1, c.steps - c.warmup_steps)
+        if c.schedule == "cosine":
+            return c.lr * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return c.lr * (0.1 ** int(progress * 3 >= 1) * 0.1 ** int(progress * 3 >= 2))  # step: /10 at 1/3 and 2/3
+
+    # ---- one step --------------------------------------------------------------------------------
+
+    def _next_batch(self) -> Any:
+        if self.sampler.position >= len(self.sampler):
+            self.sampler.set_epoch(self.sampler.epoch + 1)
+        mb = self.sampler[self.sampler.position]
+        self.sampler.position += 1
+        return mb
+
+    def train_step(self) -> dict[str, Any]:
+        c = self.config
+        t0 = time.perf_counter()
+        mb = self._next_batch()
+        images = normalize_images(self.data.load(mb.flat_indices(), c.input_size, c.channels)).to(self.device)
+        domains = domains_from_batch(mb, images)
+        ids = torch.as_tensor(mb.identities, device=self.device)
+        labels = [torch.cat([ids[d], ids[d]]) for d in range(mb.n_domains)]
+        lr = self.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        self.backbone.train()
+        stats = self.method.step(domains, labels, mb.splits)
+        if c.grad_clip:
+            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.method.parameters(), c.grad_clip))
+        self.optimizer.step()
+        self.step += 1
+        dt = time.perf_counter() - t0
+        self.train_seconds += dt
+        row = {"step": self.step, "lr": lr, **stats, "images_per_s": images.shape[0] / dt}
+        self.history.append(row)
+        return row
+
+    # ---- the loop --------------------------------------------------------------------------------
+
+    def fit(self, resume: bool = False) -> list[dict[str, Any]]:
+        """Train to ``config.steps``; with ``resume``, first load ``<out_dir>/checkpoint.safetensors``
+        when it exists. Returns the per-step history."""
+        if resume and self.out_dir is not None and (self.out_dir / CHECKPOINT_NAME).exists():
+            self.load(self.out_dir / CHECKPOINT_NAME)
+        c = self.config
+        self._open_logs()
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=c.steps, initial=self.step, desc=c.method, unit="step", leave=False)
+        try:
+            while self.step < c.steps:
+                row = self.train_step()
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("loss", "loss_s", "loss_t", "images_per_s")})
+                if self.step % max(1, c.log_every) == 0 or self.step == c.steps:
+                    self._log(row)
+                if c.eval_every and (self.step % c.eval_every == 0 or self.step == c.steps) and self.eval_sets:
+                    self._evaluate_held_out()
+                if self.out_dir is not None and c.checkpoint_every and self.step % c.checkpoint_every == 0:
+                    self.save()
+        finally:
+            if bar is not None:
+                bar.close()
+        if self.out_dir is not None:
+            self.save()
+        if self._tb is not None:
+            self._tb.close()
+        return self.history
+
+    def _evaluate_held_out(self) -> None:
+        from .evaluate import evaluate_domain
+
+        for name, data in self.eval_sets.items():
+            for domain in data.domain_names:
+                res = evaluate_domain(self.backbone, data, domain, n_bootstrap=0)
+                row = {"step": self.step, "set": name, "domain": domain, **{k: v["estimate"] for k, v in res["metrics"].items()}}
+                self.eval_history.append(row)
+                self._append_csv("eval.csv", row)
+                if self._tb is not None:
+                    for k, v in res["metrics"].items():
+                        self._tb.add_scalar(f"eval/{domain}/{k}", v["estimate"], self.step)
+
+    # ---- logs ------------------------------------------------------------------------------------
+
+    def _open_logs(self) -> None:
+        if self.out_dir is None:
+            return
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("train.csv", "eval.csv"):  # drop rows a killed run wrote after its checkpoint
+            path = self.out_dir / name
+            if path.exists():
+                with open(path, newline="") as f:
+                    rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
+                path.unlink()
+                for r in rows:
+                    self._append_csv(name, r)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.out_dir / "tensorboard"))
+        except Exception:  # tensorboard not installed: CSV only
+            self._tb = None
+
+    def _append_csv(self, name: str, row: Mapping[str, Any]) -> None:
+        if self.out_dir is None:
+            return
+        path = self.out_dir / name
+        new = not path.exists()
+        with open(path, "a", newline="") as f:
+            if not new:
+                with open(path, newline="") as r:
+                    fields = next(csv.reader(r))
+            else:
+                fields = list(row)
+            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+
+    def _log(self, row: Mapping[str, Any]) -> None:
+        self._append_csv("train.csv", row)
+        if self._tb is not None:
+            for k, v in row.items():
+                if k != "step":
+                    self._tb.add_scalar(f"train/{k}", v, self.step)
+
+    # ---- checkpoints -----------------------------------------------------------------------------
+
+    def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        tensors = {f"model/{k}": v for k, v in self.backbone.state_dict().items()}
+        if self.method.head is not None:
+            tensors.update({f"head/{k}": v for k, v in self.method.head.state_dict().items()})
+        opt_tensors, opt_meta = flatten_optimizer_state(self.optimizer.state_dict())
+        tensors.update(opt_tensors)
+        tensors["rng/torch"] = torch.get_rng_state()
+        meta = {
+            "format": _FORMAT,
+            "mfr": _core.__version__,
+            "step": self.step,
+            "train_seconds": self.train_seconds,
+            "config": dataclasses.asdict(self.config),
+            "backbone": self.backbone.config(),
+            "ids_per_domain": self.ids_per_domain,
+            "domains": self.data.domain_names,
+            "n_classes": self.data.index.n_identities,
+            "sampler": self.sampler.state_dict(),
+            "optimizer": opt_meta,
+        }
+        return tensors, meta
+
+    def save(self, path: str | os.PathLike[str] | None = None) -> Path:
+        if path is None:
+            if self.out_dir is None:
+                raise _core.InvalidInputError("Trainer.save: no path given and the trainer has no out_dir")
+            path = self.out_dir / CHECKPOINT_NAME
+        tensors, meta = self.state()
+        return save_checkpoint(path, tensors, meta)
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        """Restore a checkpoint of this same configuration (the step budget may differ)."""
+        tensors, meta = load_checkpoint(path, self.device)
+        if meta.get("format") != _FORMAT:
+            raise _core.DataError(f"Trainer.load: {path} is not an mfr training checkpoint (format {meta.get('format')!r})")
+        if meta["backbone"] != self.backbone.config():
+            raise _core.InvalidInputError(f"Trainer.load: {path} holds a {meta['backbone']} backbone, this trainer builds {self.backbone.config()}")
+        theirs = {k: v for k, v in meta["config"].items() if k not in ("steps", "eval_every", "log_every", "checkpoint_every", "device")}
+        ours = {k: v for k, v in dataclasses.asdict(self.config).items() if k in theirs}
+        if theirs != ours:
+            diff = {k: (theirs[k], ours[k]) for k in theirs if theirs[k] != ours.get(k)}
+            raise _core.InvalidInputError(f"Trainer.load: {path} was trained with another configuration (checkpoint, this): {diff}")
+        if meta["domains"] != self.data.domain_names:
+            raise _core.InvalidInputError(f"Trainer.load: {path} was trained on domains {meta['domains']}, this data has {self.data.domain_names}")
+        self.backbone.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+        if self.method.head is not None:
+            self.method.head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head/")})
+        self.optimizer.load_state_dict(unflatten_optimizer_state(tensors, meta["optimizer"]))
+        self.sampler.load_state_dict(meta["sampler"])
+        torch.set_rng_state(tensors["rng/torch"].cpu())
+        self.step = int(meta["step"])
+        self.train_seconds = float(meta.get("train_seconds", 0.0))
+
+
+def load_backbone(path: str | os.PathLike[str], device: str = "cpu") -> tuple[Backbone, dict[str, Any]]:
+    """The trained backbone of a checkpoint (and the checkpoint's metadata)."""
+    tensors, meta = load_checkpoint(path, resolve_device(device))
+    if meta.get("format") != _FORMAT:
+        raise _core.DataError(f"load_backbone: {path} is not an mfr training checkpoint")
+    net = Backbone(**meta["backbone"]).to(resolve_device(device))
+    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+    net.eval()
+    return net, meta
