@@ -67,6 +67,7 @@ def _train_config(args: argparse.Namespace, **over: object) -> object:
         width=args.width,
         embedding_dim=args.embedding_dim,
         ids_per_domain=args.batch_ids,
+        split=args.split,
         steps=args.steps,
         lr=args.lr,
         device=args.device,
@@ -181,6 +182,7 @@ def _add_training_args(p: argparse.ArgumentParser, steps: int) -> None:
     p.add_argument("--width", type=int, default=8, help="backbone base width (default 8; published models: 64)")
     p.add_argument("--embedding-dim", type=int, default=64)
     p.add_argument("--batch-ids", type=int, default=8, help="identities per domain in a meta-batch (B)")
+    p.add_argument("--split", default="random", choices=("random", "leave_one_out"), help="meta-test domain per meta-batch: one random (the paper) or every rotation")
     p.add_argument("--steps", type=int, default=steps)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")

@@ -26,14 +26,13 @@ class FaceData:
 
     ``FaceData.from_folder(root)`` reads ``root/<domain>/<identity>/<image>``;
     ``FaceData.synthetic(...)`` renders the built-in data; ``FaceData(index, images=...)`` wraps
-    images already in memory (``images[i]`` is entry ``i``). :meth:`load` returns uint8
+    images already in memory (``images[i]`` is entry ``i``); ``FaceData(index, root=...)`` reads
+    the index's paths relative to ``root`` (as given when ``root`` is None). :meth:`load` returns uint8
     ``(N, channels, size, size)`` tensors, decoding (and caching, when the whole set fits in
     :data:`PRELOAD_LIMIT` bytes) or resizing as needed.
     """
 
     def __init__(self, index: FaceIndex, images: torch.Tensor | None = None, root: str | os.PathLike[str] | None = None, name: str = "data") -> None:
-        if images is None and root is None:
-            raise _core.InvalidInputError("FaceData: give the images (in memory) or the root folder their paths are relative to")
         if images is not None and (images.dtype != torch.uint8 or images.dim() != 4 or images.shape[0] != len(index)):
             raise _core.InvalidInputError(f"FaceData: images must be uint8 (N, C, H, W) with N = {len(index)} (the index), got {tuple(images.shape)} {images.dtype}")
         self.index, self.images, self.root, self.name = index, images, (Path(root) if root is not None else None), name
@@ -44,7 +43,7 @@ class FaceData:
         root = Path(root)
         if not root.is_dir():
             raise _core.DataError(f"FaceData: {root} is not a folder (expected <root>/<domain>/<identity>/<image>)")
-        return cls(FaceIndex.from_folder(root), root=root, name=str(root))
+        return cls(FaceIndex.from_folder(root), name=str(root))  # the index's paths include root
 
     @classmethod
     def synthetic(cls, n_domains: int = 4, ids_per_domain: int = 40, images_per_id: int = 6, size: int = 32, channels: int = 3, seed: int = 0) -> FaceData:
@@ -85,6 +84,9 @@ class FaceData:
         images = self.images[torch.from_numpy(order)] if self.images is not None else None
         return FaceData(index, images=images, root=self.root, name=f"{self.name}[{', '.join(names[n] for n in numbers)}]")
 
+    def _path(self, p: str) -> str:
+        return str(self.root / p) if self.root is not None else p
+
     def load(self, indices: Any, size: int, channels: int) -> torch.Tensor:
         """uint8 ``(len(indices), channels, size, size)`` images of these index positions."""
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
@@ -97,12 +99,10 @@ class FaceData:
                 return self.images[idx]
             full = _convert(self.images, size, channels)
         elif n_bytes <= PRELOAD_LIMIT:
-            assert self.root is not None
-            full = decode_images([self.root / p for p in self.index.paths], size=(size, size), channels=channels)  # type: ignore[arg-type]
+            full = decode_images([self._path(p) for p in self.index.paths], size=(size, size), channels=channels)  # type: ignore[arg-type]
         else:
-            assert self.root is not None
             paths = self.index.paths
-            return decode_images([self.root / paths[i] for i in idx.tolist()], size=(size, size), channels=channels)  # type: ignore[arg-type]
+            return decode_images([self._path(paths[i]) for i in idx.tolist()], size=(size, size), channels=channels)  # type: ignore[arg-type]
         self._cache[key] = full
         return full[idx]
 

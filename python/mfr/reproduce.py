@@ -223,11 +223,10 @@ def run_protocol(
         raise _core.InvalidInputError(f"seeds must be >= 1, got {seeds}")
     resolve_device(config.device)
     groups = _groups(data, protocol, sources, targets)
-    meta_methods = [m for m in methods if m not in ("softmax", "cosface", "arcface")]
     for src, _ in groups:
-        if len(src) < 2 and meta_methods:
+        if len(src) < 2:
             raise _core.InvalidInputError(
-                f"training on {len(src)} source domain ({', '.join(src)}) cannot simulate a domain shift; methods {', '.join(meta_methods)} need at least 2 source domains"
+                f"training on {len(src)} source domain ({', '.join(src)}) cannot simulate a domain shift: every method trains on meta-batches of at least 2 source domains"
             )
     all_targets = list(dict.fromkeys(t for _, ts in groups for t in ts))
     result = ProtocolResult(protocol, data.name, dataclasses.asdict(config), list(methods), all_targets, seeds, command=command)
