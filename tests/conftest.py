@@ -21,3 +21,8 @@ def faces_root() -> Path:
     if not FACES.is_dir():
         pytest.skip(f"real face data not found at {FACES}")
     return FACES
+
+
+@pytest.fixture
+def faces_root_or_none() -> Path | None:
+    return FACES if FACES.is_dir() else None

@@ -1,0 +1,175 @@
+"""mfr.Trainer: every method trains, exact resume, atomic checkpoints, logs, bad input."""
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+
+import mfr
+from mfr import FaceData, TrainConfig, Trainer
+from mfr.checkpoint import load_checkpoint, save_checkpoint
+from mfr.methods import METHODS
+
+
+@pytest.fixture(scope="module")
+def data():
+    return FaceData.synthetic(n_domains=3, ids_per_domain=6, images_per_id=3, size=16, channels=1, seed=0)
+
+
+def cfg(**kw):
+    base = dict(input_size=16, channels=1, width=4, embedding_dim=16, ids_per_domain=4, steps=4, warmup_steps=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_trains(method, data):
+    tr = Trainer(cfg(method=method, steps=3), data, progress=False)
+    before = [p.detach().clone() for p in tr.method.parameters()]
+    history = tr.fit()
+    assert [h["step"] for h in history] == [1, 2, 3]
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
+    moved = [not torch.equal(a, b.detach()) for a, b in zip(before, tr.method.parameters())]
+    assert sum(moved) > len(moved) // 2
+
+
+def test_lr_schedule():
+    tr_cfg = cfg(steps=10, warmup_steps=2, lr=0.1)
+    tr = Trainer(tr_cfg, FaceData.synthetic(n_domains=2, ids_per_domain=3, images_per_id=2, size=16, channels=1), progress=False)
+    lrs = [tr.lr_at(s) for s in range(10)]
+    assert lrs[0] == pytest.approx(0.05) and lrs[1] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:])) and lrs[-1] < 0.01
+
+
+@pytest.mark.parametrize("method", ["mfr", "arcface", "mldg"])
+def test_resume_is_bit_identical(method, data, tmp_path):
+    straight = Trainer(cfg(method=method, steps=6), data, progress=False)
+    straight.fit()
+    first = Trainer(cfg(method=method, steps=6, log_every=1, checkpoint_every=3), data, out_dir=tmp_path, progress=False)
+    real_step = first.train_step
+
+    def dies_at_step_5():
+        if first.step == 4:
+            raise KeyboardInterrupt  # killed after logging step 4, past the checkpoint of step 3
+        return real_step()
+
+    first.train_step = dies_at_step_5
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    resumed = Trainer(cfg(method=method, steps=6, log_every=1), data, out_dir=tmp_path, progress=False)
+    resumed.fit(resume=True)
+    assert resumed.step == 6
+    for (n, a), b in zip(straight.backbone.state_dict().items(), resumed.backbone.state_dict().values()):
+        assert torch.equal(a, b), n
+    for a, b in zip(straight.method.parameters(), resumed.method.parameters()):
+        assert torch.equal(a, b)
+    rows = (tmp_path / "train.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_checkpoint_contents_and_load_backbone(data, tmp_path):
+    tr = Trainer(cfg(steps=2), data, out_dir=tmp_path, progress=False)
+    tr.fit()
+    tensors, meta = load_checkpoint(tmp_path / "checkpoint.safetensors")
+    assert meta["step"] == 2 and meta["config"]["method"] == "mfr" and meta["sampler"]["position"] >= 1
+    assert any(k.startswith("optimizer/") for k in tensors) and "rng/torch" in tensors
+    net, meta2 = mfr.train.load_backbone(tmp_path / "checkpoint.safetensors")
+    assert not net.training
+    for a, b in zip(net.state_dict().values(), tr.backbone.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_of_another_backbone_or_config_is_rejected(data, tmp_path):
+    Trainer(cfg(steps=1), data, out_dir=tmp_path, progress=False).fit()
+    with pytest.raises(mfr.InvalidInputError, match="holds a .*small_cnn.* backbone, this trainer builds .*iresnet18"):
+        Trainer(cfg(backbone="iresnet18"), data, out_dir=tmp_path, progress=False).fit(resume=True)
+    with pytest.raises(mfr.InvalidInputError, match="another configuration.*'lr'"):
+        Trainer(cfg(lr=0.5), data, out_dir=tmp_path, progress=False).fit(resume=True)
+
+
+def test_corrupted_checkpoint_is_a_clear_error_and_previous_survives(tmp_path):
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, {"a": torch.arange(5.0)}, {"step": 1})
+    good = path.read_bytes()
+    (tmp_path / "bad.safetensors").write_bytes(good[: len(good) // 2])
+    with pytest.raises(mfr.DataError, match="not a valid mfr checkpoint"):
+        load_checkpoint(tmp_path / "bad.safetensors")
+    with pytest.raises(mfr.DataError, match="cannot read"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+    assert isinstance(mfr.DataError("x"), OSError)
+
+
+def test_out_of_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, {"a": torch.arange(5.0)}, {"step": 1})
+    calls = {"n": 0}
+
+    def full_disk(f, data):
+        calls["n"] += 1
+        if calls["n"] > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        f.write(data)
+
+    monkeypatch.setattr(mfr.checkpoint, "_CHUNK", 64)
+    monkeypatch.setattr(mfr.checkpoint, "_write_chunk", full_disk)
+    with pytest.raises(mfr.DataError, match="the disk is full; the previous checkpoint is intact"):
+        save_checkpoint(path, {"a": torch.arange(1000.0)}, {"step": 2})
+    tensors, meta = load_checkpoint(path)
+    assert meta == {"step": 1} and torch.equal(tensors["a"], torch.arange(5.0))
+    assert [p.name for p in tmp_path.iterdir()] == ["c.safetensors"]  # no temporary file left
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SIGKILL timing test")
+def test_killed_while_saving_leaves_a_whole_checkpoint(tmp_path):
+    # A process saving in a loop is killed at arbitrary moments; the file is always loadable.
+    script = textwrap.dedent(
+        f"""
+        import torch
+        from mfr.checkpoint import save_checkpoint
+        i = 0
+        while True:
+            i += 1
+            save_checkpoint({str(tmp_path / 'c.safetensors')!r}, {{"w": torch.full((300_000,), float(i))}}, {{"step": i}})
+        """
+    )
+    for delay in (0.8, 1.1, 1.4):
+        proc = subprocess.Popen([sys.executable, "-c", script])
+        time.sleep(delay)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        if (tmp_path / "c.safetensors").exists():
+            tensors, meta = load_checkpoint(tmp_path / "c.safetensors")
+            assert torch.all(tensors["w"] == float(meta["step"]))
+
+
+def test_logs_and_held_out_evaluation(data, tmp_path):
+    held = FaceData.synthetic(n_domains=1, ids_per_domain=5, images_per_id=3, size=16, channels=1, seed=7)
+    tr = Trainer(cfg(steps=4, eval_every=2, log_every=1), data, out_dir=tmp_path, eval_sets={"held": held}, progress=False)
+    tr.fit()
+    assert len(tr.eval_history) == 2 and {"tar@far=1e-2", "auc", "rank1"} <= set(tr.eval_history[0])
+    train_rows = (tmp_path / "train.csv").read_text().splitlines()
+    assert len(train_rows) == 5 and "images_per_s" in train_rows[0]
+    assert len((tmp_path / "eval.csv").read_text().splitlines()) == 3
+
+
+def test_bad_configuration_and_data(data):
+    with pytest.raises(mfr.InvalidInputError, match="unknown method 'sphereface'"):
+        Trainer(cfg(method="sphereface"), data)
+    with pytest.raises(mfr.InvalidInputError, match="split must be"):
+        Trainer(cfg(split="all"), data)
+    one = data.subset([0])
+    with pytest.raises(mfr.InvalidInputError, match="at least 2 source domains"):
+        Trainer(cfg(), one)
+    with pytest.raises(mfr.InvalidInputError, match="domain 'nope' is not in the data"):
+        data.subset(["nope"])
+    if not torch.cuda.is_available():
+        with pytest.raises(mfr.DeviceError, match="CUDA is not available"):
+            Trainer(cfg(device="cuda"), data)
+    with pytest.raises(mfr.InvalidInputError, match="device must be"):
+        Trainer(cfg(device="tpu"), data)
