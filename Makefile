@@ -47,6 +47,7 @@ bench: install
 	$(PY) benches/sampler.py
 	$(PY) benches/meta_step.py
 	$(PY) benches/pair_scores.py
+	$(PY) benches/distributed.py
 
 # A wheel for this machine's Python: dist/mfr-*.whl
 wheel: setup

@@ -32,7 +32,7 @@ from .meta import MetaStep, MetaStepConfig
 from .data import FaceIndex
 from .sampler import DomainSampler, MetaBatch
 from ._info import build_info
-from . import checkpoint, evaluate, facedata, methods, train
+from . import checkpoint, distributed, evaluate, facedata, methods, train
 from .facedata import FaceData
 from .train import TrainConfig, Trainer
 
@@ -56,6 +56,7 @@ __all__ = [
     "TrainConfig",
     "Trainer",
     "checkpoint",
+    "distributed",
     "evaluate",
     "facedata",
     "methods",

@@ -250,7 +250,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs a command; user errors (bad arguments, data, devices, checkpoints) print one line
     ``mfr: error: ...`` and exit with status 2, without a traceback."""
     args = build_parser().parse_args(argv)
+    import os
+
     import mfr
+
+    if int(os.environ.get("RANK", "0")) > 0:  # under torchrun only rank 0 prints results
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
 
     try:
         return int(args.func(args))

@@ -43,10 +43,17 @@ def _interval(estimate: float, low: float, high: float) -> dict[str, float]:
 
 def embed_domain(backbone: Backbone, data: FaceData, domain: int | str, bn: str = "running", batch_size: int = 256) -> tuple[np.ndarray, torch.Tensor]:
     """``(image positions in data.index, embeddings)`` of every image of ``domain``."""
+    from . import distributed
+
     d = data.domain_number(domain)
     positions = np.flatnonzero(data.index.domains == d)
     device = backbone.parameter_list()[0].device
     _, c, s, _, _ = backbone.arch
+    w = distributed.world_size()
+    if w > 1 and bn == "running":  # each rank embeds a contiguous shard; gathered in rank order
+        mine = np.array_split(positions, w)[distributed.rank()]
+        images = normalize_images(data.load(mine, s, c)).to(device=device, dtype=backbone.parameter_list()[0].dtype)
+        return positions, distributed.all_gather_rows(backbone.embed(images, batch_size=batch_size, bn=bn))
     images = normalize_images(data.load(positions, s, c)).to(device=device, dtype=backbone.parameter_list()[0].dtype)
     return positions, backbone.embed(images, batch_size=batch_size, bn=bn)
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from . import _core
+from . import distributed
 from .evaluate import METRICS, evaluate_domain
 from .facedata import FaceData
 from .methods import METHODS
@@ -221,7 +222,10 @@ def run_protocol(
         raise _core.InvalidInputError("no methods given")
     if seeds < 1:
         raise _core.InvalidInputError(f"seeds must be >= 1, got {seeds}")
-    resolve_device(config.device)
+    device = resolve_device(config.device)
+    distributed.init_from_env(device, config.dist_timeout)
+    if distributed.world_size() > 1 and device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     groups = _groups(data, protocol, sources, targets)
     for src, _ in groups:
         if len(src) < 2:
@@ -230,7 +234,9 @@ def run_protocol(
             )
     all_targets = list(dict.fromkeys(t for _, ts in groups for t in ts))
     result = ProtocolResult(protocol, data.name, dataclasses.asdict(config), list(methods), all_targets, seeds, command=command)
-    say = log or (lambda _: None)
+    result.hardware["world_size"] = distributed.world_size()
+    say = log if (log is not None and distributed.is_main()) else (lambda _: None)
+    main = distributed.is_main()  # under torchrun every rank trains and evaluates; rank 0 writes
     start = time.perf_counter()
     total = seeds * len(groups) * len(methods)
     done = 0
@@ -239,7 +245,7 @@ def run_protocol(
             source_data = data.subset(src)
             target_data = {t: data.subset([t]) for t in tgts}
             torch.manual_seed(seed)
-            untrained = Backbone(config.backbone, embedding_dim=config.embedding_dim, in_channels=config.channels, input_size=config.input_size, width=config.width).to(resolve_device(config.device))
+            untrained = Backbone(config.backbone, embedding_dim=config.embedding_dim, in_channels=config.channels, input_size=config.input_size, width=config.width).to(device, torch.float64 if config.dtype == "float64" else torch.float32)
             for t, td in target_data.items():
                 res = evaluate_domain(untrained, td, 0, seed=seed, n_bootstrap=n_bootstrap, bn=bn)
                 result.runs.append({"method": "untrained", "target": t, "seed": seed, "sources": src, **res, "train_seconds": 0.0, "steps": 0})
@@ -261,10 +267,10 @@ def run_protocol(
                     cells.append(f"{t}: TAR@1e-2 {m['tar@far=1e-2']['estimate']:.3f} AUC {m['auc']['estimate']:.3f} rank-1 {m['rank1']['estimate']:.3f}")
                 say(f"[{done}/{total}] seed {seed} {method:<16} {seconds:6.1f} s  " + "; ".join(cells))
                 result.wall_seconds = time.perf_counter() - start
-                if out_dir is not None:
+                if out_dir is not None and main:
                     result.save(out_dir)
     result.wall_seconds = time.perf_counter() - start
-    if out_dir is not None:
+    if out_dir is not None and main:
         result.save(out_dir)
         result.plot_roc(out_dir)
     return result

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from . import _core
+from . import distributed as dist_utils
 from .checkpoint import flatten_optimizer_state, load_checkpoint, save_checkpoint, unflatten_optimizer_state
 from .data import normalize_images
 from .facedata import FaceData
@@ -76,6 +77,9 @@ class TrainConfig:
     margin: float | None = None
     seed: int = 0
     device: str = "cpu"
+    dtype: str = "float32"
+    # torch.distributed (torchrun): seconds a collective may wait for a peer before failing
+    dist_timeout: float = 300.0
     eval_every: int = 0
     log_every: int = 10
     checkpoint_every: int = 0
@@ -97,6 +101,8 @@ class TrainConfig:
             errors.append(f"split must be 'random' or 'leave_one_out', got {self.split!r}")
         if self.schedule not in ("cosine", "step", "constant"):
             errors.append(f"schedule must be 'cosine', 'step' or 'constant', got {self.schedule!r}")
+        if self.dtype not in ("float32", "float64"):
+            errors.append(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if self.steps < 0 or self.ids_per_domain < 2 or self.lr <= 0:
             errors.append(f"steps must be >= 0, ids_per_domain >= 2 and lr > 0, got {self.steps}, {self.ids_per_domain}, {self.lr}")
         if errors:
@@ -153,9 +159,15 @@ class Trainer:
         config.check()
         self.config, self.data = config, data
         self.device = resolve_device(config.device)
+        # torch.distributed: join torchrun's group if there is one (see mfr.distributed).
+        self.distributed = dist_utils.init_from_env(self.device, config.dist_timeout)
+        self.rank, self.world_size = dist_utils.rank(), dist_utils.world_size()
+        if self.distributed and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        self.dtype = torch.float64 if config.dtype == "float64" else torch.float32
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.eval_sets = dict(eval_sets or {})
-        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.progress = (sys.stderr.isatty() if progress is None else progress) and self.rank == 0
         n_domains = data.index.n_domains
         if n_domains < 2:
             raise _core.InvalidInputError(
@@ -167,16 +179,21 @@ class Trainer:
         if self.ids_per_domain < 2:
             raise _core.InvalidInputError(f"Trainer: every source domain needs at least 2 identities with 2 images; the smallest has {fewest}")
         torch.manual_seed(config.seed)
-        self.backbone = Backbone(config.backbone, embedding_dim=config.embedding_dim, in_channels=config.channels, input_size=config.input_size, width=config.width).to(self.device)
+        self.backbone = Backbone(config.backbone, embedding_dim=config.embedding_dim, in_channels=config.channels, input_size=config.input_size, width=config.width).to(self.device, self.dtype)
         self.method: Method = make_method(config.method, self.backbone, data.index.n_identities, config.meta_config(), config.head_scale, config.margin)
         if self.method.head is not None:
-            self.method.head.to(self.device)
+            self.method.head.to(self.device, self.dtype)
         params = self.method.parameters()
+        # Every rank starts from rank 0's weights; gradients and BatchNorm statistics are averaged.
+        dist_utils.broadcast_tensors(params + self.backbone.buffer_list())
+        self.averager = dist_utils.GradientAverager(params, self.backbone.buffer_list())
         if config.optimizer == "sgd":
             self.optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
         else:
             self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-        self.sampler = DomainSampler(data.index, ids_per_domain=self.ids_per_domain, split=config.split, seed=config.seed)
+        self.sampler = DomainSampler(
+            data.index, ids_per_domain=self.ids_per_domain, split=config.split, seed=config.seed, rank=self.rank, world_size=self.world_size
+        )
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.eval_history: list[dict[str, Any]] = []
@@ -209,7 +226,7 @@ class Trainer:
         c = self.config
         t0 = time.perf_counter()
         mb = self._next_batch()
-        images = normalize_images(self.data.load(mb.flat_indices(), c.input_size, c.channels)).to(self.device)
+        images = normalize_images(self.data.load(mb.flat_indices(), c.input_size, c.channels)).to(self.device, self.dtype)
         domains = domains_from_batch(mb, images)
         ids = torch.as_tensor(mb.identities, device=self.device)
         labels = [torch.cat([ids[d], ids[d]]) for d in range(mb.n_domains)]
@@ -219,13 +236,14 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.backbone.train()
         stats = self.method.step(domains, labels, mb.splits)
+        self.averager()  # no-op in a single process
         if c.grad_clip:
             stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.method.parameters(), c.grad_clip))
         self.optimizer.step()
         self.step += 1
         dt = time.perf_counter() - t0
         self.train_seconds += dt
-        row = {"step": self.step, "lr": lr, **stats, "images_per_s": images.shape[0] / dt}
+        row = {"step": self.step, "lr": lr, **stats, "images_per_s": images.shape[0] * self.world_size / dt}
         self.history.append(row)
         return row
 
@@ -280,7 +298,7 @@ class Trainer:
     # ---- logs ------------------------------------------------------------------------------------
 
     def _open_logs(self) -> None:
-        if self.out_dir is None:
+        if self.out_dir is None or self.rank != 0:
             return
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for name in ("train.csv", "eval.csv"):  # drop rows a killed run wrote after its checkpoint
@@ -299,7 +317,7 @@ class Trainer:
             self._tb = None
 
     def _append_csv(self, name: str, row: Mapping[str, Any]) -> None:
-        if self.out_dir is None:
+        if self.out_dir is None or self.rank != 0:
             return
         path = self.out_dir / name
         new = not path.exists()
@@ -341,6 +359,7 @@ class Trainer:
             "domains": self.data.domain_names,
             "n_classes": self.data.index.n_identities,
             "sampler": self.sampler.state_dict(),
+            "world_size": self.world_size,
             "optimizer": opt_meta,
         }
         return tensors, meta
@@ -351,7 +370,12 @@ class Trainer:
                 raise _core.InvalidInputError("Trainer.save: no path given and the trainer has no out_dir")
             path = self.out_dir / CHECKPOINT_NAME
         tensors, meta = self.state()
-        return save_checkpoint(path, tensors, meta)
+        if self.world_size > 1:
+            meta["samplers"] = dist_utils.gather_objects(self.sampler.state_dict())  # one per rank
+        if self.rank == 0:
+            save_checkpoint(path, tensors, meta)
+        dist_utils.barrier()  # nobody runs ahead of a checkpoint it could need
+        return Path(path)
 
     def load(self, path: str | os.PathLike[str]) -> None:
         """Restore a checkpoint of this same configuration (the step budget may differ)."""
@@ -360,7 +384,7 @@ class Trainer:
             raise _core.DataError(f"Trainer.load: {path} is not an mfr training checkpoint (format {meta.get('format')!r})")
         if meta["backbone"] != self.backbone.config():
             raise _core.InvalidInputError(f"Trainer.load: {path} holds a {meta['backbone']} backbone, this trainer builds {self.backbone.config()}")
-        theirs = {k: v for k, v in meta["config"].items() if k not in ("steps", "eval_every", "log_every", "checkpoint_every", "device")}
+        theirs = {k: v for k, v in meta["config"].items() if k not in ("steps", "eval_every", "log_every", "checkpoint_every", "device", "dist_timeout")}
         ours = {k: v for k, v in dataclasses.asdict(self.config).items() if k in theirs}
         if theirs != ours:
             diff = {k: (theirs[k], ours[k]) for k in theirs if theirs[k] != ours.get(k)}
@@ -371,7 +395,10 @@ class Trainer:
         if self.method.head is not None:
             self.method.head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head/")})
         self.optimizer.load_state_dict(unflatten_optimizer_state(tensors, meta["optimizer"]))
-        self.sampler.load_state_dict(meta["sampler"])
+        written_by = int(meta.get("world_size", 1))
+        if written_by != self.world_size:
+            raise _core.InvalidInputError(f"Trainer.load: {path} was written by {written_by} rank(s); this run has {self.world_size} (resume with the same world size)")
+        self.sampler.load_state_dict(meta["samplers"][self.rank] if self.world_size > 1 else meta["sampler"])
         torch.set_rng_state(tensors["rng/torch"].cpu())
         self.step = int(meta["step"])
         self.train_seconds = float(meta.get("train_seconds", 0.0))

@@ -1,0 +1,78 @@
+"""One rank of the distributed tests (run by tests/test_distributed.py with torchrun's environment
+variables set by hand: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Usage:
+``python distributed_worker.py TASK OUT_DIR``; results go to OUT_DIR/rank<r>.*"""
+
+import json
+import os
+import sys
+import time
+
+import torch
+
+torch.set_num_threads(1)
+
+import mfr  # noqa: E402
+from mfr import FaceData, TrainConfig, Trainer  # noqa: E402
+from mfr.evaluate import evaluate_domain  # noqa: E402
+
+
+def small_data():
+    return FaceData.synthetic(n_domains=3, ids_per_domain=8, images_per_id=3, size=16, channels=1, seed=2)
+
+
+def config(**kw):
+    base = dict(input_size=16, channels=1, width=4, embedding_dim=16, ids_per_domain=4, warmup_steps=0, schedule="constant", grad_clip=None, dist_timeout=20.0)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def main():
+    task, out = sys.argv[1], sys.argv[2]
+    rank = int(os.environ["RANK"])
+    if task == "equivalence":
+        # One step on float64: every rank one meta-batch, gradients averaged.
+        tr = Trainer(config(steps=1, dtype="float64", momentum=0.0, weight_decay=0.0, lr=0.1), small_data(), progress=False)
+        stream = [tr.sampler[j].flat_indices().tolist() for j in range(len(tr.sampler))]
+        tr.fit()
+        torch.save({"params": [p.detach() for p in tr.method.parameters()], "buffers": tr.backbone.buffer_list(), "stream": stream}, f"{out}/rank{rank}.pt")
+    elif task == "reproduce":
+        from mfr.cli import main as cli
+
+        rc = cli(["reproduce", "--synthetic-domains", "3", "--synthetic-ids", "8", "--input-size", "16", "--width", "4", "--embedding-dim", "16",
+                  "--batch-ids", "4", "--steps", "3", "--methods", "mfr,arcface", "--bootstrap", "10", "--no-progress", "--out", f"{out}/results"])
+        data = small_data()
+        torch.manual_seed(0)
+        net = mfr.nn.Backbone("small_cnn", width=4, input_size=16, embedding_dim=16, in_channels=1)
+        mfr.distributed.init_from_env()
+        res = evaluate_domain(net, data, 1, n_bootstrap=20)
+        with open(f"{out}/rank{rank}.json", "w") as f:
+            json.dump({"rc": rc, "eval": res["metrics"], "world": mfr.distributed.world_size()}, f)
+    elif task == "kill":
+        # Rank 1 dies after step 3 (checkpoint at step 2); rank 0 must fail within the timeout.
+        tr = Trainer(config(steps=50, checkpoint_every=2, dist_timeout=float(os.environ.get("MFR_TEST_TIMEOUT", "20"))), small_data(), out_dir=f"{out}/run", progress=False)
+        if rank == 1:
+            real = tr.train_step
+
+            def dying():
+                if tr.step == 3:
+                    os._exit(17)  # a hard crash: no clean-up, no message
+                return real()
+
+            tr.train_step = dying
+        t0 = time.time()
+        try:
+            tr.fit()
+        except mfr.distributed.DistributedError as e:
+            with open(f"{out}/rank{rank}.err", "w") as f:
+                f.write(f"{time.time() - t0:.1f}\n{e}")
+            sys.exit(3)
+    elif task == "resume":
+        tr = Trainer(config(steps=6, checkpoint_every=2), small_data(), out_dir=f"{out}/run", progress=False)
+        tr.fit(resume=True)
+        torch.save({"step": tr.step, "params": [p.detach() for p in tr.method.parameters()]}, f"{out}/rank{rank}.resumed.pt")
+    else:
+        raise SystemExit(f"unknown task {task}")
+
+
+if __name__ == "__main__":
+    main()
