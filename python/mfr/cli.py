@@ -263,6 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(e, (mfr.InvalidInputError, mfr.DataError, mfr.DeviceError)):
             print(f"mfr: error: {e}", file=sys.stderr)
             return 2
+        if isinstance(e, mfr.distributed.DistributedError):
+            print(f"mfr: error: {e}", file=sys.stderr)
+            return 3
         raise
     except KeyboardInterrupt:
         print("mfr: interrupted", file=sys.stderr)

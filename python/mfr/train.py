@@ -42,7 +42,20 @@ _FORMAT = "mfr-checkpoint-1"
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (saved in checkpoints and results)."""
+    """Everything that defines a training run (saved in checkpoints and results).
+
+    ``method``: one of :data:`mfr.methods.METHODS`. ``backbone``, ``input_size``, ``channels``,
+    ``width``, ``embedding_dim``: the :class:`mfr.nn.Backbone`. ``ids_per_domain`` (B) identities x
+    (gallery, probe) per source domain and meta-batch, clamped to the smallest source domain's
+    identity count (``Trainer.ids_per_domain``). ``split``: ``"random"`` (one seeded meta-test
+    domain per meta-batch, the paper's algorithm) or ``"leave_one_out"`` (every rotation).
+    Optimizer ``sgd`` (momentum, weight decay) or ``adam``; learning rate ``lr`` with linear
+    warm-up over ``warmup_steps`` then ``cosine`` decay to 0, ``step`` (/10 at 1/3 and 2/3) or
+    ``constant``; ``grad_clip``: max global gradient norm (None: off). ``alpha`` ... ``first_order``:
+    :class:`mfr.MetaStepConfig` (MFR and MLDG). ``head_scale`` / ``margin``: classifier heads.
+    ``dtype``: float32 or float64 parameters. ``eval_every`` / ``log_every`` /
+    ``checkpoint_every``: in steps (0: never; a checkpoint is always written at the end).
+    """
 
     method: str = "mfr"
     backbone: str = "small_cnn"
