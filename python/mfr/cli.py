@@ -258,7 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
 
     try:
-        return int(args.func(args))
+        rc = int(args.func(args))
+        mfr.distributed.shutdown()
+        return rc
     except mfr.MfrError as e:
         if isinstance(e, (mfr.InvalidInputError, mfr.DataError, mfr.DeviceError)):
             print(f"mfr: error: {e}", file=sys.stderr)

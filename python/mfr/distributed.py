@@ -170,3 +170,14 @@ def gather_objects(obj: Any) -> list[Any]:
 def barrier() -> None:
     if world_size() > 1:
         _collective("barrier", dist.barrier)
+
+
+def shutdown() -> None:
+    """Leave the process group cleanly (all ranks wait for each other first), so no rank exits
+    while a peer still talks to it."""
+    if dist.is_available() and dist.is_initialized():
+        try:
+            if world_size() > 1:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
