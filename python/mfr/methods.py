@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _core
-from .meta import MetaStep, MetaStepConfig
+from .meta import MetaStep, MetaStepConfig, _split_pairs
 from .nn import Backbone
 
 __all__ = ["METHODS", "Method", "make_method"]
@@ -117,11 +117,11 @@ class MLDGMethod(Method):
         assert isinstance(head, MarginHead)
         theta = self.backbone.parameter_list()
         params = theta + [head.weight]
-        train_domains = sorted({d for s in splits for d in _split(s)[0]})
+        pairs = _split_pairs(splits)
+        train_domains = sorted({d for train, _ in pairs for d in train})
         emb = {d: self.backbone(domains[d]) for d in train_domains}  # shared across splits
         objective, ls_sum, lt_sum = 0.0, 0.0, 0.0
-        for s in splits:
-            train, test = _split(s)
+        for train, test in pairs:
             l_s = torch.stack([head.loss(emb[d], labels[d]) for d in train]).mean()
             grads = torch.autograd.grad(l_s, params, create_graph=not cfg.first_order, retain_graph=True)
             adapted = [p - cfg.alpha * (g.detach() if cfg.first_order else g) for p, g in zip(params, grads)]
@@ -149,11 +149,6 @@ class PooledMethod(Method):
             raise _core.InvalidInputError(f"{self.name}: the loss is {float(loss)}; no gradient was written")
         loss.backward()
         return {"loss": float(loss.detach())}
-
-
-def _split(s: Any) -> tuple[list[int], list[int]]:
-    train, test = (s.meta_train, s.meta_test) if hasattr(s, "meta_train") else s
-    return [int(d) for d in train], [int(d) for d in test]
 
 
 def make_method(name: str, backbone: Backbone, n_classes: int, meta_config: MetaStepConfig, head_scale: float = 30.0, margin: float | None = None) -> Method:

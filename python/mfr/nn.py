@@ -170,10 +170,10 @@ class Backbone(torch.nn.Module):
         self._reestimate(self.parameter_list(), self.buffer_list(), batches)
 
     def _reestimate(self, params: list[torch.Tensor], buffers: list[torch.Tensor], batches: Iterable[torch.Tensor]) -> None:
-        stats = [b for n, b in zip(self.buffer_names, buffers) if n.endswith(("running_mean", "running_var"))]
-        saved = [s.clone() for s in stats]
-        for s, n in zip(stats, (n for n in self.buffer_names if n.endswith(("running_mean", "running_var")))):
-            s.fill_(0.0 if n.endswith("running_mean") else 1.0)
+        stats = [(n, b) for n, b in zip(self.buffer_names, buffers) if n.endswith(("running_mean", "running_var"))]
+        saved = [b.clone() for _, b in stats]
+        for n, b in stats:
+            b.fill_(0.0 if n.endswith("running_mean") else 1.0)
         k = 0
         for batch in batches:
             if batch.shape[0] < 2:
@@ -181,8 +181,8 @@ class Backbone(torch.nn.Module):
             _core.backbone_forward(self.arch, params, buffers, batch, "train", 1.0 / (k + 1))
             k += 1
         if k == 0:
-            for s, old in zip(stats, saved):
-                s.copy_(old)
+            for (_, b), old in zip(stats, saved):
+                b.copy_(old)
             raise _core.InvalidInputError("Backbone: re-estimating BatchNorm statistics needs at least one batch of >= 2 images")
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:

@@ -33,7 +33,6 @@ from . import distributed
 from .evaluate import METRICS, evaluate_domain
 from .facedata import FaceData
 from .methods import METHODS
-from .nn import Backbone
 from .train import TrainConfig, Trainer, resolve_device
 
 __all__ = ["ProtocolResult", "run_protocol", "METRIC_TITLES"]
@@ -245,7 +244,7 @@ def run_protocol(
             source_data = data.subset(src)
             target_data = {t: data.subset([t]) for t in tgts}
             torch.manual_seed(seed)
-            untrained = Backbone(config.backbone, embedding_dim=config.embedding_dim, in_channels=config.channels, input_size=config.input_size, width=config.width).to(device, torch.float64 if config.dtype == "float64" else torch.float32)
+            untrained = config.build_backbone(device)
             for t, td in target_data.items():
                 res = evaluate_domain(untrained, td, 0, seed=seed, n_bootstrap=n_bootstrap, bn=bn)
                 result.runs.append({"method": "untrained", "target": t, "seed": seed, "sources": src, **res, "train_seconds": 0.0, "steps": 0})

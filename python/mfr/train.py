@@ -28,7 +28,6 @@ from . import distributed as dist_utils
 from .checkpoint import flatten_optimizer_state, load_checkpoint, save_checkpoint, unflatten_optimizer_state
 from .data import normalize_images
 from .facedata import FaceData
-from .losses import DEFAULT_SCALE, DEFAULT_TAU_N, DEFAULT_TAU_P
 from .meta import MetaStepConfig, domains_from_batch
 from .methods import METHODS, Method, make_method
 from .nn import BACKBONES, Backbone
@@ -75,16 +74,16 @@ class TrainConfig:
     schedule: str = "cosine"
     warmup_steps: int = 10
     grad_clip: float | None = 5.0
-    # MFR / MLDG meta-step
-    alpha: float = 0.01
-    gamma: float = 0.5
-    tau_p: float = DEFAULT_TAU_P
-    tau_n: float = DEFAULT_TAU_N
-    scale: float = DEFAULT_SCALE
-    w_hp: float = 1.0
-    w_cls: float = 1.0
-    w_da: float = 1.0
-    first_order: bool = False
+    # MFR / MLDG meta-step (MetaStepConfig's fields, with its defaults)
+    alpha: float = MetaStepConfig.alpha
+    gamma: float = MetaStepConfig.gamma
+    tau_p: float = MetaStepConfig.tau_p
+    tau_n: float = MetaStepConfig.tau_n
+    scale: float = MetaStepConfig.scale
+    w_hp: float = MetaStepConfig.w_hp
+    w_cls: float = MetaStepConfig.w_cls
+    w_da: float = MetaStepConfig.w_da
+    first_order: bool = MetaStepConfig.first_order
     # classification heads (mldg, softmax, cosface, arcface)
     head_scale: float = 30.0
     margin: float | None = None
@@ -98,9 +97,16 @@ class TrainConfig:
     checkpoint_every: int = 0
 
     def meta_config(self) -> MetaStepConfig:
-        return MetaStepConfig(
-            alpha=self.alpha, gamma=self.gamma, tau_p=self.tau_p, tau_n=self.tau_n, scale=self.scale, w_hp=self.w_hp, w_cls=self.w_cls, w_da=self.w_da, first_order=self.first_order
-        )
+        return MetaStepConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(MetaStepConfig)})
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return torch.float64 if self.dtype == "float64" else torch.float32
+
+    def build_backbone(self, device: torch.device) -> Backbone:
+        """The configured backbone, freshly initialised from torch's current RNG, on ``device``."""
+        net = Backbone(self.backbone, embedding_dim=self.embedding_dim, in_channels=self.channels, input_size=self.input_size, width=self.width)
+        return net.to(device, self.torch_dtype)
 
     def check(self) -> None:
         errors = []
@@ -177,7 +183,7 @@ class Trainer:
         self.rank, self.world_size = dist_utils.rank(), dist_utils.world_size()
         if self.distributed and self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        self.dtype = torch.float64 if config.dtype == "float64" else torch.float32
+        self.dtype = config.torch_dtype
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.eval_sets = dict(eval_sets or {})
         self.progress = (sys.stderr.isatty() if progress is None else progress) and self.rank == 0
@@ -192,7 +198,7 @@ class Trainer:
         if self.ids_per_domain < 2:
             raise _core.InvalidInputError(f"Trainer: every source domain needs at least 2 identities with 2 images; the smallest has {fewest}")
         torch.manual_seed(config.seed)
-        self.backbone = Backbone(config.backbone, embedding_dim=config.embedding_dim, in_channels=config.channels, input_size=config.input_size, width=config.width).to(self.device, self.dtype)
+        self.backbone = config.build_backbone(self.device)
         self.method: Method = make_method(config.method, self.backbone, data.index.n_identities, config.meta_config(), config.head_scale, config.margin)
         if self.method.head is not None:
             self.method.head.to(self.device, self.dtype)
@@ -212,6 +218,7 @@ class Trainer:
         self.eval_history: list[dict[str, Any]] = []
         self.train_seconds = 0.0
         self._tb: Any = None
+        self._csv_fields: dict[str, list[str]] = {}  # header of each log file, read once
 
     # ---- schedule --------------------------------------------------------------------------------
 
@@ -318,10 +325,16 @@ class Trainer:
             path = self.out_dir / name
             if path.exists():
                 with open(path, newline="") as f:
-                    rows = [r for r in csv.DictReader(f) if int(r["step"]) <= self.step]
+                    reader = csv.DictReader(f)
+                    rows = [r for r in reader if int(r["step"]) <= self.step]
+                    fields = list(reader.fieldnames or [])
                 path.unlink()
-                for r in rows:
-                    self._append_csv(name, r)
+                if rows:
+                    self._csv_fields[name] = fields
+                    with open(path, "w", newline="") as f:
+                        w = csv.DictWriter(f, fieldnames=fields)
+                        w.writeheader()
+                        w.writerows(rows)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -334,13 +347,13 @@ class Trainer:
             return
         path = self.out_dir / name
         new = not path.exists()
+        if new:
+            self._csv_fields[name] = list(row)
+        elif name not in self._csv_fields:  # a file from before a resume: keep its columns
+            with open(path, newline="") as r:
+                self._csv_fields[name] = next(csv.reader(r))
         with open(path, "a", newline="") as f:
-            if not new:
-                with open(path, newline="") as r:
-                    fields = next(csv.reader(r))
-            else:
-                fields = list(row)
-            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            w = csv.DictWriter(f, fieldnames=self._csv_fields[name], extrasaction="ignore")
             if new:
                 w.writeheader()
             w.writerow(row)
@@ -404,9 +417,9 @@ class Trainer:
             raise _core.InvalidInputError(f"Trainer.load: {path} was trained with another configuration (checkpoint, this): {diff}")
         if meta["domains"] != self.data.domain_names:
             raise _core.InvalidInputError(f"Trainer.load: {path} was trained on domains {meta['domains']}, this data has {self.data.domain_names}")
-        self.backbone.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+        self.backbone.load_state_dict(_under(tensors, "model/"))
         if self.method.head is not None:
-            self.method.head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head/")})
+            self.method.head.load_state_dict(_under(tensors, "head/"))
         self.optimizer.load_state_dict(unflatten_optimizer_state(tensors, meta["optimizer"]))
         written_by = int(meta.get("world_size", 1))
         if written_by != self.world_size:
@@ -417,12 +430,17 @@ class Trainer:
         self.train_seconds = float(meta.get("train_seconds", 0.0))
 
 
+def _under(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries named ``prefix<name>``, as ``{name: tensor}``."""
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def load_backbone(path: str | os.PathLike[str], device: str = "cpu") -> tuple[Backbone, dict[str, Any]]:
     """The trained backbone of a checkpoint (and the checkpoint's metadata)."""
     tensors, meta = load_checkpoint(path, resolve_device(device))
     if meta.get("format") != _FORMAT:
         raise _core.DataError(f"load_backbone: {path} is not an mfr training checkpoint")
     net = Backbone(**meta["backbone"]).to(resolve_device(device))
-    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model/")})
+    net.load_state_dict(_under(tensors, "model/"))
     net.eval()
     return net, meta

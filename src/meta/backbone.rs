@@ -8,7 +8,7 @@
 //! step feeds one domain per pass, so statistics are per domain); running statistics are updated
 //! only by the passes at theta, never by theta' passes; eval mode uses the running statistics.
 
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::iresnet::iresnet;
 use super::layers::{BnMode, Layers, Runner, ShapeRecorder, TensorSpec, BN_MOMENTUM};
@@ -134,7 +134,15 @@ impl Backbone {
         Ok(net)
     }
 
+    /// Checks parameters, buffers and images against the specs (see the two parts below).
     pub fn check_inputs(&self, func: &str, params: &[Tensor], buffers: &[Tensor], images: &Tensor) -> Result<()> {
+        let (kind, device) = self.check_tensors(func, params, buffers)?;
+        self.check_images(func, images, kind, device)
+    }
+
+    /// Counts, shapes, one floating dtype and one device for every parameter and buffer; returns
+    /// that dtype and device (what the images must match).
+    pub fn check_tensors(&self, func: &str, params: &[Tensor], buffers: &[Tensor]) -> Result<(Kind, Device)> {
         if params.len() != self.params.len() || buffers.len() != self.buffers.len() {
             return Err(MfrError::invalid(
                 func,
@@ -172,6 +180,11 @@ impl Backbone {
                 ),
             ));
         }
+        Ok((kind, device))
+    }
+
+    /// Images (N, C, S, S) of the configured channels and size, dtype and device.
+    pub fn check_images(&self, func: &str, images: &Tensor, kind: Kind, device: Device) -> Result<()> {
         let size = images.size();
         let expect = [self.in_channels, self.input_size, self.input_size];
         if size.len() != 4 || size[1..] != expect {

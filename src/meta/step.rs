@@ -133,8 +133,9 @@ pub fn meta_step(
     cfg: &StepConfig,
 ) -> Result<StepOutput> {
     check(cfg, domains.len(), splits)?;
+    let (kind, device) = net.check_tensors(F, params, buffers)?;
     for (d, imgs) in domains.iter().enumerate() {
-        net.check_inputs(F, params, buffers, imgs)?;
+        net.check_images(F, imgs, kind, device)?;
         let n = imgs.size()[0];
         if n % 2 != 0 || n < 4 {
             return Err(MfrError::invalid(
