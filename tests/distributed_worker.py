@@ -38,15 +38,17 @@ def main():
     elif task == "reproduce":
         from mfr.cli import main as cli
 
-        rc = cli(["reproduce", "--synthetic-domains", "3", "--synthetic-ids", "8", "--input-size", "16", "--width", "4", "--embedding-dim", "16",
-                  "--batch-ids", "4", "--steps", "3", "--methods", "mfr,arcface", "--bootstrap", "10", "--no-progress", "--out", f"{out}/results"])
+        # Distributed evaluation first, in the group the CLI then reuses (and leaves at its end).
         data = small_data()
         torch.manual_seed(0)
         net = mfr.nn.Backbone("small_cnn", width=4, input_size=16, embedding_dim=16, in_channels=1)
         mfr.distributed.init_from_env()
+        world = mfr.distributed.world_size()
         res = evaluate_domain(net, data, 1, n_bootstrap=20)
+        rc = cli(["reproduce", "--synthetic-domains", "3", "--synthetic-ids", "8", "--input-size", "16", "--width", "4", "--embedding-dim", "16",
+                  "--batch-ids", "4", "--steps", "3", "--methods", "mfr,arcface", "--bootstrap", "10", "--no-progress", "--out", f"{out}/results"])
         with open(f"{out}/rank{rank}.json", "w") as f:
-            json.dump({"rc": rc, "eval": res["metrics"], "world": mfr.distributed.world_size()}, f)
+            json.dump({"rc": rc, "eval": res["metrics"], "world": world}, f)
     elif task == "kill":
         # Rank 1 dies after step 3 (checkpoint at step 2); rank 0 must fail within the timeout.
         tr = Trainer(config(steps=50, checkpoint_every=2, dist_timeout=float(os.environ.get("MFR_TEST_TIMEOUT", "20"))), small_data(), out_dir=f"{out}/run", progress=False)
@@ -65,7 +67,7 @@ def main():
         except mfr.distributed.DistributedError as e:
             with open(f"{out}/rank{rank}.err", "w") as f:
                 f.write(f"{time.time() - t0:.1f}\n{e}")
-            sys.exit(3)
+            mfr.distributed.exit_after_failure(3)
     elif task == "resume":
         tr = Trainer(config(steps=6, checkpoint_every=2), small_data(), out_dir=f"{out}/run", progress=False)
         tr.fit(resume=True)

@@ -42,6 +42,8 @@ def launch(task, out, world=2, timeout=240, extra_env=None):
         except subprocess.TimeoutExpired:
             for q in procs:
                 q.kill()
+            for q in procs:  # reap them and close their pipes before failing
+                q.communicate()
             raise
         results.append((p.returncode, o, e))
     return results

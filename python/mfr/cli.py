@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if isinstance(e, mfr.distributed.DistributedError):
             print(f"mfr: error: {e}", file=sys.stderr)
-            return 3
+            mfr.distributed.exit_after_failure(3)
         raise
     except KeyboardInterrupt:
         print("mfr: interrupted", file=sys.stderr)

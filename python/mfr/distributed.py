@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -36,6 +36,8 @@ T = TypeVar("T")
 
 DEFAULT_TIMEOUT_S = 300.0
 BUCKET_BYTES = 25 << 20
+
+_created_here = False  # whether init_from_env created the process group (shutdown leaves others' alone)
 
 
 class DistributedError(_core.MfrError, RuntimeError):  # type: ignore[misc]
@@ -58,8 +60,10 @@ def init_from_env(device: torch.device | None = None, timeout_s: float = DEFAULT
     backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    global _created_here
     try:
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
+        _created_here = True
     except Exception as e:  # rendezvous failures come as several exception types
         raise DistributedError(f"could not join the process group ({backend}, rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']}): {e}") from e
     return True
@@ -167,17 +171,31 @@ def gather_objects(obj: Any) -> list[Any]:
     return out
 
 
+def exit_after_failure(code: int) -> NoReturn:
+    """End this process after a :class:`DistributedError`, skipping interpreter clean-up: tearing
+    down a process group whose peer is gone can abort the process (gloo's destructor), which would
+    replace ``code`` by SIGABRT."""
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def barrier() -> None:
     if world_size() > 1:
         _collective("barrier", dist.barrier)
 
 
 def shutdown() -> None:
-    """Leave the process group cleanly (all ranks wait for each other first), so no rank exits
-    while a peer still talks to it."""
-    if dist.is_available() and dist.is_initialized():
+    """Leave the process group :func:`init_from_env` created, cleanly (all ranks wait for each
+    other first), so no rank exits while a peer still talks to it. A group the caller created
+    is left to the caller."""
+    global _created_here
+    if _created_here and dist.is_available() and dist.is_initialized():
         try:
             if world_size() > 1:
                 dist.barrier()
         finally:
             dist.destroy_process_group()
+            _created_here = False
