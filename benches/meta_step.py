@@ -4,8 +4,12 @@ of the same backbone over the same images (every domain once), same thread count
 
 Gradients of mfr and the reference are checked equal before timing. mfr's advantages: each domain's
 forward at theta is shared by the splits that use it, and its PReLU is written as
-`relu(x) - a relu(-x)` (same values) whose second-order backward is much cheaper than aten::prelu's. Peak memory (RSS growth) of all
-three is reported.
+`relu(x) - a relu(-x)` (same values) whose second-order backward is much cheaper than aten::prelu's,
+and its first CPU step makes glibc keep freed heap for reuse (`MFR_HEAP_REUSE`; the step frees its
+whole working set at its end, which glibc otherwise returns to the kernel only to page-fault it
+back in next step). That setting is process-wide, so the reference and plain timings run under it
+too (the gradient check runs mfr's step before any timing). Peak memory (RSS growth) of all three
+is reported.
 
 Last line: `meta_step: vs_reference=R vs_plain=R` for the 3-domain leave-one-out meta-batch on
 the small CNN: vs_reference = mfr time / reference time (goal <= 0.8), vs_plain =
@@ -27,8 +31,6 @@ from mfr.nn import Backbone
 
 def loo(n):
     return [([d for d in range(n) if d != t], [t]) for t in range(n)]
-
-
 
 def rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -118,6 +120,7 @@ def main():
         print(f"{f'LOO {n} domains':<16} {t['plain']:>9.4f} {t['reference']:>12.4f} {t['mfr']:>9.4f} {vs_ref:>13.2f} {vs_plain:>15.2f}   {m['plain']:.0f}/{m['reference']:.0f}/{m['mfr']:.0f}")
         if n == 3:
             result = (vs_ref, vs_plain)
+    print(f"heap reuse (MFR_HEAP_REUSE): {'on' if mfr.build_info()['heap_reuse'] else 'off'}")
     if args.backbone != "small_cnn":
         print("(the last line's contract is the small CNN; this run used another backbone)")
     print(f"meta_step: vs_reference={result[0]:.2f} vs_plain={result[1]:.2f}")

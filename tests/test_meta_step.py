@@ -2,6 +2,11 @@
 training progress, determinism and bad input."""
 
 import copy
+import os
+import platform
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -220,3 +225,39 @@ def test_safetensors_roundtrip(tmp_path):
     net.eval()
     other.eval()
     torch.testing.assert_close(other(doms[0]), net(doms[0]), rtol=0, atol=0)
+
+
+_FAULTS_PER_STEP = textwrap.dedent(
+    """
+    import resource, torch, mfr
+    from mfr import MetaStep, MetaStepConfig
+    from mfr.nn import Backbone
+    torch.manual_seed(0); torch.set_num_threads(1)
+    net = Backbone("small_cnn", embedding_dim=64, in_channels=3, input_size=32, width=16)
+    doms = [torch.randn(32, 3, 32, 32) for _ in range(3)]
+    step = MetaStep(net, MetaStepConfig())
+    assert not mfr.build_info()["heap_reuse"]  # importing mfr changes nothing
+    step.step(doms, [([1, 2], [0]), ([0, 2], [1]), ([0, 1], [2])])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(3):
+        step.step(doms, [([1, 2], [0]), ([0, 2], [1]), ([0, 1], [2])])
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3, mfr.build_info()["heap_reuse"])
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="heap reuse is glibc's mallopt")
+def test_cpu_meta_steps_reuse_freed_heap_instead_of_page_faulting():
+    # Each step frees its whole working set; without heap reuse glibc hands it back to the kernel
+    # and the next step page-faults it in again. Fresh processes: the setting is process-wide.
+    def faults(env_value):
+        env = {**os.environ, "MFR_HEAP_REUSE": env_value}
+        out = subprocess.run([sys.executable, "-c", _FAULTS_PER_STEP], env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        per_step, active = out.stdout.split()
+        return float(per_step), active == "True"
+
+    reused, active = faults("1")
+    trimmed, inactive = faults("0")
+    assert active and not inactive
+    assert reused * 20 < trimmed, (reused, trimmed)

@@ -134,6 +134,9 @@ pub fn meta_step(
 ) -> Result<StepOutput> {
     check(cfg, domains.len(), splits)?;
     let (kind, device) = net.check_tensors(F, params, buffers)?;
+    if device == tch::Device::Cpu {
+        crate::heap::reuse_freed_heap();
+    }
     for (d, imgs) in domains.iter().enumerate() {
         net.check_images(F, imgs, kind, device)?;
         let n = imgs.size()[0];
