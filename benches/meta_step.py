@@ -9,7 +9,7 @@ and its first CPU step makes glibc keep freed heap for reuse (`MFR_HEAP_REUSE`; 
 whole working set at its end, which glibc otherwise returns to the kernel only to page-fault it
 back in next step). That setting is process-wide, so the reference and plain timings run under it
 too (the gradient check runs mfr's step before any timing). Peak memory (RSS growth) of all three
-is reported.
+is reported: on CPU the RSS high-water mark one call adds in a fresh process of its own.
 
 Last line: `meta_step: vs_reference=R vs_plain=R` for the 3-domain leave-one-out meta-batch on
 the small CNN: vs_reference = mfr time / reference time (goal <= 0.8), vs_plain =
@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import resource
+import subprocess
+import sys
 
 import torch
 from _timing import best_of
@@ -33,7 +35,13 @@ def loo(n):
     return [([d for d in range(n) if d != t], [t]) for t in range(n)]
 
 def rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The high-water mark of this process's own memory map. (getrusage's ru_maxrss would carry the
+    # parent's high-water mark across fork + exec into the measuring child.)
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def reference_forward(net):
@@ -47,23 +55,11 @@ def reference_forward(net):
     return reference.module_forward(module.to(net.parameter_list()[0].device), net.param_names, net.buffer_names)
 
 
-def peak_memory(device, before):
-    if device.startswith("cuda"):
-        return torch.cuda.max_memory_allocated() / 2**20 - before
-    return rss_mib() - before
-
-
-def memory_mark(device):
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        return torch.cuda.memory_allocated() / 2**20
-    return rss_mib()
-
-
-def bench(n_domains, b, size, width, dim, device, repeats, backbone="small_cnn"):
+def contestants(n_domains, args):
+    """The three functions timed, on one network and one leave-one-out meta-batch."""
+    b, size, device = args.ids_per_domain, args.size, args.device
     torch.manual_seed(0)
-    net = Backbone(backbone, embedding_dim=dim, in_channels=3, input_size=size, width=width).to(device)
+    net = Backbone(args.backbone, embedding_dim=args.dim, in_channels=3, input_size=size, width=args.width).to(device)
     ref_forward = reference_forward(net)
     doms = [torch.randn(2 * b, 3, size, size, device=device) for _ in range(n_domains)]
     splits = loo(n_domains)
@@ -90,14 +86,44 @@ def bench(n_domains, b, size, width, dim, device, repeats, backbone="small_cnn")
             loss = loss + mfr.losses.soft_classification(g, p) + mfr.losses.hard_pair_attention(g, p)[0]
         loss.backward()
 
-    a, r = torch.cat([g.flatten() for g in ours()]), torch.cat([g.flatten() for g in ref()])
+    return {"plain": plain, "reference": ref, "mfr": ours}, len(splits)
+
+
+def peak_memory_mib(name, n_domains, args):
+    """Peak memory one call of `name` adds. CUDA: the allocator's peak above what was allocated
+    before. CPU: the RSS high-water mark a fresh process reaches above its set-up (one process per
+    contestant, since a high-water mark never comes down)."""
+    if args.device.startswith("cuda"):
+        fn, _ = contestants(n_domains, args)
+        fn = fn[name]
+        fn()
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    argv = [sys.executable, __file__, "--measure-rss", name, "--domains", str(n_domains)] + [
+        f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("measure_rss", "domains")
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
+def measure_rss(args):
+    fn, _ = contestants(args.domains, args)
+    before = rss_mib()
+    fn[args.measure_rss]()
+    print(rss_mib() - before)
+
+
+def bench(n_domains, args):
+    fn, k = contestants(n_domains, args)
+    a, r = torch.cat([g.flatten() for g in fn["mfr"]()]), torch.cat([g.flatten() for g in fn["reference"]()])
     assert torch.allclose(a, r, rtol=1e-3, atol=1e-5 * r.abs().max().item()), "gradients differ from the reference"
-    times, mems = {}, {}
-    for name, fn in (("plain", plain), ("reference", ref), ("mfr", ours)):
-        before = memory_mark(device)
-        times[name] = best_of(fn, repeats, warmup=True)
-        mems[name] = peak_memory(device, before)
-    return times, mems, len(splits)
+    times = {name: best_of(fn[name], args.repeats, warmup=True) for name in ("plain", "reference", "mfr")}
+    mems = {name: peak_memory_mib(name, n_domains, args) for name in ("plain", "reference", "mfr")}
+    return times, mems, k
 
 
 def main():
@@ -109,13 +135,17 @@ def main():
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--measure-rss", choices=("plain", "reference", "mfr"), help=argparse.SUPPRESS)
+    parser.add_argument("--domains", type=int, default=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure_rss:
+        return measure_rss(args)
     print(f"{args.backbone} width {args.width}, {args.size}x{args.size} RGB, B={args.ids_per_domain}, {torch.get_num_threads()} torch threads, {args.device}")
-    mem = "peak CUDA memory above start MiB" if args.device.startswith("cuda") else "peak RSS growth MiB"
+    mem = "peak CUDA memory of one call MiB" if args.device.startswith("cuda") else "peak RSS growth of one call MiB"
     print(f"{'meta-batch':<16} {'plain s':>9} {'reference s':>12} {'mfr s':>9} {'vs_reference':>13} {'vs_plain/split':>15}   {mem} (plain/ref/mfr)")
     result = None
     for n in (3, 4):
-        t, m, k = bench(n, args.ids_per_domain, args.size, args.width, args.dim, args.device, args.repeats, args.backbone)
+        t, m, k = bench(n, args)
         vs_ref, vs_plain = t["mfr"] / t["reference"], t["mfr"] / k / t["plain"]
         print(f"{f'LOO {n} domains':<16} {t['plain']:>9.4f} {t['reference']:>12.4f} {t['mfr']:>9.4f} {vs_ref:>13.2f} {vs_plain:>15.2f}   {m['plain']:.0f}/{m['reference']:.0f}/{m['mfr']:.0f}")
         if n == 3:
