@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared CUDA check for a GPU machine that has Python 3.12 with torch 2.11.0 (plus pytest,
 # hypothesis, scikit-learn) but no Rust toolchain and no network.
-#   here:             make gpu-bundle            (a cp312 wheel in wheelhouse/, ~15 MB)
+#   here:             make gpu-bundle            (a cp312 wheel in wheelhouse/, ~2 MB)
 #   on the GPU box:   bash scripts/gpu_check.sh  (from the repository root, wheelhouse/ carried)
 # It installs the wheel into a private folder on PYTHONPATH (the machine's torch stays in charge),
 # prints what the Rust core sees, runs the `cuda`-marked tests and then the rest of the suite, and

@@ -77,6 +77,15 @@ class MetaStep:
         self.config = config or MetaStepConfig()
 
     def step(self, domains: Sequence[torch.Tensor], splits: Sequence[Any]) -> dict[str, float]:
+        """Adds the combined gradient to every parameter's ``.grad`` and returns ``loss_s``,
+        ``loss_t`` and ``objective`` (means over splits of L_S, L_T and gamma L_S + (1 - gamma) L_T),
+        ``loss_hp``, ``loss_cls``, ``loss_da`` (means over the domains at theta) and the hard-pair
+        counts. ``domains[d]`` is ``[gallery; probe]`` (2B images); ``splits`` are
+        ``(meta_train, meta_test)`` domain-index pairs or sampler splits.
+
+        Every split's second-order graph is held until one final backward (that is how splits share
+        each domain's forward), so peak memory is about twice the per-split reference's. The first
+        CPU step makes glibc keep freed heap for reuse (``MFR_HEAP_REUSE=0`` turns that off)."""
         c = self.config
         return _core.meta_step(
             self.backbone.arch,
