@@ -34,6 +34,7 @@ from mfr.nn import Backbone
 def loo(n):
     return [([d for d in range(n) if d != t], [t]) for t in range(n)]
 
+
 def rss_mib():
     # The high-water mark of this process's own memory map. (getrusage's ru_maxrss would carry the
     # parent's high-water mark across fork + exec into the measuring child.)
@@ -89,14 +90,13 @@ def contestants(n_domains, args):
     return {"plain": plain, "reference": ref, "mfr": ours}, len(splits)
 
 
-def peak_memory_mib(name, n_domains, args):
-    """Peak memory one call of `name` adds. CUDA: the allocator's peak above what was allocated
-    before. CPU: the RSS high-water mark a fresh process reaches above its set-up (one process per
-    contestant, since a high-water mark never comes down)."""
+def peak_memory_mib(fn, name, n_domains, args):
+    """Peak memory one call of `fn[name]` adds. CUDA: the allocator's peak above what was allocated
+    before (in this process; `fn` has been timed, so it is warm). CPU: the RSS high-water mark a
+    fresh process reaches above its set-up (one process per contestant, since a high-water mark
+    never comes down)."""
     if args.device.startswith("cuda"):
-        fn, _ = contestants(n_domains, args)
         fn = fn[name]
-        fn()
         torch.cuda.synchronize()
         before = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
@@ -125,7 +125,7 @@ def bench(n_domains, args):
     rel = ((a - r).norm() / r.norm()).item()
     assert rel < 1e-3, f"gradients differ from the reference: relative difference {rel:.1e}"
     times = {name: best_of(fn[name], args.repeats, warmup=True) for name in ("plain", "reference", "mfr")}
-    mems = {name: peak_memory_mib(name, n_domains, args) for name in ("plain", "reference", "mfr")}
+    mems = {name: peak_memory_mib(fn, name, n_domains, args) for name in ("plain", "reference", "mfr")}
     return times, mems, k
 
 

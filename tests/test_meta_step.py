@@ -256,13 +256,13 @@ _FAULTS_PER_STEP = textwrap.dedent(
     torch.manual_seed(0); torch.set_num_threads(1)
     net = Backbone("small_cnn", embedding_dim=64, in_channels=3, input_size=32, width=16)
     doms = [torch.randn(32, 3, 32, 32) for _ in range(3)]
-    step = MetaStep(net, MetaStepConfig())
+    step, splits = MetaStep(net, MetaStepConfig()), [([1, 2], [0]), ([0, 2], [1]), ([0, 1], [2])]
     assert not mfr.build_info()["heap_reuse"]  # importing mfr changes nothing
     for _ in range(3):  # the heap settles at the step's working set
-        step.step(doms, [([1, 2], [0]), ([0, 2], [1]), ([0, 1], [2])])
+        step.step(doms, splits)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(4):
-        step.step(doms, [([1, 2], [0]), ([0, 2], [1]), ([0, 1], [2])])
+        step.step(doms, splits)
     print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 4, mfr.build_info()["heap_reuse"])
     """
 )
