@@ -37,8 +37,11 @@ def test_hard_pair_attention_matches_reference(b, d, seed, tau_p, tau_n):
         torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-12)
 
 
+# d >= 2: with d = 1 a gallery and probe point in opposite directions half the time, their
+# prototype normalize(g + p) is the normalization of a zero vector, and gradients there depend only
+# on each implementation's eps (a singularity of the loss, not a difference of the formulas).
 @settings(max_examples=40, deadline=None)
-@given(st.integers(2, 12), st.integers(1, 16), st.integers(0, 10_000), st.floats(0.5, 64.0))
+@given(st.integers(2, 12), st.integers(2, 16), st.integers(0, 10_000), st.floats(0.5, 64.0))
 def test_soft_classification_matches_reference(b, d, seed, scale):
     g, p = features(b, d, seed)
     loss = losses.soft_classification(g, p, scale)

@@ -27,6 +27,9 @@ def test_notebook_executes(name, tmp_path, monkeypatch, faces_root_or_none):
     text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
     if name == "quickstart.ipynb":
         assert "L_hp=" in text and "meta-step 0" in text and "AUC" in text
+        assert "on the unseen domain" in text and "paired 95% CI" in text
     else:
         assert "TAR @ FAR=1e-2" in text and "| untrained |" in text and "| arcface |" in text
         assert (tmp_path / "gfr_results" / "results.json").exists()
+        assert "difference vs arcface" in text
+        assert ("SYNTHETIC DATA" in text) == (faces_root_or_none is None)  # a fallback is said loudly

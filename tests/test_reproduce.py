@@ -1,5 +1,6 @@
 """Protocols (lodo, multi), results files, the evaluation, and the CLI (reproduce, train, eval)."""
 
+import csv
 import json
 import pickle
 import subprocess
@@ -38,7 +39,11 @@ def check_sane(result, methods, targets):
                 c = s[method][t][key]
                 if key == "tar@far=1e-3" and np.isnan(c["mean"]):
                     continue  # small domains: fewer than 1000 impostor pairs
-                assert 0.0 <= c["low"] <= c["mean"] + 1e-9 and c["mean"] <= c["high"] + 1e-9 and c["high"] <= 1.0 + 1e-9, (method, t, key, c)
+                # Percentile intervals of TAR at a low FAR on a domain of 8 identities need not hold
+                # the estimate (a discrete, biased statistic under resampling); they lie in [0, 1].
+                # Without resamples (n_bootstrap=0) a t-interval over seeds may leave [0, 1].
+                lo, hi = (0.0, 1.0) if result.evaluation["n_bootstrap"] else (-np.inf, np.inf)
+                assert lo <= c["low"] <= c["high"] <= hi + 1e-9 and 0.0 <= c["mean"] <= 1.0, (method, t, key, c)
 
 
 def test_lodo_protocol_writes_complete_results(data, tmp_path):
@@ -52,7 +57,22 @@ def test_lodo_protocol_writes_complete_results(data, tmp_path):
     md = (tmp_path / "results.md").read_text()
     for title in ("TAR @ FAR=1e-2", "AUC", "Rank-1"):
         assert title in md
-    assert md.count("| mldg |") == len(METRICS)
+    assert md.count("| mldg |") == len(METRICS) + 4 + 1  # metric tables, difference tables, timing
+    assert "difference vs " in md and "Status: complete" in md
+    assert saved["complete"] is True and saved["expected_runs"] == 9
+    assert saved["provenance"]["mfr"] == mfr.__version__ and saved["command"]
+    assert saved["fingerprint"]["images"] == len(data) and len(saved["fingerprint"]["sha256"]) == 64
+    assert saved["evaluation"]["seed"] == 0 and saved["evaluation"]["n_bootstrap"] == 20
+    with open(tmp_path / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(result.runs) * len(METRICS) and {r["method"] for r in rows} == {"untrained", *methods}
+    tex = (tmp_path / "tables.tex").read_text()
+    assert tex.count("\\begin{tabular}") == len(METRICS) and "\\textbf{" in tex and "mldg &" in tex
+    assert (tmp_path / f"roc_{data.domain_names[0]}.svg").read_text().lstrip().startswith("<?xml")
+    # One evaluation seed: every method of a target is scored on the same pairs.
+    for t in data.domain_names:
+        rows = [r for r in saved["runs"] if r["target"] == t]
+        assert len({(r["n_genuine"], r["n_impostor"]) for r in rows}) == 1
     assert (tmp_path / f"roc_{data.domain_names[0]}.png").stat().st_size > 1000
     assert (tmp_path / "runs" / f"mfr-{data.domain_names[0]}-seed0" / "checkpoint.safetensors").exists()
 
@@ -99,8 +119,11 @@ def test_evaluation_matches_direct_computation(data):
     assert res["metrics"]["auc"]["estimate"] == pytest.approx(auc, abs=1e-6)
     assert res["n_genuine"] == 8 * 3 and res["n_images"] == 24 and res["n_identities"] == 8
     assert np.isnan(res["metrics"]["tar@far=1e-3"]["estimate"])  # 252 impostor pairs < 1000
-    r1 = res["metrics"]["rank1"]
-    assert r1["low"] <= r1["estimate"] <= r1["high"] and r1["estimate"] in {k / 8 for k in range(9)}
+    r1 = res["metrics"]["rank1_single"]  # the paper's protocol: one probe per identity
+    assert r1["low"] <= r1["high"] and r1["estimate"] in {k / 8 for k in range(9)}
+    # Every probe image over 10 gallery draws: 8 identities x 2 probes, hits averaged over draws.
+    assert res["n_probes"] == 16 and res["metrics"]["rank1"]["estimate"] * 160 == pytest.approx(round(res["metrics"]["rank1"]["estimate"] * 160))
+    assert len(res["resamples"]["rank1"]) == 50 and len(res["resamples"]["auc"]) == 50
 
 
 def test_cli_reproduce_end_to_end(tmp_path, capsys):

@@ -27,6 +27,8 @@ __all__ = [
     "kfold_accuracy",
     "identification_ranks",
     "verification_summary",
+    "bootstrap_group_counts",
+    "name_seed",
     "FaceIndex",
     "DomainSamplerCore",
     "decode_images",
@@ -83,7 +85,11 @@ def tar_at_far(
     """(tar, threshold) per target FAR; NaN where a target is below 1/(impostor pairs)."""
 
 def kfold_accuracy(
-    scores: torch.Tensor | npt.ArrayLike, labels: torch.Tensor | npt.ArrayLike, n_folds: int = 10, protocol: str = "exact"
+    scores: torch.Tensor | npt.ArrayLike,
+    labels: torch.Tensor | npt.ArrayLike,
+    n_folds: int = 10,
+    protocol: str = "exact",
+    folds: torch.Tensor | npt.ArrayLike | None = None,
 ) -> dict[str, Any]:
     """k-fold accuracy: keys mean, std, fold_accuracies, thresholds, val (insightface VAL@FAR or None)."""
 
@@ -102,8 +108,16 @@ def verification_summary(
     n_bootstrap: int = 0,
     seed: int = 0,
     groups: torch.Tensor | npt.ArrayLike | None = None,
+    groups2: torch.Tensor | npt.ArrayLike | None = None,
+    n_groups: int | None = None,
 ) -> dict[str, Any]:
     """ROC (drop_intermediate), AUC, EER, TAR@FAR, best accuracy and bootstrap rows from one sort."""
+
+def bootstrap_group_counts(n_groups: int, n_resamples: int, seed: int) -> npt.NDArray[np.int64]:
+    """(n_resamples, n_groups) multiplicities of the group bootstrap's resamples."""
+
+def name_seed(seed: int, names: list[str]) -> int:
+    """A seed derived from seed and names (not from positions)."""
 
 @final
 class FaceIndex:
@@ -140,7 +154,9 @@ class FaceIndex:
     def verification_pairs(
         self, domain: int | str, n_impostors: int = 10_000, seed: int = 0
     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]: ...
-    def gallery_probe(self, domain: int | str, seed: int = 0) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
+    def gallery_probe(
+        self, domain: int | str, seed: int = 0, draw: int = 0, all_probes: bool = False
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
 
 @final
 class DomainSamplerCore:

@@ -95,7 +95,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     config = _train_config(args)
     print(f"mfr reproduce: protocol {args.protocol} on {data.name}: {len(data)} images, domains {', '.join(data.domain_names)}")  # type: ignore[attr-defined]
     print(f"methods: {', '.join(methods)}; {args.steps} steps each, {args.seeds} seed(s), {args.device}; results in {args.out}/")
-    command = "mfr " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.record_command else None
+    command = "mfr " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if args.argv is None else args.argv))
     result = run_protocol(
         data,  # type: ignore[arg-type]
         protocol=args.protocol,
@@ -109,11 +109,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         bn=args.bn,
         progress=not args.no_progress if args.no_progress else None,
         command=command,
+        eval_seed=args.eval_seed,
     )
     print()
     for metric in args.show.split(","):
         print(result.table(metric.strip()))
         print()
+    print(result.difference_table("tar@far=1e-2", baseline=args.baseline))
+    print()
     print(f"done in {result.wall_seconds:.0f} s; all metrics with CIs: {args.out}/results.md, {args.out}/results.json, ROC plots {args.out}/roc_*.png")
     return 0
 
@@ -169,10 +172,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     data = FaceData.from_folder(args.data)
     domains = _csv(args.domains) or data.domain_names
     print(f"{'domain':<28}" + "".join(f"{m:>24}" for m in METRICS))
+    results = []
     for d in domains:
-        res = evaluate_domain(net, data, d, n_bootstrap=args.bootstrap, bn=args.bn)
+        res = evaluate_domain(net, data, d, seed=args.seed, n_bootstrap=args.bootstrap, bn=args.bn)
         cells = "".join(f"{v['estimate']:.3f} [{v['low']:.3f},{v['high']:.3f}]".rjust(24) for v in res["metrics"].values())
         print(f"{res['domain']:<28}{cells}")
+        results.append(res)
+    if args.json:
+        from pathlib import Path
+
+        Path(args.json).write_text(json.dumps({"checkpoint": str(args.checkpoint), "seed": args.seed, "n_bootstrap": args.bootstrap, "bn": args.bn, "domains": results}, indent=1))
+        print(f"all numbers (with bootstrap resamples and ROC points): {args.json}")
     return 0
 
 
@@ -220,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--bn", default="running", choices=("running", "target"), help="BatchNorm statistics at test time")
     rep.add_argument("--out", default="mfr_results")
     rep.add_argument("--show", default="tar@far=1e-3,tar@far=1e-2,rank1", help="metrics printed as tables")
-    rep.add_argument("--record-command", action="store_true", help="store the command line in the results")
+    rep.add_argument("--record-command", action="store_true", help=argparse.SUPPRESS)  # the command is always recorded now
+    rep.add_argument("--eval-seed", type=int, default=0, help="seed of the evaluation draws (pairs, folds, galleries, bootstrap); the same for every method and training seed")
+    rep.add_argument("--baseline", default=None, help="method the difference table compares against (default: the best pooled baseline)")
     rep.set_defaults(func=_cmd_reproduce)
 
     tr = sub.add_parser("train", help="train one method with checkpoints; --resume continues a run")
@@ -242,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--bootstrap", type=int, default=200)
     ev.add_argument("--bn", default="running", choices=("running", "target"))
     ev.add_argument("--device", default="cpu")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the evaluation draws (as --eval-seed of reproduce)")
+    ev.add_argument("--json", default=None, metavar="FILE", help="also write every number to FILE as JSON")
     ev.set_defaults(func=_cmd_eval)
     return parser
 
@@ -250,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Runs a command; user errors (bad arguments, data, devices, checkpoints) print one line
     ``mfr: error: ...`` and exit with status 2, without a traceback."""
     args = build_parser().parse_args(argv)
+    args.argv = None if argv is None else list(argv)
     import os
 
     import mfr

@@ -18,11 +18,12 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+import torch
 
 from . import _core
 
@@ -40,6 +41,8 @@ __all__ = [
     "IdentificationResult",
     "ConfidenceInterval",
     "bootstrap_ci",
+    "bootstrap_group_counts",
+    "percentile_interval",
     "VerificationReport",
     "verification_report",
 ]
@@ -151,6 +154,7 @@ def kfold_accuracy(
     labels: Any,
     n_folds: int = 10,
     protocol: Literal["exact", "insightface", "facexzoo"] = "exact",
+    folds: Any = None,
 ) -> KFoldResult:
     """k-fold verification accuracy (LFW-style): pick a threshold on k-1 folds, measure on the last.
 
@@ -173,8 +177,12 @@ def kfold_accuracy(
       maximizing Youden's J = TPR - FPR with ``score > t`` accepted; on the test subset genuine
       pairs with ``score > t`` and impostor pairs with ``score < t`` count as correct; ``std`` is the
       standard error ``std(ddof=1) / sqrt(n_folds)``.
+
+    ``folds`` (``exact`` only): a fold number in ``[0, n_folds)`` per pair instead of the
+    consecutive split, e.g. folds of disjoint identities so that no identity both chooses the
+    threshold and is tested with it (as :func:`mfr.evaluate.evaluate_domain` does).
     """
-    raw = _core.kfold_accuracy(scores, labels, int(n_folds), str(protocol))
+    raw = _core.kfold_accuracy(scores, labels, int(n_folds), str(protocol), folds)
     val = ValAtFar(**raw["val"]) if raw["val"] is not None else None
     return KFoldResult(
         protocol=str(protocol),
@@ -243,25 +251,24 @@ def _tar_key(far: float) -> str:
     return f"tar@far={far:g}"
 
 
-def _intervals(
-    rows: npt.NDArray[np.float64], estimates: dict[str, float], fars: list[float], confidence: float
-) -> dict[str, ConfidenceInterval]:
+def _resample_columns(rows: npt.NDArray[np.float64], fars: list[float]) -> dict[str, npt.NDArray[np.float64]]:
     names = [*_BOOT_COLUMNS, *(_tar_key(f) for f in fars)]
     table = rows.reshape(-1, len(names))
+    return {name: np.ascontiguousarray(table[:, j]) for j, name in enumerate(names)}
+
+
+def percentile_interval(estimate: float, resamples: Any, confidence: float = 0.95) -> ConfidenceInterval:
+    """A percentile interval around ``estimate`` from bootstrap ``resamples`` (NaN resamples, e.g.
+    ones that drew no impostor, are left out and counted in ``n_resamples - n_valid``)."""
+    col = np.asarray(resamples, dtype=np.float64)
+    valid = col[~np.isnan(col)]
     alpha = 100 * (1 - confidence) / 2
-    out = {}
-    for j, name in enumerate(names):
-        col = table[:, j]
-        valid = col[~np.isnan(col)]
-        if len(valid):
-            low, high = np.percentile(valid, [alpha, 100 - alpha])
-            std = float(np.std(valid, ddof=1)) if len(valid) > 1 else 0.0
-        else:
-            low = high = std = math.nan
-        out[name] = ConfidenceInterval(
-            estimates[name], float(low), float(high), std, confidence, len(col), len(valid)
-        )
-    return out
+    if len(valid):
+        low, high = np.percentile(valid, [alpha, 100 - alpha])
+        std = float(np.std(valid, ddof=1)) if len(valid) > 1 else 0.0
+    else:
+        low = high = std = math.nan
+    return ConfidenceInterval(float(estimate), float(low), float(high), std, confidence, len(col), len(valid))
 
 
 def _check_bootstrap_args(func: str, n_bootstrap: int, confidence: float) -> None:
@@ -287,6 +294,8 @@ class VerificationReport:
     tpr: npt.NDArray[np.float64]
     thresholds: npt.NDArray[np.float64]
     ci: dict[str, ConfidenceInterval]
+    #: Per metric key of ``ci``, the value of every bootstrap resample (in resample order).
+    resamples: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serializable numbers (the curve as lists)."""
@@ -356,6 +365,7 @@ def verification_report(
     confidence: float = 0.95,
     groups: Any = None,
     seed: int = 0,
+    n_groups: int | None = None,
 ) -> VerificationReport:
     """ROC, AUC, EER, TAR@FAR and best accuracy from a single sort of the scores.
 
@@ -366,19 +376,36 @@ def verification_report(
     With ``n_bootstrap > 0``, ``ci`` holds percentile confidence intervals from that many seeded
     resamples (``auc``, ``eer``, ``accuracy``, ``tar@far=<far>``): pairs are resampled with
     replacement, or, when ``groups`` gives a group per pair (e.g. the identity of its probe), whole
-    groups are, which respects the dependence between pairs sharing an identity. Resamples reuse the
-    one sort (weighted walks), run in parallel and do not depend on the thread count.
+    groups are, which respects the dependence between pairs sharing an identity. ``groups`` of shape
+    ``(n, 2)`` (the identities of both images) resample two-way: a pair of two different identities
+    counts as often as the product of their multiplicities, so impostor pairs move with *both*
+    identities; a pair within one identity counts as often as that identity. With ``n_groups``,
+    groups are numbers in ``[0, n_groups)`` and each resample draws ``n_groups`` of them: two
+    reports over the same identity universe and seed then use the same draws, resample by
+    resample, which is what a paired comparison needs (``resamples`` keeps every resample's
+    values; :func:`bootstrap_group_counts` gives the draws themselves). Resamples reuse the one
+    sort (weighted walks), run in parallel and do not depend on the thread count.
     """
     _check_bootstrap_args("verification_report", int(n_bootstrap), confidence)
     targets = [float(fars)] if isinstance(fars, (int, float)) else [float(f) for f in fars]
-    raw = _core.verification_summary(scores, labels, targets, int(n_bootstrap), int(seed), groups)
+    groups2 = None
+    if groups is not None:
+        g = groups if isinstance(groups, torch.Tensor) else np.asarray(groups)
+        if g.ndim == 2:
+            if g.shape[1] != 2:
+                raise _core.InvalidInputError(f"verification_report: groups must have shape (n,) or (n, 2), got {tuple(g.shape)}")
+            groups, groups2 = g[:, 0], g[:, 1]
+    raw = _core.verification_summary(
+        scores, labels, targets, int(n_bootstrap), int(seed), groups, groups2, None if n_groups is None else int(n_groups)
+    )
     tar = {f: (float(t), float(h)) for f, t, h in zip(targets, raw["tar"], raw["tar_thresholds"])}
     _warn_undefined("verification_report", [f for f, (t, _) in tar.items() if math.isnan(t)])
     best_acc, best_thr = raw["best_accuracy"]
     eer_rate, eer_thr = raw["eer"]
     estimates = {"auc": raw["auc"], "eer": eer_rate, "accuracy": best_acc}
     estimates.update({_tar_key(f): t for f, (t, _) in tar.items()})
-    ci = _intervals(raw["bootstrap"], estimates, targets, confidence) if n_bootstrap > 0 else {}
+    resamples = _resample_columns(raw["bootstrap"], targets) if n_bootstrap > 0 else {}
+    ci = {k: percentile_interval(estimates[k], v, confidence) for k, v in resamples.items()}
     return VerificationReport(
         n_genuine=int(raw["n_genuine"]),
         n_impostor=int(raw["n_impostor"]),
@@ -392,6 +419,7 @@ def verification_report(
         tpr=raw["tpr"],
         thresholds=raw["thresholds"],
         ci=ci,
+        resamples=resamples,
     )
 
 
@@ -403,6 +431,7 @@ def bootstrap_ci(
     confidence: float = 0.95,
     groups: Any = None,
     seed: int = 0,
+    n_groups: int | None = None,
 ) -> dict[str, ConfidenceInterval]:
     """Seeded bootstrap confidence intervals of AUC, EER, best accuracy and TAR at each FAR.
 
@@ -411,4 +440,11 @@ def bootstrap_ci(
     """
     if n_bootstrap < 1:
         raise _core.InvalidInputError(f"bootstrap_ci: n_bootstrap must be >= 1, got {n_bootstrap}")
-    return verification_report(scores, labels, fars, n_bootstrap, confidence, groups, seed).ci
+    return verification_report(scores, labels, fars, n_bootstrap, confidence, groups, seed, n_groups).ci
+
+
+def bootstrap_group_counts(n_groups: int, n_resamples: int, seed: int = 0) -> npt.NDArray[np.int64]:
+    """``(n_resamples, n_groups)`` multiplicities: row ``b`` is the group draw of resample ``b`` that
+    :func:`verification_report` with ``groups``, ``n_groups`` and ``seed`` uses, so any other
+    statistic over the same groups (rank-1 per identity, say) can be resampled jointly with it."""
+    return _core.bootstrap_group_counts(int(n_groups), int(n_resamples), int(seed))

@@ -7,16 +7,23 @@
 
 Every method gets the same backbone, data, meta-batches and step budget (:class:`TrainConfig`);
 ``seeds`` repeats everything with seeds 0..K-1. The untrained network (the seed's initialisation)
-is evaluated too, as row ``untrained``. Results: ``results.json`` (every run, its metrics with
-CIs, ROC points, timings; rewritten after each run so an interrupted protocol keeps what it
-finished), ``results.md`` (one method x target table per metric: mean over seeds and the mean
-bootstrap CI) and ``roc_<target>.png`` (matplotlib, when installed).
+is evaluated too, as row ``untrained``. Every run of a target is evaluated with one evaluation
+seed, so all methods and seeds are scored on the same pairs, folds, galleries and identity draws
+(see :mod:`mfr.evaluate`), which makes paired comparisons possible (:meth:`ProtocolResult.compare`).
+
+Results (rewritten after each run, so an interrupted protocol keeps what it finished and says it is
+incomplete): ``results.json`` (every run with its metrics, CIs, bootstrap resamples, ROC points and
+timings, plus the mfr version, git commit, command line, data fingerprint and machine),
+``results.md`` (method x target tables, paired differences against the best pooled baseline, cost),
+``results.csv``, ``tables.tex`` (booktabs) and ``roc_<target>.png`` / ``.svg`` (matplotlib, when
+installed).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import platform
 import time
@@ -26,36 +33,164 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from . import _core
 from . import distributed
-from .evaluate import METRICS, evaluate_domain
+from .evaluate import METRICS, evaluate_domain, t_quantile
 from .facedata import FaceData
 from .methods import METHODS
+from .metrics import percentile_interval
 from .train import TrainConfig, Trainer, resolve_device
 
-__all__ = ["ProtocolResult", "run_protocol", "METRIC_TITLES"]
+__all__ = ["ProtocolResult", "Comparison", "Difference", "run_protocol", "METRIC_TITLES", "data_fingerprint", "provenance"]
 
 METRIC_TITLES = {
     "tar@far=1e-3": "TAR @ FAR=1e-3",
     "tar@far=1e-2": "TAR @ FAR=1e-2",
     "auc": "AUC",
     "eer": "EER (lower is better)",
-    "accuracy": "Verification accuracy (10-fold, balanced pairs)",
-    "rank1": "Rank-1 identification (1 gallery + 1 probe per identity)",
+    "accuracy": "Verification accuracy (10-fold over disjoint identities, balanced pairs)",
+    "rank1": "Rank-1 identification (1 gallery image per identity, every other image a probe, 10 gallery draws)",
+    "rank1_single": "Rank-1 identification, the paper's protocol (1 gallery + 1 probe per identity, one draw)",
 }
+
+#: Short names for the headings of the difference tables.
+METRIC_SHORT = {"tar@far=1e-3": "TAR@FAR=1e-3", "tar@far=1e-2": "TAR@FAR=1e-2", "auc": "AUC", "eer": "EER", "accuracy": "accuracy", "rank1": "rank-1", "rank1_single": "rank-1 (single draw)"}
+
+#: Metrics where a lower value is better.
+LOWER_IS_BETTER = frozenset({"eer"})
+#: The pooled baselines, among which the default comparison baseline is chosen.
+POOLED = ("softmax", "cosface", "arcface")
 
 
 def hardware() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__}
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "mfr_threads": _core.get_num_threads() if hasattr(_core, "get_num_threads") else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
 
 
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def provenance() -> dict[str, Any]:
+    """mfr version and, when mfr runs from a git checkout, its commit and whether it was modified."""
+    import subprocess
+
+    from . import __version__
+
+    info: dict[str, Any] = {"mfr": __version__, "git_commit": None, "git_dirty": None}
+    for where in (Path(__file__).resolve().parent, Path.cwd()):
+        try:
+            top = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+            if top.returncode == 0:
+                dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10)
+                info.update(git_commit=top.stdout.strip(), git_dirty=bool(dirty.stdout.strip()), git_dir=str(where))
+                break
+        except (OSError, subprocess.SubprocessError):
+            break
+    return info
+
+
+def data_fingerprint(data: FaceData) -> dict[str, Any]:
+    """What the data is, independent of where it lies: per domain its identity and image counts,
+    and a SHA-256 over the sorted (domain, identity, file name) triples of the index."""
+    import hashlib
+
+    idx = data.index
+    names, id_names = idx.domain_names, idx.identity_names
+    doms, ids = idx.domains, idx.identities
+    triples = sorted(zip((names[d] for d in doms), (id_names[i] for i in ids), (Path(p).name for p in idx.paths)))
+    h = hashlib.sha256()
+    for t in triples:
+        h.update("\x1f".join(t).encode("utf-8", "surrogateescape") + b"\x1e")
+    return {
+        "name": data.name,
+        "images": len(idx),
+        "domains": {n: {"identities": int(len(np.unique(ids[doms == k]))), "images": int((doms == k).sum())} for k, n in enumerate(names)},
+        "sha256": h.hexdigest(),
+    }
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A paired difference ``a - b`` of one metric: ``estimate`` is the mean over seeds (over
+    targets for the overall row) and ``[low, high]`` its bootstrap percentile interval."""
+
+    estimate: float
+    low: float
+    high: float
+    per_seed: list[float]
+
+    @property
+    def excludes_zero(self) -> bool:
+        return bool(self.low > 0 or self.high < 0)
+
+
+@dataclass(frozen=True)
+class _Paired:
+    diff: Difference
+    resamples: npt.NDArray[np.float64] | None = None  # per resample, the mean over seeds
+    se: float | None = None  # standard error (accuracy: over folds)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``ProtocolResult.compare(a, b, metric)``: per target and over targets, the paired difference
+    ``a - b``; ``wins`` / ``losses`` count the targets where ``a`` is better / worse with an interval
+    that excludes 0 (better means lower for ``eer``)."""
+
+    a: str
+    b: str
+    metric: str
+    confidence: float
+    per_target: dict[str, Difference]
+    mean: Difference
+    wins: int
+    losses: int
+    method: str
+
+    def __str__(self) -> str:
+        lines = [f"{self.a} - {self.b}, {self.metric} ({int(round(100 * self.confidence))}% CI, {self.method})"]
+        for t, d in [*self.per_target.items(), ("mean over targets", self.mean)]:
+            lines.append(f"  {t:<28} {d.estimate:+.4f} [{d.low:+.4f}, {d.high:+.4f}]{' *' if d.excludes_zero else ''}")
+        lines.append(f"  {self.a} better on {self.wins}, worse on {self.losses} of {len(self.per_target)} targets (CI excluding 0)")
+        return "\n".join(lines)
+
+
 @dataclass
 class ProtocolResult:
+    """Every run of a protocol (method x target x seed, plus the untrained network) with its metrics.
+
+    Cells of :meth:`summary` and :meth:`table` give the mean over seeds with an interval *for that
+    mean*: a two-level percentile bootstrap that resamples the seeds (with replacement) and, in
+    the same resample, the target's identities (the same identity draw for every seed, since every
+    run of a target is evaluated on the same pairs and draws; see :mod:`mfr.evaluate`). The k-fold
+    accuracy instead averages each fold over seeds and takes a t-interval over the folds.
+    :meth:`compare` applies the same resampling to the difference of two methods, paired: both
+    methods get the same seeds and the same identities in every resample. Runs evaluated without
+    resamples (``n_bootstrap=0``) get a t-interval over seeds (none for a single seed).
+    """
+
     protocol: str
     data: str
     config: dict[str, Any]
@@ -66,35 +201,143 @@ class ProtocolResult:
     wall_seconds: float = 0.0
     hardware: dict[str, Any] = field(default_factory=hardware)
     command: str | None = None
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    fingerprint: dict[str, Any] = field(default_factory=dict)
+    complete: bool = False
+    expected_runs: int = 0
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ProtocolResult:
+        """A result saved by :meth:`save` (``results.json`` or the folder holding it)."""
+        p = Path(path)
+        p = p / "results.json" if p.is_dir() else p
+        try:
+            raw = json.loads(p.read_text())
+        except (OSError, ValueError) as e:
+            raise _core.DataError(f"ProtocolResult.load: cannot read {p}: {e}") from e
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
 
     def rows(self) -> list[str]:
         return ["untrained"] + [m for m in self.methods]
 
-    def summary(self) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
-        """``summary[method][target][metric]`` = mean, sd over seeds, mean CI bounds, n_seeds."""
+    def _runs(self, method: str, target: str) -> dict[int, dict[str, Any]]:
+        return {r["seed"]: r for r in self.runs if r["method"] == method and r["target"] == target}
+
+    def _seed_draws(self, target: str, n_seeds: int, n_resamples: int) -> npt.NDArray[np.int64]:
+        """Which seeds resample ``b`` takes, shared by every method of ``target``."""
+        if n_seeds == 1:
+            return np.zeros((n_resamples, 1), dtype=np.int64)
+        rng = np.random.default_rng(_core.name_seed(int(self.evaluation.get("seed", 0)), [target, "seeds"]))
+        return rng.integers(0, n_seeds, size=(n_resamples, n_seeds))
+
+    def _paired(self, a: str, b: str | None, target: str, metric: str, confidence: float) -> _Paired | None:
+        """Mean over seeds of ``a - b`` (``a`` alone when ``b`` is None) on one target, with its
+        interval and what pooling over targets needs; None when no seed has both runs."""
+        ra = self._runs(a, target)
+        rb = self._runs(b, target) if b is not None else None
+        seeds = sorted(set(ra) & set(rb)) if rb is not None else sorted(ra)
+        if not seeds:
+            return None
+        est = [ra[s]["metrics"][metric]["estimate"] - (rb[s]["metrics"][metric]["estimate"] if rb is not None else 0.0) for s in seeds]
+        if metric == "accuracy":
+            folds = [np.asarray(ra[s].get("accuracy_folds") or [], float) - (np.asarray(rb[s].get("accuracy_folds") or [], float) if rb is not None else 0.0) for s in seeds]
+            if not all(len(f) == len(folds[0]) and len(f) >= 2 for f in folds):
+                return _Paired(_seed_interval(est, confidence))
+            per_fold = np.mean(folds, axis=0)
+            k = len(per_fold)
+            se = float(np.std(per_fold, ddof=1)) / math.sqrt(k)
+            half = t_quantile(1 - (1 - confidence) / 2, k - 1) * se
+            m = float(np.mean(est))
+            lo, hi = (m - half, m + half) if rb is not None else (max(0.0, m - half), min(1.0, m + half))  # a proportion: clipped
+            return _Paired(Difference(m, lo, hi, est), se=se)
+        res = [np.asarray(ra[s].get("resamples", {}).get(metric, []), float) - (np.asarray(rb[s].get("resamples", {}).get(metric, []), float) if rb is not None else 0.0) for s in seeds]
+        n_res = min(len(r) for r in res)
+        if n_res == 0 or any(len(r) != n_res for r in res):
+            return _Paired(_seed_interval(est, confidence))
+        table = np.stack(res, axis=1)  # (resamples, seeds)
+        pick = self._seed_draws(target, len(seeds), n_res)
+        values = np.take_along_axis(table, pick, axis=1).mean(axis=1)
+        ci = percentile_interval(float(np.mean(est)), values, confidence)
+        return _Paired(Difference(ci.estimate, ci.low, ci.high, est), resamples=values)
+
+    def summary(self, confidence: float = 0.95) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+        """``summary[method][target][metric]`` = ``mean`` over seeds, ``sd`` over seeds, the
+        interval ``low``/``high`` for the mean (see the class docstring) and ``n_seeds``."""
         out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
         for method in self.rows():
             for target in self.targets:
-                runs = [r for r in self.runs if r["method"] == method and r["target"] == target]
+                runs = self._runs(method, target)
                 if not runs:
                     continue
                 cell = out.setdefault(method, {}).setdefault(target, {})
                 for key in METRICS:
-                    est = np.array([r["metrics"][key]["estimate"] for r in runs], dtype=float)
-                    low = np.array([r["metrics"][key]["low"] for r in runs], dtype=float)
-                    high = np.array([r["metrics"][key]["high"] for r in runs], dtype=float)
+                    if not all(key in r["metrics"] for r in runs.values()):
+                        continue
+                    est = np.array([r["metrics"][key]["estimate"] for r in runs.values()], dtype=float)
+                    d = self._paired(method, None, target, key, confidence)
                     cell[key] = {
                         "mean": float(np.mean(est)),
                         "sd": float(np.std(est, ddof=1)) if len(est) > 1 else 0.0,
-                        "low": float(np.mean(low)),
-                        "high": float(np.mean(high)),
+                        "low": d.diff.low if d else math.nan,
+                        "high": d.diff.high if d else math.nan,
                         "n_seeds": len(est),
                     }
         return out
 
+    def compare(self, a: str, b: str, metric: str = "tar@far=1e-2", confidence: float = 0.95) -> Comparison:
+        """Paired comparison of methods ``a`` and ``b`` (``"untrained"`` too) on ``metric``: per
+        target the mean over seeds of ``a - b`` with a percentile interval from a paired bootstrap
+        (seeds resampled, the same for both methods; the target's identities resampled jointly for
+        both methods and every seed), and the mean over targets (resample ``b``: the mean of the
+        targets' resamples ``b``; targets are independent draws). For ``accuracy`` the folds are
+        paired instead (t-interval over folds; over targets, a normal interval from the folds'
+        standard errors)."""
+        for m in (a, b):
+            if m not in self.rows():
+                raise _core.InvalidInputError(f"compare: method {m!r} is not in this result; it has: {', '.join(self.rows())}")
+        if metric not in METRICS:
+            raise _core.InvalidInputError(f"compare: unknown metric {metric!r}; available: {', '.join(METRICS)}")
+        paired = {t: p for t in self.targets if (p := self._paired(a, b, t, metric, confidence)) is not None}
+        per_target = {t: p.diff for t, p in paired.items()}
+        if not per_target:
+            raise _core.InvalidInputError(f"compare: {a} and {b} share no finished run")
+        ests = [d.estimate for d in per_target.values()]
+        per_seed = list(np.mean([d.per_seed for d in per_target.values()], axis=0)) if len({len(d.per_seed) for d in per_target.values()}) == 1 else []
+        if metric == "accuracy":
+            ses = [math.nan if p.se is None else p.se for p in paired.values()]
+            half = _normal_quantile(1 - (1 - confidence) / 2) * math.sqrt(sum(x * x for x in ses)) / len(ses)
+            m = float(np.mean(ests))
+            mean = Difference(m, m - half, m + half, [float(x) for x in per_seed])
+            method = "paired folds, t-interval per target"
+        else:
+            stacks = [p.resamples for p in paired.values() if p.resamples is not None]
+            if len(stacks) != len(paired) or len({len(x) for x in stacks}) != 1:
+                mean = Difference(float(np.mean(ests)), math.nan, math.nan, [float(x) for x in per_seed])
+            else:
+                ci = percentile_interval(float(np.mean(ests)), np.mean(np.stack(stacks), axis=0), confidence)
+                mean = Difference(ci.estimate, ci.low, ci.high, [float(x) for x in per_seed])
+            method = "paired bootstrap over seeds and identities"
+        sign = -1 if metric in LOWER_IS_BETTER else 1
+        wins = sum(1 for d in per_target.values() if d.excludes_zero and sign * d.estimate > 0)
+        losses = sum(1 for d in per_target.values() if d.excludes_zero and sign * d.estimate < 0)
+        return Comparison(a, b, metric, confidence, per_target, mean, wins, losses, method)
+
+    def best_pooled(self, metric: str = "tar@far=1e-2") -> str | None:
+        """The pooled baseline (softmax/CosFace/ArcFace) with the best mean over targets."""
+        s = self.summary()
+        sign = -1 if metric in LOWER_IS_BETTER else 1
+        scored = []
+        for m in POOLED:
+            cells = [s.get(m, {}).get(t, {}).get(metric) for t in self.targets]
+            if m in self.methods and all(c is not None for c in cells):
+                scored.append((sign * float(np.mean([c["mean"] for c in cells])), m))  # type: ignore[index]
+        return max(scored)[1] if scored else None
+
     def table(self, metric: str = "tar@far=1e-2") -> str:
-        """A Markdown method x target table of one metric: ``mean [low, high]`` (and ``sd`` over
-        seeds when there are several), with the mean over targets in the last column."""
+        """A Markdown method x target table of one metric: ``mean [low, high]`` (an interval for the
+        mean over seeds) and ``sd`` over seeds when there are several; the mean over targets last."""
         s = self.summary()
         head = "| method | " + " | ".join(self.targets) + " | mean |"
         lines = [f"**{METRIC_TITLES.get(metric, metric)}**", "", head, "|" + "---|" * (len(self.targets) + 2)]
@@ -107,31 +350,147 @@ class ProtocolResult:
                 if c is None:
                     cells.append("—")
                     continue
+                if math.isnan(c["mean"]):
+                    cells.append("n/a")
+                    means.append(c["mean"])
+                    continue
                 sd = f" ±{c['sd']:.3f}" if c["n_seeds"] > 1 else ""
-                cells.append(f"{c['mean']:.3f}{sd} [{c['low']:.3f}, {c['high']:.3f}]")
+                interval = f" [{c['low']:.3f}, {c['high']:.3f}]" if not math.isnan(c["low"]) else ""
+                cells.append(f"{c['mean']:.3f}{sd}{interval}")
                 means.append(c["mean"])
-            avg = f"{np.mean(means):.3f}" if len(means) == len(self.targets) else "—"
+            avg = f"{np.mean(means):.3f}" if len(means) == len(self.targets) and not np.isnan(means).any() else "—"
             lines.append(f"| {method} | " + " | ".join(cells) + f" | {avg} |")
         return "\n".join(lines)
 
-    def markdown(self) -> str:
+    def difference_table(self, metric: str = "tar@far=1e-2", baseline: str | None = None, confidence: float = 0.95) -> str:
+        """Markdown: every other method minus ``baseline`` (default :meth:`best_pooled`), per target
+        and over targets, with paired intervals (``*``: the interval excludes 0), and how many
+        targets each method wins and loses."""
+        baseline = baseline or self.best_pooled(metric)
+        if baseline is None:
+            return f"*(no pooled baseline among the methods: no difference table for {metric})*"
+        head = "| method | " + " | ".join(self.targets) + " | mean over targets | wins / losses |"
+        better = "lower" if metric in LOWER_IS_BETTER else "higher"
+        lines = [
+            f"**{METRIC_SHORT.get(metric, metric)}: difference vs {baseline}** (paired {int(round(100 * confidence))}% CI; "
+            f"`*` the CI excludes 0; {better} is better; wins / losses: targets with a CI excluding 0)",
+            "",
+            head,
+            "|" + "---|" * (len(self.targets) + 3),
+        ]
+        for method in self.rows():
+            if method == baseline or not any(self._runs(method, t) for t in self.targets):
+                continue
+            c = self.compare(method, baseline, metric, confidence)
+            cells = []
+            for t in self.targets:
+                d = c.per_target.get(t)
+                cells.append("—" if d is None else _diff_cell(d))
+            lines.append(f"| {method} | " + " | ".join(cells) + f" | {_diff_cell(c.mean)} | {c.wins} / {c.losses} |")
+        return "\n".join(lines)
+
+    def timing_table(self) -> str:
+        """Markdown: per method, median training seconds per run and per step, and the ratio to the
+        fastest method."""
+        rows = []
+        for method in self.methods:
+            runs = {(r["target"], r["seed"]): r for r in self.runs if r["method"] == method}
+            if not runs:
+                continue
+            secs = [r["train_seconds"] for r in runs.values()]
+            steps = [max(1, r.get("steps") or 1) for r in runs.values()]
+            rows.append((method, float(np.median(secs)), float(np.median(np.asarray(secs) / np.asarray(steps))), len(runs)))
+        if not rows:
+            return ""
+        fastest = min(r[2] for r in rows)
+        lines = ["**Training time** (median over runs)", "", "| method | s per run | ms per step | x fastest | runs |", "|---|---|---|---|---|"]
+        lines += [f"| {m} | {s:.1f} | {1000 * p:.1f} | {p / fastest:.2f} | {n} |" for m, s, p, n in rows]
+        return "\n".join(lines)
+
+    def markdown(self, baseline: str | None = None) -> str:
         c = self.config
+        ev = self.evaluation
+        prov = self.provenance
+        status = "complete" if self.complete else f"INCOMPLETE: {len({(r['method'], r['target'], r['seed']) for r in self.runs if r['method'] != 'untrained'})} of {self.expected_runs} runs finished"
         parts = [
             f"# {self.protocol} protocol on {self.data}",
             "",
-            f"Backbone {c['backbone']} ({c['input_size']}x{c['input_size']}, {c['channels']} channel(s)), {c['steps']} steps, "
+            f"Status: {status}. mfr {prov.get('mfr', '?')}" + (f", commit {prov['git_commit'][:12]}{' (modified)' if prov.get('git_dirty') else ''}" if prov.get("git_commit") else "") + ".",
+            "",
+            f"Backbone {c['backbone']} ({c['input_size']}x{c['input_size']}, {c['channels']} channel(s), width {c.get('width')}, {c.get('embedding_dim')}-d), {c['steps']} steps, "
             f"B={c['ids_per_domain']} identities per domain, seeds: {self.seeds}; wall time {self.wall_seconds:.0f} s on "
-            f"{self.hardware.get('gpu') or str(self.hardware.get('cpu_count')) + ' CPU cores'} ({self.hardware.get('torch_threads')} torch threads).",
-            "Cells: mean over seeds [mean 95% bootstrap CI] (± sd over seeds when several).",
+            f"{self.hardware.get('gpu') or (str(self.hardware.get('processor') or '') + ', ' + str(self.hardware.get('cpu_count')) + ' CPU cores')} ({self.hardware.get('torch_threads')} torch threads).",
+            f"Evaluation: seed {ev.get('seed', 0)}, {ev.get('n_bootstrap', '?')} identity-bootstrap resamples, {ev.get('n_gallery_draws', '?')} gallery draws; "
+            "every method and seed is scored on the same pairs, folds and galleries of a target.",
+            "Cells: mean over seeds [95% interval for that mean: bootstrap over seeds and identities] (± sd over seeds when several).",
         ]
         if self.command:
             parts += ["", f"Command: `{self.command}`"]
         for metric in METRICS:
             parts += ["", self.table(metric)]
+        parts += ["", "## Paired differences", ""]
+        for metric in ("tar@far=1e-2", "tar@far=1e-3", "auc", "rank1"):
+            parts += [self.difference_table(metric, baseline), ""]
+        timing = self.timing_table()
+        if timing:
+            parts += ["## Cost", "", timing]
         return "\n".join(parts) + "\n"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def to_csv(self, path: str | os.PathLike[str]) -> None:
+        """One row per run and metric: method, target, seed, metric, estimate, low, high (the run's
+        own interval), train_seconds, steps."""
+        import csv
+
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["method", "target", "seed", "metric", "estimate", "low", "high", "train_seconds", "steps"])
+            for r in self.runs:
+                for key in METRICS:
+                    m = r["metrics"].get(key)
+                    if m is not None:
+                        w.writerow([r["method"], r["target"], r["seed"], key, m["estimate"], m["low"], m["high"], r.get("train_seconds"), r.get("steps")])
+
+    def latex(self, metric: str = "tar@far=1e-2") -> str:
+        """A LaTeX (booktabs) method x target table of one metric: mean over seeds with the interval
+        for that mean, the best mean per target in bold."""
+        s = self.summary()
+        sign = -1 if metric in LOWER_IS_BETTER else 1
+        best = {}
+        for t in self.targets:
+            vals = [(sign * s[m][t][metric]["mean"], m) for m in self.rows() if t in s.get(m, {}) and metric in s[m][t] and not math.isnan(s[m][t][metric]["mean"])]
+            best[t] = max(vals)[1] if vals else None
+
+        def esc(text: str) -> str:
+            return text.replace("_", "\\_").replace("&", "\\&").replace("%", "\\%")
+
+        lines = [
+            "% " + METRIC_TITLES.get(metric, metric),
+            "\\begin{tabular}{l" + "c" * (len(self.targets) + 1) + "}",
+            "\\toprule",
+            "method & " + " & ".join(esc(t) for t in self.targets) + " & mean \\\\",
+            "\\midrule",
+        ]
+        for m in self.rows():
+            if m not in s:
+                continue
+            cells, means = [], []
+            for t in self.targets:
+                c = s[m].get(t, {}).get(metric)
+                if c is None or math.isnan(c["mean"]):
+                    cells.append("--")
+                    continue
+                v = f"{c['mean']:.3f}"
+                v = f"\\textbf{{{v}}}" if best[t] == m else v
+                ci = f" {{\\scriptsize [{c['low']:.3f}, {c['high']:.3f}]}}" if not math.isnan(c["low"]) else ""
+                cells.append(v + ci)
+                means.append(c["mean"])
+            avg = f"{np.mean(means):.3f}" if len(means) == len(self.targets) else "--"
+            lines.append(f"{esc(m)} & " + " & ".join(cells) + f" & {avg} \\\\")
+        lines += ["\\bottomrule", "\\end{tabular}"]
+        return "\n".join(lines) + "\n"
 
     def save(self, out_dir: str | os.PathLike[str]) -> None:
         out = Path(out_dir)
@@ -139,7 +498,14 @@ class ProtocolResult:
         tmp = out / ".results.json.tmp"
         tmp.write_text(json.dumps(self.to_dict(), indent=1))
         os.replace(tmp, out / "results.json")
-        (out / "results.md").write_text(self.markdown())
+        for name, write in (
+            ("results.md", lambda p: p.write_text(self.markdown())),
+            ("results.csv", self.to_csv),
+            ("tables.tex", lambda p: p.write_text("\n".join(self.latex(m) for m in METRICS))),
+        ):
+            tmp_file = out / f".{name}.tmp"
+            write(tmp_file)
+            os.replace(tmp_file, out / name)
 
     def plot_roc(self, out_dir: str | os.PathLike[str], seed: int = 0) -> list[Path]:
         """One ROC figure per target (log FAR axis), every method of seed ``seed``."""
@@ -169,9 +535,33 @@ class ProtocolResult:
             fig.tight_layout()
             path = Path(out_dir) / f"roc_{''.join(ch if ch.isalnum() or ch in '-_.' else '_' for ch in target)}.png"
             fig.savefig(path, dpi=110)
+            fig.savefig(path.with_suffix(".svg"))  # vector format for papers
             plt.close(fig)
             written.append(path)
         return written
+
+
+def _seed_interval(per_seed: list[float], confidence: float) -> Difference:
+    """Without resamples (``n_bootstrap=0``): a t-interval over seeds, or the bare estimate for one seed."""
+    m = float(np.mean(per_seed))
+    if len(per_seed) < 2 or math.isnan(m):
+        return Difference(m, m, m, per_seed)
+    half = t_quantile(1 - (1 - confidence) / 2, len(per_seed) - 1) * float(np.std(per_seed, ddof=1)) / math.sqrt(len(per_seed))
+    return Difference(m, m - half, m + half, per_seed)
+
+
+def _diff_cell(d: Difference) -> str:
+    if math.isnan(d.estimate):
+        return "n/a"
+    if math.isnan(d.low):
+        return f"{d.estimate:+.3f}"
+    return f"{d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]{'*' if d.excludes_zero else ''}"
+
+
+def _normal_quantile(p: float) -> float:
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(p)
 
 
 def _groups(data: FaceData, protocol: str, sources: Sequence[str] | None, targets: Sequence[str] | None) -> list[tuple[list[str], list[str]]]:
@@ -211,8 +601,12 @@ def run_protocol(
     progress: bool | None = None,
     log: Callable[[str], None] | None = print,
     command: str | None = None,
+    eval_seed: int = 0,
+    n_gallery_draws: int = 10,
 ) -> ProtocolResult:
-    """Run ``protocol`` for every method and seed; see the module docstring."""
+    """Run ``protocol`` for every method and seed; see the module docstring. Every run of a
+    target is evaluated with the same ``eval_seed`` (the same pairs, folds, galleries and
+    bootstrap draws), so seeds vary training only and methods compare pair for pair."""
     config = config or TrainConfig()
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -221,6 +615,10 @@ def run_protocol(
         raise _core.InvalidInputError("no methods given")
     if seeds < 1:
         raise _core.InvalidInputError(f"seeds must be >= 1, got {seeds}")
+    if not 0 <= eval_seed < 2**64:
+        raise _core.InvalidInputError(f"eval_seed must lie in [0, 2**64), got {eval_seed}")
+    if not 1 <= n_gallery_draws <= 1000:
+        raise _core.InvalidInputError(f"n_gallery_draws must lie in [1, 1000], got {n_gallery_draws}")
     device = resolve_device(config.device)
     distributed.init_from_env(device, config.dist_timeout)
     if distributed.world_size() > 1 and device.type == "cuda" and device.index is None:
@@ -234,6 +632,15 @@ def run_protocol(
     all_targets = list(dict.fromkeys(t for _, ts in groups for t in ts))
     result = ProtocolResult(protocol, data.name, dataclasses.asdict(config), list(methods), all_targets, seeds, command=command)
     result.hardware["world_size"] = distributed.world_size()
+    result.evaluation = {"seed": int(eval_seed), "n_bootstrap": int(n_bootstrap), "n_gallery_draws": int(n_gallery_draws), "bn": bn, "max_impostors": 200_000}
+    result.provenance = provenance()
+    result.fingerprint = data_fingerprint(data)
+    result.expected_runs = seeds * sum(len(ts) for _, ts in groups) * len(methods)
+    if result.command is None:
+        import shlex
+        import sys
+
+        result.command = " ".join(shlex.quote(a) for a in sys.argv) if sys.argv and sys.argv[0] else None
     say = log if (log is not None and distributed.is_main()) else (lambda _: None)
     main = distributed.is_main()  # under torchrun every rank trains and evaluates; rank 0 writes
     start = time.perf_counter()
@@ -246,7 +653,7 @@ def run_protocol(
             torch.manual_seed(seed)
             untrained = config.build_backbone(device)
             for t, td in target_data.items():
-                res = evaluate_domain(untrained, td, 0, seed=seed, n_bootstrap=n_bootstrap, bn=bn)
+                res = evaluate_domain(untrained, td, 0, seed=eval_seed, n_bootstrap=n_bootstrap, bn=bn, n_gallery_draws=n_gallery_draws)
                 result.runs.append({"method": "untrained", "target": t, "seed": seed, "sources": src, **res, "train_seconds": 0.0, "steps": 0})
             for method in methods:
                 cfg = dataclasses.replace(config, method=method, seed=seed)
@@ -258,17 +665,18 @@ def run_protocol(
                 done += 1
                 cells = []
                 for t, td in target_data.items():
-                    res = evaluate_domain(trainer.backbone, td, 0, seed=seed, n_bootstrap=n_bootstrap, bn=bn)
+                    res = evaluate_domain(trainer.backbone, td, 0, seed=eval_seed, n_bootstrap=n_bootstrap, bn=bn, n_gallery_draws=n_gallery_draws)
                     result.runs.append(
                         {"method": method, "target": t, "seed": seed, "sources": src, **res, "train_seconds": seconds, "steps": trainer.step, "final_loss": history[-1]["loss"] if history else None}
                     )
                     m = res["metrics"]
                     cells.append(f"{t}: TAR@1e-2 {m['tar@far=1e-2']['estimate']:.3f} AUC {m['auc']['estimate']:.3f} rank-1 {m['rank1']['estimate']:.3f}")
-                say(f"[{done}/{total}] seed {seed} {method:<16} {seconds:6.1f} s  " + "; ".join(cells))
                 result.wall_seconds = time.perf_counter() - start
                 if out_dir is not None and main:
                     result.save(out_dir)
+                say(f"[{done}/{total}] seed {seed} {method:<16} {seconds:6.1f} s  " + "; ".join(cells))
     result.wall_seconds = time.perf_counter() - start
+    result.complete = True
     if out_dir is not None and main:
         result.save(out_dir)
         result.plot_roc(out_dir)

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{MfrError, Result};
-use crate::rng::Rng;
+use crate::rng::{name_key, Rng};
 
 /// File extensions read as images.
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "pgm", "ppm", "pbm", "pnm", "gif", "tif", "tiff", "bmp"];
@@ -228,14 +228,15 @@ impl FaceIndex {
     }
 
     /// Splits every domain's identities into disjoint train and test sets: `round(test_fraction * n)`
-    /// identities of each domain (seeded choice) go to test.
+    /// identities of each domain (seeded choice, keyed by domain and identity names) go to test.
     pub fn split_identities(&self, test_fraction: f64, seed: u64) -> Result<(Self, Self)> {
         const F: &str = "FaceIndex.split_identities";
         if !(test_fraction > 0.0 && test_fraction < 1.0) {
             return Err(MfrError::invalid(F, format!("test_fraction must lie in (0, 1), got {test_fraction}")));
         }
         let mut is_test = vec![false; self.n_identities()];
-        for (d, ids) in self.identities_by_domain().iter().enumerate() {
+        for d in 0..self.n_domains() {
+            let mut ids: Vec<u32> = self.canonical_identities(F, d)?.into_iter().map(|(id, _)| id).collect();
             let n_test = (test_fraction * ids.len() as f64).round() as usize;
             if n_test == 0 || n_test == ids.len() {
                 return Err(MfrError::invalid(
@@ -247,9 +248,8 @@ impl FaceIndex {
                     ),
                 ));
             }
-            let mut shuffled = ids.clone();
-            shuffle(&mut shuffled, &mut Rng::new(seed, stream_id(&[0x5311, d as u64])));
-            for &id in &shuffled[..n_test] {
+            shuffle(&mut ids, &mut Rng::new(seed, stream_id(&[0x5311, name_key(&[&self.domain_names[d]])])));
+            for &id in &ids[..n_test] {
                 is_test[id as usize] = true;
             }
         }
@@ -258,27 +258,67 @@ impl FaceIndex {
         Ok((train, test))
     }
 
-    /// The paper's protocol for one domain: one gallery and one probe image per identity with >= 2
-    /// images (seeded choice). Returns `(gallery, probe)` image indices of equal length.
-    pub fn gallery_probe(&self, domain: usize, seed: u64) -> Result<(Vec<u32>, Vec<u32>)> {
-        let by_id = self.images_by_identity();
-        let ids = self.domain_identities("FaceIndex.gallery_probe", domain)?;
+    /// The identities of `domain` in identity-name order, each with its images in path order
+    /// (ties in input order). Every seeded evaluation draw walks this order and keys its random
+    /// streams by names, so a draw does not change when a subset or reordering renumbers the data.
+    pub fn canonical_identities(&self, func: &str, domain: usize) -> Result<Vec<(u32, Vec<u32>)>> {
+        let mut by_id = self.images_by_identity();
+        let mut ids = self.domain_identities(func, domain)?;
+        ids.sort_by(|&a, &b| self.identity_names[a as usize].cmp(&self.identity_names[b as usize]));
+        Ok(ids
+            .into_iter()
+            .map(|id| {
+                let mut imgs = std::mem::take(&mut by_id[id as usize]);
+                imgs.sort_by(|&a, &b| self.paths[a as usize].cmp(&self.paths[b as usize]));
+                (id, imgs)
+            })
+            .collect())
+    }
+
+    /// Random stream of one identity's evaluation draw number `draw` (keyed by names and `tag`).
+    fn identity_rng(&self, seed: u64, tag: u64, id: u32, draw: u64) -> Rng {
+        let d = &self.domain_names[self.identity_domains[id as usize] as usize];
+        Rng::new(seed, stream_id(&[tag, name_key(&[d, &self.identity_names[id as usize]]), draw]))
+    }
+
+    /// Identification splits of one domain, over the identities with >= 2 images (identity-name
+    /// order; the choice keyed by names, `seed` and `draw`): one gallery image per identity and
+    /// one probe (the paper's protocol), or, with `all_probes`, every other image as a probe.
+    /// Returns `(gallery, probe)` image indices; draw 0 with one probe is [`Self::gallery_probe`].
+    pub fn identification_split(
+        &self,
+        domain: usize,
+        seed: u64,
+        draw: u64,
+        all_probes: bool,
+    ) -> Result<(Vec<u32>, Vec<u32>)> {
         let (mut gallery, mut probe) = (Vec::new(), Vec::new());
-        for id in ids {
-            let imgs = &by_id[id as usize];
+        for (id, imgs) in self.canonical_identities("FaceIndex.gallery_probe", domain)? {
             if imgs.len() < 2 {
                 continue;
             }
-            let mut rng = Rng::new(seed, stream_id(&[0x6a11, u64::from(id)]));
+            let mut rng = self.identity_rng(seed, 0x6a11, id, draw);
             let (a, b) = distinct_pair(&mut rng, imgs.len());
             gallery.push(imgs[a]);
-            probe.push(imgs[b]);
+            if all_probes {
+                probe.extend(imgs.iter().enumerate().filter(|&(k, _)| k != a).map(|(_, &i)| i));
+            } else {
+                probe.push(imgs[b]);
+            }
         }
         Ok((gallery, probe))
     }
 
+    /// The paper's protocol for one domain: one gallery and one probe image per identity with >= 2
+    /// images (seeded choice keyed by names). Returns `(gallery, probe)` image indices of equal length.
+    pub fn gallery_probe(&self, domain: usize, seed: u64) -> Result<(Vec<u32>, Vec<u32>)> {
+        self.identification_split(domain, seed, 0, false)
+    }
+
     /// Verification pairs of one domain: every genuine pair plus `n_impostors` distinct impostor
-    /// pairs drawn uniformly (seeded). Returns `(pairs, labels)`.
+    /// pairs drawn uniformly (seeded, keyed by the domain's name and walked in canonical order, so
+    /// the same images give the same pairs whatever their positions). Returns `(pairs, labels)`;
+    /// each pair's first image comes first in canonical order.
     pub fn verification_pairs(
         &self,
         domain: usize,
@@ -286,11 +326,9 @@ impl FaceIndex {
         seed: u64,
     ) -> Result<(Vec<[u32; 2]>, Vec<bool>)> {
         const F: &str = "FaceIndex.verification_pairs";
-        let by_id = self.images_by_identity();
-        let ids = self.domain_identities(F, domain)?;
+        let canonical = self.canonical_identities(F, domain)?;
         let mut pairs = Vec::new();
-        for &id in &ids {
-            let imgs = &by_id[id as usize];
+        for (_, imgs) in &canonical {
             for (k, &a) in imgs.iter().enumerate() {
                 for &b in &imgs[k + 1..] {
                     pairs.push([a, b]);
@@ -298,7 +336,7 @@ impl FaceIndex {
             }
         }
         let n_genuine = pairs.len();
-        let images: Vec<u32> = ids.iter().flat_map(|&id| by_id[id as usize].iter().copied()).collect();
+        let images: Vec<u32> = canonical.iter().flat_map(|(_, imgs)| imgs.iter().copied()).collect();
         let n = images.len() as u64;
         let n_possible = {
             let total = n * n.saturating_sub(1) / 2;
@@ -313,12 +351,15 @@ impl FaceIndex {
                 ),
             ));
         }
-        let mut rng = Rng::new(seed, stream_id(&[0x7a11, domain as u64]));
+        let mut rng = Rng::new(seed, stream_id(&[0x7a11, name_key(&[&self.domain_names[domain]])]));
         let mut seen = std::collections::HashSet::with_capacity(n_impostors);
         while seen.len() < n_impostors {
-            let (a, b) = (images[rng.below(n) as usize], images[rng.below(n) as usize]);
-            if self.identities[a as usize] != self.identities[b as usize] && seen.insert((a.min(b), a.max(b))) {
-                pairs.push([a.min(b), a.max(b)]);
+            // Canonical positions: the pair is the same whatever the images' index numbers are.
+            let (a, b) = (rng.below(n) as usize, rng.below(n) as usize);
+            let (a, b) = (a.min(b), a.max(b));
+            let (ia, ib) = (images[a], images[b]);
+            if self.identities[ia as usize] != self.identities[ib as usize] && seen.insert((a, b)) {
+                pairs.push([ia, ib]);
             }
         }
         let mut labels = vec![true; n_genuine];
@@ -430,5 +471,50 @@ mod tests {
         assert!(names(&tr).is_disjoint(&names(&te)));
         assert_eq!(idx.split_identities(0.3, 1).unwrap().1, te);
         assert_ne!(idx.split_identities(0.3, 2).unwrap().1, te);
+    }
+
+    /// Evaluation draws follow names, not positions: a reordered index gives the same image pairs,
+    /// galleries and splits (compared as paths).
+    #[test]
+    fn draws_do_not_depend_on_positions() {
+        let mut t = Vec::new();
+        for d in ["x", "y"] {
+            for i in 0..6 {
+                for k in 0..(1 + i % 4) {
+                    t.push((format!("{d}/{i}/{k}.png"), d.to_string(), format!("p{i}")));
+                }
+            }
+        }
+        let a = FaceIndex::from_triples("t", t.clone()).unwrap();
+        let mut rev = t.clone();
+        rev.reverse();
+        let y_only: Vec<_> = t.iter().filter(|x| x.1 == "y").cloned().collect();
+        let path_pairs = |idx: &FaceIndex, d: usize| {
+            let (p, l) = idx.verification_pairs(d, 20, 3).unwrap();
+            let named: Vec<(String, String, bool)> = p
+                .iter()
+                .zip(l)
+                .map(|(q, l)| (idx.paths[q[0] as usize].clone(), idx.paths[q[1] as usize].clone(), l))
+                .collect();
+            named
+        };
+        let split = |idx: &FaceIndex, d: usize, draw: u64, all: bool| {
+            let (g, p) = idx.identification_split(d, 5, draw, all).unwrap();
+            let names = |v: Vec<u32>| v.into_iter().map(|i| idx.paths[i as usize].clone()).collect::<Vec<_>>();
+            (names(g), names(p))
+        };
+        for other in [FaceIndex::from_triples("t", rev).unwrap(), FaceIndex::from_triples("t", y_only).unwrap()] {
+            let d = other.domain_names.iter().position(|n| n == "y").unwrap();
+            assert_eq!(path_pairs(&a, 1), path_pairs(&other, d));
+            for draw in 0..3 {
+                assert_eq!(split(&a, 1, draw, true), split(&other, d, draw, true));
+                assert_eq!(split(&a, 1, draw, false), split(&other, d, draw, false));
+            }
+        }
+        // Another seed or draw gives another gallery.
+        assert_ne!(split(&a, 1, 0, true), split(&a, 1, 1, true));
+        let (g, p) = a.identification_split(1, 5, 0, true).unwrap();
+        assert_eq!(g.len(), 4); // identities with >= 2 images
+        assert_eq!(g.len() + p.len(), a.domains.iter().filter(|&&d| d == 1).count() - 2);
     }
 }

@@ -201,6 +201,18 @@ fn np_interp(x: f64, xp: &[f64], fp: &[f64]) -> f64 {
 }
 
 pub fn kfold_accuracy(input: &BinaryScores<'_>, n_folds: usize, protocol: Protocol) -> Result<KFoldOutcome> {
+    kfold_accuracy_with_folds(input, n_folds, protocol, None)
+}
+
+/// [`kfold_accuracy`], with an optional fold number in `0..n_folds` per pair (protocol `Exact`
+/// only; every fold must hold a pair): e.g. folds of disjoint identities, so that no identity
+/// both chooses a threshold and is tested with it.
+pub fn kfold_accuracy_with_folds(
+    input: &BinaryScores<'_>,
+    n_folds: usize,
+    protocol: Protocol,
+    folds: Option<&[i64]>,
+) -> Result<KFoldOutcome> {
     const F: &str = "kfold_accuracy";
     let n = input.scores.len();
     if n_folds < 2 || n_folds > n {
@@ -209,8 +221,44 @@ pub fn kfold_accuracy(input: &BinaryScores<'_>, n_folds: usize, protocol: Protoc
             format!("n_folds must be between 2 and the number of pairs ({n}), got {n_folds}"),
         ));
     }
+    if let Some(folds) = folds {
+        if protocol != Protocol::Exact {
+            return Err(MfrError::invalid(
+                F,
+                "folds can only be given with protocol 'exact' (the published protocols fix their own splits)",
+            ));
+        }
+        if folds.len() != n {
+            return Err(MfrError::invalid(F, format!("folds must have one entry per pair ({n}), got {}", folds.len())));
+        }
+        let mut fold_of = Vec::with_capacity(n);
+        let mut sizes = vec![0usize; n_folds];
+        for (i, &f) in folds.iter().enumerate() {
+            if f < 0 || f as u64 >= n_folds as u64 {
+                return Err(MfrError::invalid(
+                    F,
+                    format!("folds must lie in [0, n_folds = {n_folds}), got {f} at pair {i}"),
+                ));
+            }
+            sizes[f as usize] += 1;
+            fold_of.push(f as usize);
+        }
+        if let Some(empty) = sizes.iter().position(|&c| c == 0) {
+            return Err(MfrError::invalid(
+                F,
+                format!("fold {empty} holds no pair; every fold in [0, {n_folds}) needs one"),
+            ));
+        }
+        return Ok(exact(input, &fold_of, n_folds));
+    }
     match protocol {
-        Protocol::Exact => Ok(exact(input, n_folds)),
+        Protocol::Exact => {
+            let mut fold_of = vec![0usize; n];
+            for (f, r) in kfold_ranges(n, n_folds).into_iter().enumerate() {
+                fold_of[r].iter_mut().for_each(|x| *x = f);
+            }
+            Ok(exact(input, &fold_of, n_folds))
+        }
         Protocol::InsightFace => Ok(insightface(input, n_folds, 1e-3)),
         Protocol::FaceXZoo => {
             if !n.is_multiple_of(n_folds) {
@@ -227,17 +275,16 @@ pub fn kfold_accuracy(input: &BinaryScores<'_>, n_folds: usize, protocol: Protoc
     }
 }
 
-fn exact(input: &BinaryScores<'_>, k: usize) -> KFoldOutcome {
-    let folds = kfold_ranges(input.scores.len(), k);
+fn exact(input: &BinaryScores<'_>, fold_of: &[usize], k: usize) -> KFoldOutcome {
     let mut accs = Vec::with_capacity(k);
     let mut thresholds = Vec::with_capacity(k);
-    for (f, test) in folds.iter().enumerate() {
+    for f in 0..k {
         // Training pairs, best first: walk distinct scores downward, tracking accuracy of `>= t`.
-        let mut train: Vec<(f64, u8)> = folds
+        let mut train: Vec<(f64, u8)> = fold_of
             .iter()
             .enumerate()
-            .filter(|&(g, _)| g != f)
-            .flat_map(|(_, r)| input.scores[r.clone()].iter().copied().zip(input.labels[r.clone()].iter().copied()))
+            .filter(|&(_, &g)| g != f)
+            .map(|(i, _)| (input.scores[i], input.labels[i]))
             .collect();
         train.sort_by(|a, b| b.0.total_cmp(&a.0));
         let n_neg = train.iter().filter(|p| p.1 == 0).count() as u64;
@@ -262,12 +309,12 @@ fn exact(input: &BinaryScores<'_>, k: usize) -> KFoldOutcome {
                 }
             }
         }
-        let test_correct = input.scores[test.clone()]
-            .iter()
-            .zip(&input.labels[test.clone()])
-            .filter(|&(&s, &l)| (s >= best_t) == (l == 1))
-            .count();
-        accs.push(test_correct as f64 / test.len() as f64);
+        let (mut test_n, mut test_correct) = (0usize, 0usize);
+        for (i, _) in fold_of.iter().enumerate().filter(|&(_, &g)| g == f) {
+            test_n += 1;
+            test_correct += usize::from((input.scores[i] >= best_t) == (input.labels[i] == 1));
+        }
+        accs.push(test_correct as f64 / test_n as f64);
         thresholds.push(best_t);
     }
     KFoldOutcome { mean: mean(&accs), std: std(&accs, 0), fold_accuracies: accs, thresholds, val: None }
@@ -406,5 +453,34 @@ mod tests {
         assert!(kfold_accuracy(&input, 3, Protocol::FaceXZoo).is_err());
         let fz = kfold_accuracy(&input, 4, Protocol::FaceXZoo).unwrap();
         assert!(fz.mean > 0.8 && fz.mean <= 1.0, "{fz:?}");
+    }
+
+    #[test]
+    fn explicit_folds_match_the_consecutive_split_and_follow_their_pairs() {
+        let scores: Vec<f64> = (0..53).map(|i| ((i * 37) % 101) as f64 / 101.0).collect();
+        let labels: Vec<u8> = (0..53).map(|i| u8::from((i * 7) % 3 == 0)).collect();
+        let input = BinaryScores::new("t", &scores, &labels, true).unwrap();
+        let plain = kfold_accuracy(&input, 5, Protocol::Exact).unwrap();
+        let mut folds = vec![0i64; 53];
+        for (f, r) in kfold_ranges(53, 5).into_iter().enumerate() {
+            folds[r].iter_mut().for_each(|x| *x = f as i64);
+        }
+        let given = kfold_accuracy_with_folds(&input, 5, Protocol::Exact, Some(&folds)).unwrap();
+        assert_eq!(plain, given);
+        // Reversing the pairs together with their folds changes nothing.
+        let (rs, rl, rf): (Vec<f64>, Vec<u8>, Vec<i64>) = (
+            scores.iter().rev().copied().collect(),
+            labels.iter().rev().copied().collect(),
+            folds.iter().rev().copied().collect(),
+        );
+        let rev = BinaryScores::new("t", &rs, &rl, true).unwrap();
+        assert_eq!(kfold_accuracy_with_folds(&rev, 5, Protocol::Exact, Some(&rf)).unwrap(), given);
+        // Bad folds: out of range, an empty fold, another protocol.
+        let mut bad = folds.clone();
+        bad[0] = 5;
+        assert!(kfold_accuracy_with_folds(&input, 5, Protocol::Exact, Some(&bad)).is_err());
+        let empty: Vec<i64> = folds.iter().map(|&f| f.min(3)).collect();
+        assert!(kfold_accuracy_with_folds(&input, 5, Protocol::Exact, Some(&empty)).is_err());
+        assert!(kfold_accuracy_with_folds(&input, 5, Protocol::InsightFace, Some(&folds)).is_err());
     }
 }

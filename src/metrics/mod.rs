@@ -9,8 +9,8 @@ pub mod radix;
 pub mod roc;
 
 pub use binary::BinaryScores;
-pub use bootstrap::{bootstrap, ScoreRuns};
+pub use bootstrap::{bootstrap, group_counts, Groups, ScoreRuns};
 pub use cosine::{cosine_scores, pair_scores};
 pub use identification::{identification, Identification};
-pub use kfold::{kfold_accuracy, KFoldOutcome, Protocol, ValAtFar};
+pub use kfold::{kfold_accuracy, kfold_accuracy_with_folds, KFoldOutcome, Protocol, ValAtFar};
 pub use roc::{eer, roc_auc, roc_curve, tar_at_far, SortedScores};

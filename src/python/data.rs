@@ -227,18 +227,22 @@ impl PyFaceIndex {
         })
     }
 
-    /// The paper's protocol: one gallery and one probe image per identity of ``domain`` that has
-    /// at least two images: ``(gallery, probe)`` int64 image indices.
-    #[pyo3(signature = (domain, seed = 0))]
+    /// Identification split of ``domain`` over its identities with at least two images, keyed by
+    /// domain and identity names, ``seed`` and ``draw``: one gallery image per identity and one
+    /// probe (the paper's protocol), or with ``all_probes`` every other image of the identity as a
+    /// probe: ``(gallery, probe)`` int64 image indices, identities in name order.
+    #[pyo3(signature = (domain, seed = 0, draw = 0, all_probes = false))]
     fn gallery_probe<'py>(
         &self,
         py: Python<'py>,
         domain: &Bound<'py, PyAny>,
         seed: u64,
+        draw: u64,
+        all_probes: bool,
     ) -> PyResult<(Int64Array<'py>, Int64Array<'py>)> {
         guarded(|| {
             let d = self.domain_number(domain, "FaceIndex.gallery_probe")?;
-            let (g, p) = self.inner.gallery_probe(d, seed)?;
+            let (g, p) = self.inner.identification_split(d, seed, draw, all_probes)?;
             let to = |v: Vec<u32>| v.into_iter().map(i64::from).collect::<Vec<_>>().into_pyarray(py);
             Ok((to(g), to(p)))
         })

@@ -1,6 +1,6 @@
 //! Bindings of `crate::metrics`.
 
-use numpy::{IntoPyArray, PyArray1};
+use numpy::{IntoPyArray, PyArray1, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3_tch::PyTensor;
@@ -21,6 +21,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kfold_accuracy, m)?)?;
     m.add_function(wrap_pyfunction!(identification_ranks, m)?)?;
     m.add_function(wrap_pyfunction!(verification_summary, m)?)?;
+    m.add_function(wrap_pyfunction!(bootstrap_group_counts, m)?)?;
+    m.add_function(wrap_pyfunction!(name_seed, m)?)?;
     Ok(())
 }
 
@@ -121,13 +123,14 @@ fn tar_at_far<'py>(
 /// k-fold accuracy under `protocol` ('exact', 'insightface', 'facexzoo') as a dict of floats and
 /// float64 arrays (`val` holds insightface's VAL@FAR=1e-3, else None).
 #[pyfunction]
-#[pyo3(signature = (scores, labels, n_folds = 10, protocol = "exact"))]
+#[pyo3(signature = (scores, labels, n_folds = 10, protocol = "exact", folds = None))]
 fn kfold_accuracy<'py>(
     py: Python<'py>,
     scores: &Bound<'py, PyAny>,
     labels: &Bound<'py, PyAny>,
     n_folds: i64,
     protocol: &str,
+    folds: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     const F: &str = "kfold_accuracy";
     guarded(|| {
@@ -136,10 +139,11 @@ fn kfold_accuracy<'py>(
             .map_err(|_| crate::MfrError::invalid(F, format!("n_folds must be >= 2, got {n_folds}")))?;
         let s: Tensor = scores_arg(scores, F, "scores")?;
         let l: Tensor = labels_arg(labels, F, "labels")?;
+        let folds = folds.map(|f| ids_arg(f, F, "folds")).transpose()?;
         let out = without_gil(py, move || {
             let input =
                 BinaryScores::new(F, host_slice::<f64>(F, "scores", &s)?, host_slice::<u8>(F, "labels", &l)?, true)?;
-            metrics::kfold_accuracy(&input, k, protocol)
+            metrics::kfold_accuracy_with_folds(&input, k, protocol, folds.as_deref())
         })?;
         let d = PyDict::new(py);
         d.set_item("mean", out.mean)?;
@@ -186,9 +190,11 @@ fn identification_ranks<'py>(
 
 /// Everything `verification_report` shows, from one sort of the scores, plus (when
 /// `n_bootstrap > 0`) the bootstrap resamples as a flat row-major array with columns
-/// `[auc, eer, best_accuracy, tar@fars...]`. `groups`: resample groups (e.g. identities) instead of pairs.
+/// `[auc, eer, best_accuracy, tar@fars...]`. `groups`: resample groups (e.g. identities) instead of
+/// pairs; `groups2`: a second group per pair (two-way); `n_groups`: the group universe `0..n_groups`.
 #[pyfunction]
-#[pyo3(signature = (scores, labels, fars, n_bootstrap = 0, seed = 0, groups = None))]
+#[pyo3(signature = (scores, labels, fars, n_bootstrap = 0, seed = 0, groups = None, groups2 = None, n_groups = None))]
+#[allow(clippy::too_many_arguments)]
 fn verification_summary<'py>(
     py: Python<'py>,
     scores: &Bound<'py, PyAny>,
@@ -197,6 +203,8 @@ fn verification_summary<'py>(
     n_bootstrap: i64,
     seed: u64,
     groups: Option<&Bound<'py, PyAny>>,
+    groups2: Option<&Bound<'py, PyAny>>,
+    n_groups: Option<i64>,
 ) -> PyResult<Bound<'py, PyDict>> {
     const F: &str = "verification_report";
     guarded(|| {
@@ -205,6 +213,18 @@ fn verification_summary<'py>(
         let s: Tensor = scores_arg(scores, F, "scores")?;
         let l: Tensor = labels_arg(labels, F, "labels")?;
         let g = groups.map(|g| ids_arg(g, F, "groups")).transpose()?;
+        let g2 = groups2.map(|g| ids_arg(g, F, "groups")).transpose()?;
+        if g2.is_some() && g.is_none() {
+            return Err(crate::MfrError::invalid(F, "a second group column needs the first").into());
+        }
+        let n_groups = n_groups
+            .map(|n| {
+                usize::try_from(n)
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| crate::MfrError::invalid(F, format!("n_groups must be >= 1, got {n}")))
+            })
+            .transpose()?;
         let out = without_gil(py, move || {
             let input =
                 BinaryScores::new(F, host_slice::<f64>(F, "scores", &s)?, host_slice::<u8>(F, "labels", &l)?, true)?;
@@ -216,7 +236,10 @@ fn verification_summary<'py>(
             } else {
                 let runs = match &g {
                     None => metrics::ScoreRuns::from_sorted(&sorted),
-                    Some(g) => metrics::ScoreRuns::with_groups(&input, g)?,
+                    Some(g) => metrics::ScoreRuns::with_groups(
+                        &input,
+                        &metrics::Groups { first: g, second: g2.as_deref(), n_groups },
+                    )?,
                 };
                 drop(sorted);
                 metrics::bootstrap(&runs, n_boot, seed, &fars)?
@@ -243,4 +266,42 @@ fn verification_summary<'py>(
         d.set_item("bootstrap", boot.into_pyarray(py))?;
         Ok(d)
     })
+}
+
+/// `(n_resamples, n_groups)` int64 multiplicities: row `b` is exactly the identity draw of group
+/// bootstrap resample `b` of `seed` over a universe of `n_groups` groups (as
+/// `verification_summary(..., n_groups=n_groups)` uses), so other statistics can share the draws.
+#[pyfunction]
+fn bootstrap_group_counts<'py>(
+    py: Python<'py>,
+    n_groups: i64,
+    n_resamples: i64,
+    seed: u64,
+) -> PyResult<Bound<'py, PyAny>> {
+    const F: &str = "bootstrap_group_counts";
+    guarded(|| {
+        let check = |name: &str, v: i64| {
+            usize::try_from(v)
+                .ok()
+                .filter(|&v| v <= 1 << 24)
+                .ok_or_else(|| crate::MfrError::invalid(F, format!("{name} must lie in [0, 16777216], got {v}")))
+        };
+        let (g, b) = (check("n_groups", n_groups)?, check("n_resamples", n_resamples)?);
+        if g.checked_mul(b).is_none_or(|n| n > 1 << 28) {
+            return Err(
+                crate::MfrError::invalid(F, format!("n_groups * n_resamples must be <= 2**28, got {g} * {b}")).into()
+            );
+        }
+        let counts = without_gil(py, move || Ok(metrics::group_counts(g, b, seed)))?;
+        let flat: Vec<i64> = counts.into_iter().map(|c| c as i64).collect();
+        Ok(flat.into_pyarray(py).reshape([b, g])?.into_any())
+    })
+}
+
+/// A seed derived from `seed` and names (domain, identity, purpose...), so draws keyed by it
+/// do not depend on how the data is numbered.
+#[pyfunction]
+fn name_seed(seed: u64, names: Vec<String>) -> u64 {
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    crate::rng::name_seed(seed, &refs)
 }
