@@ -264,7 +264,17 @@ class ProtocolResult:
 
     def summary(self, confidence: float = 0.95) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
         """``summary[method][target][metric]`` = ``mean`` over seeds, ``sd`` over seeds, the
-        interval ``low``/``high`` for the mean (see the class docstring) and ``n_seeds``."""
+        interval ``low``/``high`` for the mean (see the class docstring) and ``n_seeds``. Computed
+        once per set of runs (tables, differences and the report all read it)."""
+        key = (len(self.runs), confidence)
+        cached = self.__dict__.get("_summary_cache")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        out = self._summary(confidence)
+        self.__dict__["_summary_cache"] = (key, out)
+        return out
+
+    def _summary(self, confidence: float) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
         out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
         for method in self.rows():
             for target in self.targets:
@@ -326,41 +336,40 @@ class ProtocolResult:
 
     def best_pooled(self, metric: str = "tar@far=1e-2") -> str | None:
         """The pooled baseline (softmax/CosFace/ArcFace) with the best mean over targets."""
-        s = self.summary()
         sign = -1 if metric in LOWER_IS_BETTER else 1
-        scored = []
-        for m in POOLED:
-            cells = [s.get(m, {}).get(t, {}).get(metric) for t in self.targets]
-            if m in self.methods and all(c is not None for c in cells):
-                scored.append((sign * float(np.mean([c["mean"] for c in cells])), m))  # type: ignore[index]
+        scored = [(sign * avg, m) for m, _, avg in self._grid(metric) if m in POOLED and m in self.methods and not math.isnan(avg)]
         return max(scored)[1] if scored else None
 
     def table(self, metric: str = "tar@far=1e-2") -> str:
         """A Markdown method x target table of one metric: ``mean [low, high]`` (an interval for the
         mean over seeds) and ``sd`` over seeds when there are several; the mean over targets last."""
-        s = self.summary()
         head = "| method | " + " | ".join(self.targets) + " | mean |"
         lines = [f"**{METRIC_TITLES.get(metric, metric)}**", "", head, "|" + "---|" * (len(self.targets) + 2)]
-        for method in self.rows():
-            if method not in s:
-                continue
-            cells, means = [], []
-            for t in self.targets:
-                c = s[method].get(t, {}).get(metric)
-                if c is None:
-                    cells.append("—")
-                    continue
-                if math.isnan(c["mean"]):
-                    cells.append("n/a")
-                    means.append(c["mean"])
+        for method, cells, avg in self._grid(metric):
+            texts = []
+            for c in cells:
+                if c is None or math.isnan(c["mean"]):
+                    texts.append("—" if c is None else "n/a")
                     continue
                 sd = f" ±{c['sd']:.3f}" if c["n_seeds"] > 1 else ""
                 interval = f" [{c['low']:.3f}, {c['high']:.3f}]" if not math.isnan(c["low"]) else ""
-                cells.append(f"{c['mean']:.3f}{sd}{interval}")
-                means.append(c["mean"])
-            avg = f"{np.mean(means):.3f}" if len(means) == len(self.targets) and not np.isnan(means).any() else "—"
-            lines.append(f"| {method} | " + " | ".join(cells) + f" | {avg} |")
+                texts.append(f"{c['mean']:.3f}{sd}{interval}")
+            lines.append(f"| {method} | " + " | ".join(texts) + f" | {'—' if math.isnan(avg) else f'{avg:.3f}'} |")
         return "\n".join(lines)
+
+    def _grid(self, metric: str) -> list[tuple[str, list[dict[str, float] | None], float]]:
+        """Per method with runs: its summary cell per target (None where missing) and the mean over
+        targets (NaN unless every target has a finite mean)."""
+        s = self.summary()
+        grid = []
+        for method in self.rows():
+            if method not in s:
+                continue
+            cells = [s[method].get(t, {}).get(metric) for t in self.targets]
+            means = [c["mean"] for c in cells if c is not None]
+            avg = float(np.mean(means)) if len(means) == len(self.targets) and not np.isnan(means).any() else math.nan
+            grid.append((method, cells, avg))
+        return grid
 
     def difference_table(self, metric: str = "tar@far=1e-2", baseline: str | None = None, confidence: float = 0.95) -> str:
         """Markdown: every other method minus ``baseline`` (default :meth:`best_pooled`), per target
@@ -368,7 +377,7 @@ class ProtocolResult:
         targets each method wins and loses."""
         baseline = baseline or self.best_pooled(metric)
         if baseline is None:
-            return f"*(no pooled baseline among the methods: no difference table for {metric})*"
+            return f"*(no pooled baseline with a defined mean over targets: no difference table for {metric})*"
         head = "| method | " + " | ".join(self.targets) + " | mean over targets | wins / losses |"
         better = "lower" if metric in LOWER_IS_BETTER else "higher"
         lines = [
@@ -456,11 +465,11 @@ class ProtocolResult:
     def latex(self, metric: str = "tar@far=1e-2") -> str:
         """A LaTeX (booktabs) method x target table of one metric: mean over seeds with the interval
         for that mean, the best mean per target in bold."""
-        s = self.summary()
+        grid = self._grid(metric)
         sign = -1 if metric in LOWER_IS_BETTER else 1
         best = {}
-        for t in self.targets:
-            vals = [(sign * s[m][t][metric]["mean"], m) for m in self.rows() if t in s.get(m, {}) and metric in s[m][t] and not math.isnan(s[m][t][metric]["mean"])]
+        for k, t in enumerate(self.targets):
+            vals = [(sign * c[k]["mean"], m) for m, c, _ in grid if c[k] is not None and not math.isnan(c[k]["mean"])]  # type: ignore[index]
             best[t] = max(vals)[1] if vals else None
 
         def esc(text: str) -> str:
@@ -473,22 +482,16 @@ class ProtocolResult:
             "method & " + " & ".join(esc(t) for t in self.targets) + " & mean \\\\",
             "\\midrule",
         ]
-        for m in self.rows():
-            if m not in s:
-                continue
-            cells, means = [], []
-            for t in self.targets:
-                c = s[m].get(t, {}).get(metric)
+        for m, cells, avg in grid:
+            texts = []
+            for t, c in zip(self.targets, cells):
                 if c is None or math.isnan(c["mean"]):
-                    cells.append("--")
+                    texts.append("--")
                     continue
-                v = f"{c['mean']:.3f}"
-                v = f"\\textbf{{{v}}}" if best[t] == m else v
+                v = f"\\textbf{{{c['mean']:.3f}}}" if best[t] == m else f"{c['mean']:.3f}"
                 ci = f" {{\\scriptsize [{c['low']:.3f}, {c['high']:.3f}]}}" if not math.isnan(c["low"]) else ""
-                cells.append(v + ci)
-                means.append(c["mean"])
-            avg = f"{np.mean(means):.3f}" if len(means) == len(self.targets) else "--"
-            lines.append(f"{esc(m)} & " + " & ".join(cells) + f" & {avg} \\\\")
+                texts.append(v + ci)
+            lines.append(f"{esc(m)} & " + " & ".join(texts) + f" & {'--' if math.isnan(avg) else f'{avg:.3f}'} \\\\")
         lines += ["\\bottomrule", "\\end{tabular}"]
         return "\n".join(lines) + "\n"
 
