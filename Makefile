@@ -25,7 +25,7 @@ install: setup
 	$(PY) -m pip install --quiet --no-build-isolation --no-deps --force-reinstall .
 
 demo: install
-	$(VENV)/bin/mfr reproduce
+	$(VENV)/bin/mfr reproduce --force
 
 lint: setup
 	cargo fmt --all -- --check

@@ -72,9 +72,22 @@ def _train_config(args: argparse.Namespace, **over: object) -> object:
         steps=args.steps,
         lr=args.lr,
         device=args.device,
+        init=args.init,
+        eval_every=args.eval_every,
     )
     fields.update(over)
     return TrainConfig(**fields)  # type: ignore[arg-type]
+
+
+def _search_count(value: int | None) -> int:
+    """``--search N``: N >= 1 settings per method (absent: no search)."""
+    import mfr
+
+    if value is None:
+        return 0
+    if value < 1:
+        raise mfr.InvalidInputError(f"--search needs a number of settings >= 1, got {value} (leave it out for no search)")
+    return value
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
@@ -110,6 +123,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         progress=not args.no_progress if args.no_progress else None,
         command=command,
         eval_seed=args.eval_seed,
+        search=_search_count(args.search),
+        search_steps=args.search_steps,
+        select_metric=args.select_metric,
+        validation_fraction=args.validation_fraction,
+        budget=args.budget,
+        stage1_fraction=args.stage1_fraction,
+        resume=args.resume,
+        force=args.force,
     )
     print()
     for metric in args.show.split(","):
@@ -131,7 +152,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     data = _load_data(args)
     sources = _csv(args.sources) or data.domain_names  # type: ignore[attr-defined]
     held_out = [d for d in data.domain_names if d not in {data.domain_names[data.domain_number(s)] for s in sources}]  # type: ignore[attr-defined]
-    config = _train_config(args, method=args.method, seed=args.seed, eval_every=args.eval_every, checkpoint_every=args.checkpoint_every)
+    config = _train_config(args, method=args.method, seed=args.seed, checkpoint_every=args.checkpoint_every)
     eval_sets = {"held_out": data.subset(held_out)} if held_out else {}  # type: ignore[attr-defined]
     trainer = Trainer(config, data.subset(sources), out_dir=args.out, eval_sets=eval_sets, progress=None if not args.no_progress else False)  # type: ignore[arg-type, attr-defined]
     trainer.fit(resume=args.resume)
@@ -202,6 +223,7 @@ def _add_training_args(p: argparse.ArgumentParser, steps: int) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch and mfr)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--init", default=None, metavar="PATH", help="start the backbone from these weights: an mfr checkpoint or an arcface_torch state dict (.pth/.pt/.safetensors)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,7 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--protocol", default="lodo", choices=("lodo", "multi"))
     rep.add_argument("--sources", default=None, help="comma-separated source domains (protocol multi)")
     rep.add_argument("--targets", default=None, help="comma-separated target domains (default for lodo: every domain)")
-    rep.add_argument("--methods", default=None, help="comma-separated, default all: mfr,mfr_no_hp,mfr_no_cls,mfr_no_da,mfr_first_order,mldg,softmax,cosface,arcface")
+    rep.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated, default all: mfr,mfr_no_hp,mfr_no_cls,mfr_no_da,mfr_first_order,mldg,softmax,cosface,arcface; two-stage X@P such as mfr@arcface",
+    )
     rep.add_argument("--seeds", type=int, default=1)
     rep.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the CIs")
     rep.add_argument("--bn", default="running", choices=("running", "target"), help="BatchNorm statistics at test time")
@@ -233,6 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--record-command", action="store_true", help=argparse.SUPPRESS)  # the command is always recorded now
     rep.add_argument("--eval-seed", type=int, default=0, help="seed of the evaluation draws (pairs, folds, galleries, bootstrap); the same for every method and training seed")
     rep.add_argument("--baseline", default=None, help="method the difference table compares against (default: the best pooled baseline)")
+    rep.add_argument("--search", type=int, default=None, metavar="N", help="random search of N settings per method, selected by training-domain validation (never the target)")
+    rep.add_argument("--search-steps", type=int, default=None, help="steps per search setting (default: --steps)")
+    rep.add_argument("--select-metric", default="auc", choices=("auc", "eer", "tar@far=1e-2", "accuracy"), help="validation metric of the search")
+    rep.add_argument("--validation-fraction", type=float, default=0.25, help="share of every source domain's identities held out for validation")
+    rep.add_argument("--budget", default="steps", choices=("steps", "time"), help="time: also train every method for the time MFR used (equal-compute rows)")
+    rep.add_argument("--stage1-fraction", type=float, default=0.5, help="two-stage rows X@P: share of the steps the pooled stage P trains")
+    rep.add_argument("--eval-every", type=int, default=0, help="also evaluate the targets every N steps (learning curves in the report)")
+    rep.add_argument("--resume", action="store_true", help="continue the protocol in --out (finished runs kept)")
+    rep.add_argument("--force", action="store_true", help="start over even if --out holds results")
     rep.set_defaults(func=_cmd_reproduce)
 
     tr = sub.add_parser("train", help="train one method with checkpoints; --resume continues a run")

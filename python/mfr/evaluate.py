@@ -52,6 +52,11 @@ METRICS = ("tar@far=1e-3", "tar@far=1e-2", "auc", "eer", "accuracy", "rank1", "r
 RESAMPLED_METRICS = ("tar@far=1e-3", "tar@far=1e-2", "auc", "eer", "rank1", "rank1_single")
 
 
+#: FARs at which every resample's TAR is kept, for the ROC's bootstrap band (1e-3 and 1e-2 are
+#: the headline FARs and are added to these).
+ROC_BAND_FARS = tuple(float(f) for f in 10.0 ** np.arange(-4.0, 0.01, 0.25) if not np.isclose(f, 1e-3) and not np.isclose(f, 1e-2))
+
+
 def _interval(estimate: float, low: float, high: float) -> dict[str, float]:
     return {"estimate": float(estimate), "low": float(low), "high": float(high)}
 
@@ -114,7 +119,8 @@ def _identity_folds(
     fold_of = np.empty(n_ids, dtype=np.int64)
     fold_of[rng.permutation(n_ids)] = np.arange(n_ids) % k
     fa, fb = fold_of[pairs_rank[:, 0]], fold_of[pairs_rank[:, 1]]
-    chosen, folds = [], []
+    chosen: list[npt.NDArray[np.int64]] = []
+    folds: list[npt.NDArray[np.int64]] = []
     for f in range(k):
         inside = (fa == f) & (fb == f)
         gen, imp = np.flatnonzero(inside & labels), np.flatnonzero(inside & ~labels)
@@ -145,7 +151,8 @@ def evaluate_domain(
 
     Returns ``{"domain", "n_identities", "n_images", "n_genuine", "n_impostor", "n_probes",
     "metrics": {key: {"estimate", "low", "high"}}, "accuracy_folds": [...], "resamples": {key:
-    [...]}, "roc": {"fpr", "tpr"}}`` (keys in :data:`METRICS`; ``resamples`` holds, for
+    [...]}, "roc": {"fpr", "tpr"}, "roc_band": {"far", "tar", "low", "high"}}`` (keys in
+    :data:`METRICS`; ``roc_band``: TAR at :data:`ROC_BAND_FARS` with its bootstrap interval; ``resamples`` holds, for
     :data:`RESAMPLED_METRICS`, the value in each of the ``n_bootstrap`` identity resamples, empty
     with ``n_bootstrap=0``, when low = high = estimate for those metrics). See the module docstring
     for the protocol; every draw is keyed by names and ``seed``.
@@ -184,8 +191,14 @@ def evaluate_domain(
         # A small domain may have fewer than 1/FAR impostor pairs: that TAR is NaN (see METRICS).
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         rep = verification_report(
-            scores, labels, fars=(1e-3, 1e-2), n_bootstrap=n_bootstrap, confidence=confidence, groups=pair_ranks, n_groups=n_ids, seed=boot_seed
+            scores, labels, fars=(1e-3, 1e-2, *ROC_BAND_FARS), n_bootstrap=n_bootstrap, confidence=confidence, groups=pair_ranks, n_groups=n_ids, seed=boot_seed
         )
+    band_fars = sorted((1e-3, 1e-2, *ROC_BAND_FARS))
+    roc_band = {"far": band_fars, "tar": [rep.tar_at_far[f][0] for f in band_fars], "low": [], "high": []}
+    for f in band_fars:
+        ci = rep.ci.get(f"tar@far={f:g}")
+        roc_band["low"].append(ci.low if ci else math.nan)
+        roc_band["high"].append(ci.high if ci else math.nan)
     metrics: dict[str, dict[str, float]] = {}
     resamples: dict[str, npt.NDArray[np.float64]] = {}
     for key, rkey in (("tar@far=1e-3", "tar@far=0.001"), ("tar@far=1e-2", "tar@far=0.01"), ("auc", "auc"), ("eer", "eer")):
@@ -249,4 +262,5 @@ def evaluate_domain(
         "accuracy_folds": fold_accuracies,
         "resamples": {k: [round(float(x), 7) for x in resamples[k]] for k in RESAMPLED_METRICS if k in resamples},
         "roc": {"fpr": np.asarray(rep.fpr).tolist(), "tpr": np.asarray(rep.tpr).tolist()},
+        "roc_band": roc_band,
     }

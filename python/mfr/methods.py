@@ -103,7 +103,16 @@ class MFRMethod(Method):
 
     def step(self, domains: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], splits: Sequence[Any]) -> dict[str, float]:
         out = self.meta.step(domains, splits)
-        return {"loss": out["objective"], "loss_s": out["loss_s"], "loss_t": out["loss_t"], "hp": out["loss_hp"], "cls": out["loss_cls"], "da": out["loss_da"]}
+        return {
+            "loss": out["objective"],
+            "loss_s": out["loss_s"],
+            "loss_t": out["loss_t"],
+            "hp": out["loss_hp"],
+            "cls": out["loss_cls"],
+            "da": out["loss_da"],
+            "hard_positives": out["hard_positives"],
+            "hard_negatives": out["hard_negatives"],
+        }
 
 
 class MLDGMethod(Method):

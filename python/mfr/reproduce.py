@@ -26,6 +26,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,7 +43,8 @@ from .evaluate import METRICS, evaluate_domain, t_quantile
 from .facedata import FaceData
 from .methods import METHODS
 from .metrics import percentile_interval
-from .train import TrainConfig, Trainer, resolve_device
+from .search import search_method, search_summary
+from .train import TrainConfig, Trainer, load_init_weights, resolve_device
 
 __all__ = ["ProtocolResult", "Comparison", "Difference", "run_protocol", "METRIC_TITLES", "data_fingerprint", "provenance"]
 
@@ -113,15 +115,27 @@ def provenance() -> dict[str, Any]:
 
 def data_fingerprint(data: FaceData) -> dict[str, Any]:
     """What the data is, independent of where it lies: per domain its identity and image counts,
-    and a SHA-256 over the sorted (domain, identity, file name) triples of the index."""
+    and a SHA-256 over the sorted (domain, identity, file name, content) entries of the index,
+    where content is the file's size for data read from disk (one ``stat`` per image) and the
+    pixels' own hash for images held in memory (e.g. the synthetic data)."""
     import hashlib
 
     idx = data.index
     names, id_names = idx.domain_names, idx.identity_names
     doms, ids = idx.domains, idx.identities
-    triples = sorted(zip((names[d] for d in doms), (id_names[i] for i in ids), (Path(p).name for p in idx.paths)))
+    if data.images is not None:
+        pixels = data.images.contiguous().numpy()
+        content = [hashlib.sha256(pixels[i].tobytes()).hexdigest()[:16] for i in range(len(idx))]
+    else:
+        content = []
+        for p in idx.paths:
+            try:
+                content.append(str(os.stat(data._path(p)).st_size))
+            except OSError:
+                content.append("?")
+    entries = sorted(zip((names[d] for d in doms), (id_names[i] for i in ids), (Path(p).name for p in idx.paths), content))
     h = hashlib.sha256()
-    for t in triples:
+    for t in entries:
         h.update("\x1f".join(t).encode("utf-8", "surrogateescape") + b"\x1e")
     return {
         "name": data.name,
@@ -206,6 +220,11 @@ class ProtocolResult:
     fingerprint: dict[str, Any] = field(default_factory=dict)
     complete: bool = False
     expected_runs: int = 0
+    search: dict[str, Any] = field(default_factory=dict)
+    searches: list[dict[str, Any]] = field(default_factory=list)
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    budget: str = "steps"
+    stage1_fraction: float | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ProtocolResult:
@@ -220,7 +239,10 @@ class ProtocolResult:
         return cls(**{k: v for k, v in raw.items() if k in known})
 
     def rows(self) -> list[str]:
-        return ["untrained"] + [m for m in self.methods]
+        """Table rows: the untrained network, the methods, then rows only the runs name
+        (``<method>:time`` of an equal-compute budget)."""
+        seen = ["untrained", *self.methods]
+        return seen + list(dict.fromkeys(r["method"] for r in self.runs if r["method"] not in seen))
 
     def _runs(self, method: str, target: str) -> dict[int, dict[str, Any]]:
         return {r["seed"]: r for r in self.runs if r["method"] == method and r["target"] == target}
@@ -318,8 +340,8 @@ class ProtocolResult:
         if metric == "accuracy":
             ses = [math.nan if p.se is None else p.se for p in paired.values()]
             half = _normal_quantile(1 - (1 - confidence) / 2) * math.sqrt(sum(x * x for x in ses)) / len(ses)
-            m = float(np.mean(ests))
-            mean = Difference(m, m - half, m + half, [float(x) for x in per_seed])
+            mid = float(np.mean(ests))
+            mean = Difference(mid, mid - half, mid + half, [float(x) for x in per_seed])
             method = "paired folds, t-interval per target"
         else:
             stacks = [p.resamples for p in paired.values() if p.resamples is not None]
@@ -402,18 +424,24 @@ class ProtocolResult:
         """Markdown: per method, median training seconds per run and per step, and the ratio to the
         fastest method."""
         rows = []
-        for method in self.methods:
+        for method in self.rows()[1:]:
             runs = {(r["target"], r["seed"]): r for r in self.runs if r["method"] == method}
             if not runs:
                 continue
             secs = [r["train_seconds"] for r in runs.values()]
             steps = [max(1, r.get("steps") or 1) for r in runs.values()]
-            rows.append((method, float(np.median(secs)), float(np.median(np.asarray(secs) / np.asarray(steps))), len(runs)))
+            step_secs = [r.get("step_seconds", r["train_seconds"]) for r in runs.values()]
+            rows.append((method, float(np.median(secs)), float(np.median(np.asarray(step_secs) / np.asarray(steps))), int(np.median(steps)), len(runs)))
         if not rows:
             return ""
         fastest = min(r[2] for r in rows)
-        lines = ["**Training time** (median over runs)", "", "| method | s per run | ms per step | x fastest | runs |", "|---|---|---|---|---|"]
-        lines += [f"| {m} | {s:.1f} | {1000 * p:.1f} | {p / fastest:.2f} | {n} |" for m, s, p, n in rows]
+        lines = [
+            "**Training time** (median over runs; s per run includes evaluations during training, ms per step only the steps)",
+            "",
+            "| method | steps | s per run | ms per step | x fastest | runs |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [f"| {m} | {k} | {s:.1f} | {1000 * p:.1f} | {p / fastest:.2f} | {n} |" for m, s, p, k, n in rows]
         return "\n".join(lines)
 
     def markdown(self, baseline: str | None = None) -> str:
@@ -440,10 +468,20 @@ class ProtocolResult:
         parts += ["", "## Paired differences", ""]
         for metric in ("tar@far=1e-2", "tar@far=1e-3", "auc", "rank1"):
             parts += [self.difference_table(metric, baseline), ""]
+        if self.searches:
+            s = self.search
+            parts += ["## Model selection", "", f"{s.get('n')} settings per method, {s.get('steps') or c['steps']} steps each, seed 0; validation: "
+                      f"{s.get('validation_fraction')} of every source domain's identities held out, metric {s.get('select_metric')}.", "", search_summary(self.searches), ""]
+        if self.budget == "time":
+            parts += ["Rows `<method>:time` trained for the training time MFR used on the same seed and targets (equal compute; steps in the cost table).", ""]
+        if self.stage1_fraction:
+            parts += [f"Rows `X@P` are two-stage: `P` trained {self.stage1_fraction:g} of the steps, `X` fine-tuned its backbone for the rest.", ""]
         timing = self.timing_table()
         if timing:
-            parts += ["## Cost", "", timing]
-        return "\n".join(parts) + "\n"
+            parts += ["## Cost", "", timing, ""]
+        if any(r.get("eval_curve") for r in self.runs):
+            parts += ["Learning curves on the targets and MFR's hard-pair counts over training: `curves_<target>.png` / `.svg`.", ""]
+        return "\n".join(parts).rstrip() + "\n"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -511,28 +549,34 @@ class ProtocolResult:
             os.replace(tmp_file, out / name)
 
     def plot_roc(self, out_dir: str | os.PathLike[str], seed: int = 0) -> list[Path]:
-        """One ROC figure per target (log FAR axis), every method of seed ``seed``."""
-        try:
-            import matplotlib
-
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
+        """One ROC figure per target (log FAR axis, PNG and SVG): every method's curve for seed
+        ``seed`` with its identity-bootstrap 95% band (TAR at a grid of FARs), and the other seeds'
+        curves as thin lines of the same colour."""
+        plt = _figure()
+        if plt is None:
             return []
         written = []
         for target in self.targets:
-            fig, ax = plt.subplots(figsize=(5, 4))
-            for r in self.runs:
-                if r["target"] == target and r["seed"] == seed:
+            fig, ax = plt.subplots(figsize=(6, 4.5))
+            for k, method in enumerate(self.rows()):
+                color = f"C{k % 10}"
+                for r in self.runs:
+                    if r["target"] != target or r["method"] != method:
+                        continue
                     fpr, tpr = np.asarray(r["roc"]["fpr"]), np.asarray(r["roc"]["tpr"])
                     keep = fpr > 0
-                    ax.plot(fpr[keep], tpr[keep], label=r["method"], lw=1.2, ls="--" if r["method"] == "untrained" else "-")
+                    main_seed = r["seed"] == seed
+                    ax.plot(fpr[keep], tpr[keep], color=color, lw=1.3 if main_seed else 0.5, alpha=1.0 if main_seed else 0.5,
+                            ls="--" if method == "untrained" else "-", label=method if main_seed else None)
+                    band = r.get("roc_band")
+                    if main_seed and band and not all(math.isnan(x) for x in band["low"]):
+                        ax.fill_between(band["far"], band["low"], band["high"], color=color, alpha=0.12, lw=0)
             ax.set_xscale("log")
             ax.set_xlim(1e-4, 1)
             ax.set_ylim(0, 1)
             ax.set_xlabel("FAR")
             ax.set_ylabel("TAR")
-            ax.set_title(f"unseen target: {target}")
+            ax.set_title(f"unseen target: {target} (bands: seed {seed}, 95% identity bootstrap; thin: other seeds)", fontsize=8)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
             fig.tight_layout()
@@ -542,6 +586,55 @@ class ProtocolResult:
             plt.close(fig)
             written.append(path)
         return written
+
+    def plot_curves(self, out_dir: str | os.PathLike[str], seed: int = 0, metric: str = "tar@far=1e-2") -> list[Path]:
+        """Per target, with runs that evaluated during training (``eval_every``): ``metric`` on the
+        target over steps for every method, and MFR-style methods' hard-pair counts per step."""
+        plt = _figure()
+        if plt is None:
+            return []
+        written = []
+        for target in self.targets:
+            runs = [r for r in self.runs if r["target"] == target and r["seed"] == seed and (r.get("eval_curve") or r.get("curve"))]
+            if not any(r.get("eval_curve") for r in runs):
+                continue
+            fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4))
+            for r in runs:
+                pts = [(p["step"], p[metric]) for p in r.get("eval_curve", []) if metric in p]
+                if pts:
+                    ax.plot(*zip(*pts), marker=".", label=r["method"])
+                hard = [(p["step"], p["hard_positives"] + p["hard_negatives"]) for p in r.get("curve", []) if "hard_positives" in p]
+                if hard:
+                    bx.plot(*zip(*hard), label=r["method"])
+            ax.set_xlabel("step")
+            ax.set_ylabel(METRIC_SHORT.get(metric, metric))
+            ax.set_title(f"unseen target {target}, seed {seed}")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+            bx.set_xlabel("step")
+            bx.set_ylabel("hard pairs per step (positive + negative)")
+            bx.set_title("hard-pair attention: mined pairs")
+            bx.grid(alpha=0.3)
+            if bx.lines:
+                bx.legend(fontsize=7)
+            fig.tight_layout()
+            path = Path(out_dir) / f"curves_{''.join(ch if ch.isalnum() or ch in '-_.' else '_' for ch in target)}.png"
+            fig.savefig(path, dpi=110)
+            fig.savefig(path.with_suffix(".svg"))
+            plt.close(fig)
+            written.append(path)
+        return written
+
+
+def _figure() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
 
 
 def _seed_interval(per_seed: list[float], confidence: float) -> Difference:
@@ -590,6 +683,33 @@ def _groups(data: FaceData, protocol: str, sources: Sequence[str] | None, target
     raise _core.InvalidInputError(f"unknown protocol {protocol!r}; available: lodo, multi")
 
 
+TWO_STAGE_BASES = ("mfr", "mfr_first_order", "mfr_no_hp", "mfr_no_cls", "mfr_no_da", "mldg")
+
+
+def check_methods(methods: Sequence[str]) -> None:
+    """Protocol rows: the methods of :data:`METHODS` and two-stage variants ``X@P`` (meta-learning
+    method ``X`` fine-tuned from pooled baseline ``P``)."""
+    if not methods:
+        raise _core.InvalidInputError("no methods given")
+    bad = []
+    for m in methods:
+        if "@" in m:
+            x, _, p = m.partition("@")
+            if x not in TWO_STAGE_BASES or p not in POOLED:
+                bad.append(m)
+        elif m not in METHODS:
+            bad.append(m)
+    if bad:
+        two = ", ".join(f"{x}@{p}" for x in ("mfr", "mldg") for p in POOLED)
+        raise _core.InvalidInputError(f"unknown method(s) {', '.join(map(repr, bad))}; available: {', '.join(METHODS)}, and two-stage variants X@P such as {two}")
+    if len(set(methods)) != len(methods):
+        raise _core.InvalidInputError(f"methods repeat: {list(methods)}")
+
+
+def _settings_key(method: str, targets: Sequence[str]) -> str:
+    return f"{method}|{'+'.join(targets)}"
+
+
 def run_protocol(
     data: FaceData,
     protocol: str = "lodo",
@@ -606,22 +726,62 @@ def run_protocol(
     command: str | None = None,
     eval_seed: int = 0,
     n_gallery_draws: int = 10,
+    search: int = 0,
+    search_steps: int | None = None,
+    select_metric: str = "auc",
+    validation_fraction: float = 0.25,
+    budget: str = "steps",
+    stage1_fraction: float = 0.5,
+    resume: bool = False,
+    force: bool = False,
 ) -> ProtocolResult:
-    """Run ``protocol`` for every method and seed; see the module docstring. Every run of a
-    target is evaluated with the same ``eval_seed`` (the same pairs, folds, galleries and
-    bootstrap draws), so seeds vary training only and methods compare pair for pair."""
+    """Run ``protocol`` for every method and seed; see the module docstring.
+
+    - Evaluation: every run of a target uses the same ``eval_seed`` (the same pairs, folds,
+      galleries and bootstrap draws), so seeds vary training only and methods compare pair for pair.
+      With ``config.eval_every``, each run also evaluates its targets during training (learning
+      curves in the report).
+    - ``search=N``: per method and target group, a seeded random search of N settings
+      (:mod:`mfr.search`), ``search_steps`` each (default: ``config.steps``), selected by
+      training-domain validation (``validation_fraction`` of every source domain's identities held
+      out; ``select_metric``), never by the target; the oracle choice is reported as an upper bound.
+      Every seed then trains the selected setting. Two-stage rows use the settings selected for
+      their two methods.
+    - Two-stage rows ``X@P`` (e.g. ``mfr@arcface``): ``P`` trains ``round(stage1_fraction * steps)``
+      steps, then ``X`` continues from its backbone (fresh head, fresh optimizer) for the rest.
+    - ``budget="time"``: after the equal-steps rows, every other method of :data:`METHODS` trains
+      again for as many steps as fit in the training time MFR used for the same seed and targets
+      (row ``<method>:time``; steps = steps * mfr_seconds / its own seconds per run, measured in
+      this run, so the row count of steps depends on the machine and is recorded).
+    - ``out_dir`` with results already: ``resume=True`` continues (finished runs kept, interrupted
+      runs continue from their checkpoints; the configuration, evaluation, search and data must be
+      the same, methods and seeds may be added), ``force=True`` starts over; neither is an error.
+    """
     config = config or TrainConfig()
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise _core.InvalidInputError(f"unknown method(s) {', '.join(map(repr, unknown))}; available: {', '.join(METHODS)}")
-    if not methods:
-        raise _core.InvalidInputError("no methods given")
+    config.check()
+    check_methods(methods)
     if seeds < 1:
         raise _core.InvalidInputError(f"seeds must be >= 1, got {seeds}")
     if not 0 <= eval_seed < 2**64:
         raise _core.InvalidInputError(f"eval_seed must lie in [0, 2**64), got {eval_seed}")
     if not 1 <= n_gallery_draws <= 1000:
         raise _core.InvalidInputError(f"n_gallery_draws must lie in [1, 1000], got {n_gallery_draws}")
+    if search < 0 or search > 1000:
+        raise _core.InvalidInputError(f"search must be a number of settings in [1, 1000] (0: no search), got {search}")
+    if search_steps is not None and search_steps < 1:
+        raise _core.InvalidInputError(f"search_steps must be >= 1, got {search_steps}")
+    if select_metric not in METRICS or select_metric.startswith("rank1") or select_metric == "tar@far=1e-3":
+        raise _core.InvalidInputError(f"select_metric must be one of auc, eer, tar@far=1e-2, accuracy, got {select_metric!r}")
+    if not 0 < validation_fraction < 1:
+        raise _core.InvalidInputError(f"validation_fraction must lie in (0, 1), got {validation_fraction}")
+    if budget not in ("steps", "time"):
+        raise _core.InvalidInputError(f"budget must be 'steps' or 'time', got {budget!r}")
+    if budget == "time" and "mfr" not in methods:
+        raise _core.InvalidInputError("budget 'time' gives every method the training time MFR used: include mfr among the methods")
+    if any("@" in m for m in methods) and not 0 < stage1_fraction < 1:
+        raise _core.InvalidInputError(f"stage1_fraction must lie in (0, 1), got {stage1_fraction}")
+    if any("@" in m for m in methods) and config.steps < 2:
+        raise _core.InvalidInputError(f"two-stage methods need at least 2 steps, got {config.steps}")
     device = resolve_device(config.device)
     distributed.init_from_env(device, config.dist_timeout)
     if distributed.world_size() > 1 and device.type == "cuda" and device.index is None:
@@ -633,54 +793,184 @@ def run_protocol(
                 f"training on {len(src)} source domain ({', '.join(src)}) cannot simulate a domain shift: every method trains on meta-batches of at least 2 source domains"
             )
     all_targets = list(dict.fromkeys(t for _, ts in groups for t in ts))
+    time_rows = [f"{m}:time" for m in methods if "@" not in m and m != "mfr"] if budget == "time" else []
     result = ProtocolResult(protocol, data.name, dataclasses.asdict(config), list(methods), all_targets, seeds, command=command)
     result.hardware["world_size"] = distributed.world_size()
     result.evaluation = {"seed": int(eval_seed), "n_bootstrap": int(n_bootstrap), "n_gallery_draws": int(n_gallery_draws), "bn": bn, "max_impostors": 200_000}
+    result.search = {"n": int(search), "steps": search_steps, "select_metric": select_metric, "validation_fraction": validation_fraction} if search else {}
+    result.budget = budget
+    result.stage1_fraction = stage1_fraction if any("@" in m for m in methods) else None
     result.provenance = provenance()
     result.fingerprint = data_fingerprint(data)
-    result.expected_runs = seeds * sum(len(ts) for _, ts in groups) * len(methods)
+    result.expected_runs = seeds * len(groups) * (len(methods) + len(time_rows))
     if result.command is None:
         import shlex
         import sys
 
         result.command = " ".join(shlex.quote(a) for a in sys.argv) if sys.argv and sys.argv[0] else None
-    say = log if (log is not None and distributed.is_main()) else (lambda _: None)
     main = distributed.is_main()  # under torchrun every rank trains and evaluates; rank 0 writes
-    start = time.perf_counter()
-    total = seeds * len(groups) * len(methods)
-    done = 0
+    if out_dir is not None:
+        _adopt_earlier(result, Path(out_dir), resume=resume, force=force)
+    say = log if (log is not None and main) else (lambda _: None)
+    start = time.perf_counter() - result.wall_seconds
+    total = result.expected_runs
+    done = len({(r["method"], r["seed"], tuple(r["sources"])) for r in result.runs if r["method"] != "untrained"})
+    eval_kw: dict[str, Any] = {"seed": eval_seed, "n_bootstrap": n_bootstrap, "bn": bn, "n_gallery_draws": n_gallery_draws}
+
+    def run_dir(name: str, tgts: Sequence[str], seed: int) -> Path | None:
+        return Path(out_dir) / "runs" / f"{name.replace(':', '-')}-{'+'.join(tgts)}-seed{seed}" if out_dir is not None else None
+
+    def fit(cfg: TrainConfig, train: FaceData, where: Path | None, eval_sets: dict[str, FaceData] | None = None) -> Trainer:
+        trainer = Trainer(cfg, train, out_dir=where, progress=progress, eval_sets=eval_sets if cfg.eval_every else None)
+        trainer.fit(resume=resume)
+        return trainer
+
+    def save() -> None:
+        result.wall_seconds = time.perf_counter() - start
+        if out_dir is not None and main:
+            result.save(out_dir)
+
+    for src, tgts in groups:
+        if not search:
+            break
+        source_data = data.subset(src)
+        target_data = {t: data.subset([t]) for t in tgts}
+        train, validation = _split_validation(source_data, validation_fraction, eval_seed)
+        needed = list(dict.fromkeys(part for m in methods for part in (m.split("@") if "@" in m else [m])))
+        for method in needed:
+            key = _settings_key(method, tgts)
+            if key in result.settings:
+                continue
+            steps = search_steps or config.steps
+            base_cfg = dataclasses.replace(config, steps=steps, seed=0, eval_every=0, init=None)
+            out = search_method(
+                method, base_cfg, train, validation, target_data, search, seed=eval_seed, select_metric=select_metric, eval_seed=eval_seed, fit=lambda c, d: fit(c, d, None)
+            )
+            out["targets"] = list(tgts)
+            result.searches.append(out)
+            result.settings[key] = out["candidates"][out["selected"]]["setting"]
+            save()
+            sel = out["candidates"][out["selected"]]
+            say(f"search {method:<16} {'+'.join(tgts)}: {search} settings x {steps} steps; selected {sel['setting'] or 'defaults'} (validation {select_metric} {sel['validation']:.3f})")
+
     for seed in range(seeds):
         for src, tgts in groups:
             source_data = data.subset(src)
             target_data = {t: data.subset([t]) for t in tgts}
-            torch.manual_seed(seed)
-            untrained = config.build_backbone(device)
-            for t, td in target_data.items():
-                res = evaluate_domain(untrained, td, 0, seed=eval_seed, n_bootstrap=n_bootstrap, bn=bn, n_gallery_draws=n_gallery_draws)
-                result.runs.append({"method": "untrained", "target": t, "seed": seed, "sources": src, **res, "train_seconds": 0.0, "steps": 0})
-            for method in methods:
-                cfg = dataclasses.replace(config, method=method, seed=seed)
-                run_dir = Path(out_dir) / "runs" / f"{method}-{'+'.join(tgts)}-seed{seed}" if out_dir is not None else None
-                trainer = Trainer(cfg, source_data, out_dir=run_dir, progress=progress)
+
+            def have(name: str) -> bool:
+                return all(any(r["method"] == name and r["target"] == t and r["seed"] == seed for r in result.runs) for t in tgts)
+
+            def config_of(method: str, **over: Any) -> TrainConfig:
+                return dataclasses.replace(config, method=method, seed=seed, **result.settings.get(_settings_key(method, tgts), {}), **over)
+
+            if not have("untrained"):
+                torch.manual_seed(seed)
+                untrained = config.build_backbone(device)
+                if config.init is not None:
+                    load_init_weights(untrained, config.init)
+                for t, td in target_data.items():
+                    res = evaluate_domain(untrained, td, 0, **eval_kw)
+                    result.runs.append({"method": "untrained", "target": t, "seed": seed, "sources": src, **res, "train_seconds": 0.0, "steps": 0})
+            rows = [(m, None) for m in methods] + [(m, "time") for m in time_rows]
+            for name, row_budget in rows:
+                if have(name):
+                    continue
+                base = name.split(":")[0]
                 t0 = time.perf_counter()
-                history = trainer.fit()
+                stage_seconds = 0.0
+                if row_budget == "time":
+                    mfr_run = next(r for r in result.runs if r["method"] == "mfr" and r["seed"] == seed and r["target"] == tgts[0])
+                    own = next(r for r in result.runs if r["method"] == base and r["seed"] == seed and r["target"] == tgts[0])
+                    per_step = own.get("step_seconds", own["train_seconds"]) / max(1, own["steps"])
+                    steps = max(1, int(round(mfr_run.get("step_seconds", mfr_run["train_seconds"]) / per_step)))
+                    cfg = config_of(base, steps=steps, warmup_steps=min(config.warmup_steps, steps - 1))
+                elif "@" in name:
+                    x, _, pooled = name.partition("@")
+                    s1 = max(1, int(round(stage1_fraction * config.steps)))
+                    stage1_dir = run_dir(f"{pooled}-stage1", tgts, seed)
+                    stage1 = fit(config_of(pooled, steps=s1), source_data, stage1_dir)
+                    stage_seconds = stage1.train_seconds
+                    init = stage1.save(stage1_dir / "stage1.safetensors") if stage1_dir is not None else _temporary_checkpoint(stage1)
+                    cfg = config_of(x, steps=config.steps - s1, init=str(init), warmup_steps=min(config.warmup_steps, config.steps - s1 - 1))
+                else:
+                    cfg = config_of(name)
+                trainer = fit(cfg, source_data, run_dir(name, tgts, seed), eval_sets=target_data)
+                if "@" in name and out_dir is None:  # the stage-1 weights were a temporary file
+                    shutil.rmtree(Path(str(cfg.init)).parent, ignore_errors=True)
                 seconds = time.perf_counter() - t0
                 done += 1
                 cells = []
+                curve = [{k: v for k, v in row.items() if k in _CURVE_KEYS} for row in trainer.history[:: max(1, config.log_every)]]
                 for t, td in target_data.items():
-                    res = evaluate_domain(trainer.backbone, td, 0, seed=eval_seed, n_bootstrap=n_bootstrap, bn=bn, n_gallery_draws=n_gallery_draws)
-                    result.runs.append(
-                        {"method": method, "target": t, "seed": seed, "sources": src, **res, "train_seconds": seconds, "steps": trainer.step, "final_loss": history[-1]["loss"] if history else None}
-                    )
+                    res = evaluate_domain(trainer.backbone, td, 0, **eval_kw)
+                    result.runs.append({
+                        "method": name, "target": t, "seed": seed, "sources": src, **res,
+                        "train_seconds": seconds, "step_seconds": trainer.train_seconds + stage_seconds,
+                        "steps": trainer.step + (config.steps - cfg.steps if "@" in name else 0),
+                        "config": dataclasses.asdict(cfg),
+                        "final_loss": trainer.history[-1]["loss"] if trainer.history else None,
+                        "curve": curve,
+                        "eval_curve": [{k: v for k, v in row.items() if k in ("step", *METRICS)} for row in trainer.eval_history if row["domain"] == t],
+                    })
                     m = res["metrics"]
                     cells.append(f"{t}: TAR@1e-2 {m['tar@far=1e-2']['estimate']:.3f} AUC {m['auc']['estimate']:.3f} rank-1 {m['rank1']['estimate']:.3f}")
-                result.wall_seconds = time.perf_counter() - start
-                if out_dir is not None and main:
-                    result.save(out_dir)
-                say(f"[{done}/{total}] seed {seed} {method:<16} {seconds:6.1f} s  " + "; ".join(cells))
-    result.wall_seconds = time.perf_counter() - start
+                save()
+                say(f"[{done}/{total}] seed {seed} {name:<16} {seconds:6.1f} s  " + "; ".join(cells))
     result.complete = True
+    save()
     if out_dir is not None and main:
-        result.save(out_dir)
         result.plot_roc(out_dir)
+        result.plot_curves(out_dir)
     return result
+
+
+#: Training-log columns kept in results.json (per ``log_every`` steps): losses and MFR's hard-pair counts.
+_CURVE_KEYS = ("step", "loss", "loss_s", "loss_t", "hard_positives", "hard_negatives", "lr")
+
+
+def _split_validation(data: FaceData, fraction: float, seed: int) -> tuple[FaceData, FaceData]:
+    from .search import split_validation
+
+    return split_validation(data, fraction, seed)
+
+
+def _temporary_checkpoint(trainer: Trainer) -> Path:
+    import tempfile
+
+    return trainer.save(Path(tempfile.mkdtemp(prefix="mfr-stage1-")) / "stage1.safetensors")
+
+
+#: What must match for ``resume`` (methods and seeds may grow).
+_RESUME_KEYS = ("protocol", "targets", "config", "evaluation", "search", "budget", "stage1_fraction")
+
+
+def _adopt_earlier(result: ProtocolResult, out: Path, resume: bool, force: bool) -> None:
+    """Take over the finished runs of ``out/results.json`` when resuming; refuse to overwrite it
+    otherwise (unless ``force``), and refuse to resume what another configuration or data made."""
+    path = out / "results.json"
+    if not path.exists():
+        return
+    if force:
+        return
+    if not resume:
+        raise _core.InvalidInputError(f"{out} already holds results (results.json): resume continues them (--resume), force starts over (--force)")
+    earlier = ProtocolResult.load(path)
+    mine, theirs = result.to_dict(), earlier.to_dict()
+    for key in _RESUME_KEYS:
+        if mine.get(key) != theirs.get(key):
+            a, b = theirs.get(key), mine.get(key)
+            if isinstance(a, dict) and isinstance(b, dict):
+                diff = {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+                detail = f"{diff} (earlier, now)"
+            else:
+                detail = f"{a!r} earlier, {b!r} now"
+            raise _core.InvalidInputError(f"cannot resume {out}: it was made with another {key}: {detail}")
+    if earlier.fingerprint.get("sha256") != result.fingerprint.get("sha256"):
+        raise _core.InvalidInputError(f"cannot resume {out}: it was made from other data ({earlier.fingerprint.get('name')}, {earlier.fingerprint.get('images')} images; now {result.fingerprint.get('name')}, {result.fingerprint.get('images')} images)")
+    result.runs = list(earlier.runs)
+    result.searches = list(earlier.searches)
+    result.settings = dict(earlier.settings)
+    result.wall_seconds = earlier.wall_seconds
+    result.methods = list(dict.fromkeys([*earlier.methods, *result.methods]))
+    result.seeds = max(result.seeds, earlier.seeds)

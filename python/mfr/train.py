@@ -54,6 +54,9 @@ class TrainConfig:
     :class:`mfr.MetaStepConfig` (MFR and MLDG). ``head_scale`` / ``margin``: classifier heads.
     ``dtype``: float32 or float64 parameters. ``eval_every`` / ``log_every`` /
     ``checkpoint_every``: in steps (0: never; a checkpoint is always written at the end).
+    ``init``: start the backbone from these weights instead of a random initialisation (an mfr
+    checkpoint, or a state dict as arcface_torch saves it: ``.pth`` / ``.pt`` / ``.safetensors``;
+    see :func:`load_init_weights`); heads and optimizer always start fresh.
     """
 
     method: str = "mfr"
@@ -95,6 +98,7 @@ class TrainConfig:
     eval_every: int = 0
     log_every: int = 10
     checkpoint_every: int = 0
+    init: str | None = None
 
     def meta_config(self) -> MetaStepConfig:
         return MetaStepConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(MetaStepConfig)})
@@ -199,6 +203,8 @@ class Trainer:
             raise _core.InvalidInputError(f"Trainer: every source domain needs at least 2 identities with 2 images; the smallest has {fewest}")
         torch.manual_seed(config.seed)
         self.backbone = config.build_backbone(self.device)
+        if config.init is not None:
+            load_init_weights(self.backbone, config.init)
         self.method: Method = make_method(config.method, self.backbone, data.index.n_identities, config.meta_config(), config.head_scale, config.margin)
         if self.method.head is not None:
             self.method.head.to(self.device, self.dtype)
@@ -433,6 +439,51 @@ class Trainer:
 def _under(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The entries named ``prefix<name>``, as ``{name: tensor}``."""
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def load_init_weights(backbone: Backbone, path: str | os.PathLike[str]) -> None:
+    """Load starting weights into ``backbone`` from ``path``: an mfr training checkpoint (its
+    backbone), a safetensors state dict, or a ``torch.save``d state dict (``.pth`` / ``.pt``, read
+    with ``weights_only=True``; a ``{"state_dict": ...}`` wrapper and ``module.`` / ``backbone.``
+    prefixes, as DataParallel and training scripts write them, are accepted). A file that does not
+    fit the backbone raises :class:`mfr.InvalidInputError` naming the mismatch."""
+    path = Path(path)
+    if not path.is_file():
+        raise _core.DataError(f"init: {path} is not a file (expected an mfr checkpoint or a .pth/.pt/.safetensors state dict)")
+    state: Mapping[str, Any]
+    if path.suffix == ".safetensors":
+        tensors, meta = _read_safetensors(path)
+        state = _under(tensors, "model/") if meta.get("format") == _FORMAT else tensors
+    else:
+        try:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # pickle errors, foreign objects refused by weights_only, truncation
+            raise _core.DataError(f"init: cannot read {path} as a state dict: {e}") from None
+        if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
+            loaded = loaded["state_dict"]
+        if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+            raise _core.DataError(f"init: {path} does not hold a state dict of tensors")
+        state = loaded
+    for prefix in ("module.", "backbone."):
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    ref = backbone.parameter_list()[0]
+    with torch.no_grad():
+        backbone.load_state_dict({k: v.to(ref.device) for k, v in state.items()})
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors of a safetensors file and, when it is an mfr checkpoint, its metadata."""
+    try:
+        return load_checkpoint(path)
+    except _core.DataError:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path)), {}
+        except (SafetensorError, OSError) as e:
+            raise _core.DataError(f"init: cannot read {path} as safetensors: {e}") from None
 
 
 def load_backbone(path: str | os.PathLike[str], device: str = "cpu") -> tuple[Backbone, dict[str, Any]]:
