@@ -79,6 +79,7 @@ def test_two_stage_equal_time_and_curves(data, tmp_path):
     two = next(x for x in r.runs if x["method"] == "mfr@arcface")
     assert two["config"]["method"] == "mfr" and two["config"]["steps"] == 2 and two["steps"] == 4
     assert two["config"]["init"].endswith("stage1.safetensors")
+    assert [p["step"] for p in two["eval_curve"]] == [4]  # stage 2 evaluates at its step 2 = step 4 overall
     assert (tmp_path / "runs" / f"arcface-stage1-{names[0]}-seed0" / "stage1.safetensors").exists()
     mfr_run = next(x for x in r.runs if x["method"] == "mfr")
     soft = next(x for x in r.runs if x["method"] == "softmax")
@@ -88,7 +89,8 @@ def test_two_stage_equal_time_and_curves(data, tmp_path):
     assert [p["step"] for p in mfr_run["eval_curve"]] == [2, 4]
     assert "hard_positives" in mfr_run["curve"][0]
     assert (tmp_path / f"curves_{names[0]}.png").exists() and (tmp_path / f"curves_{names[0]}.svg").exists()
-    assert "| softmax:time |" in (tmp_path / "results.md").read_text()
+    md = (tmp_path / "results.md").read_text()
+    assert "| softmax:time |" in md and "difference vs softmax:time" in md and r.best_pooled(budget="time") == "softmax:time"
     with pytest.raises(mfr.InvalidInputError, match="include mfr"):
         run_protocol(data, "lodo", methods=["softmax"], config=cfg(), budget="time", **quiet())
     with pytest.raises(mfr.InvalidInputError, match="unknown method"):

@@ -356,10 +356,12 @@ class ProtocolResult:
         losses = sum(1 for d in per_target.values() if d.excludes_zero and sign * d.estimate < 0)
         return Comparison(a, b, metric, confidence, per_target, mean, wins, losses, method)
 
-    def best_pooled(self, metric: str = "tar@far=1e-2") -> str | None:
-        """The pooled baseline (softmax/CosFace/ArcFace) with the best mean over targets."""
+    def best_pooled(self, metric: str = "tar@far=1e-2", budget: str = "steps") -> str | None:
+        """The pooled baseline (softmax/CosFace/ArcFace) with the best mean over targets; with
+        ``budget="time"`` among their equal-compute rows (``<method>:time``)."""
         sign = -1 if metric in LOWER_IS_BETTER else 1
-        scored = [(sign * avg, m) for m, _, avg in self._grid(metric) if m in POOLED and m in self.methods and not math.isnan(avg)]
+        names = set(POOLED) if budget == "steps" else {f"{p}:time" for p in POOLED}
+        scored = [(sign * avg, m) for m, _, avg in self._grid(metric) if m in names and not math.isnan(avg)]
         return max(scored)[1] if scored else None
 
     def table(self, metric: str = "tar@far=1e-2") -> str:
@@ -468,6 +470,9 @@ class ProtocolResult:
         parts += ["", "## Paired differences", ""]
         for metric in ("tar@far=1e-2", "tar@far=1e-3", "auc", "rank1"):
             parts += [self.difference_table(metric, baseline), ""]
+        timed = self.best_pooled("tar@far=1e-2", budget="time")
+        if timed is not None:
+            parts += ["Equal compute: every method against the best pooled baseline trained for MFR's time.", "", self.difference_table("tar@far=1e-2", timed), ""]
         if self.searches:
             s = self.search
             parts += ["## Model selection", "", f"{s.get('n')} settings per method, {s.get('steps') or c['steps']} steps each, seed 0; validation: "
@@ -901,17 +906,18 @@ def run_protocol(
                 seconds = time.perf_counter() - t0
                 done += 1
                 cells = []
-                curve = [{k: v for k, v in row.items() if k in _CURVE_KEYS} for row in trainer.history[:: max(1, config.log_every)]]
+                offset = config.steps - cfg.steps if "@" in name else 0  # two-stage: steps count from the pooled stage's start
+                curve = [{**{k: v for k, v in row.items() if k in _CURVE_KEYS}, "step": row["step"] + offset} for row in trainer.history[:: max(1, config.log_every)]]
                 for t, td in target_data.items():
                     res = evaluate_domain(trainer.backbone, td, 0, **eval_kw)
                     result.runs.append({
                         "method": name, "target": t, "seed": seed, "sources": src, **res,
                         "train_seconds": seconds, "step_seconds": trainer.train_seconds + stage_seconds,
-                        "steps": trainer.step + (config.steps - cfg.steps if "@" in name else 0),
+                        "steps": trainer.step + offset,
                         "config": dataclasses.asdict(cfg),
                         "final_loss": trainer.history[-1]["loss"] if trainer.history else None,
                         "curve": curve,
-                        "eval_curve": [{k: v for k, v in row.items() if k in ("step", *METRICS)} for row in trainer.eval_history if row["domain"] == t],
+                        "eval_curve": [{**{k: v for k, v in row.items() if k in METRICS}, "step": row["step"] + offset} for row in trainer.eval_history if row["domain"] == t],
                     })
                     m = res["metrics"]
                     cells.append(f"{t}: TAR@1e-2 {m['tar@far=1e-2']['estimate']:.3f} AUC {m['auc']['estimate']:.3f} rank-1 {m['rank1']['estimate']:.3f}")
