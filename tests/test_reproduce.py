@@ -58,9 +58,9 @@ def test_lodo_protocol_writes_complete_results(data, tmp_path):
     for title in ("TAR @ FAR=1e-2", "AUC", "Rank-1"):
         assert title in md
     # Metric tables, difference tables (not for TAR@FAR=1e-3: undefined below 1,000 impostor pairs), timing.
-    assert md.count("| mldg |") == len(METRICS) + 3 + 1
+    assert md.count("| mldg |") == 1 + len(METRICS) + 3 + 1  # overview too
     assert "no difference table for tar@far=1e-3" in md
-    assert "difference vs " in md and "Status: complete" in md
+    assert "difference vs " in md and "Status: complete" in md and "Overview: mean over targets" in md
     assert saved["complete"] is True and saved["expected_runs"] == 9
     assert saved["provenance"]["mfr"] == mfr.__version__ and saved["command"]
     assert saved["fingerprint"]["images"] == len(data) and len(saved["fingerprint"]["sha256"]) == 64

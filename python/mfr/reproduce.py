@@ -395,6 +395,21 @@ class ProtocolResult:
             grid.append((method, cells, avg))
         return grid
 
+    def overview(self) -> str:
+        """Markdown: every row's mean over targets (of the means over seeds) for every metric."""
+        grids = {metric: {m: avg for m, _, avg in self._grid(metric)} for metric in METRICS}
+        lines = [
+            "**Overview: mean over targets**",
+            "",
+            "| method | " + " | ".join(METRIC_SHORT[m] for m in METRICS) + " |",
+            "|---|" + "---|" * len(METRICS),
+        ]
+        for method in self.rows():
+            if method in grids[METRICS[0]]:
+                cells = [grids[metric].get(method, math.nan) for metric in METRICS]
+                lines.append(f"| {method} | " + " | ".join("—" if math.isnan(c) else f"{c:.3f}" for c in cells) + " |")
+        return "\n".join(lines)
+
     def difference_table(self, metric: str = "tar@far=1e-2", baseline: str | None = None, confidence: float = 0.95) -> str:
         """Markdown: every other method minus ``baseline`` (default :meth:`best_pooled`), per target
         and over targets, with paired intervals (``*``: the interval excludes 0), and how many
@@ -465,6 +480,7 @@ class ProtocolResult:
         ]
         if self.command:
             parts += ["", f"Command: `{self.command}`"]
+        parts += ["", self.overview()]
         for metric in METRICS:
             parts += ["", self.table(metric)]
         parts += ["", "## Paired differences", ""]
