@@ -29,6 +29,7 @@ domain's own BatchNorm statistics).
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Any
@@ -61,6 +62,7 @@ def _interval(estimate: float, low: float, high: float) -> dict[str, float]:
     return {"estimate": float(estimate), "low": float(low), "high": float(high)}
 
 
+@functools.lru_cache(maxsize=256)  # a few (p, df) pairs recur in every report
 def t_quantile(p: float, df: int) -> float:
     """Quantile ``p`` (in (0.5, 1)) of Student's t with ``df`` degrees of freedom: bisection on the
     CDF, integrated with Simpson's rule (accurate to ~1e-9; no scipy needed)."""
