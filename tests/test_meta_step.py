@@ -203,10 +203,12 @@ def test_bad_input():
         step.step(doms, [([0], [5])])
     with pytest.raises(mfr.InvalidInputError, match="both meta-train and meta-test"):
         step.step(doms, [([0, 1], [1])])
-    with torch.no_grad():  # the step enables grad itself: no crash, gradients written
-        for p in net.parameter_list():
-            p.grad = None
+    for p in net.parameter_list():
+        p.grad = None
+    with torch.no_grad(), pytest.raises(mfr.InvalidInputError, match="needs autograd"):  # refused before touching autograd
         step.step(doms, LOO3)
+    assert all(p.grad is None for p in net.parameter_list())
+    step.step(doms, LOO3)
     assert all(p.grad is not None for p in net.parameter_list())
     frozen = net.parameter_list()[0]
     frozen.requires_grad_(False)

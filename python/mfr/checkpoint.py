@@ -66,6 +66,60 @@ def save_checkpoint(path: str | os.PathLike[str], tensors: Mapping[str, torch.Te
     return path
 
 
+def check_output_folder(path: str | os.PathLike[str], what: str) -> None:
+    """Refuse, before any work, an output folder that cannot be made: an existing file, or a path
+    whose nearest existing ancestor is a file or not writable (:class:`mfr.InvalidInputError`)."""
+    p = Path(path)
+    if p.exists():
+        if not p.is_dir():
+            raise _core.InvalidInputError(f"{what} {p}: exists and is not a folder")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise _core.InvalidInputError(f"{what} {p}: the folder is not writable")
+        return
+    ancestor = p.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise _core.InvalidInputError(f"{what} {p}: cannot be created, {ancestor} is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise _core.InvalidInputError(f"{what} {p}: cannot be created, {ancestor} is not writable")
+
+
+def remove_stale_temp_files(path: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temp files :func:`save_checkpoint` left beside ``path`` when its process was
+    killed mid-write (``.<name>.tmp-<pid>`` of a process that no longer exists); a live process's
+    temp file (another run writing now) is never touched. Returns what was removed."""
+    path = Path(path)
+    removed = []
+    prefix = f".{path.name}.tmp-"
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        pid_text = entry.name[len(prefix) :]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _alive(int(pid_text)):
+            continue
+        try:
+            entry.unlink()
+            removed.append(entry)
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # exists under another user (or cannot be asked): leave its file alone
+    return True
+
+
 def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(tensors, meta)`` of a checkpoint written by :func:`save_checkpoint`. A missing,
     truncated or foreign file raises :class:`mfr.DataError` naming it."""

@@ -105,6 +105,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     data = _load_data(args)
     methods = _csv(args.methods) or list(METHODS)
+    search = _search_count(args.search)
     config = _train_config(args)
     print(f"mfr reproduce: protocol {args.protocol} on {data.name}: {len(data)} images, domains {', '.join(data.domain_names)}")  # type: ignore[attr-defined]
     print(f"methods: {', '.join(methods)}; {args.steps} steps each, {args.seeds} seed(s), {args.device}; results in {args.out}/")
@@ -123,7 +124,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         progress=not args.no_progress if args.no_progress else None,
         command=command,
         eval_seed=args.eval_seed,
-        search=_search_count(args.search),
+        search=search,
         search_steps=args.search_steps,
         select_metric=args.select_metric,
         validation_fraction=args.validation_fraction,
@@ -149,6 +150,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     if args.threads is not None:
         mfr.set_num_threads(args.threads)
+    from mfr.checkpoint import check_output_folder
+
+    check_output_folder(args.out, "--out")
     data = _load_data(args)
     sources = _csv(args.sources) or data.domain_names  # type: ignore[attr-defined]
     held_out = [d for d in data.domain_names if d not in {data.domain_names[data.domain_number(s)] for s in sources}]  # type: ignore[attr-defined]

@@ -20,6 +20,8 @@ pairs of domain positions. With a single meta-train domain L_da is 0.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +46,25 @@ class MetaStepConfig:
     w_cls: float = 1.0
     w_da: float = 1.0
     first_order: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse values that would silently poison training: NaN/inf anywhere, a negative step
+        size or loss weight, ``gamma`` outside [0, 1], a non-positive scale."""
+        errors = []
+        for name in ("alpha", "gamma", "tau_p", "tau_n", "scale", "w_hp", "w_cls", "w_da"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                errors.append(f"{name} must be a finite number, got {value!r}")
+        if not errors:
+            if self.alpha < 0:
+                errors.append(f"alpha must be >= 0, got {self.alpha}")
+            if not 0 <= self.gamma <= 1:
+                errors.append(f"gamma must lie in [0, 1], got {self.gamma}")
+            if self.scale <= 0:
+                errors.append(f"scale must be > 0, got {self.scale}")
+            errors += [f"{w} must be >= 0, got {getattr(self, w)}" for w in ("w_hp", "w_cls", "w_da") if getattr(self, w) < 0]
+        if errors:
+            raise _core.InvalidInputError("MetaStepConfig: " + "; ".join(errors))
 
 
 def _split_pairs(splits: Sequence[Any]) -> list[tuple[list[int], list[int]]]:
@@ -85,7 +106,19 @@ class MetaStep:
 
         Every split's second-order graph is held until one final backward (that is how splits share
         each domain's forward), so peak memory is about twice the per-split reference's. The first
-        CPU step makes glibc keep freed heap for reuse (``MFR_HEAP_REUSE=0`` turns that off)."""
+        CPU step makes glibc keep freed heap for reuse (``MFR_HEAP_REUSE=0`` turns that off).
+
+        The step differentiates, so it refuses to run inside ``torch.inference_mode()`` or
+        ``torch.no_grad()`` and on inference tensors (:class:`mfr.InvalidInputError`)."""
+        if torch.is_inference_mode_enabled() or not torch.is_grad_enabled():
+            raise _core.InvalidInputError("MetaStep.step: the meta-step needs autograd; it was called inside torch.inference_mode() or torch.no_grad()")
+        for kind, tensors in (("parameter", self.backbone.parameter_list()), ("buffer", self.backbone.buffer_list()), ("domains", list(domains))):
+            bad = [i for i, t in enumerate(tensors) if isinstance(t, torch.Tensor) and t.is_inference()]
+            if bad:
+                raise _core.InvalidInputError(
+                    f"MetaStep.step: {kind} tensor(s) {bad[:5]} are inference tensors (made inside torch.inference_mode()) and cannot take part in autograd; "
+                    "build the backbone and the images outside inference mode"
+                )
         c = self.config
         return _core.meta_step(
             self.backbone.arch,

@@ -134,6 +134,13 @@ class Backbone(torch.nn.Module):
         return [self.get_buffer(n) for n in self.buffer_names]
 
     def forward(self, images: torch.Tensor, params: Sequence[torch.Tensor] | Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        if self.training and isinstance(images, torch.Tensor) and images.dim() == 4 and images.shape[0] == 1:
+            # As torch.nn.BatchNorm: one image has no batch variance, and its statistics would
+            # make the running variance non-finite.
+            raise _core.InvalidInputError(
+                "Backbone.forward: a training-mode batch needs more than 1 image (BatchNorm statistics of one image are undefined); "
+                "use eval mode (net.eval()) or embed() for single images"
+            )
         if params is None:
             ps, mode = self.parameter_list(), ("train" if self.training else "eval")
         else:

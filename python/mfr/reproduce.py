@@ -39,6 +39,7 @@ import torch
 
 from . import _core
 from . import distributed
+from .checkpoint import check_output_folder
 from .evaluate import METRICS, evaluate_domain, t_quantile
 from .facedata import FaceData
 from .methods import METHODS
@@ -831,6 +832,7 @@ def run_protocol(
         result.command = " ".join(shlex.quote(a) for a in sys.argv) if sys.argv and sys.argv[0] else None
     main = distributed.is_main()  # under torchrun every rank trains and evaluates; rank 0 writes
     if out_dir is not None:
+        check_output_folder(out_dir, "out_dir")
         _adopt_earlier(result, Path(out_dir), resume=resume, force=force)
     say = log if (log is not None and main) else (lambda _: None)
     start = time.perf_counter() - result.wall_seconds

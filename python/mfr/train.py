@@ -25,7 +25,7 @@ import torch
 
 from . import _core
 from . import distributed as dist_utils
-from .checkpoint import flatten_optimizer_state, load_checkpoint, save_checkpoint, unflatten_optimizer_state
+from .checkpoint import flatten_optimizer_state, load_checkpoint, remove_stale_temp_files, save_checkpoint, unflatten_optimizer_state
 from .data import normalize_images
 from .facedata import FaceData
 from .meta import MetaStepConfig, domains_from_batch
@@ -126,8 +126,24 @@ class TrainConfig:
             errors.append(f"schedule must be 'cosine', 'step' or 'constant', got {self.schedule!r}")
         if self.dtype not in ("float32", "float64"):
             errors.append(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        if self.steps < 0 or self.ids_per_domain < 2 or self.lr <= 0:
+        numbers = {"lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay, "head_scale": self.head_scale, "dist_timeout": self.dist_timeout}
+        numbers.update({k: v for k, v in (("grad_clip", self.grad_clip), ("margin", self.margin)) if v is not None})
+        for name, value in numbers.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                errors.append(f"{name} must be a finite number, got {value!r}")
+        if self.steps < 0 or self.ids_per_domain < 2 or not self.lr > 0:
             errors.append(f"steps must be >= 0, ids_per_domain >= 2 and lr > 0, got {self.steps}, {self.ids_per_domain}, {self.lr}")
+        for name in ("momentum", "weight_decay"):
+            if getattr(self, name) < 0:
+                errors.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            errors.append(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if not self.head_scale > 0:
+            errors.append(f"head_scale must be > 0, got {self.head_scale}")
+        try:
+            self.meta_config()
+        except _core.InvalidInputError as e:
+            errors.append(str(e).removeprefix("MetaStepConfig: "))
         if errors:
             raise _core.InvalidInputError("TrainConfig: " + "; ".join(errors))
 
@@ -278,6 +294,8 @@ class Trainer:
     def fit(self, resume: bool = False) -> list[dict[str, Any]]:
         """Train to ``config.steps``; with ``resume``, first load ``<out_dir>/checkpoint.safetensors``
         when it exists. Returns the per-step history."""
+        if self.out_dir is not None and self.rank == 0:
+            remove_stale_temp_files(self.out_dir / CHECKPOINT_NAME)
         if resume and self.out_dir is not None and (self.out_dir / CHECKPOINT_NAME).exists():
             self.load(self.out_dir / CHECKPOINT_NAME)
         c = self.config
