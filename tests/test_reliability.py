@@ -134,3 +134,30 @@ def test_unusable_output_folders_are_user_errors(tmp_path, capsys):
                      "--batch-ids", "4", "--steps", "1", "--no-progress", "--methods", "softmax", "--out", str(bad)]) == 2
         assert "out_dir" in capsys.readouterr().err
     check_output_folder(tmp_path / "new" / "deeper", "--out")  # creatable: fine
+
+
+def test_clear_errors_for_files_states_and_empty_galleries(tmp_path):
+    import numpy as np
+
+    from mfr.data import read_lfw_pairs
+    from mfr.sampler import DomainSampler
+    from mfr.train import load_backbone
+
+    (tmp_path / "pairs.txt").write_bytes(bytes(range(256)))
+    with pytest.raises(mfr.DataError, match="not a text file"):
+        read_lfw_pairs(tmp_path / "pairs.txt", tmp_path)
+    data = FaceData.synthetic(n_domains=2, ids_per_domain=4, images_per_id=2, size=16, channels=1, seed=0)
+    sampler = DomainSampler(data.index, ids_per_domain=2)
+    state = sampler.state_dict()
+    for bad in ({**state, "position": -1}, {**state, "position": len(sampler) + 1}, {**state, "epoch": "x"}):
+        with pytest.raises(mfr.InvalidInputError, match="DomainSampler.load_state_dict"):
+            sampler.load_state_dict(bad)
+    with pytest.raises(mfr.InvalidInputError, match="gallery are empty"):
+        mfr.metrics.identification(np.zeros((0, 4), np.float32), np.zeros(0), np.ones((2, 4), np.float32), np.array([0, 1]))
+    # A diverged checkpoint is blamed, not the scoring function that would meet its NaNs.
+    trainer = Trainer(TrainConfig(input_size=16, channels=1, width=4, embedding_dim=16, ids_per_domain=2, steps=0), data)
+    with torch.no_grad():
+        trainer.backbone.parameter_list()[0][0].fill_(float("nan"))
+    path = trainer.save(tmp_path / "nan.safetensors")
+    with pytest.raises(mfr.DataError, match="non-finite"):
+        load_backbone(path)

@@ -180,9 +180,11 @@ def read_lfw_pairs(path: str | os.PathLike, root: str | os.PathLike, ext: str = 
     ``root/name/name_{i:04d}.{ext}``."""
     path, root = Path(path), Path(root)
     try:
-        lines = path.read_text().splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as e:
         raise DataError(f"read_lfw_pairs: cannot read {path}: {e}") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"read_lfw_pairs: {path} is not a text file (byte {e.start} is not UTF-8); expected LFW's pairs.txt") from None
     lines = [(n + 1, line.split()) for n, line in enumerate(lines) if line.strip()]
     if not lines:
         raise DataError(f"read_lfw_pairs: {path} is empty")

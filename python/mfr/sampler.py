@@ -189,8 +189,15 @@ class DomainSampler:
             raise _core.InvalidInputError(
                 f"DomainSampler.load_state_dict: the state was taken with a different configuration: {mismatched} (state, this)"
             )
-        self.epoch = int(state["epoch"])
-        self.position = int(state["position"])
+        try:
+            epoch, position = int(state["epoch"]), int(state["position"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise _core.InvalidInputError(f"DomainSampler.load_state_dict: the state needs integer 'epoch' and 'position' entries ({e!r})") from None
+        if not 0 <= epoch < 2**63 or not 0 <= position <= len(self):
+            raise _core.InvalidInputError(
+                f"DomainSampler.load_state_dict: epoch must lie in [0, 2**63) and position in [0, {len(self)}] (meta-batches per epoch), got epoch {epoch}, position {position}"
+            )
+        self.epoch, self.position = epoch, position
 
     def batch_sampler(self) -> _BatchSamplerView:
         """A view for ``torch.utils.data.DataLoader(dataset, batch_sampler=...)``."""

@@ -510,6 +510,10 @@ def load_backbone(path: str | os.PathLike[str], device: str = "cpu") -> tuple[Ba
     if meta.get("format") != _FORMAT:
         raise _core.DataError(f"load_backbone: {path} is not an mfr training checkpoint")
     net = Backbone(**meta["backbone"]).to(resolve_device(device))
-    net.load_state_dict(_under(tensors, "model/"))
+    weights = _under(tensors, "model/")
+    broken = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise _core.DataError(f"load_backbone: {path} holds non-finite (NaN/inf) weights in {', '.join(broken[:3])}{' and more' if len(broken) > 3 else ''}: the run that wrote it diverged")
+    net.load_state_dict(weights)
     net.eval()
     return net, meta
