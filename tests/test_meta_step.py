@@ -223,9 +223,15 @@ def test_bad_input():
     bad[0][0, 0, 0, 0] = float("nan")
     for p in net.parameter_list():
         p.grad = None
+    before = [b.clone() for b in net.buffer_list()]
     with pytest.raises(mfr.InvalidInputError, match=r"(L_S|L_T|finite).*"):
         step.step(bad, LOO3)
     assert all(p.grad is None for p in net.parameter_list())  # nothing written
+    assert all(torch.equal(a, b) for a, b in zip(before, net.buffer_list()))  # BatchNorm statistics untouched
+    bad[0][0, 0, 0, 0] = float("inf")
+    with pytest.raises(mfr.InvalidInputError):
+        step.step(bad, LOO3)
+    assert all(torch.equal(a, b) for a, b in zip(before, net.buffer_list()))
 
 
 @pytest.mark.cuda

@@ -161,3 +161,26 @@ def test_clear_errors_for_files_states_and_empty_galleries(tmp_path):
     path = trainer.save(tmp_path / "nan.safetensors")
     with pytest.raises(mfr.DataError, match="non-finite"):
         load_backbone(path)
+
+
+@pytest.mark.parametrize("method", ["arcface", "mldg", "mfr"])
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_a_non_finite_step_leaves_model_statistics_and_optimizer_as_they_were(method, value, monkeypatch):
+    import mfr.train
+
+    data = FaceData.synthetic(n_domains=3, ids_per_domain=4, images_per_id=2, size=16, channels=1, seed=0)
+    trainer = Trainer(TrainConfig(method=method, input_size=16, channels=1, width=4, embedding_dim=16, ids_per_domain=2, steps=2, warmup_steps=0), data)
+    trainer.train_step()  # a healthy step first: statistics and momentum exist
+    params = [p.detach().clone() for p in trainer.backbone.parameter_list()]
+    buffers = [b.clone() for b in trainer.backbone.buffer_list()]
+    momentum = [v.clone() for st in trainer.optimizer.state.values() for v in st.values() if isinstance(v, torch.Tensor)]
+    # Every image of the next batch is NaN/inf (as a corrupt decode would give).
+    monkeypatch.setattr(mfr.train, "normalize_images", lambda x: torch.full(x.shape, value))
+    with pytest.raises(mfr.MfrError, match="(?i)nan|inf|finite"):
+        trainer.train_step()
+    assert all(torch.equal(a, b) for a, b in zip(params, trainer.backbone.parameter_list()))
+    assert all(torch.equal(a, b) for a, b in zip(buffers, trainer.backbone.buffer_list()))
+    after = [v for st in trainer.optimizer.state.values() for v in st.values() if isinstance(v, torch.Tensor)]
+    assert len(after) == len(momentum) and all(torch.equal(a, b) for a, b in zip(momentum, after))
+    assert all(p.grad is None for p in trainer.method.parameters())
+    assert trainer.step == 1

@@ -120,17 +120,27 @@ class MetaStep:
                     "build the backbone and the images outside inference mode"
                 )
         c = self.config
-        return _core.meta_step(
-            self.backbone.arch,
-            self.backbone.parameter_list(),
-            self.backbone.buffer_list(),
-            list(domains),
-            _split_pairs(splits),
-            float(c.alpha),
-            float(c.gamma),
-            float(c.tau_p),
-            float(c.tau_n),
-            float(c.scale),
-            (float(c.w_hp), float(c.w_cls), float(c.w_da)),
-            bool(c.first_order),
-        )
+        buffers = self.backbone.buffer_list()
+        # The forwards at theta update BatchNorm's running statistics as they go; a step that raises
+        # (e.g. a NaN image makes L_S non-finite) must leave them as they were.
+        saved = [b.detach().clone() for b in buffers]
+        try:
+            return _core.meta_step(
+                self.backbone.arch,
+                self.backbone.parameter_list(),
+                buffers,
+                list(domains),
+                _split_pairs(splits),
+                float(c.alpha),
+                float(c.gamma),
+                float(c.tau_p),
+                float(c.tau_n),
+                float(c.scale),
+                (float(c.w_hp), float(c.w_cls), float(c.w_da)),
+                bool(c.first_order),
+            )
+        except BaseException:
+            with torch.no_grad():
+                for b, s in zip(buffers, saved):
+                    b.copy_(s)
+            raise

@@ -140,7 +140,7 @@ class MLDGMethod(Method):
             lt_sum += float(l_t.detach()) / len(splits)
         assert isinstance(objective, torch.Tensor)
         if not torch.isfinite(objective):
-            raise _core.InvalidInputError(f"mldg: the objective is {float(objective)}; no gradient was written")
+            raise _core.InvalidInputError(f"mldg: the objective is {float(objective.detach())}; no gradient was written")
         objective.backward()
         return {"loss": float(objective.detach()), "loss_s": ls_sum, "loss_t": lt_sum}
 
@@ -155,7 +155,7 @@ class PooledMethod(Method):
         emb = self.backbone(torch.cat(list(domains)))
         loss = self.head.loss(emb, torch.cat(list(labels)))
         if not torch.isfinite(loss):
-            raise _core.InvalidInputError(f"{self.name}: the loss is {float(loss)}; no gradient was written")
+            raise _core.InvalidInputError(f"{self.name}: the loss is {float(loss.detach())}; no gradient was written")
         loss.backward()
         return {"loss": float(loss.detach())}
 

@@ -277,7 +277,21 @@ class Trainer:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         self.backbone.train()
-        stats = self.method.step(domains, labels, mb.splits)
+        buffers = self.backbone.buffer_list()
+        saved = [b.detach().clone() for b in buffers]  # BatchNorm statistics: committed only by a finite step
+        try:
+            stats = self.method.step(domains, labels, mb.splits)
+            if not math.isfinite(float(stats["loss"])):
+                raise _core.DataError(
+                    f"Trainer: step {self.step + 1} ({c.method}): the loss is not finite ({stats['loss']}); the weights, BatchNorm statistics and "
+                    "optimizer are as before the step (check the images for NaN/inf, or lower lr)"
+                )
+        except BaseException:
+            self.optimizer.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for b, s in zip(buffers, saved):
+                    b.copy_(s)
+            raise
         self.averager()  # no-op in a single process
         if c.grad_clip:
             stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.method.parameters(), c.grad_clip))
