@@ -181,3 +181,19 @@ def test_cli_resume_into_other_configuration_keeps_the_results(tmp_path, capsys)
     assert main(["reproduce", *SMALL, "--steps", "1", "--methods", "softmax", "--targets", "0", "--bootstrap", "5", "--out", str(out)]) == 2
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert json.loads((out / "results.json").read_text())["complete"] is True
+
+
+def test_cli_version_and_threads(capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"mfr {mfr.__version__}"
+    threads = torch.get_num_threads()
+    try:
+        (tmp_path / "file").write_text("x")
+        assert main(["reproduce", *SMALL, "--steps", "1", "--methods", "softmax", "--targets", "0", "--threads", "1", "--out", str(tmp_path / "file" / "x")]) == 2
+        assert torch.get_num_threads() == 1 and mfr.get_num_threads() == 1  # set for torch and mfr before anything else
+    finally:
+        torch.set_num_threads(threads)
+        mfr.set_num_threads(threads)
+    assert main(["train", *SMALL, "--threads", "0"]) == 2
+    assert "--threads must be >= 1" in capsys.readouterr().err

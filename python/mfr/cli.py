@@ -12,6 +12,12 @@ from collections.abc import Sequence
 import numpy as np
 
 
+def _version() -> str:
+    from mfr import __version__
+
+    return __version__
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
     import mfr
 
@@ -25,8 +31,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from mfr.metrics import verification_report
     from mfr.synthetic import synthetic_embeddings
 
-    if args.threads is not None:
-        mfr.set_num_threads(args.threads)
+    _set_threads(args.threads)
     info = mfr.build_info()
     print("mfr build:", ", ".join(f"{k}={info[k]}" for k in ("mfr", "torch", "cuda_available", "cuda_device_count", "num_threads")))
     data = synthetic_embeddings(n_domains=args.domains, ids_per_domain=args.ids, seed=args.seed)
@@ -44,6 +49,20 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         cells = [str(rep.ci["auc"]), str(rep.ci["eer"]), str(rep.ci["tar@far=0.001"])]
         print(f"{d:>6} {len(pairs):>8} {cells[0]:>24} {cells[1]:>24} {cells[2]:>24}   ({dt:.2f} s)")
     return 0
+
+
+def _set_threads(threads: int | None) -> None:
+    """``--threads N``: the CPU threads of both torch and mfr's Rust core."""
+    if threads is None:
+        return
+    import torch
+
+    import mfr
+
+    if threads < 1:
+        raise mfr.InvalidInputError(f"--threads must be >= 1, got {threads}")
+    mfr.set_num_threads(threads)
+    torch.set_num_threads(threads)
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -98,11 +117,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from mfr.methods import METHODS
     from mfr.reproduce import run_protocol
 
-    if args.threads is not None:
-        mfr.set_num_threads(args.threads)
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     data = _load_data(args)
     methods = _csv(args.methods) or list(METHODS)
     search = _search_count(args.search)
@@ -148,8 +163,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import mfr
     from mfr.train import Trainer
 
-    if args.threads is not None:
-        mfr.set_num_threads(args.threads)
+    _set_threads(args.threads)
     from mfr.checkpoint import check_output_folder
 
     check_output_folder(args.out, "--out")
@@ -232,6 +246,7 @@ def _add_training_args(p: argparse.ArgumentParser, steps: int) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mfr", description="Meta Face Recognition toolkit")
+    parser.add_argument("--version", action="version", version=f"mfr {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="print build and runtime information as JSON")
     info.set_defaults(func=_cmd_info)
