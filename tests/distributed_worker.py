@@ -74,6 +74,9 @@ def main():
         torch.save({"step": tr.step, "params": [p.detach() for p in tr.method.parameters()]}, f"{out}/rank{rank}.resumed.pt")
     else:
         raise SystemExit(f"unknown task {task}")
+    # Leave the group before the interpreter exits, as the CLI does: tearing gloo down during
+    # interpreter shutdown could abort a rank ("terminate called without an active exception").
+    mfr.distributed.shutdown()
 
 
 if __name__ == "__main__":
