@@ -11,7 +11,7 @@ import mfr
 from mfr import FaceData, TrainConfig, Trainer
 from mfr.cli import main
 from mfr.evaluate import METRICS
-from mfr.reproduce import ProtocolResult, run_protocol
+from mfr.reproduce import ProtocolResult, run_protocol, step_seconds
 from mfr.search import SPACES, sample_settings
 
 SMALL = ["--synthetic-domains", "3", "--synthetic-ids", "8", "--input-size", "16", "--channels", "1", "--width", "4", "--embedding-dim", "16", "--batch-ids", "4", "--no-progress"]
@@ -95,6 +95,19 @@ def test_two_stage_equal_time_and_curves(data, tmp_path):
         run_protocol(data, "lodo", methods=["softmax"], config=cfg(), budget="time", **quiet())
     with pytest.raises(mfr.InvalidInputError, match="unknown method"):
         run_protocol(data, "lodo", methods=["arcface@mfr"], config=cfg(), **quiet())
+
+
+def test_step_seconds_leave_out_interrupted_steps():
+    class Fake:
+        step = 12
+        train_seconds = 99.0
+        history = [{"seconds": 0.1}] * 10 + [{"seconds": 30.0}]  # one step paused; one step's row missing (resumed)
+
+    assert step_seconds(Fake()) == pytest.approx(0.1 * 12)
+    Fake.history = []  # no per-step times: the measured total
+    assert step_seconds(Fake()) == 99.0
+    Fake.history = [{"seconds": 0.2}, {"seconds": 0.1}, {"seconds": 0.4}]  # nothing over 3x the median: the plain mean
+    assert step_seconds(Fake()) == pytest.approx(0.7 / 3 * 12)
 
 
 @pytest.mark.slow

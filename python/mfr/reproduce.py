@@ -454,7 +454,8 @@ class ProtocolResult:
             return ""
         fastest = min(r[2] for r in rows)
         lines = [
-            "**Training time** (median over runs; s per run includes evaluations during training, ms per step only the steps)",
+            "**Training time** (median over runs; s per run is wall time including evaluations during training; ms per step only the steps, "
+            "their mean without steps over 3x the median, which a pause or another job interrupted)",
             "",
             "| method | steps | s per run | ms per step | x fastest | runs |",
             "|---|---|---|---|---|---|",
@@ -773,8 +774,8 @@ def run_protocol(
       steps, then ``X`` continues from its backbone (fresh head, fresh optimizer) for the rest.
     - ``budget="time"``: after the equal-steps rows, every other method of :data:`METHODS` trains
       again for as many steps as fit in the training time MFR used for the same seed and targets
-      (row ``<method>:time``; steps = steps * mfr_seconds / its own seconds per run, measured in
-      this run, so the row count of steps depends on the machine and is recorded).
+      (row ``<method>:time``; steps = steps * MFR's seconds per step / its own, both measured in
+      this run by :func:`step_seconds`, so the count of steps depends on the machine and is recorded).
     - ``out_dir`` with results already: ``resume=True`` continues (finished runs kept, interrupted
       runs continue from their checkpoints; the configuration, evaluation, search and data must be
       the same, methods and seeds may be added), ``force=True`` starts over; neither is an error.
@@ -913,7 +914,7 @@ def run_protocol(
                     s1 = max(1, int(round(stage1_fraction * config.steps)))
                     stage1_dir = run_dir(f"{pooled}-stage1", tgts, seed)
                     stage1 = fit(config_of(pooled, steps=s1), source_data, stage1_dir)
-                    stage_seconds = stage1.train_seconds
+                    stage_seconds = step_seconds(stage1)
                     init = stage1.save(stage1_dir / "stage1.safetensors") if stage1_dir is not None else _temporary_checkpoint(stage1)
                     cfg = config_of(x, steps=config.steps - s1, init=str(init), warmup_steps=min(config.warmup_steps, config.steps - s1 - 1))
                 else:
@@ -930,7 +931,7 @@ def run_protocol(
                     res = evaluate_domain(trainer.backbone, td, 0, **eval_kw)
                     result.runs.append({
                         "method": name, "target": t, "seed": seed, "sources": src, **res,
-                        "train_seconds": seconds, "step_seconds": trainer.train_seconds + stage_seconds,
+                        "train_seconds": seconds, "step_seconds": step_seconds(trainer) + stage_seconds,
                         "steps": trainer.step + offset,
                         "config": dataclasses.asdict(cfg),
                         "final_loss": trainer.history[-1]["loss"] if trainer.history else None,
@@ -947,6 +948,18 @@ def run_protocol(
         result.plot_roc(out_dir)
         result.plot_curves(out_dir)
     return result
+
+
+def step_seconds(trainer: Trainer) -> float:
+    """Seconds the trainer's steps cost: their robust mean times the step count. Steps that took
+    over 3x the median (the process was paused, or another job shared the machine for a moment)
+    are left out of the mean, so that equal-compute budgets and the timing table describe the
+    method, not interruptions. Falls back to the measured total without per-step times."""
+    times = np.asarray([row["seconds"] for row in trainer.history if "seconds" in row], dtype=float)
+    if times.size == 0:
+        return float(trainer.train_seconds)
+    kept = times[times <= 3.0 * np.median(times)]
+    return float(kept.mean()) * trainer.step
 
 
 #: Training-log columns kept in results.json (per ``log_every`` steps): losses and MFR's hard-pair counts.

@@ -299,7 +299,7 @@ class Trainer:
         self.step += 1
         dt = time.perf_counter() - t0
         self.train_seconds += dt
-        row = {"step": self.step, "lr": lr, **stats, "images_per_s": images.shape[0] * self.world_size / dt}
+        row = {"step": self.step, "lr": lr, **stats, "seconds": dt, "images_per_s": images.shape[0] * self.world_size / dt}
         self.history.append(row)
         return row
 
