@@ -1,12 +1,14 @@
 //! mfr: Meta Face Recognition (Guo et al., CVPR 2020) — the Rust core.
 //!
-//! Layer 1 (pure Rust, no pyo3): [`metrics`], plus the shared [`error`], [`threads`], [`heap`] and
-//! [`tensor_check`] support. Layer 2, the Python binding, lives in `python` behind the cargo
-//! feature of the same name and only converts, validates, releases the GIL and maps errors.
+//! Layer 1 (pure Rust, no pyo3): [`data`], [`sampler`], [`meta`] and [`metrics`], plus the shared
+//! [`error`], [`threads`], [`heap`], [`limits`], [`rng`] and [`tensor_check`] support. Layer 2, the
+//! Python binding, lives in `python` behind the cargo feature of the same name and only converts,
+//! validates, releases the GIL and maps errors.
 
 pub mod data;
 pub mod error;
 pub mod heap;
+pub mod limits;
 pub mod meta;
 pub mod metrics;
 pub mod rng;

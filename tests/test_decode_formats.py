@@ -2,6 +2,7 @@
 
 import io
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -219,3 +220,16 @@ def test_insightface_record_file(tmp_path, rgb):
         mfr.data.RecordFile(tmp_path / "train.rec", tmp_path / "bad.idx").read(0)
     with pytest.raises(mfr.DataError, match="cannot open"):
         mfr.data.RecordFile(tmp_path / "none.rec")
+
+
+@pytest.mark.parametrize("header, message", [([1e9, 1e9 + 2], "announces images 1 .. 1000000000.0 - 1"), ([float("nan"), 3], "announces images 1 .. nan")])
+def test_crafted_record_headers_are_data_errors(tmp_path, header, message):
+    write_rec(tmp_path / "t.rec", [ir_pack(header, b""), ir_pack(0, b"img")])
+    with pytest.raises(mfr.DataError, match=re.escape(message) + ".*holds 2 records"):
+        mfr.data.index_from_record(tmp_path / "t.rec")
+
+
+def test_non_integral_identity_labels_are_data_errors(tmp_path):
+    write_rec(tmp_path / "t.rec", [ir_pack(0, b"a"), ir_pack(float("nan"), b"b")])
+    with pytest.raises(mfr.DataError, match="record 1 has identity label nan"):
+        mfr.data.index_from_record(tmp_path / "t.rec")

@@ -247,7 +247,7 @@ def test_evaluation_bad_input():
             evaluate_domain(net, data, 0, **kw)
     with pytest.raises(mfr.InvalidInputError, match="eval_seed"):
         run_protocol(data, "lodo", eval_seed=-1, log=None)
-    with pytest.raises(mfr.InvalidInputError, match="n_groups must lie"):
+    with pytest.raises(mfr.InvalidInputError, match=r"argument 'n_groups' must be an integer in \[0, 16777216\]"):
         bootstrap_group_counts(-1, 3)
     with pytest.raises(mfr.InvalidInputError, match="folds must lie"):
         mfr.metrics.kfold_accuracy([0.1, 0.9, 0.2, 0.8], [0, 1, 0, 1], n_folds=2, folds=[0, 1, 2, 0])

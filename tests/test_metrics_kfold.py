@@ -85,9 +85,9 @@ def test_bad_arguments():
     scores, labels = lfw_like(100)
     with pytest.raises(mfr.InvalidInputError, match=r"n_folds must be between 2 and the number of pairs \(100\), got 101"):
         kfold_accuracy(scores, labels, 101)
-    with pytest.raises(mfr.InvalidInputError, match="n_folds must be between 2"):
+    with pytest.raises(mfr.InvalidInputError, match=r"argument 'n_folds' must be an integer in \[2, "):
         kfold_accuracy(scores, labels, 1)
-    with pytest.raises(mfr.InvalidInputError, match="n_folds must be >= 2, got -3"):
+    with pytest.raises(mfr.InvalidInputError, match=r"argument 'n_folds' must be an integer in \[2, 2\*\*63 - 1\], got -3"):
         kfold_accuracy(scores, labels, -3)
     with pytest.raises(mfr.InvalidInputError, match="protocol must be 'exact', 'insightface' or 'facexzoo', got 'lfw'"):
         kfold_accuracy(scores, labels, 10, "lfw")  # type: ignore[arg-type]

@@ -70,7 +70,7 @@ def test_set_num_threads_roundtrip_and_validation():
         one = mfr.pair_scores(e, pairs)
         mfr.set_num_threads(2)
         assert (mfr.pair_scores(e, pairs) == one).all()
-        with pytest.raises(mfr.InvalidInputError, match="set_num_threads: n must be >= 0, got -1"):
+        with pytest.raises(mfr.InvalidInputError, match=r"set_num_threads: argument 'n' must be an integer in \[0, 4096\], got -1"):
             mfr.set_num_threads(-1)
     finally:
         mfr.set_num_threads(0)

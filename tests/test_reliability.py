@@ -3,6 +3,7 @@ single-image training batches, stale checkpoint temp files, unusable output fold
 
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -184,3 +185,97 @@ def test_a_non_finite_step_leaves_model_statistics_and_optimizer_as_they_were(me
     assert len(after) == len(momentum) and all(torch.equal(a, b) for a, b in zip(momentum, after))
     assert all(p.grad is None for p in trainer.method.parameters())
     assert trainer.step == 1
+
+
+# ---- integer arguments and sizes (item 1) --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_index():
+    import numpy as np
+
+    return mfr.FaceIndex.from_arrays([f"p{i}.png" for i in range(40)], list(np.repeat(["a", "b"], 20)), list(np.repeat(np.arange(8), 5)))
+
+
+SCORES = ([0.9, 0.8, 0.3, 0.2], [1, 1, 0, 0])
+
+# (call, function named in the message, argument named): negative, huge, float and > 2**64 values.
+BAD_INTEGERS = [
+    (lambda ix: mfr.metrics.verification_report(*SCORES, n_bootstrap=10, seed=-1), "verification_report", "seed"),
+    (lambda ix: mfr.metrics.verification_report(*SCORES, n_bootstrap=2**64), "verification_report", "n_bootstrap"),
+    (lambda ix: mfr.metrics.verification_report(*SCORES, n_bootstrap=10**400), "verification_report", "n_bootstrap"),
+    (lambda ix: mfr.metrics.kfold_accuracy(*SCORES, 2**63), "kfold_accuracy", "n_folds"),
+    (lambda ix: mfr.metrics.kfold_accuracy(*SCORES, 2.5), "kfold_accuracy", "n_folds"),
+    (lambda ix: mfr.DomainSampler(ix, ids_per_domain=2, seed=-1), "DomainSampler", "seed"),
+    (lambda ix: mfr.DomainSampler(ix, ids_per_domain=2**64), "DomainSampler", "ids_per_domain"),
+    (lambda ix: mfr.DomainSampler(ix, ids_per_domain=2, world_size=10**12), "DomainSampler", "world_size"),
+    (lambda ix: mfr.DomainSampler(ix, ids_per_domain=2, rank=-1, world_size=2), "DomainSampler", "rank"),
+    (lambda ix: mfr.DomainSampler(ix, ids_per_domain=2).set_epoch(2**64), "DomainSampler.set_epoch", "epoch"),
+    (lambda ix: ix.verification_pairs(0, n_impostors=-1), "FaceIndex.verification_pairs", "n_impostors"),
+    (lambda ix: ix.verification_pairs(0, seed=2**64), "FaceIndex.verification_pairs", "seed"),
+    (lambda ix: ix.gallery_probe(-1), "FaceIndex.gallery_probe", "domain"),
+    (lambda ix: ix.gallery_probe(0, draw=-3), "FaceIndex.gallery_probe", "draw"),
+    (lambda ix: ix.filter(min_images=-1), "FaceIndex.filter", "min_images"),
+    (lambda ix: ix.split_identities(0.5, seed=-1), "FaceIndex.split_identities", "seed"),
+    (lambda ix: mfr.metrics.bootstrap_group_counts(-1, 10, 0), "bootstrap_group_counts", "n_groups"),
+    (lambda ix: mfr.data.decode_images([b"x"], size=(16.5, 16)), "decode_images", "height"),
+    (lambda ix: mfr.data.decode_images([b"x"], size=(16, 16), channels=-1), "decode_images", "channels"),
+    (lambda ix: mfr.set_num_threads(2**70), "set_num_threads", "n"),
+    (lambda ix: mfr.nn.Backbone("small_cnn", input_size=-32), "Backbone('small_cnn')", "input_size"),
+    (lambda ix: mfr._core.name_seed(-1, ["a"]), "name_seed", "seed"),
+]
+
+
+@pytest.mark.parametrize("call, func, arg", BAD_INTEGERS, ids=[f"{f}-{a}-{i}" for i, (_, f, a) in enumerate(BAD_INTEGERS)])
+def test_integer_arguments_are_range_checked_where_they_enter(call, func, arg, small_index):
+    with pytest.raises(mfr.InvalidInputError, match=rf"^{re.escape(func)}: argument '{arg}' must be an integer in \["):
+        call(small_index)
+
+
+def test_record_file_integer_arguments(tmp_path):
+    (tmp_path / "x.rec").write_bytes(b"")
+    rf = mfr.data.RecordFile(tmp_path / "x.rec")
+    for call, arg in [
+        (lambda: rf.read(-1), "key"),
+        (lambda: rf.read_insightface(2**64), "key"),
+        (lambda: rf.decode([0], -8, 8), "height"),
+        (lambda: rf.decode([-1], 8, 8), r"keys\[0\]"),
+        (lambda: rf.insightface_labels([0, -2]), r"keys\[1\]"),
+    ]:
+        with pytest.raises(mfr.InvalidInputError, match=rf"RecordFile\.\w+: argument '{arg}' must be an integer"):
+            call()
+
+
+def test_meta_step_split_domains_are_range_checked():
+    net = mfr.nn.Backbone("small_cnn", width=4, input_size=16, embedding_dim=16, in_channels=1)
+    doms = [torch.randn(4, 1, 16, 16) for _ in range(3)]
+    for splits in ([([0, 1], [-1])], [([0, 2**64], [2])], [([0, 1], [3])]):
+        with pytest.raises(mfr.InvalidInputError, match=r"MetaStep: argument 'splits\[0\] meta-\w+\[\d\]' must be an integer in \[0, 2\]"):
+            mfr.MetaStep(net).step(doms, splits)
+
+
+# Sizes that would allocate more than any machine holds: refused up front, each in its own
+# interpreter so that a regression (an abort) fails this test instead of ending the run.
+HUGE_REQUESTS = {
+    "bootstrap": "mfr.metrics.verification_report([.9, .8, .3, .2], [1, 1, 0, 0], n_bootstrap=2**62)",
+    "images_per_id": "mfr.DomainSampler(ix, ids_per_domain=2, images_per_id=2**60)",
+    "decode": "mfr.data.decode_images([b'x'] * 4096, size=(16384, 16384))",
+    "impostors": "ix.verification_pairs(0, n_impostors=2**60)",
+    "backbone": "mfr.nn.Backbone('small_cnn', width=2**20)",
+}
+
+
+def test_huge_sizes_are_refused_with_the_figure():
+    code = (
+        "import re, numpy as np, mfr\n"
+        "ix = mfr.FaceIndex.from_arrays([f'p{i}.png' for i in range(40)], list(np.repeat(['a', 'b'], 20)), list(np.repeat(np.arange(8), 5)))\n"
+        "for name, expr in " + repr(HUGE_REQUESTS) + ".items():\n"
+        "    try:\n"
+        "        eval(expr)\n"
+        "        print(name, 'ACCEPTED')\n"
+        "    except mfr.InvalidInputError as e:\n"
+        "        print(name, 'refused' if re.search(r'would need [0-9.]+ GiB, more than', str(e)) else 'OTHER: ' + str(e))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[:-1] == [f"{name} refused" for name in HUGE_REQUESTS], proc.stdout

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import warnings
@@ -75,13 +76,13 @@ def decode_images(
         raise InvalidInputError("decode_images: sources must be a sequence of paths or bytes, got a single one; wrap it in a list")
     sources = list(sources)
     try:
-        h, w = (int(x) for x in size)
+        h, w = size
     except (TypeError, ValueError):
         raise InvalidInputError(f"decode_images: size must be (height, width), got {size!r}") from None
     flips = None
     if flip is not None:
         flips = [bool(flip)] * len(sources) if isinstance(flip, (bool, np.bool_)) else [bool(f) for f in flip]
-    images, failed = _core.decode_images(sources, h, w, int(channels), flips, on_error == "skip")
+    images, failed = _core.decode_images(sources, h, w, channels, flips, on_error == "skip")
     if failed:
         shown = "; ".join(f"{i}: {reason}" for i, reason in failed[:5])
         warnings.warn(f"decode_images: left out {len(failed)} image(s): {shown}", DecodeWarning, stacklevel=2)
@@ -241,14 +242,23 @@ def index_from_record(
         raise DataError(f"index_from_record: {rec} holds no records")
     flags, labels = rf.insightface_labels([int(keys[0])])
     if flags[0] > 0:
-        first = rf.read_insightface(int(keys[0]))[0]
-        end = int(first[0])
-        keys = np.arange(1, end, dtype=np.int64)
+        first = float(rf.read_insightface(int(keys[0]))[0][0])
+        # A crafted or damaged header must not size anything: images are keys 1 .. end-1, and
+        # the file holds every one of them as a record.
+        if not (math.isfinite(first) and first == int(first) and 1 <= first <= len(keys)):
+            raise DataError(
+                f"index_from_record: {rec}: the header record announces images 1 .. {first} - 1, but the file holds {len(keys)} records"
+            )
+        keys = np.arange(1, int(first), dtype=np.int64)
         flags, labels = rf.insightface_labels(keys.tolist())
     else:
         flags, labels = rf.insightface_labels(keys.tolist())
         keys = keys[flags == 0]
         labels = labels[flags == 0]
+    bad = ~np.isfinite(labels) | (labels != np.round(labels)) | (labels < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"index_from_record: {rec}: record {int(keys[i])} has identity label {labels[i]}, expected a whole number >= 0")
     ids = labels.astype(np.int64)
     index = FaceIndex.from_arrays([f"{os.fspath(rec)}#{k}" for k in keys], [domain] * len(keys), ids.tolist())
     return index, rf

@@ -182,7 +182,7 @@ def kfold_accuracy(
     consecutive split, e.g. folds of disjoint identities so that no identity both chooses the
     threshold and is tested with it (as :func:`mfr.evaluate.evaluate_domain` does).
     """
-    raw = _core.kfold_accuracy(scores, labels, int(n_folds), str(protocol), folds)
+    raw = _core.kfold_accuracy(scores, labels, n_folds, str(protocol), folds)
     val = ValAtFar(**raw["val"]) if raw["val"] is not None else None
     return KFoldResult(
         protocol=str(protocol),
@@ -450,4 +450,4 @@ def bootstrap_group_counts(n_groups: int, n_resamples: int, seed: int = 0) -> np
     """``(n_resamples, n_groups)`` multiplicities: row ``b`` is the group draw of resample ``b`` that
     :func:`verification_report` with ``groups``, ``n_groups`` and ``seed`` uses, so any other
     statistic over the same groups (rank-1 per identity, say) can be resampled jointly with it."""
-    return _core.bootstrap_group_counts(int(n_groups), int(n_resamples), int(seed))
+    return _core.bootstrap_group_counts(n_groups, n_resamples, seed)

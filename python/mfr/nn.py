@@ -83,7 +83,7 @@ class Backbone(torch.nn.Module):
             raise _core.InvalidInputError(f"Backbone: unknown backbone {name!r}; available: {', '.join(BACKBONES)}")
         if input_size is None:
             input_size = 64 if name == "small_cnn" else 112
-        width, embedding_dim, params, buffers = _core.backbone_specs(name, int(in_channels), int(input_size), width, embedding_dim)
+        width, embedding_dim, params, buffers = _core.backbone_specs(name, in_channels, input_size, width, embedding_dim)
         self.name = name
         self.arch: tuple[str, int, int, int, int] = (name, int(in_channels), int(input_size), int(width), int(embedding_dim))
         self.param_names = [n for n, _, _ in params]

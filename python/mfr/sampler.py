@@ -118,7 +118,7 @@ class DomainSampler:
         world_size: int = 1,
     ) -> None:
         self._core = _core.DomainSamplerCore(
-            index, int(ids_per_domain), int(images_per_id), str(split), int(meta_test_domains), int(seed), int(rank), int(world_size)
+            index, ids_per_domain, images_per_id, str(split), meta_test_domains, seed, rank, world_size
         )
         self.index = index
         self.config = {
@@ -141,8 +141,8 @@ class DomainSampler:
         return len(self._core)
 
     def set_epoch(self, epoch: int) -> None:
-        if epoch < 0:
-            raise _core.InvalidInputError(f"DomainSampler.set_epoch: epoch must be >= 0, got {epoch}")
+        if not isinstance(epoch, (int, np.integer)) or not 0 <= epoch < 2**64:
+            raise _core.InvalidInputError(f"DomainSampler.set_epoch: argument 'epoch' must be an integer in [0, 2**64 - 1], got {epoch!r}")
         if epoch != self.epoch:
             self.epoch = int(epoch)
             self.position = 0

@@ -11,6 +11,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::resize::resize;
 use crate::error::{MfrError, Result};
+use crate::limits::{check_memory, product};
 use crate::threads;
 
 /// Where one image comes from.
@@ -87,6 +88,15 @@ fn decode_one(source: &ImageSource, i: usize, opts: &DecodeOptions, out: &mut [u
     Ok(())
 }
 
+/// Refuses a batch whose output tensor and per-thread working buffers (decoded source, resized
+/// copy) cannot fit in memory, before anything is allocated.
+pub fn check_decode_size(func: &str, n: usize, opts: &DecodeOptions) -> Result<()> {
+    let per_image = product(&[opts.channels as u128, opts.height as u128, opts.width as u128]);
+    let workers = threads::num_threads().min(n.max(1)) as u128;
+    let bytes = product(&[per_image, n as u128]) + product(&[per_image, 3, workers]);
+    check_memory(func, &format!("{n} images of {}x{}x{}", opts.channels, opts.height, opts.width), bytes)
+}
+
 pub fn decode_images(sources: &[ImageSource], opts: &DecodeOptions) -> Result<Decoded> {
     const F: &str = "decode_images";
     if opts.channels != 1 && opts.channels != 3 {
@@ -105,6 +115,7 @@ pub fn decode_images(sources: &[ImageSource], opts: &DecodeOptions) -> Result<De
         ));
     }
     let n = sources.len();
+    check_decode_size(F, n, opts)?;
     let per_image = opts.channels * opts.height * opts.width;
     let images = Tensor::f_zeros(
         [n as i64, opts.channels as i64, opts.height as i64, opts.width as i64],

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{MfrError, Result};
+use crate::limits::{check_memory, product};
 use crate::rng::{name_key, Rng};
 
 /// File extensions read as images.
@@ -327,6 +328,11 @@ impl FaceIndex {
     ) -> Result<(Vec<[u32; 2]>, Vec<bool>)> {
         const F: &str = "FaceIndex.verification_pairs";
         let canonical = self.canonical_identities(F, domain)?;
+        let n_genuine: u128 =
+            canonical.iter().map(|(_, imgs)| (imgs.len() as u128) * (imgs.len() as u128).saturating_sub(1) / 2).sum();
+        // Per pair: two u32 indices and a label, and per impostor a hash-set entry while drawing.
+        let bytes = product(&[n_genuine + n_impostors as u128, 9]) + product(&[n_impostors as u128, 32]);
+        check_memory(F, &format!("{n_genuine} genuine and {n_impostors} impostor pairs"), bytes)?;
         let mut pairs = Vec::new();
         for (_, imgs) in &canonical {
             for (k, &a) in imgs.iter().enumerate() {

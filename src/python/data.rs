@@ -8,10 +8,17 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
 use pyo3_tch::PyTensor;
 
 use super::errors::{guarded, without_gil};
+use super::int_arg::{ints, Int, MAX_COUNT};
 use crate::data::{unpack_insightface, DecodeOptions, FaceIndex, ImageSource, RecordFile};
 use crate::error::MfrError;
 use crate::sampler::{DomainSampler, SamplerConfig, SplitMode};
 use rayon::prelude::*;
+
+/// Largest decoded image side (pixels).
+const MAX_SIDE: i128 = 16384;
+/// Most ranks a sampler may be split over: far beyond any cluster, small enough that the padded
+/// epoch (one batch per rank at least) stays a sane size.
+const MAX_WORLD_SIZE: i128 = 1 << 20;
 
 type Int64Array<'py> = Bound<'py, PyArray1<i64>>;
 /// (paths, domain names, identity names), one entry per image
@@ -45,11 +52,18 @@ fn label_to_string(ob: &Bound<'_, PyAny>) -> PyResult<String> {
 
 impl PyFaceIndex {
     fn domain_number(&self, domain: &Bound<'_, PyAny>, func: &str) -> PyResult<usize> {
-        if let Ok(i) = domain.extract::<i64>() {
-            return usize::try_from(i)
-                .map_err(|_| MfrError::invalid(func, format!("domain must be >= 0, got {i}")).into());
-        }
-        let name: String = domain.extract()?;
+        let name: String = match domain.extract::<Int>()? {
+            Int::NotAnInteger(_) => domain.extract().map_err(|_| {
+                MfrError::invalid(
+                    func,
+                    format!("argument 'domain' must be a domain number or name, got {}", domain.get_type()),
+                )
+            })?,
+            number => {
+                let last = self.inner.n_domains() as i128 - 1;
+                return Ok(number.get(func, "domain", 0, last.max(0))?);
+            }
+        };
         self.inner.domain_names.iter().position(|n| *n == name).ok_or_else(|| {
             MfrError::invalid(func, format!("unknown domain '{name}'; domains are {:?}", self.inner.domain_names))
                 .into()
@@ -193,15 +207,17 @@ impl PyFaceIndex {
     }
 
     /// A new index without the identities that have fewer than ``min_images`` images.
-    #[pyo3(signature = (min_images = 2))]
-    fn filter(&self, min_images: usize) -> PyResult<Self> {
+    #[pyo3(signature = (min_images = Int::new(2)), text_signature = "($self, min_images=2)")]
+    fn filter(&self, min_images: Int) -> PyResult<Self> {
+        let min_images: usize = min_images.get("FaceIndex.filter", "min_images", 0, MAX_COUNT)?;
         guarded(|| Ok(PyFaceIndex { inner: self.inner.filter_min_images(min_images)? }))
     }
 
     /// Disjoint ``(train, test)`` indexes: in every domain, ``round(test_fraction * n)`` seeded
     /// identities go to test.
-    #[pyo3(signature = (test_fraction = 0.2, seed = 0))]
-    fn split_identities(&self, test_fraction: f64, seed: u64) -> PyResult<(Self, Self)> {
+    #[pyo3(signature = (test_fraction = 0.2, seed = Int::new(0)), text_signature = "($self, test_fraction=0.2, seed=0)")]
+    fn split_identities(&self, test_fraction: f64, seed: Int) -> PyResult<(Self, Self)> {
+        let seed = seed.seed("FaceIndex.split_identities", "seed")?;
         guarded(|| {
             let (a, b) = self.inner.split_identities(test_fraction, seed)?;
             Ok((PyFaceIndex { inner: a }, PyFaceIndex { inner: b }))
@@ -210,14 +226,20 @@ impl PyFaceIndex {
 
     /// Every genuine pair of ``domain`` (number or name) plus ``n_impostors`` distinct seeded
     /// impostor pairs: ``(pairs (M, 2) int64 image indices, labels (M,) bool)``.
-    #[pyo3(signature = (domain, n_impostors = 10_000, seed = 0))]
+    #[pyo3(
+        signature = (domain, n_impostors = Int::new(10_000), seed = Int::new(0)),
+        text_signature = "($self, domain, n_impostors=10000, seed=0)"
+    )]
     fn verification_pairs<'py>(
         &self,
         py: Python<'py>,
         domain: &Bound<'py, PyAny>,
-        n_impostors: usize,
-        seed: u64,
+        n_impostors: Int,
+        seed: Int,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyArray1<bool>>)> {
+        const F: &str = "FaceIndex.verification_pairs";
+        let n_impostors: usize = n_impostors.get(F, "n_impostors", 0, MAX_COUNT)?;
+        let seed = seed.seed(F, "seed")?;
         guarded(|| {
             let d = self.domain_number(domain, "FaceIndex.verification_pairs")?;
             let (pairs, labels) = self.inner.verification_pairs(d, n_impostors, seed)?;
@@ -231,15 +253,20 @@ impl PyFaceIndex {
     /// domain and identity names, ``seed`` and ``draw``: one gallery image per identity and one
     /// probe (the paper's protocol), or with ``all_probes`` every other image of the identity as a
     /// probe: ``(gallery, probe)`` int64 image indices, identities in name order.
-    #[pyo3(signature = (domain, seed = 0, draw = 0, all_probes = false))]
+    #[pyo3(
+        signature = (domain, seed = Int::new(0), draw = Int::new(0), all_probes = false),
+        text_signature = "($self, domain, seed=0, draw=0, all_probes=False)"
+    )]
     fn gallery_probe<'py>(
         &self,
         py: Python<'py>,
         domain: &Bound<'py, PyAny>,
-        seed: u64,
-        draw: u64,
+        seed: Int,
+        draw: Int,
         all_probes: bool,
     ) -> PyResult<(Int64Array<'py>, Int64Array<'py>)> {
+        const F: &str = "FaceIndex.gallery_probe";
+        let (seed, draw) = (seed.seed(F, "seed")?, draw.seed(F, "draw")?);
         guarded(|| {
             let d = self.domain_number(domain, "FaceIndex.gallery_probe")?;
             let (g, p) = self.inner.identification_split(d, seed, draw, all_probes)?;
@@ -258,32 +285,32 @@ pub(crate) struct PyDomainSamplerCore {
 #[pymethods]
 impl PyDomainSamplerCore {
     #[new]
-    #[pyo3(signature = (index, ids_per_domain, images_per_id = 2, split = "leave_one_out", meta_test_domains = 1, seed = 0, rank = 0, world_size = 1))]
+    #[pyo3(
+        signature = (index, ids_per_domain, images_per_id = Int::new(2), split = "leave_one_out", meta_test_domains = Int::new(1), seed = Int::new(0), rank = Int::new(0), world_size = Int::new(1)),
+        text_signature = "(index, ids_per_domain, images_per_id=2, split='leave_one_out', meta_test_domains=1, seed=0, rank=0, world_size=1)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn new(
         index: &PyFaceIndex,
-        ids_per_domain: i64,
-        images_per_id: i64,
+        ids_per_domain: Int,
+        images_per_id: Int,
         split: &str,
-        meta_test_domains: i64,
-        seed: u64,
-        rank: i64,
-        world_size: i64,
+        meta_test_domains: Int,
+        seed: Int,
+        rank: Int,
+        world_size: Int,
     ) -> PyResult<Self> {
         const F: &str = "DomainSampler";
         guarded(|| {
-            let nonneg = |name: &str, v: i64| {
-                usize::try_from(v)
-                    .map_err(|_| PyErr::from(MfrError::invalid(F, format!("{name} must be >= 0, got {v}"))))
-            };
+            let world_size: usize = world_size.get(F, "world_size", 1, MAX_WORLD_SIZE)?;
             let config = SamplerConfig {
-                ids_per_domain: nonneg("ids_per_domain", ids_per_domain)?,
-                images_per_id: nonneg("images_per_id", images_per_id)?,
+                ids_per_domain: ids_per_domain.get(F, "ids_per_domain", 1, MAX_COUNT)?,
+                images_per_id: images_per_id.get(F, "images_per_id", 2, MAX_COUNT)?,
                 split: SplitMode::parse(split)?,
-                meta_test_domains: nonneg("meta_test_domains", meta_test_domains)?,
-                seed,
-                rank: nonneg("rank", rank)?,
-                world_size: nonneg("world_size", world_size)?,
+                meta_test_domains: meta_test_domains.get(F, "meta_test_domains", 1, MAX_COUNT)?,
+                seed: seed.seed(F, "seed")?,
+                rank: rank.get(F, "rank", 0, world_size as i128 - 1)?,
+                world_size,
             };
             Ok(PyDomainSamplerCore { inner: DomainSampler::new(&index.inner, config)? })
         })
@@ -305,7 +332,8 @@ impl PyDomainSamplerCore {
 
     /// This rank's batches of ``epoch`` as flat int64 arrays: batch_numbers (n,), images
     /// (n*D*B*k,), identities (n*D*B,), test_domains (n*m,; empty for leave_one_out).
-    fn epoch<'py>(&self, py: Python<'py>, epoch: u64) -> PyResult<Bound<'py, PyDict>> {
+    fn epoch<'py>(&self, py: Python<'py>, epoch: Int) -> PyResult<Bound<'py, PyDict>> {
+        let epoch = epoch.seed("DomainSampler.set_epoch", "epoch")?;
         guarded(|| {
             let e = py.allow_threads(|| self.inner.epoch(epoch))?;
             let d = PyDict::new(py);
@@ -321,7 +349,9 @@ impl PyDomainSamplerCore {
     }
 
     /// The splits of a batch with these meta-test domains: a list of (meta_train, meta_test) lists.
-    fn splits<'py>(&self, py: Python<'py>, test_domains: Vec<i64>) -> PyResult<Bound<'py, PyList>> {
+    fn splits<'py>(&self, py: Python<'py>, test_domains: Vec<Int>) -> PyResult<Bound<'py, PyList>> {
+        let last = self.inner.n_domains() as i128 - 1;
+        let test_domains: Vec<i64> = ints(&test_domains, "DomainSampler.splits", "test_domains", 0, last)?;
         let items: Vec<(Vec<u32>, Vec<u32>)> = self.inner.splits(&test_domains);
         PyList::new(py, items)
     }
@@ -350,31 +380,43 @@ fn image_source(ob: &Bound<'_, PyAny>, i: usize) -> PyResult<ImageSource> {
     }
 }
 
+/// The decoder's options from the Python arguments, sizes range-checked.
+fn decode_options(
+    func: &str,
+    height: Int,
+    width: Int,
+    channels: Int,
+    flips: Option<Vec<bool>>,
+    skip_errors: bool,
+) -> crate::Result<DecodeOptions> {
+    Ok(DecodeOptions {
+        height: height.get(func, "height", 1, MAX_SIDE)?,
+        width: width.get(func, "width", 1, MAX_SIDE)?,
+        channels: channels.get(func, "channels", 1, 3)?,
+        flips: flips.unwrap_or_default(),
+        skip_errors,
+    })
+}
+
 /// Decodes images (paths or encoded bytes) into a (N, C, H, W) uint8 tensor; returns it with the
 /// list of (position, reason) of images that failed (only when ``skip_errors``).
 #[pyfunction]
-#[pyo3(signature = (sources, height, width, channels = 3, flips = None, skip_errors = false))]
+#[pyo3(
+    signature = (sources, height, width, channels = Int::new(3), flips = None, skip_errors = false),
+    text_signature = "(sources, height, width, channels=3, flips=None, skip_errors=False)"
+)]
 fn decode_images(
     py: Python<'_>,
     sources: Vec<Bound<'_, PyAny>>,
-    height: i64,
-    width: i64,
-    channels: i64,
+    height: Int,
+    width: Int,
+    channels: Int,
     flips: Option<Vec<bool>>,
     skip_errors: bool,
 ) -> PyResult<(PyTensor, Vec<(usize, String)>)> {
     const F: &str = "decode_images";
     guarded(|| {
-        let dim = |name: &str, v: i64| {
-            usize::try_from(v).map_err(|_| PyErr::from(MfrError::invalid(F, format!("{name} must be >= 1, got {v}"))))
-        };
-        let opts = DecodeOptions {
-            height: dim("height", height)?,
-            width: dim("width", width)?,
-            channels: dim("channels", channels)?,
-            flips: flips.unwrap_or_default(),
-            skip_errors,
-        };
+        let opts = decode_options(F, height, width, channels, flips, skip_errors)?;
         let srcs = sources.iter().enumerate().map(|(i, s)| image_source(s, i)).collect::<PyResult<Vec<_>>>()?;
         let decoded = without_gil(py, move || crate::data::decode_images(&srcs, &opts))?;
         Ok((PyTensor(decoded.images), decoded.failed))
@@ -406,7 +448,8 @@ impl PyRecordFile {
     }
 
     /// The raw data of one record.
-    fn read<'py>(&self, py: Python<'py>, key: u64) -> PyResult<Bound<'py, PyBytes>> {
+    fn read<'py>(&self, py: Python<'py>, key: Int) -> PyResult<Bound<'py, PyBytes>> {
+        let key = key.seed("RecordFile.read", "key")?;
         guarded(|| {
             let raw = self.inner.read(key)?;
             Ok(PyBytes::new(py, &raw))
@@ -414,7 +457,8 @@ impl PyRecordFile {
     }
 
     /// One insightface record: ``(labels float32 array, id, id2, image bytes)``.
-    fn read_insightface<'py>(&self, py: Python<'py>, key: u64) -> PyResult<InsightfaceTuple<'py>> {
+    fn read_insightface<'py>(&self, py: Python<'py>, key: Int) -> PyResult<InsightfaceTuple<'py>> {
+        let key = key.seed("RecordFile.read_insightface", "key")?;
         guarded(|| {
             let r = unpack_insightface(self.inner.read(key)?)?;
             Ok((r.labels.into_pyarray(py), r.id, r.id2, PyBytes::new(py, &r.payload)))
@@ -426,8 +470,9 @@ impl PyRecordFile {
     fn insightface_labels<'py>(
         &self,
         py: Python<'py>,
-        keys: Vec<u64>,
+        keys: Vec<Int>,
     ) -> PyResult<(Int64Array<'py>, Bound<'py, PyArray1<f64>>)> {
+        let keys: Vec<u64> = ints(&keys, "RecordFile.insightface_labels", "keys", 0, i128::from(u64::MAX))?;
         guarded(|| {
             let inner = &self.inner;
             let out: Vec<(u32, Vec<f32>)> = py.allow_threads(|| {
@@ -443,21 +488,27 @@ impl PyRecordFile {
 
     /// Decodes the images of insightface records into a (N, C, H, W) uint8 tensor (records read
     /// and decoded in parallel); also the (position, reason) of skipped ones.
-    #[pyo3(signature = (keys, height, width, channels = 3, flips = None, skip_errors = false))]
+    #[pyo3(
+        signature = (keys, height, width, channels = Int::new(3), flips = None, skip_errors = false),
+        text_signature = "($self, keys, height, width, channels=3, flips=None, skip_errors=False)"
+    )]
     #[allow(clippy::too_many_arguments)]
     fn decode(
         &self,
         py: Python<'_>,
-        keys: Vec<u64>,
-        height: usize,
-        width: usize,
-        channels: usize,
+        keys: Vec<Int>,
+        height: Int,
+        width: Int,
+        channels: Int,
         flips: Option<Vec<bool>>,
         skip_errors: bool,
     ) -> PyResult<(PyTensor, Vec<(usize, String)>)> {
+        const F: &str = "RecordFile.decode";
         guarded(|| {
+            let keys: Vec<u64> = ints(&keys, F, "keys", 0, i128::from(u64::MAX))?;
+            let opts = decode_options(F, height, width, channels, flips, skip_errors)?;
+            crate::data::check_decode_size(F, keys.len(), &opts)?;
             let inner = &self.inner;
-            let opts = DecodeOptions { height, width, channels, flips: flips.unwrap_or_default(), skip_errors };
             let decoded = py.allow_threads(|| -> crate::Result<crate::data::Decoded> {
                 let sources = crate::threads::install(|| {
                     keys.par_iter()

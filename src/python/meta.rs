@@ -7,7 +7,9 @@ use tch::Tensor;
 
 use super::convert::tensor_arg;
 use super::errors::{guarded, without_gil};
+use super::int_arg::{ints, Int};
 use crate::error::MfrError;
+use crate::limits::{check_memory, product};
 use crate::meta::{self, Backbone, BnMode, Init, Split, StepConfig};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -43,13 +45,30 @@ fn net(arch: &ArchArgs) -> PyResult<Backbone> {
 #[pyo3(signature = (name, in_channels, input_size, width=None, embedding_dim=None))]
 fn backbone_specs(
     name: &str,
-    in_channels: i64,
-    input_size: i64,
-    width: Option<i64>,
-    embedding_dim: Option<i64>,
+    in_channels: Int,
+    input_size: Int,
+    width: Option<Int>,
+    embedding_dim: Option<Int>,
 ) -> PyResult<(i64, i64, Vec<Spec>, Vec<Spec>)> {
     guarded(|| {
-        let n = Backbone::new(name, in_channels, input_size, width, embedding_dim)?;
+        let func = format!("Backbone('{name}')");
+        let size = |v: Int, arg: &str| v.get::<i64>(&func, arg, 1, 1 << 20);
+        let n = Backbone::new(
+            name,
+            size(in_channels, "in_channels")?,
+            size(input_size, "input_size")?,
+            width.map(|w| size(w, "width")).transpose()?,
+            embedding_dim.map(|e| size(e, "embedding_dim")).transpose()?,
+        )?;
+        let numel = |v: &[meta::TensorSpec]| -> u128 {
+            v.iter().map(|s| product(&s.shape.iter().map(|&d| d.max(0) as u128).collect::<Vec<_>>())).sum()
+        };
+        // float32 weights, their gradients and an optimizer's state: a few copies each.
+        check_memory(
+            &func,
+            &format!("width {} and embedding_dim {}", n.width, n.embedding_dim),
+            16 * (numel(&n.params) + numel(&n.buffers)),
+        )?;
         let conv = |v: Vec<meta::TensorSpec>| v.into_iter().map(|s| (s.name, s.shape, init_name(s.init))).collect();
         Ok((n.width, n.embedding_dim, conv(n.params), conv(n.buffers)))
     })
@@ -112,7 +131,7 @@ fn meta_step<'py>(
     params: Vec<Bound<'py, PyAny>>,
     buffers: Vec<Bound<'py, PyAny>>,
     domains: Vec<Bound<'py, PyAny>>,
-    splits: Vec<(Vec<usize>, Vec<usize>)>,
+    splits: Vec<(Vec<Int>, Vec<Int>)>,
     alpha: f64,
     gamma: f64,
     tau_p: f64,
@@ -126,8 +145,17 @@ fn meta_step<'py>(
         let n = net(&arch)?;
         let (p, b) = (tensors(&params, F, "params")?, tensors(&buffers, F, "buffers")?);
         let d = tensors(&domains, F, "domains")?;
-        let splits: Vec<Split> =
-            splits.into_iter().map(|(meta_train, meta_test)| Split { meta_train, meta_test }).collect();
+        let last = domains.len() as i128 - 1;
+        let splits = splits
+            .iter()
+            .enumerate()
+            .map(|(i, (train, test))| {
+                Ok(Split {
+                    meta_train: ints(train, F, &format!("splits[{i}] meta-train"), 0, last)?,
+                    meta_test: ints(test, F, &format!("splits[{i}] meta-test"), 0, last)?,
+                })
+            })
+            .collect::<crate::Result<Vec<_>>>()?;
         let cfg = StepConfig {
             alpha,
             gamma,

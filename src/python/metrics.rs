@@ -8,6 +8,8 @@ use tch::Tensor;
 
 use super::convert::{ids_arg, index_pairs_arg, labels_arg, scores_arg, tensor_arg};
 use super::errors::{guarded, without_gil};
+use super::int_arg::{Int, MAX_COUNT};
+use crate::limits::{check_memory, product};
 use crate::metrics::{self, BinaryScores, SortedScores};
 use crate::tensor_check::host_slice;
 
@@ -123,20 +125,22 @@ fn tar_at_far<'py>(
 /// k-fold accuracy under `protocol` ('exact', 'insightface', 'facexzoo') as a dict of floats and
 /// float64 arrays (`val` holds insightface's VAL@FAR=1e-3, else None).
 #[pyfunction]
-#[pyo3(signature = (scores, labels, n_folds = 10, protocol = "exact", folds = None))]
+#[pyo3(
+    signature = (scores, labels, n_folds = Int::new(10), protocol = "exact", folds = None),
+    text_signature = "(scores, labels, n_folds=10, protocol='exact', folds=None)"
+)]
 fn kfold_accuracy<'py>(
     py: Python<'py>,
     scores: &Bound<'py, PyAny>,
     labels: &Bound<'py, PyAny>,
-    n_folds: i64,
+    n_folds: Int,
     protocol: &str,
     folds: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     const F: &str = "kfold_accuracy";
     guarded(|| {
         let protocol = metrics::Protocol::parse(protocol)?;
-        let k = usize::try_from(n_folds)
-            .map_err(|_| crate::MfrError::invalid(F, format!("n_folds must be >= 2, got {n_folds}")))?;
+        let k: usize = n_folds.get(F, "n_folds", 2, MAX_COUNT)?;
         let s: Tensor = scores_arg(scores, F, "scores")?;
         let l: Tensor = labels_arg(labels, F, "labels")?;
         let folds = folds.map(|f| ids_arg(f, F, "folds")).transpose()?;
@@ -193,23 +197,26 @@ fn identification_ranks<'py>(
 /// `[auc, eer, best_accuracy, tar@fars...]`. `groups`: resample groups (e.g. identities) instead of
 /// pairs; `groups2`: a second group per pair (two-way); `n_groups`: the group universe `0..n_groups`.
 #[pyfunction]
-#[pyo3(signature = (scores, labels, fars, n_bootstrap = 0, seed = 0, groups = None, groups2 = None, n_groups = None))]
+#[pyo3(
+    signature = (scores, labels, fars, n_bootstrap = Int::new(0), seed = Int::new(0), groups = None, groups2 = None, n_groups = None),
+    text_signature = "(scores, labels, fars, n_bootstrap=0, seed=0, groups=None, groups2=None, n_groups=None)"
+)]
 #[allow(clippy::too_many_arguments)]
 fn verification_summary<'py>(
     py: Python<'py>,
     scores: &Bound<'py, PyAny>,
     labels: &Bound<'py, PyAny>,
     fars: Vec<f64>,
-    n_bootstrap: i64,
-    seed: u64,
+    n_bootstrap: Int,
+    seed: Int,
     groups: Option<&Bound<'py, PyAny>>,
     groups2: Option<&Bound<'py, PyAny>>,
-    n_groups: Option<i64>,
+    n_groups: Option<Int>,
 ) -> PyResult<Bound<'py, PyDict>> {
     const F: &str = "verification_report";
     guarded(|| {
-        let n_boot = usize::try_from(n_bootstrap)
-            .map_err(|_| crate::MfrError::invalid(F, format!("n_bootstrap must be >= 0, got {n_bootstrap}")))?;
+        let n_boot: usize = n_bootstrap.get(F, "n_bootstrap", 0, MAX_COUNT)?;
+        let seed = seed.seed(F, "seed")?;
         let s: Tensor = scores_arg(scores, F, "scores")?;
         let l: Tensor = labels_arg(labels, F, "labels")?;
         let g = groups.map(|g| ids_arg(g, F, "groups")).transpose()?;
@@ -217,14 +224,10 @@ fn verification_summary<'py>(
         if g2.is_some() && g.is_none() {
             return Err(crate::MfrError::invalid(F, "a second group column needs the first").into());
         }
-        let n_groups = n_groups
-            .map(|n| {
-                usize::try_from(n)
-                    .ok()
-                    .filter(|&n| n >= 1)
-                    .ok_or_else(|| crate::MfrError::invalid(F, format!("n_groups must be >= 1, got {n}")))
-            })
-            .transpose()?;
+        let n_groups: Option<usize> = n_groups.map(|n| n.get(F, "n_groups", 1, MAX_COUNT)).transpose()?;
+        // Each resample is a row of 3 + len(fars) float64s, held twice while collected.
+        let row_bytes = 16 * (3 + fars.len() as u128) + 64;
+        check_memory(F, &format!("n_bootstrap={n_boot} resamples"), product(&[n_boot as u128, row_bytes]))?;
         let out = without_gil(py, move || {
             let input =
                 BinaryScores::new(F, host_slice::<f64>(F, "scores", &s)?, host_slice::<u8>(F, "labels", &l)?, true)?;
@@ -274,19 +277,15 @@ fn verification_summary<'py>(
 #[pyfunction]
 fn bootstrap_group_counts<'py>(
     py: Python<'py>,
-    n_groups: i64,
-    n_resamples: i64,
-    seed: u64,
+    n_groups: Int,
+    n_resamples: Int,
+    seed: Int,
 ) -> PyResult<Bound<'py, PyAny>> {
     const F: &str = "bootstrap_group_counts";
     guarded(|| {
-        let check = |name: &str, v: i64| {
-            usize::try_from(v)
-                .ok()
-                .filter(|&v| v <= 1 << 24)
-                .ok_or_else(|| crate::MfrError::invalid(F, format!("{name} must lie in [0, 16777216], got {v}")))
-        };
-        let (g, b) = (check("n_groups", n_groups)?, check("n_resamples", n_resamples)?);
+        let g: usize = n_groups.get(F, "n_groups", 0, 1 << 24)?;
+        let b: usize = n_resamples.get(F, "n_resamples", 0, 1 << 24)?;
+        let seed = seed.seed(F, "seed")?;
         if g.checked_mul(b).is_none_or(|n| n > 1 << 28) {
             return Err(
                 crate::MfrError::invalid(F, format!("n_groups * n_resamples must be <= 2**28, got {g} * {b}")).into()
@@ -301,7 +300,8 @@ fn bootstrap_group_counts<'py>(
 /// A seed derived from `seed` and names (domain, identity, purpose...), so draws keyed by it
 /// do not depend on how the data is numbered.
 #[pyfunction]
-fn name_seed(seed: u64, names: Vec<String>) -> u64 {
+fn name_seed(seed: Int, names: Vec<String>) -> PyResult<u64> {
+    let seed = seed.seed("name_seed", "seed")?;
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    crate::rng::name_seed(seed, &refs)
+    Ok(crate::rng::name_seed(seed, &refs))
 }

@@ -5,6 +5,7 @@ mod convert;
 mod data;
 mod errors;
 mod info;
+mod int_arg;
 mod losses;
 mod meta;
 mod metrics;

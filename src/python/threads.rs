@@ -3,7 +3,7 @@
 use pyo3::prelude::*;
 
 use super::errors::guarded;
-use crate::error::MfrError;
+use super::int_arg::Int;
 use crate::threads;
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -15,10 +15,9 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 /// Sets the number of threads of mfr's Rust pool; 0 restores the default
 /// (`MFR_NUM_THREADS`, else all cores).
 #[pyfunction]
-fn set_num_threads(n: i64) -> PyResult<()> {
+fn set_num_threads(n: Int) -> PyResult<()> {
     guarded(|| {
-        let n =
-            usize::try_from(n).map_err(|_| MfrError::invalid("set_num_threads", format!("n must be >= 0, got {n}")))?;
+        let n: usize = n.get("set_num_threads", "n", 0, 4096)?;
         threads::set_num_threads(n).map_err(PyErr::from)
     })
 }

@@ -21,6 +21,7 @@ use rayon::prelude::*;
 
 use crate::data::index::{shuffle, stream_id, FaceIndex};
 use crate::error::{MfrError, Result};
+use crate::limits::{check_memory, product};
 use crate::rng::Rng;
 use crate::threads;
 
@@ -170,7 +171,23 @@ impl DomainSampler {
                 ));
             }
         }
-        Ok(DomainSampler { config, domain_ids, id_images })
+        let sampler = DomainSampler { config, domain_ids, id_images };
+        sampler.check_epoch_size()?;
+        Ok(sampler)
+    }
+
+    /// Refuses a configuration whose epoch (identity streams over the padded single-process
+    /// length, this rank's image and identity numbers, held twice while collected) cannot fit.
+    fn check_epoch_size(&self) -> Result<()> {
+        let c = &self.config;
+        let (n_dom, b, k) = (self.n_domains() as u128, c.ids_per_domain as u128, c.images_per_id as u128);
+        let (mine, total) = (self.len() as u128, product(&[self.len() as u128, c.world_size as u128]));
+        let bytes = product(&[n_dom, total, b, 4]) + product(&[mine, n_dom, b, k + 1, 16]);
+        check_memory(
+            "DomainSampler",
+            &format!("an epoch of {mine} batches of {n_dom} domains x {b} identities x {k} images"),
+            bytes,
+        )
     }
 
     pub fn config(&self) -> &SamplerConfig {
@@ -251,7 +268,7 @@ impl DomainSampler {
         let c = &self.config;
         let (n_dom, b, k) = (self.n_domains(), c.ids_per_domain, c.images_per_id);
         let total = self.len() * c.world_size; // padded single-process length
-        let mine: Vec<u64> = (0..total as u64).filter(|i| *i as usize % c.world_size == c.rank).collect();
+        let mine: Vec<u64> = (c.rank as u64..total as u64).step_by(c.world_size).collect();
         threads::install(|| {
             let streams: Vec<Vec<u32>> =
                 (0..n_dom).into_par_iter().map(|d| self.identity_stream(epoch, d, total)).collect();
