@@ -52,13 +52,14 @@ impl Rng {
     }
 }
 
-/// A stream number keyed by names instead of positions: FNV-1a over each name's UTF-8 bytes, every
-/// name closed by 0xFF (a byte UTF-8 never holds, so `["ab", "c"]` and `["a", "bc"]` differ), then
-/// mixed. Draws keyed this way stay the same when a subset or a reordering renumbers the data.
-pub fn name_key(names: &[&str]) -> u64 {
+/// A stream number keyed by names instead of positions: FNV-1a over each name's bytes (UTF-8, or
+/// the raw OS bytes of a name that is not text), every name closed by 0xFF (a byte UTF-8 never
+/// holds, so `["ab", "c"]` and `["a", "bc"]` differ), then mixed. Draws keyed this way stay the
+/// same when a subset or a reordering renumbers the data.
+pub fn name_key<N: AsRef<[u8]>>(names: &[N]) -> u64 {
     let mut h = 0xCBF2_9CE4_8422_2325u64;
     for name in names {
-        for &b in name.as_bytes().iter().chain(std::iter::once(&0xFF)) {
+        for &b in name.as_ref().iter().chain(std::iter::once(&0xFF)) {
             h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
         }
     }
@@ -66,7 +67,7 @@ pub fn name_key(names: &[&str]) -> u64 {
 }
 
 /// A seed derived from `seed` and names (see [`name_key`]), for APIs that take one seed.
-pub fn name_seed(seed: u64, names: &[&str]) -> u64 {
+pub fn name_seed<N: AsRef<[u8]>>(seed: u64, names: &[N]) -> u64 {
     Rng::new(seed, name_key(names)).next_u64()
 }
 

@@ -279,3 +279,62 @@ def test_huge_sizes_are_refused_with_the_figure():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split("\n")[:-1] == [f"{name} refused" for name in HUGE_REQUESTS], proc.stdout
+
+
+# ---- file names and corrupt files (item 4) -------------------------------------------------------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file names are bytes")
+def test_non_utf8_folder_names_stay_distinct_end_to_end(tmp_path):
+    import pickle
+
+    import numpy as np
+
+    root = os.fsencode(tmp_path)
+    for ident in (b"id\xff", b"id\xfe", b"plain"):
+        folder = os.path.join(root, b"dom\xfe", ident)
+        os.makedirs(folder)
+        for k in range(2):
+            mfr._core.write_images(torch.full((1, 3, 8, 8), 40 * k, dtype=torch.uint8), [os.path.join(folder, b"%d.png" % k).decode("utf-8", "surrogateescape")])
+    index = mfr.FaceIndex.from_folder(tmp_path)
+    assert index.n_identities == 3  # a lossy conversion merged id\xff and id\xfe into one person
+    assert sorted(os.fsencode(n) for n in index.identity_names) == [b"id\xfe", b"id\xff", b"plain"]
+    assert [os.fsencode(n) for n in index.domain_names] == [b"dom\xfe"]
+    assert pickle.loads(pickle.dumps(index)) == index
+    data = mfr.FaceData.from_folder(tmp_path)
+    images = data.load(np.arange(len(index)), 8, 3)
+    assert images.shape == (6, 3, 8, 8)
+    assert len(data.subset(["dom\udcfe"]).index) == 6  # the domain by its (surrogate-escaped) name
+    assert "dom\\xfe" in repr(index)  # shown with escapes
+    with pytest.raises(mfr.InvalidInputError, match=r"unknown domain 'nope'; its domains are 'dom\\xfe'$"):
+        index.gallery_probe("nope")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links need privileges on Windows")
+def test_dangling_symlinks_are_reported(tmp_path):
+    folder = tmp_path / "d" / "person"
+    folder.mkdir(parents=True)
+    mfr._core.write_images(torch.zeros((2, 3, 8, 8), dtype=torch.uint8), [str(folder / "a.png"), str(folder / "b.png")])
+    (folder / "c.png").symlink_to(tmp_path / "missing.png")
+    with pytest.warns(UserWarning, match=r"skipped 1 symbolic link\(s\) to nothing: .*person/c\.png"):
+        index = mfr.FaceIndex.from_folder(tmp_path)
+    assert len(index) == 2
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "TIFF", "BMP"])
+def test_truncated_images_raise_or_are_skipped_and_reported(fmt):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 255, (32, 24, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, fmt)
+    whole = buf.getvalue()
+    cut = whole[: len(whole) * 9 // 10]
+    with pytest.raises(mfr.DataError, match="image 1: cannot decode"):
+        mfr.data.decode_images([whole, cut], size=(32, 24))
+    with pytest.warns(mfr.data.DecodeWarning, match="left out 1 image"):
+        images, failed = mfr.data.decode_images([whole, cut, whole], size=(32, 24), on_error="skip", return_failed=True)
+    assert images.shape[0] == 2 and [i for i, _ in failed] == [1]

@@ -6,9 +6,12 @@
 //! flipped horizontally, and written straight into its slot of the output tensor; rayon spreads
 //! images over the mfr pool.
 
+use std::path::PathBuf;
+
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
+use super::index::shown;
 use super::resize::resize;
 use crate::error::{MfrError, Result};
 use crate::limits::{check_memory, product};
@@ -16,14 +19,14 @@ use crate::threads;
 
 /// Where one image comes from.
 pub enum ImageSource {
-    Path(String),
+    Path(PathBuf),
     Bytes(Vec<u8>),
 }
 
 impl ImageSource {
     fn describe(&self, i: usize) -> String {
         match self {
-            ImageSource::Path(p) => p.clone(),
+            ImageSource::Path(p) => shown(p.as_os_str()),
             ImageSource::Bytes(b) => format!("<in-memory image {i}, {} bytes>", b.len()),
         }
     }
@@ -47,15 +50,36 @@ pub struct Decoded {
     pub failed: Vec<(usize, String)>,
 }
 
+/// A JPEG cut short: the decoder fills the missing part with grey and reports nothing, so the
+/// file is checked for the end-of-image marker (FF D9) after its last start-of-scan (FF DA).
+/// Entropy-coded data never holds FF DA or FF D9 (an FF there is followed by 00 or a restart
+/// marker), and trailing bytes after the image (camera data) are allowed.
+fn is_truncated_jpeg(bytes: &[u8]) -> bool {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return false;
+    }
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    match last_scan {
+        None => false, // no scan at all: the decoder reports that itself
+        Some(at) => !bytes[at..].windows(2).any(|w| w == [0xFF, 0xD9]),
+    }
+}
+
 fn decode_one(source: &ImageSource, i: usize, opts: &DecodeOptions, out: &mut [u8]) -> std::result::Result<(), String> {
     let owned;
     let bytes: &[u8] = match source {
         ImageSource::Path(p) => {
-            owned = std::fs::read(p).map_err(|e| format!("cannot read {p}: {e}"))?;
+            owned = std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", shown(p.as_os_str())))?;
             &owned
         }
         ImageSource::Bytes(b) => b,
     };
+    if is_truncated_jpeg(bytes) {
+        return Err(format!(
+            "cannot decode {}: truncated JPEG (no end-of-image marker after its last scan)",
+            source.describe(i)
+        ));
+    }
     let img = image::load_from_memory(bytes).map_err(|e| format!("cannot decode {}: {e}", source.describe(i)))?;
     let (src_w, src_h) = (img.width() as usize, img.height() as usize);
     // Resize in the source's own channel count: a grayscale source is replicated only at the end.
@@ -158,7 +182,7 @@ pub fn decode_images(sources: &[ImageSource], opts: &DecodeOptions) -> Result<De
 
 /// Writes each image of a uint8 `(N, C, H, W)` CPU tensor (C = 1 or 3) to its path; the format
 /// follows the extension (PNG, BMP, TIFF, PGM/PPM, JPEG at quality 95). Parent folders are created.
-pub fn write_images(images: &Tensor, paths: &[String]) -> Result<()> {
+pub fn write_images(images: &Tensor, paths: &[PathBuf]) -> Result<()> {
     const F: &str = "write_images";
     let size = images.size();
     if images.kind() != Kind::Uint8
@@ -183,14 +207,13 @@ pub fn write_images(images: &Tensor, paths: &[String]) -> Result<()> {
         paths
             .par_iter()
             .enumerate()
-            .map(|(i, p)| {
-                let path = std::path::Path::new(p);
+            .map(|(i, path)| {
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent)
-                        .map_err(|e| MfrError::data(F, format!("cannot create {}: {e}", parent.display())))?;
+                        .map_err(|e| MfrError::data(F, format!("cannot create {}: {e}", shown(parent.as_os_str()))))?;
                 }
                 image::save_buffer(path, &data[i * per..(i + 1) * per], w, h, color)
-                    .map_err(|e| MfrError::data(F, format!("cannot write {p}: {e}")))
+                    .map_err(|e| MfrError::data(F, format!("cannot write {}: {e}", shown(path.as_os_str()))))
             })
             .collect()
     })?;
@@ -208,6 +231,29 @@ mod tests {
         let mut out = std::io::Cursor::new(Vec::new());
         DynamicImage::ImageRgb8(img).write_to(&mut out, image::ImageFormat::Png).unwrap();
         out.into_inner()
+    }
+
+    fn jpeg_bytes(w: u32, h: u32) -> Vec<u8> {
+        let img: ImageBuffer<Rgb<u8>, Vec<u8>> =
+            ImageBuffer::from_fn(w, h, |x, y| Rgb([(x * 7 + y * 3) as u8, (x * y) as u8, 90]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        DynamicImage::ImageRgb8(img).write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn truncated_jpegs_fail_and_trailing_bytes_do_not() {
+        let whole = jpeg_bytes(32, 24);
+        assert!(decode_images(&[ImageSource::Bytes(whole.clone())], &opts(24, 32, 3)).is_ok());
+        let mut trailing = whole.clone();
+        trailing.extend_from_slice(b"camera maker data");
+        assert!(decode_images(&[ImageSource::Bytes(trailing)], &opts(24, 32, 3)).is_ok());
+        let scan = whole.windows(2).rposition(|w| w == [0xFF, 0xDA]).unwrap();
+        for keep in [scan + (whole.len() - scan) / 2, whole.len() - 2, whole.len() - 1] {
+            let cut = ImageSource::Bytes(whole[..keep].to_vec());
+            let err = decode_images(&[cut], &opts(24, 32, 3)).err().expect("a truncated JPEG must not decode");
+            assert!(matches!(&err, MfrError::Data(m) if m.contains("truncated JPEG")), "{err}");
+        }
     }
 
     fn opts(h: usize, w: usize, c: usize) -> DecodeOptions {
@@ -235,8 +281,7 @@ mod tests {
     fn write_then_read_back() {
         let dir = std::env::temp_dir().join(format!("mfr_write_{}", std::process::id()));
         let t = Tensor::arange(2 * 3 * 4 * 5, (Kind::Uint8, Device::Cpu)).view([2, 3, 4, 5]);
-        let paths: Vec<String> =
-            ["a/x.png", "b/y.bmp"].iter().map(|p| dir.join(p).to_string_lossy().into_owned()).collect();
+        let paths: Vec<PathBuf> = ["a/x.png", "b/y.bmp"].iter().map(|p| dir.join(p)).collect();
         write_images(&t, &paths).unwrap();
         let src: Vec<ImageSource> = paths.iter().map(|p| ImageSource::Path(p.clone())).collect();
         let back = decode_images(&src, &opts(4, 5, 3)).unwrap();

@@ -7,6 +7,7 @@
 //! sampler compute image indices instead of looking them up).
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 
 use crate::error::{MfrError, Result};
@@ -16,23 +17,26 @@ use crate::rng::{name_key, Rng};
 /// File extensions read as images.
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "pgm", "ppm", "pbm", "pnm", "gif", "tif", "tiff", "bmp"];
 
+/// Paths and names are the OS's own (bytes-faithful): two folders whose names are not valid
+/// UTF-8 stay two identities. Everything that orders or keys by them uses their bytes, which for
+/// text is the order and the key of the UTF-8 string.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FaceIndex {
     /// Per image.
-    pub paths: Vec<String>,
+    pub paths: Vec<OsString>,
     /// Per image: domain number (index into `domain_names`).
     pub domains: Vec<u32>,
     /// Per image: identity number (index into `identity_names`), unique across domains.
     pub identities: Vec<u32>,
-    pub domain_names: Vec<String>,
-    pub identity_names: Vec<String>,
+    pub domain_names: Vec<OsString>,
+    pub identity_names: Vec<OsString>,
     /// Per identity: its domain.
     pub identity_domains: Vec<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct DomainSummary {
-    pub name: String,
+    pub name: OsString,
     pub identities: usize,
     pub images: usize,
     pub min_images_per_identity: usize,
@@ -57,30 +61,61 @@ fn sorted_dir(func: &str, dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn name_of(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+fn name_of(path: &Path) -> OsString {
+    path.file_name().map(OsStr::to_owned).unwrap_or_default()
+}
+
+/// The bytes a name or path orders and keys by.
+fn bytes(s: &OsStr) -> &[u8] {
+    s.as_encoded_bytes()
+}
+
+/// A name or path for messages: as is when it is text, each byte that is not UTF-8 as `\xNN`.
+pub fn shown(name: &OsStr) -> String {
+    let mut out = String::new();
+    for chunk in bytes(name).utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Entries of a folder that are symbolic links to nothing.
+fn is_dangling_link(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) && std::fs::metadata(path).is_err()
 }
 
 impl FaceIndex {
     /// Builds from per-image (path, domain name, identity name) triples, in the given image order.
     /// Domains are numbered by sorted name, identities by first appearance.
-    pub fn from_triples(func: &str, triples: Vec<(String, String, String)>) -> Result<Self> {
+    pub fn from_triples<P, D, I>(func: &str, triples: Vec<(P, D, I)>) -> Result<Self>
+    where
+        P: Into<OsString>,
+        D: Into<OsString>,
+        I: Into<OsString>,
+    {
+        let triples: Vec<(OsString, OsString, OsString)> =
+            triples.into_iter().map(|(p, d, i)| (p.into(), d.into(), i.into())).collect();
         if triples.is_empty() {
             return Err(MfrError::data(func, "no images found"));
         }
-        let domain_set: BTreeMap<&str, u32> = {
-            let mut names: Vec<&str> = triples.iter().map(|t| t.1.as_str()).collect();
+        let domain_set: BTreeMap<&[u8], u32> = {
+            let mut names: Vec<&[u8]> = triples.iter().map(|t| bytes(&t.1)).collect();
             names.sort_unstable();
             names.dedup();
             names.into_iter().enumerate().map(|(i, n)| (n, i as u32)).collect()
         };
-        let mut id_set: std::collections::HashMap<(&str, &str), u32> = std::collections::HashMap::new();
-        let mut index =
-            FaceIndex { domain_names: domain_set.keys().map(|s| s.to_string()).collect(), ..Default::default() };
+        let mut id_set: std::collections::HashMap<(&[u8], &[u8]), u32> = std::collections::HashMap::new();
+        let mut index = FaceIndex { domain_names: vec![OsString::new(); domain_set.len()], ..Default::default() };
+        for (_, domain, _) in &triples {
+            index.domain_names[domain_set[bytes(domain)] as usize].clone_from(domain);
+        }
         for (path, domain, identity) in &triples {
-            let d = domain_set[domain.as_str()];
+            let d = domain_set[bytes(domain)];
             let next = id_set.len() as u32;
-            let id = *id_set.entry((domain.as_str(), identity.as_str())).or_insert_with(|| {
+            let id = *id_set.entry((bytes(domain), bytes(identity))).or_insert_with(|| {
                 index.identity_names.push(identity.clone());
                 index.identity_domains.push(d);
                 next
@@ -93,26 +128,34 @@ impl FaceIndex {
     }
 
     /// `<root>/<domain>/<identity>/<image>`; files that are not images (e.g. SOURCE.md) are ignored.
-    pub fn from_folder(root: &Path) -> Result<Self> {
+    /// Also returns the symbolic links to nothing that the walk met (shown paths), which it
+    /// skips: the caller reports them.
+    pub fn from_folder(root: &Path) -> Result<(Self, Vec<String>)> {
         const F: &str = "FaceIndex.from_folder";
         if !root.is_dir() {
-            return Err(MfrError::data(F, format!("{} is not a folder", root.display())));
+            return Err(MfrError::data(F, format!("{} is not a folder", shown(root.as_os_str()))));
         }
         let mut triples = Vec::new();
-        for domain in sorted_dir(F, root)?.into_iter().filter(|p| p.is_dir()) {
-            for identity in sorted_dir(F, &domain)?.into_iter().filter(|p| p.is_dir()) {
-                for image in sorted_dir(F, &identity)?.into_iter().filter(|p| p.is_file() && is_image(p)) {
-                    triples.push((image.to_string_lossy().into_owned(), name_of(&domain), name_of(&identity)));
+        let mut dangling = Vec::new();
+        let mut entries = |dir: &Path, keep: fn(&Path) -> bool| -> Result<Vec<PathBuf>> {
+            let all = sorted_dir(F, dir)?;
+            dangling.extend(all.iter().filter(|p| is_dangling_link(p)).map(|p| shown(p.as_os_str())));
+            Ok(all.into_iter().filter(|p| keep(p)).collect())
+        };
+        for domain in entries(root, |p| p.is_dir())? {
+            for identity in entries(&domain, |p| p.is_dir())? {
+                for image in entries(&identity, |p| p.is_file() && is_image(p))? {
+                    triples.push((image.into_os_string(), name_of(&domain), name_of(&identity)));
                 }
             }
         }
         if triples.is_empty() {
             return Err(MfrError::data(
                 F,
-                format!("no images under {} (expected <root>/<domain>/<identity>/<image>)", root.display()),
+                format!("no images under {} (expected <root>/<domain>/<identity>/<image>)", shown(root.as_os_str())),
             ));
         }
-        Self::from_triples(F, triples)
+        Ok((Self::from_triples(F, triples)?, dangling))
     }
 
     /// A list file: one `path domain identity` per line (whitespace separated; blank lines and lines
@@ -121,7 +164,7 @@ impl FaceIndex {
         const F: &str = "FaceIndex.from_list";
         let text = std::fs::read_to_string(list)
             .map_err(|e| MfrError::data(F, format!("cannot read {}: {e}", list.display())))?;
-        let mut triples = Vec::new();
+        let mut triples: Vec<(OsString, OsString, OsString)> = Vec::new();
         for (lineno, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -140,10 +183,10 @@ impl FaceIndex {
                 ));
             }
             let path = match root {
-                Some(r) if Path::new(fields[0]).is_relative() => r.join(fields[0]).to_string_lossy().into_owned(),
-                _ => fields[0].to_owned(),
+                Some(r) if Path::new(fields[0]).is_relative() => r.join(fields[0]).into_os_string(),
+                _ => fields[0].into(),
             };
-            triples.push((path, fields[1].to_owned(), fields[2].to_owned()));
+            triples.push((path, fields[1].into(), fields[2].into()));
         }
         if triples.is_empty() {
             return Err(MfrError::data(F, format!("{} lists no images", list.display())));
@@ -205,7 +248,7 @@ impl FaceIndex {
 
     /// The images whose `keep(image index)` holds, re-numbered (empty domains and identities vanish).
     pub fn select(&self, func: &str, keep: impl Fn(usize) -> bool) -> Result<Self> {
-        let triples: Vec<(String, String, String)> = (0..self.len())
+        let triples: Vec<(OsString, OsString, OsString)> = (0..self.len())
             .filter(|&i| keep(i))
             .map(|i| {
                 let id = self.identities[i] as usize;
@@ -244,12 +287,12 @@ impl FaceIndex {
                     F,
                     format!(
                         "domain '{}' has {} identities: test_fraction {test_fraction} leaves one side empty",
-                        self.domain_names[d],
+                        shown(&self.domain_names[d]),
                         ids.len()
                     ),
                 ));
             }
-            shuffle(&mut ids, &mut Rng::new(seed, stream_id(&[0x5311, name_key(&[&self.domain_names[d]])])));
+            shuffle(&mut ids, &mut Rng::new(seed, stream_id(&[0x5311, name_key(&[bytes(&self.domain_names[d])])])));
             for &id in &ids[..n_test] {
                 is_test[id as usize] = true;
             }
@@ -265,12 +308,12 @@ impl FaceIndex {
     pub fn canonical_identities(&self, func: &str, domain: usize) -> Result<Vec<(u32, Vec<u32>)>> {
         let mut by_id = self.images_by_identity();
         let mut ids = self.domain_identities(func, domain)?;
-        ids.sort_by(|&a, &b| self.identity_names[a as usize].cmp(&self.identity_names[b as usize]));
+        ids.sort_by(|&a, &b| bytes(&self.identity_names[a as usize]).cmp(bytes(&self.identity_names[b as usize])));
         Ok(ids
             .into_iter()
             .map(|id| {
                 let mut imgs = std::mem::take(&mut by_id[id as usize]);
-                imgs.sort_by(|&a, &b| self.paths[a as usize].cmp(&self.paths[b as usize]));
+                imgs.sort_by(|&a, &b| bytes(&self.paths[a as usize]).cmp(bytes(&self.paths[b as usize])));
                 (id, imgs)
             })
             .collect())
@@ -279,7 +322,7 @@ impl FaceIndex {
     /// Random stream of one identity's evaluation draw number `draw` (keyed by names and `tag`).
     fn identity_rng(&self, seed: u64, tag: u64, id: u32, draw: u64) -> Rng {
         let d = &self.domain_names[self.identity_domains[id as usize] as usize];
-        Rng::new(seed, stream_id(&[tag, name_key(&[d, &self.identity_names[id as usize]]), draw]))
+        Rng::new(seed, stream_id(&[tag, name_key(&[bytes(d), bytes(&self.identity_names[id as usize])]), draw]))
     }
 
     /// Identification splits of one domain, over the identities with >= 2 images (identity-name
@@ -331,8 +374,8 @@ impl FaceIndex {
         let n_genuine: u128 =
             canonical.iter().map(|(_, imgs)| (imgs.len() as u128) * (imgs.len() as u128).saturating_sub(1) / 2).sum();
         // Per pair: two u32 indices and a label, and per impostor a hash-set entry while drawing.
-        let bytes = product(&[n_genuine + n_impostors as u128, 9]) + product(&[n_impostors as u128, 32]);
-        check_memory(F, &format!("{n_genuine} genuine and {n_impostors} impostor pairs"), bytes)?;
+        let needed = product(&[n_genuine + n_impostors as u128, 9]) + product(&[n_impostors as u128, 32]);
+        check_memory(F, &format!("{n_genuine} genuine and {n_impostors} impostor pairs"), needed)?;
         let mut pairs = Vec::new();
         for (_, imgs) in &canonical {
             for (k, &a) in imgs.iter().enumerate() {
@@ -353,11 +396,11 @@ impl FaceIndex {
                 F,
                 format!(
                     "domain '{}' has only {n_possible} impostor pairs, {n_impostors} requested",
-                    self.domain_names[domain]
+                    shown(&self.domain_names[domain])
                 ),
             ));
         }
-        let mut rng = Rng::new(seed, stream_id(&[0x7a11, name_key(&[&self.domain_names[domain]])]));
+        let mut rng = Rng::new(seed, stream_id(&[0x7a11, name_key(&[bytes(&self.domain_names[domain])])]));
         let mut seen = std::collections::HashSet::with_capacity(n_impostors);
         while seen.len() < n_impostors {
             // Canonical positions: the pair is the same whatever the images' index numbers are.
@@ -473,10 +516,36 @@ mod tests {
         let idx = FaceIndex::from_triples("t", t).unwrap();
         let (tr, te) = idx.split_identities(0.3, 1).unwrap();
         assert_eq!((tr.n_identities(), te.n_identities()), (14, 6));
-        let names = |x: &FaceIndex| -> std::collections::HashSet<String> { x.paths.iter().cloned().collect() };
+        let names = |x: &FaceIndex| -> std::collections::HashSet<OsString> { x.paths.iter().cloned().collect() };
         assert!(names(&tr).is_disjoint(&names(&te)));
         assert_eq!(idx.split_identities(0.3, 1).unwrap().1, te);
         assert_ne!(idx.split_identities(0.3, 2).unwrap().1, te);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn folder_names_are_bytes_faithful_and_dangling_links_reported() {
+        use std::os::unix::ffi::OsStrExt;
+        let root = std::env::temp_dir().join(format!("mfr_names_{}", std::process::id()));
+        let dom = root.join(OsStr::from_bytes(b"dom\xfe"));
+        for id in [&b"id\xff"[..], b"id\xfe"] {
+            let dir = dom.join(OsStr::from_bytes(id));
+            std::fs::create_dir_all(&dir).unwrap();
+            for k in 0..2 {
+                std::fs::write(dir.join(format!("{k}.png")), b"x").unwrap();
+            }
+        }
+        std::os::unix::fs::symlink(root.join("nowhere.png"), dom.join(OsStr::from_bytes(b"id\xff")).join("gone.png"))
+            .unwrap();
+        let (idx, dangling) = FaceIndex::from_folder(&root).unwrap();
+        std::fs::remove_dir_all(&root).ok();
+        // Two people stay two (a lossy conversion made both `id\u{fffd}`).
+        assert_eq!(idx.n_identities(), 2);
+        assert_eq!(idx.identity_names, [OsStr::from_bytes(b"id\xfe"), OsStr::from_bytes(b"id\xff")]);
+        assert_eq!(shown(&idx.domain_names[0]), "dom\\xfe");
+        assert!(idx.paths[0].as_encoded_bytes().ends_with(b"/dom\xfe/id\xfe/0.png"));
+        assert_eq!(dangling.len(), 1);
+        assert!(dangling[0].ends_with("dom\\xfe/id\\xff/gone.png"), "{dangling:?}");
     }
 
     /// Evaluation draws follow names, not positions: a reordered index gives the same image pairs,
@@ -497,7 +566,7 @@ mod tests {
         let y_only: Vec<_> = t.iter().filter(|x| x.1 == "y").cloned().collect();
         let path_pairs = |idx: &FaceIndex, d: usize| {
             let (p, l) = idx.verification_pairs(d, 20, 3).unwrap();
-            let named: Vec<(String, String, bool)> = p
+            let named: Vec<(OsString, OsString, bool)> = p
                 .iter()
                 .zip(l)
                 .map(|(q, l)| (idx.paths[q[0] as usize].clone(), idx.paths[q[1] as usize].clone(), l))

@@ -1,14 +1,17 @@
 //! Bindings of `crate::data` and `crate::sampler`: `FaceIndex` and the sampler core.
 
+use std::ffi::{CString, OsString};
 use std::path::PathBuf;
 
 use numpy::{IntoPyArray, PyArray1, PyArrayMethods};
+use pyo3::exceptions::PyUserWarning;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
 use pyo3_tch::PyTensor;
 
 use super::errors::{guarded, without_gil};
 use super::int_arg::{ints, Int, MAX_COUNT};
+use crate::data::index::shown;
 use crate::data::{unpack_insightface, DecodeOptions, FaceIndex, ImageSource, RecordFile};
 use crate::error::MfrError;
 use crate::sampler::{DomainSampler, SamplerConfig, SplitMode};
@@ -22,7 +25,7 @@ const MAX_WORLD_SIZE: i128 = 1 << 20;
 
 type Int64Array<'py> = Bound<'py, PyArray1<i64>>;
 /// (paths, domain names, identity names), one entry per image
-type IndexArrays = (Vec<String>, Vec<String>, Vec<String>);
+type IndexArrays = (Vec<OsString>, Vec<OsString>, Vec<OsString>);
 /// (labels, id, id2, image bytes)
 type InsightfaceTuple<'py> = (Bound<'py, PyArray1<f32>>, u64, u64, Bound<'py, PyBytes>);
 
@@ -46,13 +49,18 @@ pub(crate) struct PyFaceIndex {
     pub(crate) inner: FaceIndex,
 }
 
-fn label_to_string(ob: &Bound<'_, PyAny>) -> PyResult<String> {
-    Ok(ob.str()?.to_string())
+/// A domain or identity label: a string as the OS would name it (surrogate-escaped bytes of a
+/// non-UTF-8 folder name come back as those bytes), anything else (numbers) as its str().
+fn label(ob: &Bound<'_, PyAny>) -> PyResult<OsString> {
+    match ob.extract::<OsString>() {
+        Ok(name) => Ok(name),
+        Err(_) => Ok(ob.str()?.to_string().into()),
+    }
 }
 
 impl PyFaceIndex {
     fn domain_number(&self, domain: &Bound<'_, PyAny>, func: &str) -> PyResult<usize> {
-        let name: String = match domain.extract::<Int>()? {
+        let name: OsString = match domain.extract::<Int>()? {
             Int::NotAnInteger(_) => domain.extract().map_err(|_| {
                 MfrError::invalid(
                     func,
@@ -65,7 +73,8 @@ impl PyFaceIndex {
             }
         };
         self.inner.domain_names.iter().position(|n| *n == name).ok_or_else(|| {
-            MfrError::invalid(func, format!("unknown domain '{name}'; domains are {:?}", self.inner.domain_names))
+            let known: Vec<String> = self.inner.domain_names.iter().map(|n| format!("'{}'", shown(n))).collect();
+            MfrError::invalid(func, format!("unknown domain '{}'; its domains are {}", shown(&name), known.join(", ")))
                 .into()
         })
     }
@@ -76,7 +85,19 @@ impl PyFaceIndex {
     /// Index of a folder laid out ``<root>/<domain>/<identity>/<image>`` (non-image files ignored).
     #[staticmethod]
     fn from_folder(py: Python<'_>, root: PathBuf) -> PyResult<Self> {
-        guarded(|| without_gil(py, move || FaceIndex::from_folder(&root)).map(|inner| PyFaceIndex { inner }))
+        guarded(|| {
+            let (inner, dangling) = without_gil(py, move || FaceIndex::from_folder(&root))?;
+            if !dangling.is_empty() {
+                let shown = dangling.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+                let more = if dangling.len() > 5 { format!(" and {} more", dangling.len() - 5) } else { String::new() };
+                let message = format!(
+                    "FaceIndex.from_folder: skipped {} symbolic link(s) to nothing: {shown}{more}",
+                    dangling.len()
+                );
+                PyErr::warn(py, &py.get_type::<PyUserWarning>(), &CString::new(message)?, 1)?;
+            }
+            Ok(PyFaceIndex { inner })
+        })
     }
 
     /// Index of a list file with one ``path domain identity`` per line; relative paths are joined
@@ -92,7 +113,7 @@ impl PyFaceIndex {
     /// Index from parallel sequences; domain and identity labels may be strings or numbers.
     #[staticmethod]
     fn from_arrays(
-        paths: Vec<String>,
+        paths: Vec<OsString>,
         domains: Vec<Bound<'_, PyAny>>,
         identities: Vec<Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
@@ -112,7 +133,7 @@ impl PyFaceIndex {
             }
             let mut triples = Vec::with_capacity(paths.len());
             for ((p, d), i) in paths.into_iter().zip(&domains).zip(&identities) {
-                triples.push((p, label_to_string(d)?, label_to_string(i)?));
+                triples.push((p, label(d)?, label(i)?));
             }
             Ok(PyFaceIndex { inner: FaceIndex::from_triples(F, triples)? })
         })
@@ -142,13 +163,13 @@ impl PyFaceIndex {
             self.inner.len(),
             self.inner.n_identities(),
             self.inner.n_domains(),
-            self.inner.domain_names.join(", ")
+            self.inner.domain_names.iter().map(|n| shown(n)).collect::<Vec<_>>().join(", ")
         )
     }
 
     /// Image paths, in index order.
     #[getter]
-    fn paths(&self) -> Vec<String> {
+    fn paths(&self) -> Vec<OsString> {
         self.inner.paths.clone()
     }
 
@@ -171,13 +192,13 @@ impl PyFaceIndex {
     }
 
     #[getter]
-    fn domain_names(&self) -> Vec<String> {
+    fn domain_names(&self) -> Vec<OsString> {
         self.inner.domain_names.clone()
     }
 
     /// Identity labels (as given, without their domain).
     #[getter]
-    fn identity_names(&self) -> Vec<String> {
+    fn identity_names(&self) -> Vec<OsString> {
         self.inner.identity_names.clone()
     }
 
@@ -366,7 +387,7 @@ fn image_source(ob: &Bound<'_, PyAny>, i: usize) -> PyResult<ImageSource> {
     }
     let os = ob.py().import("os")?;
     match os.getattr("fspath")?.call1((ob,)) {
-        Ok(p) => Ok(ImageSource::Path(p.extract::<String>().map_err(|_| {
+        Ok(p) => Ok(ImageSource::Path(p.extract::<PathBuf>().map_err(|_| {
             MfrError::invalid("decode_images", format!("source {i}: paths must be text, got bytes path {ob}"))
         })?)),
         Err(_) => Err(MfrError::invalid(
@@ -527,7 +548,6 @@ impl PyRecordFile {
 fn write_images(py: Python<'_>, images: &Bound<'_, PyAny>, paths: Vec<PathBuf>) -> PyResult<()> {
     guarded(|| {
         let t = super::convert::tensor_arg(images, "write_images", "images")?;
-        let paths: Vec<String> = paths.iter().map(|p| p.to_string_lossy().into_owned()).collect();
         without_gil(py, move || crate::data::write_images(&t, &paths))
     })
 }

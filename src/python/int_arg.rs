@@ -29,7 +29,9 @@ impl<'py> FromPyObject<'py> for Int {
                 let short = if repr.len() > 24 { format!("{}...({} digits)", &repr[..12], repr.len()) } else { repr };
                 Int::Huge(short)
             }
-            Err(_) => Int::NotAnInteger(ob.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "object".into())),
+            Err(_) => {
+                Int::NotAnInteger(ob.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "object".into()))
+            }
         })
     }
 }

@@ -1,5 +1,7 @@
 //! Bindings of `crate::metrics`.
 
+use std::ffi::OsString;
+
 use numpy::{IntoPyArray, PyArray1, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -300,8 +302,8 @@ fn bootstrap_group_counts<'py>(
 /// A seed derived from `seed` and names (domain, identity, purpose...), so draws keyed by it
 /// do not depend on how the data is numbered.
 #[pyfunction]
-fn name_seed(seed: Int, names: Vec<String>) -> PyResult<u64> {
+fn name_seed(seed: Int, names: Vec<OsString>) -> PyResult<u64> {
     let seed = seed.seed("name_seed", "seed")?;
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    Ok(crate::rng::name_seed(seed, &refs))
+    let bytes: Vec<&[u8]> = names.iter().map(|n| n.as_encoded_bytes()).collect();
+    Ok(crate::rng::name_seed(seed, &bytes))
 }

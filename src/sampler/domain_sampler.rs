@@ -19,7 +19,7 @@
 
 use rayon::prelude::*;
 
-use crate::data::index::{shuffle, stream_id, FaceIndex};
+use crate::data::index::{shown, shuffle, stream_id, FaceIndex};
 use crate::error::{MfrError, Result};
 use crate::limits::{check_memory, product};
 use crate::rng::Rng;
@@ -154,7 +154,7 @@ impl DomainSampler {
                     F,
                     format!(
                         "domain '{}' has {} identities, fewer than ids_per_domain={}",
-                        index.domain_names[d],
+                        shown(&index.domain_names[d]),
                         ids.len(),
                         c.ids_per_domain
                     ),
@@ -166,7 +166,8 @@ impl DomainSampler {
                     format!(
                         "identity '{}' of domain '{}' has 1 image, but MFR needs a gallery and a probe image per identity; \
                          drop such identities first (FaceIndex.filter(min_images=2))",
-                        index.identity_names[id as usize], index.domain_names[d]
+                        shown(&index.identity_names[id as usize]),
+                        shown(&index.domain_names[d])
                     ),
                 ));
             }
