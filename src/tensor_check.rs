@@ -94,6 +94,13 @@ impl<'a> Arg<'a> {
     /// Fails with a device error when the tensor lives on a device this build cannot use.
     pub fn usable_device(&self) -> Result<&Self> {
         let device = self.tensor.device();
+        if !matches!(device, Device::Cpu | Device::Cuda(_)) {
+            // tch reports meta tensors as Mps: neither holds data mfr can read.
+            return Err(MfrError::device(
+                self.func,
+                format!("argument '{}' must be on the CPU or a CUDA device, got {}", self.name, device_name(device)),
+            ));
+        }
         if let Device::Cuda(_) = device {
             if !crate::linked_cuda() {
                 return Err(MfrError::device(
@@ -125,6 +132,19 @@ impl<'a> Arg<'a> {
         }
         Ok(self)
     }
+}
+
+/// `all_finite` for a tensor on any device: one reduction there, and the first bad flat index
+/// only when there is one.
+pub fn tensor_finite(func: &str, name: &str, t: &Tensor) -> Result<()> {
+    let finite = t.f_isfinite()?;
+    if finite.f_all()?.f_int64_value(&[])? != 0 {
+        return Ok(());
+    }
+    let flat = t.f_flatten(0, -1)?;
+    let i = finite.f_logical_not()?.f_flatten(0, -1)?.f_nonzero()?.f_int64_value(&[0, 0])?;
+    let v = flat.f_to_kind(tch::Kind::Double)?.f_double_value(&[i])?;
+    Err(MfrError::invalid(func, format!("argument '{name}' must be finite, got {v} at flat index {i}")))
 }
 
 /// Rejects NaN or infinite values, naming the first bad flat index.

@@ -338,3 +338,51 @@ def test_truncated_images_raise_or_are_skipped_and_reported(fmt):
     with pytest.warns(mfr.data.DecodeWarning, match="left out 1 image"):
         images, failed = mfr.data.decode_images([whole, cut, whole], size=(32, 24), on_error="skip", return_failed=True)
     assert images.shape[0] == 2 and [i for i, _ in failed] == [1]
+
+
+# ---- clear messages instead of libtorch's text -----------------------------------------------------
+
+
+def test_meta_and_sparse_tensors_are_named():
+    meta = torch.randn(4, device="meta")
+    with pytest.raises(mfr.DeviceError, match="verification_report: argument 'scores' is on the meta device"):
+        mfr.metrics.verification_report(meta, [1, 1, 0, 0])
+    with pytest.raises(mfr.DeviceError, match="cosine_scores: argument 'a' is on the meta device"):
+        mfr.cosine_scores(torch.randn(4, 3, device="meta"), torch.randn(4, 3, device="meta"))
+    with pytest.raises(mfr.InvalidInputError, match=r"argument 'scores' must be a dense tensor, got layout torch.sparse_coo; call .to_dense\(\)"):
+        mfr.metrics.roc_auc(torch.tensor([0.9, 0.8, 0.3, 0.2]).to_sparse(), [1, 1, 0, 0])
+
+
+def test_mixed_dtype_buffers_and_inference_built_backbones_are_named():
+    net = mfr.nn.Backbone("small_cnn", width=4, input_size=16, embedding_dim=16, in_channels=1)
+    for b in net.buffers():
+        b.data = b.data.double()
+    with pytest.raises(mfr.InvalidInputError, match=r"buffer block0\.bn\.running_mean must have the parameters' dtype float32, got float64"):
+        net(torch.randn(4, 1, 16, 16))
+    with torch.inference_mode():
+        built = mfr.nn.Backbone("small_cnn", width=4, input_size=16, embedding_dim=16, in_channels=1)
+        assert built.eval()(torch.randn(2, 1, 16, 16)).shape == (2, 16)  # inference use stays fine
+    with pytest.raises(mfr.InvalidInputError, match="parameters are inference tensors"):
+        built.train()(torch.randn(4, 1, 16, 16))
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_every_scoring_function_refuses_non_finite_inputs(bad):
+    emb = torch.randn(6, 4)
+    emb[2, 1] = bad
+    scores = torch.tensor([0.9, 0.8, bad, 0.2])
+    labels = [1, 1, 0, 0]
+    calls = [
+        lambda: mfr.cosine_scores(emb, torch.randn(6, 4)),
+        lambda: mfr.pair_scores(emb, [[0, 2], [1, 3]]),
+        lambda: mfr.metrics.identification(emb, list(range(6)), torch.randn(6, 4), list(range(6))),
+        lambda: mfr.metrics.roc_curve(scores, labels),
+        lambda: mfr.metrics.roc_auc(scores, labels),
+        lambda: mfr.metrics.eer(scores, labels),
+        lambda: mfr.metrics.tar_at_far(scores, labels, [0.1]),
+        lambda: mfr.metrics.verification_report(scores, labels),
+        lambda: mfr.metrics.kfold_accuracy(scores, labels, 2),
+    ]
+    for call in calls:
+        with pytest.raises(mfr.InvalidInputError, match="must be finite"):
+            call()

@@ -64,7 +64,8 @@ def get_num_threads() -> int:
     """Threads the Rust pool uses for the next parallel call."""
 
 def cosine_scores(a: torch.Tensor | npt.ArrayLike, b: torch.Tensor | npt.ArrayLike) -> torch.Tensor:
-    """Row-wise cosine of two (N, D) float32 contiguous tensors on one device -> (N,) float32 on it."""
+    """Row-wise cosine of two (N, D) float32 contiguous tensors on one device -> (N,) float32 on it.
+    NaN or inf in either is an InvalidInputError (as in every scoring function)."""
 
 def pair_scores(embeddings: torch.Tensor | npt.ArrayLike, pairs: torch.Tensor | npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Cosine of embeddings[i], embeddings[j] per (i, j) row of the (M, 2) integer ``pairs`` -> (M,) float64."""

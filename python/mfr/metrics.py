@@ -399,7 +399,7 @@ def verification_report(
                 raise _core.InvalidInputError(f"verification_report: groups must have shape (n,) or (n, 2), got {tuple(g.shape)}")
             groups, groups2 = g[:, 0], g[:, 1]
     raw = _core.verification_summary(
-        scores, labels, targets, int(n_bootstrap), int(seed), groups, groups2, None if n_groups is None else int(n_groups)
+        scores, labels, targets, n_bootstrap, seed, groups, groups2, n_groups
     )
     tar = {f: (float(t), float(h)) for f, t, h in zip(targets, raw["tar"], raw["tar_thresholds"])}
     _warn_undefined("verification_report", [f for f, (t, _) in tar.items() if math.isnan(t)])

@@ -146,6 +146,11 @@ class Backbone(torch.nn.Module):
         else:
             ps = [params[n] for n in self.param_names] if isinstance(params, Mapping) else list(params)
             mode = "train_no_update" if self.training else "eval"
+        if torch.is_grad_enabled() and not torch.is_inference_mode_enabled() and any(p.is_inference() for p in ps):
+            raise _core.InvalidInputError(
+                "Backbone.forward: the parameters are inference tensors (the backbone was built or loaded inside torch.inference_mode()) "
+                "and cannot take part in autograd; build it outside inference mode, or call it under torch.inference_mode()/torch.no_grad()"
+            )
         return _core.backbone_forward(self.arch, ps, self.buffer_list(), images, mode)
 
     @torch.no_grad()

@@ -165,6 +165,17 @@ impl Backbone {
             }
         }
         let kind = common_kind(func, params)?;
+        if let Some((t, s)) = buffers.iter().zip(&self.buffers).find(|(t, _)| t.kind() != kind) {
+            return Err(MfrError::invalid(
+                func,
+                format!(
+                    "buffer {} must have the parameters' dtype {}, got {} (convert the whole module: net.to(dtype))",
+                    s.name,
+                    kind_name(kind),
+                    kind_name(t.kind())
+                ),
+            ));
+        }
         let device = params[0].device();
         if let Some((t, s)) =
             params.iter().zip(&self.params).chain(buffers.iter().zip(&self.buffers)).find(|(t, _)| t.device() != device)

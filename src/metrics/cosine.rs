@@ -5,7 +5,7 @@ use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::{MfrError, Result};
-use crate::tensor_check::{all_finite, host_slice, Arg};
+use crate::tensor_check::{all_finite, host_slice, tensor_finite, Arg};
 use crate::threads;
 
 /// Norms below this count as zero: a zero embedding has cosine 0 with everything.
@@ -24,6 +24,9 @@ pub fn cosine_scores(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             format!("arguments 'a' and 'b' must have the same shape, got {:?} and {:?}", a.size(), b.size()),
         ));
     }
+    // As pair_scores and identification: a non-finite embedding is an error, not a NaN score.
+    tensor_finite(F, "a", a)?;
+    tensor_finite(F, "b", b)?;
     let dot = a.f_mul(b)?.f_sum_dim_intlist(1, false, Kind::Float)?;
     let na = a.f_norm_scalaropt_dim(2, 1, false)?.f_clamp_min(NORM_EPS)?;
     let nb = b.f_norm_scalaropt_dim(2, 1, false)?.f_clamp_min(NORM_EPS)?;
@@ -74,14 +77,7 @@ fn pair_scores_cpu(data: &[f32], d: usize, pairs: &[[i64; 2]]) -> Result<Vec<f64
 
 fn pair_scores_device(embeddings: &Tensor, pairs: &[[i64; 2]]) -> Result<Vec<f64>> {
     let device = embeddings.device();
-    let finite = embeddings.f_isfinite()?.f_all()?.f_int64_value(&[])? != 0;
-    if !finite {
-        let bad = embeddings.f_isfinite()?.f_logical_not()?.f_flatten(0, -1)?.f_nonzero()?.f_int64_value(&[0, 0])?;
-        return Err(MfrError::invalid(
-            "pair_scores",
-            format!("argument 'embeddings' must be finite, got a non-finite value at flat index {bad}"),
-        ));
-    }
+    tensor_finite("pair_scores", "embeddings", embeddings)?;
     let flat: Vec<i64> = pairs.iter().flatten().copied().collect();
     let index = Tensor::f_from_slice(&flat)?.f_view([pairs.len() as i64, 2])?.f_to_device(device)?;
     let e = embeddings.f_to_kind(Kind::Double)?;

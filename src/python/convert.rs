@@ -3,6 +3,7 @@
 //! names the argument.
 
 use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
 use tch::{Device, Kind, Tensor};
 
 use crate::error::MfrError;
@@ -15,9 +16,34 @@ fn unpack(ob: &Bound<'_, PyAny>) -> PyResult<Option<Tensor>> {
     unsafe { Tensor::pyobject_unpack(ptr) }.map_err(|e| MfrError::Torch(e).into())
 }
 
+/// Refuses what libtorch would only fail on with its own words: a tensor on the `meta` device
+/// (shapes without data) or in a sparse or other non-strided layout.
+fn check_storage(ob: &Bound<'_, PyAny>, func: &str, name: &str) -> PyResult<()> {
+    if ob.getattr("is_meta")?.is_truthy()? {
+        return Err(MfrError::device(
+            func,
+            format!("argument '{name}' is on the meta device, which holds no data; expected a CPU or CUDA tensor"),
+        )
+        .into());
+    }
+    static STRIDED: GILOnceCell<PyObject> = GILOnceCell::new();
+    let py = ob.py();
+    let strided = STRIDED.get_or_try_init(py, || py.import("torch")?.getattr("strided").map(Bound::unbind))?;
+    let layout = ob.getattr("layout")?;
+    if !layout.is(strided.bind(py)) {
+        return Err(MfrError::invalid(
+            func,
+            format!("argument '{name}' must be a dense tensor, got layout {layout}; call .to_dense() first"),
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// Converts a tensor-like argument into a `Tensor` (no copy for torch tensors and numpy arrays).
 pub(crate) fn tensor_arg(ob: &Bound<'_, PyAny>, func: &str, name: &str) -> PyResult<Tensor> {
     if let Some(t) = unpack(ob)? {
+        check_storage(ob, func, name)?;
         return Ok(t);
     }
     let py = ob.py();

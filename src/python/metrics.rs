@@ -31,7 +31,8 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 
 /// Row-wise cosine similarity of two (N, D) float32 tensors on the same device (CPU or CUDA).
-/// Returns a float32 tensor of shape (N,) on that device.
+/// Returns a float32 tensor of shape (N,) on that device. NaN or inf in either is an
+/// `InvalidInputError`, as in every scoring function.
 #[pyfunction]
 fn cosine_scores(py: Python<'_>, a: &Bound<'_, PyAny>, b: &Bound<'_, PyAny>) -> PyResult<PyTensor> {
     guarded(|| {
