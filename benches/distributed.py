@@ -41,7 +41,7 @@ def worker(steps: int, warmup: int, out: str) -> None:
         row = tr.train_step()
         images += 4 * 2 * tr.ids_per_domain
     seconds = time.perf_counter() - t0
-    mfr.distributed.shutdown()
+    mfr.experiments.distributed.shutdown()
     if rank == 0:
         with open(out, "w") as f:
             json.dump({"seconds": seconds, "images": images * tr.world_size, "allreduce": tr.averager.seconds, "world": tr.world_size, "last": row}, f)

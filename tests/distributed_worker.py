@@ -13,7 +13,7 @@ torch.set_num_threads(1)
 
 import mfr  # noqa: E402
 from mfr import FaceData, TrainConfig, Trainer  # noqa: E402
-from mfr.evaluate import evaluate_domain  # noqa: E402
+from mfr.experiments.evaluate import evaluate_domain  # noqa: E402
 
 
 def small_data():
@@ -36,14 +36,14 @@ def main():
         tr.fit()
         torch.save({"params": [p.detach() for p in tr.method.parameters()], "buffers": tr.backbone.buffer_list(), "stream": stream}, f"{out}/rank{rank}.pt")
     elif task == "reproduce":
-        from mfr.cli import main as cli
+        from mfr.experiments.cli import main as cli
 
         # Distributed evaluation first, in the group the CLI then reuses (and leaves at its end).
         data = small_data()
         torch.manual_seed(0)
         net = mfr.nn.Backbone("small_cnn", width=4, input_size=16, embedding_dim=16, in_channels=1)
-        mfr.distributed.init_from_env()
-        world = mfr.distributed.world_size()
+        mfr.experiments.distributed.init_from_env()
+        world = mfr.experiments.distributed.world_size()
         res = evaluate_domain(net, data, 1, n_bootstrap=20)
         rc = cli(["reproduce", "--synthetic-domains", "3", "--synthetic-ids", "8", "--input-size", "16", "--width", "4", "--embedding-dim", "16",
                   "--batch-ids", "4", "--steps", "3", "--methods", "mfr,arcface", "--bootstrap", "10", "--no-progress", "--out", f"{out}/results"])
@@ -64,10 +64,10 @@ def main():
         t0 = time.time()
         try:
             tr.fit()
-        except mfr.distributed.DistributedError as e:
+        except mfr.experiments.distributed.DistributedError as e:
             with open(f"{out}/rank{rank}.err", "w") as f:
                 f.write(f"{time.time() - t0:.1f}\n{e}")
-            mfr.distributed.exit_after_failure(3)
+            mfr.experiments.distributed.exit_after_failure(3)
     elif task == "resume":
         tr = Trainer(config(steps=6, checkpoint_every=2), small_data(), out_dir=f"{out}/run", progress=False)
         tr.fit(resume=True)
@@ -76,7 +76,7 @@ def main():
         raise SystemExit(f"unknown task {task}")
     # Leave the group before the interpreter exits, as the CLI does: tearing gloo down during
     # interpreter shutdown could abort a rank ("terminate called without an active exception").
-    mfr.distributed.shutdown()
+    mfr.experiments.distributed.shutdown()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import torch
 
 from mfr import FaceData, TrainConfig, Trainer
 from mfr.data import normalize_images
-from mfr.evaluate import evaluate_domain
+from mfr.experiments.evaluate import evaluate_domain
 from mfr.meta import domains_from_batch
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
@@ -131,12 +131,12 @@ def test_torchrun_launches_mfr_train(tmp_path):
     assert proc.stdout.count("trained mfr for 4 steps") == 1  # rank 0 only
     import mfr
 
-    _, meta = mfr.train.load_backbone(tmp_path / "run" / "checkpoint.safetensors")
+    _, meta = mfr.experiments.train.load_backbone(tmp_path / "run" / "checkpoint.safetensors")
     assert meta["world_size"] == 2 and len(meta["samplers"]) == 2 and meta["samplers"][1]["rank"] == 1
 
 
 def test_gradient_buckets_group_by_size_dtype_and_device():
-    from mfr.distributed import GradientAverager, world_size
+    from mfr.experiments.distributed import GradientAverager, world_size
 
     ts = [torch.zeros(10), torch.zeros(10), torch.zeros(10, dtype=torch.float64), torch.zeros(100), torch.zeros(5)]
     avg = GradientAverager([], bucket_bytes=100)

@@ -12,13 +12,13 @@ import torch
 
 import mfr
 from mfr import FaceData, TrainConfig
-from mfr.cli import main
+from mfr.experiments.cli import main
 from mfr.data import FaceIndex
-from mfr.evaluate import METRICS, RESAMPLED_METRICS, evaluate_domain, t_quantile
+from mfr.experiments.evaluate import METRICS, RESAMPLED_METRICS, evaluate_domain, t_quantile
 from mfr.metrics import bootstrap_group_counts, roc_auc, verification_report
-from mfr.reproduce import ProtocolResult, run_protocol
+from mfr.experiments.reproduce import ProtocolResult, run_protocol
 from mfr.synthetic import synthetic_domains
-from mfr.train import load_backbone
+from mfr.experiments.train import load_backbone
 
 SIZE = ["--input-size", "16", "--channels", "1", "--width", "4", "--embedding-dim", "16", "--batch-ids", "4", "--no-progress"]
 
@@ -142,7 +142,7 @@ def test_identity_folds_and_sample_std():
 
 
 def test_identity_folds_never_share_an_identity():
-    from mfr.evaluate import _identity_folds
+    from mfr.experiments.evaluate import _identity_folds
 
     rng = np.random.default_rng(1)
     ranks = rng.integers(0, 30, size=(3000, 2))

@@ -110,3 +110,35 @@ def test_cli_info_is_json():
 
     out = subprocess.run([sys.executable, "-m", "mfr", "info"], capture_output=True, text=True, check=True).stdout
     assert json.loads(out)["mfr"] == mfr.__version__
+
+
+def test_the_library_imports_without_the_harness_and_old_paths_still_work():
+    code = (
+        "import sys, mfr\n"
+        "assert not [m for m in sys.modules if m.startswith('mfr.experiments')], sorted(sys.modules)\n"
+        "from mfr.train import TrainConfig\n"  # the path before the split
+        "import mfr.reproduce as r\n"
+        "assert TrainConfig is mfr.TrainConfig is mfr.experiments.TrainConfig\n"
+        "assert r is sys.modules['mfr.experiments.reproduce'] and r.__spec__.name == 'mfr.experiments.reproduce'\n"
+        "assert mfr.run_protocol is r.run_protocol and mfr.checkpoint is sys.modules['mfr.experiments.checkpoint']\n"
+        "print('ok')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+
+
+def test_no_import_cycles_between_modules():
+    """Every module imports at top level only modules below it: library < harness, and nothing
+    inside the library imports the harness."""
+    import ast
+    from pathlib import Path
+
+    root = Path(mfr.__file__).parent
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        in_function = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(f)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and id(node) in in_function and node.level > 0 and path.name != "__init__.py":
+                raise AssertionError(f"{path.relative_to(root)}:{node.lineno}: a deferred relative import (a cycle held by laziness)")
+            if "experiments" not in path.parts and path.name != "__main__.py" and isinstance(node, ast.ImportFrom) and (node.module or "").startswith(("experiments", "mfr.experiments")):
+                raise AssertionError(f"{path.relative_to(root)}:{node.lineno}: the library imports the harness")

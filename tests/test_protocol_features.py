@@ -9,10 +9,10 @@ import torch
 
 import mfr
 from mfr import FaceData, TrainConfig, Trainer
-from mfr.cli import main
-from mfr.evaluate import METRICS
-from mfr.reproduce import ProtocolResult, run_protocol, step_seconds
-from mfr.search import SPACES, sample_settings
+from mfr.experiments.cli import main
+from mfr.experiments.evaluate import METRICS
+from mfr.experiments.reproduce import ProtocolResult, run_protocol, step_seconds
+from mfr.experiments.search import SPACES, sample_settings
 
 SMALL = ["--synthetic-domains", "3", "--synthetic-ids", "8", "--input-size", "16", "--channels", "1", "--width", "4", "--embedding-dim", "16", "--batch-ids", "4", "--no-progress"]
 

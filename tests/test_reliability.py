@@ -12,8 +12,8 @@ import torch
 
 import mfr
 from mfr import FaceData, TrainConfig, Trainer
-from mfr.checkpoint import check_output_folder, remove_stale_temp_files
-from mfr.cli import main
+from mfr.experiments.checkpoint import check_output_folder, remove_stale_temp_files
+from mfr.experiments.cli import main
 from mfr.meta import MetaStep, MetaStepConfig
 
 
@@ -142,7 +142,7 @@ def test_clear_errors_for_files_states_and_empty_galleries(tmp_path):
 
     from mfr.data import read_lfw_pairs
     from mfr.sampler import DomainSampler
-    from mfr.train import load_backbone
+    from mfr.experiments.train import load_backbone
 
     (tmp_path / "pairs.txt").write_bytes(bytes(range(256)))
     with pytest.raises(mfr.DataError, match="not a text file"):
@@ -167,7 +167,7 @@ def test_clear_errors_for_files_states_and_empty_galleries(tmp_path):
 @pytest.mark.parametrize("method", ["arcface", "mldg", "mfr"])
 @pytest.mark.parametrize("value", [math.nan, math.inf])
 def test_a_non_finite_step_leaves_model_statistics_and_optimizer_as_they_were(method, value, monkeypatch):
-    import mfr.train
+    import mfr.experiments.train
 
     data = FaceData.synthetic(n_domains=3, ids_per_domain=4, images_per_id=2, size=16, channels=1, seed=0)
     trainer = Trainer(TrainConfig(method=method, input_size=16, channels=1, width=4, embedding_dim=16, ids_per_domain=2, steps=2, warmup_steps=0), data)
@@ -176,7 +176,7 @@ def test_a_non_finite_step_leaves_model_statistics_and_optimizer_as_they_were(me
     buffers = [b.clone() for b in trainer.backbone.buffer_list()]
     momentum = [v.clone() for st in trainer.optimizer.state.values() for v in st.values() if isinstance(v, torch.Tensor)]
     # Every image of the next batch is NaN/inf (as a corrupt decode would give).
-    monkeypatch.setattr(mfr.train, "normalize_images", lambda x: torch.full(x.shape, value))
+    monkeypatch.setattr(mfr.experiments.train, "normalize_images", lambda x: torch.full(x.shape, value))
     with pytest.raises(mfr.MfrError, match="(?i)nan|inf|finite"):
         trainer.train_step()
     assert all(torch.equal(a, b) for a, b in zip(params, trainer.backbone.parameter_list()))

@@ -12,9 +12,9 @@ import torch
 
 import mfr
 from mfr import FaceData, TrainConfig
-from mfr.cli import main
-from mfr.evaluate import METRICS, evaluate_domain
-from mfr.reproduce import run_protocol
+from mfr.experiments.cli import main
+from mfr.experiments.evaluate import METRICS, evaluate_domain
+from mfr.experiments.reproduce import run_protocol
 
 SMALL = ["--synthetic-domains", "3", "--synthetic-ids", "8", "--input-size", "16", "--width", "4", "--embedding-dim", "16", "--batch-ids", "4", "--no-progress"]
 

@@ -13,8 +13,8 @@ import torch
 
 import mfr
 from mfr import FaceData, TrainConfig, Trainer
-from mfr.checkpoint import load_checkpoint, save_checkpoint
-from mfr.methods import METHODS
+from mfr.experiments.checkpoint import load_checkpoint, save_checkpoint
+from mfr.experiments.methods import METHODS
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_checkpoint_contents_and_load_backbone(data, tmp_path):
     tensors, meta = load_checkpoint(tmp_path / "checkpoint.safetensors")
     assert meta["step"] == 2 and meta["config"]["method"] == "mfr" and meta["sampler"]["position"] >= 1
     assert any(k.startswith("optimizer/") for k in tensors) and "rng/torch" in tensors
-    net, meta2 = mfr.train.load_backbone(tmp_path / "checkpoint.safetensors")
+    net, meta2 = mfr.experiments.train.load_backbone(tmp_path / "checkpoint.safetensors")
     assert not net.training
     for a, b in zip(net.state_dict().values(), tr.backbone.state_dict().values()):
         assert torch.equal(a, b)
@@ -116,8 +116,8 @@ def test_out_of_disk_while_saving_keeps_the_previous_checkpoint(tmp_path, monkey
             raise OSError(errno.ENOSPC, "No space left on device")
         f.write(data)
 
-    monkeypatch.setattr(mfr.checkpoint, "_CHUNK", 64)
-    monkeypatch.setattr(mfr.checkpoint, "_write_chunk", full_disk)
+    monkeypatch.setattr(mfr.experiments.checkpoint, "_CHUNK", 64)
+    monkeypatch.setattr(mfr.experiments.checkpoint, "_write_chunk", full_disk)
     with pytest.raises(mfr.DataError, match="the disk is full; the previous checkpoint is intact"):
         save_checkpoint(path, {"a": torch.arange(1000.0)}, {"step": 2})
     tensors, meta = load_checkpoint(path)
@@ -131,7 +131,7 @@ def test_killed_while_saving_leaves_a_whole_checkpoint(tmp_path):
     script = textwrap.dedent(
         f"""
         import torch
-        from mfr.checkpoint import save_checkpoint
+        from mfr.experiments.checkpoint import save_checkpoint
         i = 0
         while True:
             i += 1

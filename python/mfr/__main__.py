@@ -1,5 +1,5 @@
 import sys
 
-from mfr.cli import main
+from mfr.experiments.cli import main
 
 sys.exit(main())

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from . import _core
 from .data import FaceIndex, decode_images
+from .synthetic import synthetic_domains
 
 __all__ = ["FaceData"]
 
@@ -47,8 +48,6 @@ class FaceData:
 
     @classmethod
     def synthetic(cls, n_domains: int = 4, ids_per_domain: int = 40, images_per_id: int = 6, size: int = 32, channels: int = 3, seed: int = 0) -> FaceData:
-        from .synthetic import synthetic_domains
-
         s = synthetic_domains(n_domains=n_domains, ids_per_domain=ids_per_domain, images_per_id=images_per_id, size=size, channels=channels, seed=seed)
         return cls(s.index, images=s.images, name=f"synthetic({n_domains} domains x {ids_per_domain} identities x {images_per_id} images, seed {seed})")
 

@@ -180,7 +180,7 @@ def kfold_accuracy(
 
     ``folds`` (``exact`` only): a fold number in ``[0, n_folds)`` per pair instead of the
     consecutive split, e.g. folds of disjoint identities so that no identity both chooses the
-    threshold and is tested with it (as :func:`mfr.evaluate.evaluate_domain` does).
+    threshold and is tested with it (as :func:`mfr.experiments.evaluate.evaluate_domain` does).
     """
     raw = _core.kfold_accuracy(scores, labels, n_folds, str(protocol), folds)
     val = ValAtFar(**raw["val"]) if raw["val"] is not None else None

@@ -18,6 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import _core
+from ._core import FaceIndex
+
 
 @dataclass(frozen=True)
 class SyntheticEmbeddings:
@@ -96,9 +99,6 @@ class SyntheticDomains:
     def to_folder(self, root: str | os.PathLike) -> Any:
         """Write every image as PNG under ``root/<domain>/<identity>/<k>.png`` and return
         ``FaceIndex.from_folder(root)`` (same order as ``index``)."""
-        from . import _core
-        from .data import FaceIndex
-
         root = Path(root)
         _core.write_images(self.images, [root / p for p in self.index.paths])
         return FaceIndex.from_folder(root)
@@ -222,9 +222,6 @@ def synthetic_domains(
     (the defaults render 960 images of 64x64 in about a second). With ``root``, the images are also
     written there in the ``<domain>/<identity>/<image>`` layout and ``index`` reads that folder.
     """
-    from . import _core
-    from .data import FaceIndex
-
     if min(n_domains, ids_per_domain, images_per_id, size) < 1 or channels not in (1, 3):
         raise _core.InvalidInputError(
             "synthetic_domains: n_domains, ids_per_domain, images_per_id and size must be >= 1 and channels 1 or 3"

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from mfr import FaceData, TrainConfig
-from mfr.evaluate import METRICS
-from mfr.methods import METHODS
-from mfr.reproduce import run_protocol
+from mfr.experiments.evaluate import METRICS
+from mfr.experiments.methods import METHODS
+from mfr.experiments.reproduce import run_protocol
 
 # Four of the seven domains keep the run short; the unseen target is the Georgia Tech set (low
 # resolution, colour, pose and lighting variation), which a random network handles poorly.

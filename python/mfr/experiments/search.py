@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from .. import _core
 from .evaluate import evaluate_domain
-from .facedata import FaceData
+from ..facedata import FaceData
 
 __all__ = ["SPACES", "sample_settings", "search_method", "split_validation", "base_method"]
 

@@ -21,7 +21,7 @@ identities' *names* and ``seed``, never by positions, so one checkpoint gets the
 domain whatever entry point, subset or ordering of the data evaluated it; and every evaluation of
 the same domain with the same seed and ``n_bootstrap`` draws the same identities in resample ``b``,
 so results of two methods (or seeds) can be compared resample by resample (``resamples`` in the
-result; see :meth:`mfr.reproduce.ProtocolResult.compare`).
+result; see :meth:`mfr.experiments.reproduce.ProtocolResult.compare`).
 
 Embeddings come from :meth:`mfr.nn.Backbone.embed` (eval mode; ``bn="target"`` uses the target
 domain's own BatchNorm statistics).
@@ -38,11 +38,12 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from . import _core
-from .data import normalize_images
-from .facedata import FaceData
-from .metrics import UndefinedMetricWarning, bootstrap_group_counts, identification, kfold_accuracy, percentile_interval, verification_report
-from .nn import Backbone
+from .. import _core
+from ..data import normalize_images
+from ..facedata import FaceData
+from ..metrics import UndefinedMetricWarning, bootstrap_group_counts, identification, kfold_accuracy, percentile_interval, verification_report
+from ..nn import Backbone
+from . import distributed
 
 __all__ = ["evaluate_domain", "embed_domain", "METRICS", "RESAMPLED_METRICS", "t_quantile"]
 
@@ -90,8 +91,6 @@ def t_quantile(p: float, df: int) -> float:
 
 def embed_domain(backbone: Backbone, data: FaceData, domain: int | str, bn: str = "running", batch_size: int = 256) -> tuple[np.ndarray, torch.Tensor]:
     """``(image positions in data.index, embeddings)`` of every image of ``domain``."""
-    from . import distributed
-
     d = data.domain_number(domain)
     positions = np.flatnonzero(data.index.domains == d)
     device = backbone.parameter_list()[0].device

@@ -28,7 +28,7 @@ from typing import Any, NoReturn, TypeVar
 import torch
 import torch.distributed as dist
 
-from . import _core
+from .. import _core
 
 __all__ = ["DistributedError", "init_from_env", "rank", "world_size", "is_main", "GradientAverager", "all_gather_rows", "broadcast_tensors", "gather_objects"]
 

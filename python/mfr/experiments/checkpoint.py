@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from . import _core
+from .. import _core
 
 __all__ = ["save_checkpoint", "load_checkpoint", "flatten_optimizer_state", "unflatten_optimizer_state"]
 

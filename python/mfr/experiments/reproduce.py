@@ -9,7 +9,7 @@ Every method gets the same backbone, data, meta-batches and step budget (:class:
 ``seeds`` repeats everything with seeds 0..K-1. The untrained network (the seed's initialisation)
 is evaluated too, as row ``untrained``. Every run of a target is evaluated with one evaluation
 seed, so all methods and seeds are scored on the same pairs, folds, galleries and identity draws
-(see :mod:`mfr.evaluate`), which makes paired comparisons possible (:meth:`ProtocolResult.compare`).
+(see :mod:`mfr.experiments.evaluate`), which makes paired comparisons possible (:meth:`ProtocolResult.compare`).
 
 Results (rewritten after each run, so an interrupted protocol keeps what it finished and says it is
 incomplete): ``results.json`` (every run with its metrics, CIs, bootstrap resamples, ROC points and
@@ -37,14 +37,15 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from . import _core
+from .. import _core
+from .._core import __version__
 from . import distributed
 from .checkpoint import check_output_folder
 from .evaluate import METRICS, evaluate_domain, t_quantile
-from .facedata import FaceData
+from ..facedata import FaceData
 from .methods import METHODS
-from .metrics import percentile_interval
-from .search import search_method, search_summary
+from ..metrics import percentile_interval
+from .search import search_method, search_summary, split_validation
 from .train import TrainConfig, Trainer, load_init_weights, resolve_device
 
 __all__ = ["ProtocolResult", "Comparison", "Difference", "run_protocol", "METRIC_TITLES", "data_fingerprint", "provenance"]
@@ -98,8 +99,6 @@ def _cpu_model() -> str:
 def provenance() -> dict[str, Any]:
     """mfr version and, when mfr runs from a git checkout, its commit and whether it was modified."""
     import subprocess
-
-    from . import __version__
 
     info: dict[str, Any] = {"mfr": __version__, "git_commit": None, "git_dirty": None}
     for where in (Path(__file__).resolve().parent, Path.cwd()):
@@ -199,7 +198,7 @@ class ProtocolResult:
     Cells of :meth:`summary` and :meth:`table` give the mean over seeds with an interval *for that
     mean*: a two-level percentile bootstrap that resamples the seeds (with replacement) and, in
     the same resample, the target's identities (the same identity draw for every seed, since every
-    run of a target is evaluated on the same pairs and draws; see :mod:`mfr.evaluate`). The k-fold
+    run of a target is evaluated on the same pairs and draws; see :mod:`mfr.experiments.evaluate`). The k-fold
     accuracy instead averages each fold over seeds and takes a t-interval over the folds.
     :meth:`compare` applies the same resampling to the difference of two methods, paired: both
     methods get the same seeds and the same identities in every resample. Runs evaluated without
@@ -765,7 +764,7 @@ def run_protocol(
       With ``config.eval_every``, each run also evaluates its targets during training (learning
       curves in the report).
     - ``search=N``: per method and target group, a seeded random search of N settings
-      (:mod:`mfr.search`), ``search_steps`` each (default: ``config.steps``), selected by
+      (:mod:`mfr.experiments.search`), ``search_steps`` each (default: ``config.steps``), selected by
       training-domain validation (``validation_fraction`` of every source domain's identities held
       out; ``select_metric``), never by the target; the oracle choice is reported as an upper bound.
       Every seed then trains the selected setting. Two-stage rows use the settings selected for
@@ -859,7 +858,7 @@ def run_protocol(
             break
         source_data = data.subset(src)
         target_data = {t: data.subset([t]) for t in tgts}
-        train, validation = _split_validation(source_data, validation_fraction, eval_seed)
+        train, validation = split_validation(source_data, validation_fraction, eval_seed)
         needed = list(dict.fromkeys(part for m in methods for part in (m.split("@") if "@" in m else [m])))
         for method in needed:
             key = _settings_key(method, tgts)
@@ -964,12 +963,6 @@ def step_seconds(trainer: Trainer) -> float:
 
 #: Training-log columns kept in results.json (per ``log_every`` steps): losses and MFR's hard-pair counts.
 _CURVE_KEYS = ("step", "loss", "loss_s", "loss_t", "hard_positives", "hard_negatives", "lr")
-
-
-def _split_validation(data: FaceData, fraction: float, seed: int) -> tuple[FaceData, FaceData]:
-    from .search import split_validation
-
-    return split_validation(data, fraction, seed)
 
 
 def _temporary_checkpoint(trainer: Trainer) -> Path:

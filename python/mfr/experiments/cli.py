@@ -78,7 +78,7 @@ def _load_data(args: argparse.Namespace) -> object:
 
 
 def _train_config(args: argparse.Namespace, **over: object) -> object:
-    from mfr.train import TrainConfig
+    from mfr.experiments.train import TrainConfig
 
     fields = dict(
         backbone=args.backbone,
@@ -114,8 +114,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     import shlex
 
     import mfr
-    from mfr.methods import METHODS
-    from mfr.reproduce import run_protocol
+    from mfr.experiments.methods import METHODS
+    from mfr.experiments.reproduce import run_protocol
 
     _set_threads(args.threads)
     data = _load_data(args)
@@ -161,10 +161,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     """Train one method on source domains with checkpoints (resumable), evaluating the rest."""
     import mfr
-    from mfr.train import Trainer
+    from mfr.experiments.train import Trainer
 
     _set_threads(args.threads)
-    from mfr.checkpoint import check_output_folder
+    from mfr.experiments.checkpoint import check_output_folder
 
     check_output_folder(args.out, "--out")
     data = _load_data(args)
@@ -186,10 +186,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     import mfr
     from mfr.data import load_verification_bin, normalize_images
-    from mfr.evaluate import METRICS, evaluate_domain
+    from mfr.experiments.evaluate import METRICS, evaluate_domain
     from mfr.facedata import FaceData
     from mfr.metrics import UndefinedMetricWarning, kfold_accuracy, verification_report
-    from mfr.train import load_backbone
+    from mfr.experiments.train import load_backbone
 
     if (args.data is None) == (args.bin is None):
         raise mfr.InvalidInputError("give exactly one of --data DIR or --bin FILE")
@@ -328,15 +328,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         rc = int(args.func(args))
-        mfr.distributed.shutdown()
+        mfr.experiments.distributed.shutdown()
         return rc
     except mfr.MfrError as e:
         if isinstance(e, (mfr.InvalidInputError, mfr.DataError, mfr.DeviceError)):
             print(f"mfr: error: {e}", file=sys.stderr)
             return 2
-        if isinstance(e, mfr.distributed.DistributedError):
+        if isinstance(e, mfr.experiments.distributed.DistributedError):
             print(f"mfr: error: {e}", file=sys.stderr)
-            mfr.distributed.exit_after_failure(3)
+            mfr.experiments.distributed.exit_after_failure(3)
         raise
     except KeyboardInterrupt:
         print("mfr: interrupted", file=sys.stderr)

@@ -26,9 +26,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import _core
-from .meta import MetaStep, MetaStepConfig, _split_pairs
-from .nn import Backbone
+from .. import _core
+from ..meta import MetaStep, MetaStepConfig, _split_pairs
+from ..nn import Backbone
 
 __all__ = ["METHODS", "Method", "make_method"]
 

@@ -1,9 +1,9 @@
-"""``mfr.Trainer``: trains a backbone with one of :data:`mfr.methods.METHODS` on source domains,
+"""``mfr.Trainer``: trains a backbone with one of :data:`mfr.experiments.methods.METHODS` on source domains,
 driving the Rust sampler and meta-step; logs, evaluates held-out domains, checkpoints and resumes.
 
 Checkpoints (``<out_dir>/checkpoint.safetensors``) hold the backbone's parameters and BatchNorm
 buffers, the method's head, the optimizer state, the sampler position, the torch RNG state, the
-step and the configuration, and are written atomically (see :mod:`mfr.checkpoint`). A run resumed
+step and the configuration, and are written atomically (see :mod:`mfr.experiments.checkpoint`). A run resumed
 from one ends, on CPU, bit-identical to an uninterrupted run. The learning rate is a function of
 the step alone (no scheduler object to restore).
 """
@@ -23,15 +23,16 @@ from typing import Any
 
 import torch
 
-from . import _core
+from .. import _core
 from . import distributed as dist_utils
+from .evaluate import evaluate_domain
 from .checkpoint import flatten_optimizer_state, load_checkpoint, remove_stale_temp_files, save_checkpoint, unflatten_optimizer_state
-from .data import normalize_images
-from .facedata import FaceData
-from .meta import MetaStepConfig, domains_from_batch
+from ..data import normalize_images
+from ..facedata import FaceData
+from ..meta import MetaStepConfig, domains_from_batch
 from .methods import METHODS, Method, make_method
-from .nn import BACKBONES, Backbone
-from .sampler import DomainSampler
+from ..nn import BACKBONES, Backbone
+from ..sampler import DomainSampler
 
 __all__ = ["TrainConfig", "Trainer", "resolve_device"]
 
@@ -43,7 +44,7 @@ _FORMAT = "mfr-checkpoint-1"
 class TrainConfig:
     """Everything that defines a training run (saved in checkpoints and results).
 
-    ``method``: one of :data:`mfr.methods.METHODS`. ``backbone``, ``input_size``, ``channels``,
+    ``method``: one of :data:`mfr.experiments.methods.METHODS`. ``backbone``, ``input_size``, ``channels``,
     ``width``, ``embedding_dim``: the :class:`mfr.nn.Backbone`. ``ids_per_domain`` (B) identities x
     (gallery, probe) per source domain and meta-batch, clamped to the smallest source domain's
     identity count (``Trainer.ids_per_domain``). ``split``: ``"random"`` (one seeded meta-test
@@ -198,7 +199,7 @@ class Trainer:
         config.check()
         self.config, self.data = config, data
         self.device = resolve_device(config.device)
-        # torch.distributed: join torchrun's group if there is one (see mfr.distributed).
+        # torch.distributed: join torchrun's group if there is one (see mfr.experiments.distributed).
         self.distributed = dist_utils.init_from_env(self.device, config.dist_timeout)
         self.rank, self.world_size = dist_utils.rank(), dist_utils.world_size()
         if self.distributed and self.device.type == "cuda" and self.device.index is None:
@@ -341,8 +342,6 @@ class Trainer:
         return self.history
 
     def _evaluate_held_out(self) -> None:
-        from .evaluate import evaluate_domain
-
         for name, data in self.eval_sets.items():
             for domain in data.domain_names:
                 res = evaluate_domain(self.backbone, data, domain, n_bootstrap=0)
