@@ -49,7 +49,7 @@ def reference_forward(net):
     """The reference's forward of the same architecture (plain PyTorch modules)."""
     if net.name == "small_cnn":
         return reference.small_cnn_forward
-    _, c, s, w, d = net.arch
+    c, s, w, d = net.in_channels, net.input_size, net.width, net.embedding_dim
     blocks = {"iresnet18": (2, 2, 2, 2), "iresnet34": (3, 4, 6, 3), "iresnet50": (3, 4, 14, 3), "resnet28": (2, 3, 5, 3)}
     module = reference.MobileFaceNet(w, d, c, s) if net.name == "mobilefacenet" else reference.IResNet(blocks[net.name], w, d, c, s)
     module.load_state_dict(net.state_dict(), strict=False)

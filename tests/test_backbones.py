@@ -177,7 +177,7 @@ def test_bad_backbone_arguments():
     with pytest.raises(mfr.InvalidInputError, match=r"images must be \(N, 3, 16, 16\)"):
         net(torch.randn(2, 3, 32, 32))
     with pytest.raises(mfr.InvalidInputError, match="momentum"):
-        mfr._core.backbone_forward(net.arch, net.parameter_list(), net.buffer_list(), torch.randn(2, 3, 16, 16), "train", 1.5)
+        mfr._core.backbone_forward(net.spec, net.parameter_list(), net.buffer_list(), torch.randn(2, 3, 16, 16), "train", 1.5)
 
 
 @pytest.mark.cuda
@@ -211,3 +211,19 @@ def test_parameters_on_two_devices_are_a_device_error():
     with pytest.raises(mfr.DeviceError, match="images are on cpu but the parameters on cuda:0"):
         gnet = Backbone("iresnet18", width=4, input_size=16, embedding_dim=8).cuda()
         MetaStep(gnet, MetaStepConfig()).step(doms, LOO3)
+
+
+def test_backbone_spec_is_built_once_and_travels_with_the_module():
+    import copy
+    import pickle
+
+    net = Backbone("small_cnn", width=4, input_size=16, embedding_dim=8, in_channels=1)
+    spec = net.spec
+    assert (spec.name, spec.in_channels, spec.input_size, spec.width, spec.embedding_dim) == ("small_cnn", 1, 16, 4, 8)
+    assert [n for n, _, _ in spec.params] == net.param_names and [tuple(s) for _, s, _ in spec.params] == [tuple(p.shape) for p in net.parameter_list()]
+    assert pickle.loads(pickle.dumps(spec)) == spec and repr(spec).startswith("BackboneSpec('small_cnn'")
+    twin = copy.deepcopy(net)
+    assert twin.spec == spec
+    x = torch.randn(2, 1, 16, 16)
+    assert torch.equal(twin.eval()(x), net.eval()(x))
+    assert mfr._core.BackboneSpec("small_cnn", 1, 16, 4, 8) != mfr._core.BackboneSpec("small_cnn", 1, 16, 4, 16)

@@ -38,7 +38,7 @@ __all__ = [
     "soft_classification",
     "domain_alignment",
     "BACKBONES",
-    "backbone_specs",
+    "BackboneSpec",
     "backbone_forward",
     "meta_step",
 ]
@@ -229,13 +229,30 @@ def domain_alignment(domains: list[torch.Tensor]) -> torch.Tensor:
 
 BACKBONES: list[str]
 
-def backbone_specs(
-    name: str, in_channels: int, input_size: int, width: int | None = None, embedding_dim: int | None = None
-) -> tuple[int, int, list[tuple[str, list[int], str]], list[tuple[str, list[int], str]]]:
-    """(width, embedding_dim, parameters, buffers) of a backbone; specs as (name, shape, init), in order."""
+@final
+class BackboneSpec:
+    """A backbone architecture: resolved sizes and every tensor's (name, shape, init), in forward order."""
+
+    def __new__(cls, name: str, in_channels: int, input_size: int, width: int | None = None, embedding_dim: int | None = None) -> BackboneSpec: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def in_channels(self) -> int: ...
+    @property
+    def input_size(self) -> int: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def embedding_dim(self) -> int: ...
+    @property
+    def params(self) -> list[tuple[str, list[int], str]]: ...
+    @property
+    def buffers(self) -> list[tuple[str, list[int], str]]: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __reduce__(self) -> tuple[type[BackboneSpec], tuple[str, int, int, int, int]]: ...
 
 def backbone_forward(
-    arch: tuple[str, int, int, int, int],
+    spec: BackboneSpec,
     params: list[torch.Tensor],
     buffers: list[torch.Tensor],
     images: torch.Tensor,
@@ -245,7 +262,7 @@ def backbone_forward(
     """Embeddings with explicit parameters; mode: train | train_no_update | eval."""
 
 def meta_step(
-    arch: tuple[str, int, int, int, int],
+    spec: BackboneSpec,
     params: list[torch.Tensor],
     buffers: list[torch.Tensor],
     domains: list[torch.Tensor],

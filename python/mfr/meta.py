@@ -126,7 +126,7 @@ class MetaStep:
         saved = [b.detach().clone() for b in buffers]
         try:
             return _core.meta_step(
-                self.backbone.arch,
+                self.backbone.spec,
                 self.backbone.parameter_list(),
                 buffers,
                 list(domains),

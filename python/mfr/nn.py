@@ -83,9 +83,10 @@ class Backbone(torch.nn.Module):
             raise _core.InvalidInputError(f"Backbone: unknown backbone {name!r}; available: {', '.join(BACKBONES)}")
         if input_size is None:
             input_size = 64 if name == "small_cnn" else 112
-        width, embedding_dim, params, buffers = _core.backbone_specs(name, in_channels, input_size, width, embedding_dim)
+        #: The architecture (built once, in Rust): sizes and every tensor's (name, shape, init).
+        self.spec = _core.BackboneSpec(name, in_channels, input_size, width, embedding_dim)
         self.name = name
-        self.arch: tuple[str, int, int, int, int] = (name, int(in_channels), int(input_size), int(width), int(embedding_dim))
+        params, buffers = self.spec.params, self.spec.buffers
         self.param_names = [n for n, _, _ in params]
         self.buffer_names = [n for n, _, _ in buffers]
         for n, shape, init in params:
@@ -107,19 +108,19 @@ class Backbone(torch.nn.Module):
 
     @property
     def in_channels(self) -> int:
-        return self.arch[1]
+        return self.spec.in_channels
 
     @property
     def input_size(self) -> int:
-        return self.arch[2]
+        return self.spec.input_size
 
     @property
     def width(self) -> int:
-        return self.arch[3]
+        return self.spec.width
 
     @property
     def embedding_dim(self) -> int:
-        return self.arch[4]
+        return self.spec.embedding_dim
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments: ``Backbone(**net.config())`` builds the same architecture."""
@@ -151,7 +152,7 @@ class Backbone(torch.nn.Module):
                 "Backbone.forward: the parameters are inference tensors (the backbone was built or loaded inside torch.inference_mode()) "
                 "and cannot take part in autograd; build it outside inference mode, or call it under torch.inference_mode()/torch.no_grad()"
             )
-        return _core.backbone_forward(self.arch, ps, self.buffer_list(), images, mode)
+        return _core.backbone_forward(self.spec, ps, self.buffer_list(), images, mode)
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor, batch_size: int = 256, bn: str = "running") -> torch.Tensor:
@@ -169,7 +170,7 @@ class Backbone(torch.nn.Module):
         if bn == "target":
             buffers = [b.clone() for b in buffers]
             self._reestimate(params, buffers, (images[i : i + batch_size] for i in range(0, images.shape[0], batch_size)))
-        chunks = [_core.backbone_forward(self.arch, params, buffers, images[i : i + batch_size], "eval") for i in range(0, images.shape[0], batch_size)]
+        chunks = [_core.backbone_forward(self.spec, params, buffers, images[i : i + batch_size], "eval") for i in range(0, images.shape[0], batch_size)]
         if not chunks:
             return torch.empty(0, self.embedding_dim, dtype=params[0].dtype, device=params[0].device)
         return torch.cat(chunks)
@@ -190,7 +191,7 @@ class Backbone(torch.nn.Module):
         for batch in batches:
             if batch.shape[0] < 2:
                 continue  # one sample has no variance; BatchNorm rejects it
-            _core.backbone_forward(self.arch, params, buffers, batch, "train", 1.0 / (k + 1))
+            _core.backbone_forward(self.spec, params, buffers, batch, "train", 1.0 / (k + 1))
             k += 1
         if k == 0:
             for (_, b), old in zip(stats, saved):
@@ -218,5 +219,5 @@ class Backbone(torch.nn.Module):
         return super().load_state_dict(state, strict=strict, assign=assign)
 
     def extra_repr(self) -> str:
-        n, c, s, w, d = self.arch
-        return f"name={n!r}, in_channels={c}, input_size={s}, width={w}, embedding_dim={d}"
+        p = self.spec
+        return f"name={p.name!r}, in_channels={p.in_channels}, input_size={p.input_size}, width={p.width}, embedding_dim={p.embedding_dim}"

@@ -1,7 +1,7 @@
 //! Bindings of `crate::meta`: backbone specs and forward, and the meta-step.
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyType};
 use pyo3_tch::PyTensor;
 use tch::Tensor;
 
@@ -13,7 +13,7 @@ use crate::limits::{check_memory, product};
 use crate::meta::{self, Backbone, BnMode, Init, Split, StepConfig};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(backbone_specs, m)?)?;
+    m.add_class::<PyBackboneSpec>()?;
     m.add_function(wrap_pyfunction!(backbone_forward, m)?)?;
     m.add_function(wrap_pyfunction!(meta_step, m)?)?;
     m.add("BACKBONES", meta::ARCH_NAMES.to_vec())?;
@@ -21,8 +21,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 }
 
 type Spec = (String, Vec<i64>, &'static str);
-/// (name, in_channels, input_size, width, embedding_dim), as `backbone_specs` resolved them.
-type ArchArgs = (String, i64, i64, i64, i64);
 
 fn init_name(init: Init) -> &'static str {
     match init {
@@ -35,43 +33,117 @@ fn init_name(init: Init) -> &'static str {
     }
 }
 
-fn net(arch: &ArchArgs) -> PyResult<Backbone> {
-    Ok(Backbone::new(&arch.0, arch.1, arch.2, Some(arch.3), Some(arch.4))?)
+fn specs(v: &[meta::TensorSpec]) -> Vec<Spec> {
+    v.iter().map(|s| (s.name.clone(), s.shape.clone(), init_name(s.init))).collect()
 }
 
-/// The resolved (width, embedding_dim) and the (parameters, buffers) of a backbone as
-/// (name, shape, init) triples, in the order its forward consumes them.
-#[pyfunction]
-#[pyo3(signature = (name, in_channels, input_size, width=None, embedding_dim=None))]
-fn backbone_specs(
+/// A backbone architecture: its resolved sizes and the ``(name, shape, init)`` of every parameter
+/// and buffer, in the order its forward consumes them. ``mfr.nn.Backbone`` builds one and passes
+/// it to every forward and meta-step.
+#[pyclass(name = "BackboneSpec", module = "mfr.nn", frozen)]
+pub(crate) struct PyBackboneSpec {
+    inner: Backbone,
+}
+
+#[pymethods]
+impl PyBackboneSpec {
+    #[new]
+    #[pyo3(signature = (name, in_channels, input_size, width=None, embedding_dim=None))]
+    fn new(
+        name: &str,
+        in_channels: Int,
+        input_size: Int,
+        width: Option<Int>,
+        embedding_dim: Option<Int>,
+    ) -> PyResult<Self> {
+        guarded(|| Ok(PyBackboneSpec { inner: build(name, in_channels, input_size, width, embedding_dim)? }))
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    #[getter]
+    fn in_channels(&self) -> i64 {
+        self.inner.in_channels
+    }
+
+    #[getter]
+    fn input_size(&self) -> i64 {
+        self.inner.input_size
+    }
+
+    #[getter]
+    fn width(&self) -> i64 {
+        self.inner.width
+    }
+
+    #[getter]
+    fn embedding_dim(&self) -> i64 {
+        self.inner.embedding_dim
+    }
+
+    /// ``(name, shape, init)`` of every parameter, in forward order.
+    #[getter]
+    fn params(&self) -> Vec<Spec> {
+        specs(&self.inner.params)
+    }
+
+    /// ``(name, shape, init)`` of every buffer, in forward order.
+    #[getter]
+    fn buffers(&self) -> Vec<Spec> {
+        specs(&self.inner.buffers)
+    }
+
+    fn __eq__(&self, other: &Self) -> bool {
+        self.args() == other.args()
+    }
+
+    fn __repr__(&self) -> String {
+        let (name, c, s, w, d) = self.args();
+        format!("BackboneSpec('{name}', in_channels={c}, input_size={s}, width={w}, embedding_dim={d})")
+    }
+
+    fn __reduce__<'py>(&self, py: Python<'py>) -> (Bound<'py, PyType>, (String, i64, i64, i64, i64)) {
+        (py.get_type::<Self>(), self.args())
+    }
+}
+
+impl PyBackboneSpec {
+    /// The constructor arguments that rebuild this spec.
+    fn args(&self) -> (String, i64, i64, i64, i64) {
+        let b = &self.inner;
+        (b.name.clone(), b.in_channels, b.input_size, b.width, b.embedding_dim)
+    }
+}
+
+fn build(
     name: &str,
     in_channels: Int,
     input_size: Int,
     width: Option<Int>,
     embedding_dim: Option<Int>,
-) -> PyResult<(i64, i64, Vec<Spec>, Vec<Spec>)> {
-    guarded(|| {
-        let func = format!("Backbone('{name}')");
-        let size = |v: Int, arg: &str| v.get::<i64>(&func, arg, 1, 1 << 20);
-        let n = Backbone::new(
-            name,
-            size(in_channels, "in_channels")?,
-            size(input_size, "input_size")?,
-            width.map(|w| size(w, "width")).transpose()?,
-            embedding_dim.map(|e| size(e, "embedding_dim")).transpose()?,
-        )?;
-        let numel = |v: &[meta::TensorSpec]| -> u128 {
-            v.iter().map(|s| product(&s.shape.iter().map(|&d| d.max(0) as u128).collect::<Vec<_>>())).sum()
-        };
-        // float32 weights, their gradients and an optimizer's state: a few copies each.
-        check_memory(
-            &func,
-            &format!("width {} and embedding_dim {}", n.width, n.embedding_dim),
-            16 * (numel(&n.params) + numel(&n.buffers)),
-        )?;
-        let conv = |v: Vec<meta::TensorSpec>| v.into_iter().map(|s| (s.name, s.shape, init_name(s.init))).collect();
-        Ok((n.width, n.embedding_dim, conv(n.params), conv(n.buffers)))
-    })
+) -> PyResult<Backbone> {
+    let func = format!("Backbone('{name}')");
+    let size = |v: Int, arg: &str| v.get::<i64>(&func, arg, 1, 1 << 20);
+    let n = Backbone::new(
+        name,
+        size(in_channels, "in_channels")?,
+        size(input_size, "input_size")?,
+        width.map(|w| size(w, "width")).transpose()?,
+        embedding_dim.map(|e| size(e, "embedding_dim")).transpose()?,
+    )?;
+    let numel = |v: &[meta::TensorSpec]| -> u128 {
+        v.iter().map(|s| product(&s.shape.iter().map(|&d| d.max(0) as u128).collect::<Vec<_>>())).sum()
+    };
+    // float32 weights, their gradients and an optimizer's state: a few copies each.
+    check_memory(
+        &func,
+        &format!("width {} and embedding_dim {}", n.width, n.embedding_dim),
+        16 * (numel(&n.params) + numel(&n.buffers)),
+    )?;
+    Ok(n)
 }
 
 fn tensors(items: &[Bound<'_, PyAny>], func: &str, what: &str) -> PyResult<Vec<Tensor>> {
@@ -94,10 +166,10 @@ fn bn_mode(mode: &str) -> PyResult<BnMode> {
 /// Embeddings of `images` with explicit parameters (`mode`: train | train_no_update | eval);
 /// `momentum` of the running-statistics update in mode train (default 0.1).
 #[pyfunction]
-#[pyo3(signature = (arch, params, buffers, images, mode, momentum=None))]
+#[pyo3(signature = (spec, params, buffers, images, mode, momentum=None))]
 fn backbone_forward(
     py: Python<'_>,
-    arch: ArchArgs,
+    spec: &PyBackboneSpec,
     params: Vec<Bound<'_, PyAny>>,
     buffers: Vec<Bound<'_, PyAny>>,
     images: &Bound<'_, PyAny>,
@@ -110,7 +182,7 @@ fn backbone_forward(
         if !(0.0..=1.0).contains(&momentum) {
             return Err(MfrError::invalid(F, format!("momentum must be in [0, 1], got {momentum}")).into());
         }
-        let n = net(&arch)?;
+        let n = &spec.inner;
         let (p, b) = (tensors(&params, F, "params")?, tensors(&buffers, F, "buffers")?);
         let x = tensor_arg(images, F, "images")?;
         let mode = bn_mode(mode)?;
@@ -127,7 +199,7 @@ fn backbone_forward(
 #[allow(clippy::too_many_arguments)]
 fn meta_step<'py>(
     py: Python<'py>,
-    arch: ArchArgs,
+    spec: &PyBackboneSpec,
     params: Vec<Bound<'py, PyAny>>,
     buffers: Vec<Bound<'py, PyAny>>,
     domains: Vec<Bound<'py, PyAny>>,
@@ -142,7 +214,7 @@ fn meta_step<'py>(
 ) -> PyResult<Bound<'py, PyDict>> {
     const F: &str = "MetaStep";
     guarded(|| {
-        let n = net(&arch)?;
+        let n = &spec.inner;
         let (p, b) = (tensors(&params, F, "params")?, tensors(&buffers, F, "buffers")?);
         let d = tensors(&domains, F, "domains")?;
         let last = domains.len() as i128 - 1;
@@ -167,7 +239,7 @@ fn meta_step<'py>(
             w_da: weights.2,
             first_order,
         };
-        let out = without_gil(py, move || meta::meta_step(&n, &p, &b, &d, &splits, &cfg))?;
+        let out = without_gil(py, move || meta::meta_step(n, &p, &b, &d, &splits, &cfg))?;
         let r = PyDict::new(py);
         r.set_item("loss_s", out.loss_s)?;
         r.set_item("loss_t", out.loss_t)?;

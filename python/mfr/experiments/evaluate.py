@@ -94,7 +94,7 @@ def embed_domain(backbone: Backbone, data: FaceData, domain: int | str, bn: str 
     d = data.domain_number(domain)
     positions = np.flatnonzero(data.index.domains == d)
     device = backbone.parameter_list()[0].device
-    _, c, s, _, _ = backbone.arch
+    c, s = backbone.in_channels, backbone.input_size
     w = distributed.world_size()
     if w > 1 and bn == "running":  # each rank embeds a contiguous shard; gathered in rank order
         mine = np.array_split(positions, w)[distributed.rank()]
