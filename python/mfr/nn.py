@@ -16,8 +16,9 @@ from typing import Any
 import torch
 
 from . import _core
+from ._core import BackboneSpec
 
-__all__ = ["Backbone", "BACKBONES"]
+__all__ = ["Backbone", "BackboneSpec", "BACKBONES"]
 
 #: Every architecture :class:`Backbone` accepts.
 BACKBONES: tuple[str, ...] = tuple(_core.BACKBONES)
@@ -84,7 +85,7 @@ class Backbone(torch.nn.Module):
         if input_size is None:
             input_size = 64 if name == "small_cnn" else 112
         #: The architecture (built once, in Rust): sizes and every tensor's (name, shape, init).
-        self.spec = _core.BackboneSpec(name, in_channels, input_size, width, embedding_dim)
+        self.spec = BackboneSpec(name, in_channels, input_size, width, embedding_dim)
         self.name = name
         params, buffers = self.spec.params, self.spec.buffers
         self.param_names = [n for n, _, _ in params]
