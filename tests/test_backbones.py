@@ -104,7 +104,7 @@ def test_meta_step_parity_on_iresnet18():
     torch.testing.assert_close(ours, ref_flat, rtol=1e-9, atol=1e-10 * ref_flat.abs().max().item())
     for a, b in zip(net.buffer_list(), ref_buffers):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
-    assert out["loss_s"] > 0
+    assert out.loss_s > 0
 
 
 @pytest.mark.parametrize("name", BACKBONES)
@@ -114,7 +114,7 @@ def test_one_meta_step_on_every_backbone(name):
     doms = [torch.randn(8, 1, 16, 16) for _ in range(3)]
     out = MetaStep(net, MetaStepConfig(alpha=0.05, first_order=name == "resnet28")).step(doms, LOO3)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
-    assert out["objective"] == pytest.approx(0.5 * out["loss_s"] + 0.5 * out["loss_t"], rel=1e-5)
+    assert out.objective == pytest.approx(0.5 * out.loss_s + 0.5 * out.loss_t, rel=1e-5)
 
 
 def test_embed_with_running_and_target_statistics():
@@ -194,7 +194,7 @@ def test_cuda_step_stays_on_gpu_and_matches_cpu(name):
     cpu = torch.cat([p.grad.flatten() for p in net.parameter_list()])
     gpu = torch.cat([p.grad.flatten() for p in gnet.parameter_list()]).cpu()
     assert (gpu - cpu).norm() / cpu.norm() < 1e-3
-    assert gpu_out["loss_s"] == pytest.approx(cpu_out["loss_s"], rel=1e-4)
+    assert gpu_out.loss_s == pytest.approx(cpu_out.loss_s, rel=1e-4)
     for a, b in zip(net.buffer_list(), gnet.buffer_list()):
         torch.testing.assert_close(b.cpu(), a, rtol=1e-4, atol=1e-4)
     gnet.eval()

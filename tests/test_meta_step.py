@@ -74,11 +74,11 @@ def test_parity_with_reference_float64(kw, splits):
     ours, out = run_ours(net, doms, splits, cfg)
     ref = run_ref(net, doms, splits, cfg)
     assert torch.allclose(ours, ref, rtol=1e-8, atol=1e-8 * ref.abs().max().item())
-    assert set(out) >= {"loss_s", "loss_t", "objective", "loss_hp", "loss_cls", "loss_da", "hard_positives", "hard_negatives"}
+    assert set(mfr.meta.as_dict(out)) == {"loss_s", "loss_t", "objective", "loss_hp", "loss_cls", "loss_da", "hard_positives", "hard_negatives"}
     l_s, l_t = ref_losses(net, doms, splits, cfg)
-    assert out["loss_s"] == pytest.approx(l_s, rel=1e-10)
-    assert out["loss_t"] == pytest.approx(l_t, rel=1e-10)
-    assert out["objective"] == pytest.approx(cfg.gamma * l_s + (1 - cfg.gamma) * l_t, rel=1e-10)
+    assert out.loss_s == pytest.approx(l_s, rel=1e-10)
+    assert out.loss_t == pytest.approx(l_t, rel=1e-10)
+    assert out.objective == pytest.approx(cfg.gamma * l_s + (1 - cfg.gamma) * l_t, rel=1e-10)
 
 
 def test_first_and_second_order_differ():
@@ -157,7 +157,7 @@ def test_training_lowers_both_losses_on_synthetic_domains():
             opt.zero_grad()
             out = step.step(doms, mb.splits)
             opt.step()
-            history.append((out["loss_s"], out["loss_t"]))
+            history.append((out.loss_s, out.loss_t))
     first = torch.tensor(history[:4]).mean(0)
     last = torch.tensor(history[-4:]).mean(0)
     assert last[0] < first[0] and last[1] < first[1], (first, last)
@@ -291,3 +291,25 @@ def test_cpu_meta_steps_reuse_freed_heap_instead_of_page_faulting():
     trimmed, inactive = faults("0")
     assert active and not inactive
     assert reused * 5 < trimmed, (reused, trimmed)  # measured ~100-1,500 vs ~35,000-47,000
+
+
+def test_step_config_and_result_are_the_rust_types():
+    import copy
+    import dataclasses
+    import pickle
+
+    from mfr.meta import MetaStepResult, as_dict, config_fields, replace
+
+    cfg = MetaStepConfig(alpha=0.2, first_order=True)
+    with pytest.raises(AttributeError):
+        cfg.alpha = 0.3  # type: ignore[misc]  # frozen
+    assert pickle.loads(pickle.dumps(cfg)) == cfg and copy.deepcopy(cfg) is cfg
+    assert replace(cfg, gamma=0.25) == MetaStepConfig(alpha=0.2, gamma=0.25, first_order=True)
+    with pytest.raises(mfr.InvalidInputError, match="MetaStepConfig: gamma must lie in"):
+        replace(cfg, gamma=2.0)
+    # The harness's flat copy of the fields stays in step with the Rust definition, defaults too.
+    train_fields = {f.name: f.default for f in dataclasses.fields(mfr.TrainConfig)}
+    assert all(train_fields[name] == value for name, value in as_dict(MetaStepConfig()).items())
+    assert mfr.TrainConfig(alpha=0.2, first_order=True).meta_config() == cfg
+    assert set(config_fields(MetaStepResult)) == {"loss_s", "loss_t", "objective", "loss_hp", "loss_cls", "loss_da", "hard_positives", "hard_negatives"}
+    assert mfr.losses.DEFAULT_TAU_P == MetaStepConfig().tau_p

@@ -41,6 +41,11 @@ __all__ = [
     "BackboneSpec",
     "backbone_forward",
     "meta_step",
+    "MetaStepConfig",
+    "MetaStepResult",
+    "DEFAULT_TAU_P",
+    "DEFAULT_TAU_N",
+    "DEFAULT_SCALE",
 ]
 
 class MfrError(Exception):
@@ -267,12 +272,70 @@ def meta_step(
     buffers: list[torch.Tensor],
     domains: list[torch.Tensor],
     splits: list[tuple[list[int], list[int]]],
-    alpha: float,
-    gamma: float,
-    tau_p: float,
-    tau_n: float,
-    scale: float,
-    weights: tuple[float, float, float],
-    first_order: bool,
-) -> dict[str, float]:
+    config: MetaStepConfig,
+) -> MetaStepResult:
     """One MFR meta-step; adds the combined gradient to the parameters' .grad."""
+
+DEFAULT_TAU_P: float
+DEFAULT_TAU_N: float
+DEFAULT_SCALE: float
+
+@final
+class MetaStepConfig:
+    """MFR's hyperparameters, validated on construction (frozen)."""
+
+    def __new__(
+        cls,
+        alpha: float = ...,
+        gamma: float = ...,
+        tau_p: float = ...,
+        tau_n: float = ...,
+        scale: float = ...,
+        w_hp: float = ...,
+        w_cls: float = ...,
+        w_da: float = ...,
+        first_order: bool = ...,
+    ) -> MetaStepConfig: ...
+    @property
+    def alpha(self) -> float: ...
+    @property
+    def gamma(self) -> float: ...
+    @property
+    def tau_p(self) -> float: ...
+    @property
+    def tau_n(self) -> float: ...
+    @property
+    def scale(self) -> float: ...
+    @property
+    def w_hp(self) -> float: ...
+    @property
+    def w_cls(self) -> float: ...
+    @property
+    def w_da(self) -> float: ...
+    @property
+    def first_order(self) -> bool: ...
+    def __eq__(self, other: object, /) -> bool: ...
+    def __reduce__(self) -> tuple[type[MetaStepConfig], tuple[float, float, float, float, float, float, float, float, bool]]: ...
+    def __copy__(self) -> MetaStepConfig: ...
+    def __deepcopy__(self, _memo: object) -> MetaStepConfig: ...
+
+@final
+class MetaStepResult:
+    """What a meta-step reports (frozen): losses at theta and theta', and hard-pair counts."""
+
+    @property
+    def loss_s(self) -> float: ...
+    @property
+    def loss_t(self) -> float: ...
+    @property
+    def objective(self) -> float: ...
+    @property
+    def loss_hp(self) -> float: ...
+    @property
+    def loss_cls(self) -> float: ...
+    @property
+    def loss_da(self) -> float: ...
+    @property
+    def hard_positives(self) -> int: ...
+    @property
+    def hard_negatives(self) -> int: ...

@@ -28,9 +28,10 @@ from . import _core
 
 __all__ = ["hard_pair_attention", "soft_classification", "domain_alignment", "DEFAULT_TAU_P", "DEFAULT_TAU_N", "DEFAULT_SCALE"]
 
-DEFAULT_TAU_P = 0.5
-DEFAULT_TAU_N = 0.3
-DEFAULT_SCALE = 32.0
+# Defined in Rust (src/meta/step.rs) with MetaStepConfig's defaults.
+DEFAULT_TAU_P: float = _core.DEFAULT_TAU_P
+DEFAULT_TAU_N: float = _core.DEFAULT_TAU_N
+DEFAULT_SCALE: float = _core.DEFAULT_SCALE
 
 
 def hard_pair_attention(

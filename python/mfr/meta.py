@@ -20,51 +20,40 @@ pairs of domain positions. With a single meta-train domain L_da is 0.
 
 from __future__ import annotations
 
-import math
-
+import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from . import _core
-from .losses import DEFAULT_SCALE, DEFAULT_TAU_N, DEFAULT_TAU_P
 from .nn import Backbone
 
-__all__ = ["MetaStepConfig", "MetaStep", "domains_from_batch"]
+__all__ = ["MetaStepConfig", "MetaStepResult", "MetaStep", "domains_from_batch", "config_fields", "as_dict", "replace"]
 
 
-@dataclass
-class MetaStepConfig:
-    alpha: float = 0.01
-    gamma: float = 0.5
-    tau_p: float = DEFAULT_TAU_P
-    tau_n: float = DEFAULT_TAU_N
-    scale: float = DEFAULT_SCALE
-    w_hp: float = 1.0
-    w_cls: float = 1.0
-    w_da: float = 1.0
-    first_order: bool = False
+#: MFR's hyperparameters (see the module docstring for their roles): the Rust type itself, frozen
+#: and validated on construction (NaN/inf, alpha < 0, gamma outside [0, 1], scale <= 0 and
+#: negative weights raise :class:`mfr.InvalidInputError`).
+MetaStepConfig = _core.MetaStepConfig
+#: What :meth:`MetaStep.step` returns (the Rust type, frozen; :func:`as_dict` gives a dict).
+MetaStepResult = _core.MetaStepResult
 
-    def __post_init__(self) -> None:
-        """Refuse values that would silently poison training: NaN/inf anywhere, a negative step
-        size or loss weight, ``gamma`` outside [0, 1], a non-positive scale."""
-        errors = []
-        for name in ("alpha", "gamma", "tau_p", "tau_n", "scale", "w_hp", "w_cls", "w_da"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                errors.append(f"{name} must be a finite number, got {value!r}")
-        if not errors:
-            if self.alpha < 0:
-                errors.append(f"alpha must be >= 0, got {self.alpha}")
-            if not 0 <= self.gamma <= 1:
-                errors.append(f"gamma must lie in [0, 1], got {self.gamma}")
-            if self.scale <= 0:
-                errors.append(f"scale must be > 0, got {self.scale}")
-            errors += [f"{w} must be >= 0, got {getattr(self, w)}" for w in ("w_hp", "w_cls", "w_da") if getattr(self, w) < 0]
-        if errors:
-            raise _core.InvalidInputError("MetaStepConfig: " + "; ".join(errors))
+
+def config_fields(config_type: type = MetaStepConfig) -> tuple[str, ...]:
+    """The field names of a Rust-defined config or result type, sorted (read from the type, so no
+    list of them is kept by hand)."""
+    return tuple(sorted(name for name, attr in vars(config_type).items() if inspect.isgetsetdescriptor(attr)))
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """Fields of a :class:`MetaStepConfig` or :class:`MetaStepResult` as a dict."""
+    return {name: getattr(value, name) for name in config_fields(type(value))}
+
+
+def replace(config: MetaStepConfig, **changes: Any) -> MetaStepConfig:
+    """A copy of ``config`` with ``changes`` (validated like any new config)."""
+    return MetaStepConfig(**{**as_dict(config), **changes})
 
 
 def _split_pairs(splits: Sequence[Any]) -> list[tuple[list[int], list[int]]]:
@@ -94,10 +83,12 @@ class MetaStep:
     def __init__(self, backbone: Backbone, config: MetaStepConfig | None = None) -> None:
         if not isinstance(backbone, Backbone):
             raise _core.InvalidInputError(f"MetaStep: backbone must be an mfr.nn.Backbone, got {type(backbone).__name__}")
+        if config is not None and not isinstance(config, MetaStepConfig):
+            raise _core.InvalidInputError(f"MetaStep: config must be an mfr.MetaStepConfig, got {type(config).__name__}")
         self.backbone = backbone
         self.config = config or MetaStepConfig()
 
-    def step(self, domains: Sequence[torch.Tensor], splits: Sequence[Any]) -> dict[str, float]:
+    def step(self, domains: Sequence[torch.Tensor], splits: Sequence[Any]) -> MetaStepResult:
         """Adds the combined gradient to every parameter's ``.grad`` and returns ``loss_s``,
         ``loss_t`` and ``objective`` (means over splits of L_S, L_T and gamma L_S + (1 - gamma) L_T),
         ``loss_hp``, ``loss_cls``, ``loss_da`` (means over the domains at theta) and the hard-pair
@@ -119,26 +110,12 @@ class MetaStep:
                     f"MetaStep.step: {kind} tensor(s) {bad[:5]} are inference tensors (made inside torch.inference_mode()) and cannot take part in autograd; "
                     "build the backbone and the images outside inference mode"
                 )
-        c = self.config
         buffers = self.backbone.buffer_list()
         # The forwards at theta update BatchNorm's running statistics as they go; a step that raises
         # (e.g. a NaN image makes L_S non-finite) must leave them as they were.
         saved = [b.detach().clone() for b in buffers]
         try:
-            return _core.meta_step(
-                self.backbone.spec,
-                self.backbone.parameter_list(),
-                buffers,
-                list(domains),
-                _split_pairs(splits),
-                float(c.alpha),
-                float(c.gamma),
-                float(c.tau_p),
-                float(c.tau_n),
-                float(c.scale),
-                (float(c.w_hp), float(c.w_cls), float(c.w_da)),
-                bool(c.first_order),
-            )
+            return _core.meta_step(self.backbone.spec, self.backbone.parameter_list(), buffers, list(domains), _split_pairs(splits), self.config)
         except BaseException:
             with torch.no_grad():
                 for b, s in zip(buffers, saved):

@@ -10,8 +10,8 @@
 //! J             = 1/K sum_k [gamma L_S^k(theta) + (1 - gamma) L_T^k(theta'_k)]
 //! ```
 //!
-//! One backward of J writes `1/K sum_k [gamma grad L_S^k + (1 - gamma) grad_theta L_T^k(theta'_k)]`
-//! into every parameter's `.grad` (accumulating, as `loss.backward()` does), which is MFR's combined
+//! One backward of J adds `1/K sum_k [gamma grad L_S^k + (1 - gamma) grad_theta L_T^k(theta'_k)]`
+//! to every parameter's `.grad` (accumulating, as `loss.backward()` does), which is MFR's combined
 //! gradient averaged over splits; up to scale it is MLDG's `L_S + beta L_T` with
 //! `beta = (1 - gamma) / gamma`. Every domain's forward at theta happens once per step and is
 //! shared by all splits that use it (this is what makes a leave-one-out meta-batch cheap), and so
@@ -28,17 +28,91 @@ use super::losses::check_scale;
 use super::losses::raw::{domain_alignment, hard_pair_attention, soft_classification};
 use crate::error::{MfrError, Result};
 
-#[derive(Clone, Debug)]
+/// The meta-step's hyperparameters. With the `python` feature this type *is*
+/// `mfr.MetaStepConfig` (frozen, with generated getters; its constructor is in
+/// `src/python/meta.rs`): the field list exists here and in the stub only.
+#[cfg_attr(feature = "python", pyo3::pyclass(name = "MetaStepConfig", module = "mfr.meta", frozen, eq, get_all))]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StepConfig {
+    /// Inner step size: theta' = theta - alpha grad L_S.
     pub alpha: f64,
+    /// Weight of L_S in the objective (L_T gets 1 - gamma), in [0, 1].
     pub gamma: f64,
+    /// Hard-pair thresholds: positives below tau_p, negatives above tau_n (cosine).
     pub tau_p: f64,
     pub tau_n: f64,
+    /// Soft-classification logit scale (> 0).
     pub scale: f64,
+    /// Weights of the hard-pair, soft-classification and domain-alignment losses (>= 0).
     pub w_hp: f64,
     pub w_cls: f64,
     pub w_da: f64,
+    /// Detach theta' from theta (no second-order terms).
     pub first_order: bool,
+}
+
+/// The losses' default thresholds and scale (this library's choices; the paper's code is not out).
+pub const DEFAULT_TAU_P: f64 = 0.5;
+pub const DEFAULT_TAU_N: f64 = 0.3;
+pub const DEFAULT_SCALE: f64 = 32.0;
+
+impl StepConfig {
+    pub const DEFAULT: StepConfig = StepConfig {
+        alpha: 0.01,
+        gamma: 0.5,
+        tau_p: DEFAULT_TAU_P,
+        tau_n: DEFAULT_TAU_N,
+        scale: DEFAULT_SCALE,
+        w_hp: 1.0,
+        w_cls: 1.0,
+        w_da: 1.0,
+        first_order: false,
+    };
+
+    /// Refuses values that would silently poison training: NaN/inf anywhere, a negative step size
+    /// or loss weight, gamma outside [0, 1], a non-positive scale. Every problem in one message.
+    pub fn validate(&self) -> Result<()> {
+        let numbers = [
+            ("alpha", self.alpha),
+            ("gamma", self.gamma),
+            ("tau_p", self.tau_p),
+            ("tau_n", self.tau_n),
+            ("scale", self.scale),
+            ("w_hp", self.w_hp),
+            ("w_cls", self.w_cls),
+            ("w_da", self.w_da),
+        ];
+        let mut errors: Vec<String> = numbers
+            .iter()
+            .filter(|(_, v)| !v.is_finite())
+            .map(|(n, v)| format!("{n} must be a finite number, got {v}"))
+            .collect();
+        if errors.is_empty() {
+            if self.alpha < 0.0 {
+                errors.push(format!("alpha must be >= 0, got {}", self.alpha));
+            }
+            if !(0.0..=1.0).contains(&self.gamma) {
+                errors.push(format!("gamma must lie in [0, 1], got {}", self.gamma));
+            }
+            if self.scale <= 0.0 {
+                errors.push(format!("scale must be > 0, got {}", self.scale));
+            }
+            errors.extend(
+                numbers[5..].iter().filter(|(_, v)| *v < 0.0).map(|(n, v)| format!("{n} must be >= 0, got {v}")),
+            );
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(MfrError::InvalidInput(format!("MetaStepConfig: {}", errors.join("; "))))
+        }
+    }
+}
+
+impl Default for StepConfig {
+    fn default() -> Self {
+        StepConfig::DEFAULT
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -47,6 +121,9 @@ pub struct Split {
     pub meta_test: Vec<usize>,
 }
 
+/// What a meta-step reports. With the `python` feature this type is `mfr.meta.MetaStepResult`
+/// (frozen, generated getters).
+#[cfg_attr(feature = "python", pyo3::pyclass(name = "MetaStepResult", module = "mfr.meta", frozen, get_all))]
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StepOutput {
     /// Mean over splits of L_S^k(theta), of L_T^k(theta'_k) and of J.
@@ -57,6 +134,7 @@ pub struct StepOutput {
     pub loss_hp: f64,
     pub loss_cls: f64,
     pub loss_da: f64,
+    /// Hard pairs found at theta, summed over domains.
     pub hard_positives: i64,
     pub hard_negatives: i64,
 }
@@ -64,12 +142,7 @@ pub struct StepOutput {
 const F: &str = "MetaStep";
 
 fn check(cfg: &StepConfig, n_domains: usize, splits: &[Split]) -> Result<()> {
-    if !(cfg.alpha.is_finite() && cfg.gamma.is_finite() && (0.0..=1.0).contains(&cfg.gamma)) {
-        return Err(MfrError::invalid(
-            F,
-            format!("alpha must be finite and gamma in [0, 1], got alpha={} gamma={}", cfg.alpha, cfg.gamma),
-        ));
-    }
+    cfg.validate()?;
     check_scale(cfg.scale)?;
     if splits.is_empty() {
         return Err(MfrError::invalid(F, "needs at least one split"));
@@ -146,7 +219,7 @@ fn through_adapted(l_t: &Tensor, adapted: &[Tensor]) -> Result<Tensor> {
     total.ok_or_else(|| MfrError::internal("L_T does not depend on the adapted parameters"))
 }
 
-/// Runs one meta-step and writes the combined gradient into the parameters' `.grad`.
+/// Runs one meta-step and adds the combined gradient to the parameters' `.grad`.
 pub fn meta_step(
     net: &Backbone,
     params: &[Tensor],

@@ -1,7 +1,7 @@
 //! Bindings of `crate::meta`: backbone specs and forward, and the meta-step.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyType};
+use pyo3::types::{PyTuple, PyType};
 use pyo3_tch::PyTensor;
 use tch::Tensor;
 
@@ -10,12 +10,17 @@ use super::errors::{guarded, without_gil};
 use super::int_arg::{ints, Int};
 use crate::error::MfrError;
 use crate::limits::{check_memory, product};
-use crate::meta::{self, Backbone, BnMode, Init, Split, StepConfig};
+use crate::meta::{self, Backbone, BnMode, Init, Split, StepConfig, StepOutput};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBackboneSpec>()?;
     m.add_function(wrap_pyfunction!(backbone_forward, m)?)?;
     m.add_function(wrap_pyfunction!(meta_step, m)?)?;
+    m.add_class::<StepConfig>()?;
+    m.add_class::<StepOutput>()?;
+    m.add("DEFAULT_TAU_P", meta::step::DEFAULT_TAU_P)?;
+    m.add("DEFAULT_TAU_N", meta::step::DEFAULT_TAU_N)?;
+    m.add("DEFAULT_SCALE", meta::step::DEFAULT_SCALE)?;
     m.add("BACKBONES", meta::ARCH_NAMES.to_vec())?;
     Ok(())
 }
@@ -194,24 +199,17 @@ fn backbone_forward(
     })
 }
 
-/// One MFR meta-step; writes the combined gradient into the parameters' .grad.
+/// One MFR meta-step; adds the combined gradient to the parameters' .grad.
 #[pyfunction]
-#[allow(clippy::too_many_arguments)]
-fn meta_step<'py>(
-    py: Python<'py>,
+fn meta_step(
+    py: Python<'_>,
     spec: &PyBackboneSpec,
-    params: Vec<Bound<'py, PyAny>>,
-    buffers: Vec<Bound<'py, PyAny>>,
-    domains: Vec<Bound<'py, PyAny>>,
+    params: Vec<Bound<'_, PyAny>>,
+    buffers: Vec<Bound<'_, PyAny>>,
+    domains: Vec<Bound<'_, PyAny>>,
     splits: Vec<(Vec<Int>, Vec<Int>)>,
-    alpha: f64,
-    gamma: f64,
-    tau_p: f64,
-    tau_n: f64,
-    scale: f64,
-    weights: (f64, f64, f64),
-    first_order: bool,
-) -> PyResult<Bound<'py, PyDict>> {
+    config: &StepConfig,
+) -> PyResult<StepOutput> {
     const F: &str = "MetaStep";
     guarded(|| {
         let n = &spec.inner;
@@ -228,27 +226,63 @@ fn meta_step<'py>(
                 })
             })
             .collect::<crate::Result<Vec<_>>>()?;
-        let cfg = StepConfig {
-            alpha,
-            gamma,
-            tau_p,
-            tau_n,
-            scale,
-            w_hp: weights.0,
-            w_cls: weights.1,
-            w_da: weights.2,
-            first_order,
-        };
-        let out = without_gil(py, move || meta::meta_step(n, &p, &b, &d, &splits, &cfg))?;
-        let r = PyDict::new(py);
-        r.set_item("loss_s", out.loss_s)?;
-        r.set_item("loss_t", out.loss_t)?;
-        r.set_item("objective", out.objective)?;
-        r.set_item("loss_hp", out.loss_hp)?;
-        r.set_item("loss_cls", out.loss_cls)?;
-        r.set_item("loss_da", out.loss_da)?;
-        r.set_item("hard_positives", out.hard_positives)?;
-        r.set_item("hard_negatives", out.hard_negatives)?;
-        Ok(r)
+        let cfg = config.clone();
+        without_gil(py, move || meta::meta_step(n, &p, &b, &d, &splits, &cfg))
     })
+}
+
+const D: StepConfig = StepConfig::DEFAULT;
+
+#[pymethods]
+impl StepConfig {
+    /// MFR's hyperparameters (defaults: the library's choices; see ``mfr.meta``). Invalid values
+    /// (NaN/inf, alpha < 0, gamma outside [0, 1], scale <= 0, negative weights) raise
+    /// ``InvalidInputError`` listing every problem.
+    #[new]
+    #[pyo3(signature = (
+        alpha = D.alpha, gamma = D.gamma, tau_p = D.tau_p, tau_n = D.tau_n, scale = D.scale,
+        w_hp = D.w_hp, w_cls = D.w_cls, w_da = D.w_da, first_order = D.first_order
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        alpha: f64,
+        gamma: f64,
+        tau_p: f64,
+        tau_n: f64,
+        scale: f64,
+        w_hp: f64,
+        w_cls: f64,
+        w_da: f64,
+        first_order: bool,
+    ) -> PyResult<Self> {
+        let cfg = StepConfig { alpha, gamma, tau_p, tau_n, scale, w_hp, w_cls, w_da, first_order };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("{self:?}").replacen("StepConfig", "MetaStepConfig", 1)
+    }
+
+    fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyType>, Bound<'py, PyTuple>)> {
+        let c = self;
+        let args = (c.alpha, c.gamma, c.tau_p, c.tau_n, c.scale, c.w_hp, c.w_cls, c.w_da, c.first_order);
+        Ok((py.get_type::<Self>(), args.into_pyobject(py)?))
+    }
+
+    /// Immutable: a copy is the object itself.
+    fn __copy__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __deepcopy__<'py>(slf: PyRef<'py, Self>, _memo: &Bound<'py, PyAny>) -> PyRef<'py, Self> {
+        slf
+    }
+}
+
+#[pymethods]
+impl StepOutput {
+    fn __repr__(&self) -> String {
+        format!("{self:?}").replacen("StepOutput", "MetaStepResult", 1)
+    }
 }

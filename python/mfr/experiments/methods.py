@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _core
-from ..meta import MetaStep, MetaStepConfig, _split_pairs
+from ..meta import MetaStep, MetaStepConfig, _split_pairs, replace
 from ..nn import Backbone
 
 __all__ = ["METHODS", "Method", "make_method"]
@@ -104,14 +104,14 @@ class MFRMethod(Method):
     def step(self, domains: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], splits: Sequence[Any]) -> dict[str, float]:
         out = self.meta.step(domains, splits)
         return {
-            "loss": out["objective"],
-            "loss_s": out["loss_s"],
-            "loss_t": out["loss_t"],
-            "hp": out["loss_hp"],
-            "cls": out["loss_cls"],
-            "da": out["loss_da"],
-            "hard_positives": out["hard_positives"],
-            "hard_negatives": out["hard_negatives"],
+            "loss": out.objective,
+            "loss_s": out.loss_s,
+            "loss_t": out.loss_t,
+            "hp": out.loss_hp,
+            "cls": out.loss_cls,
+            "da": out.loss_da,
+            "hard_positives": out.hard_positives,
+            "hard_negatives": out.hard_negatives,
         }
 
 
@@ -163,7 +163,7 @@ class PooledMethod(Method):
 def make_method(name: str, backbone: Backbone, n_classes: int, meta_config: MetaStepConfig, head_scale: float = 30.0, margin: float | None = None) -> Method:
     """The method ``name`` (see :data:`METHODS`) for ``backbone`` and ``n_classes`` source identities."""
     if name in _ABLATIONS:
-        cfg = MetaStepConfig(**{**meta_config.__dict__, **_ABLATIONS[name]})
+        cfg = replace(meta_config, **_ABLATIONS[name])
         return MFRMethod(name, backbone, cfg)
     if name == "mldg":
         return MLDGMethod(backbone, n_classes, meta_config, head_scale)

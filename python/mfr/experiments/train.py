@@ -29,7 +29,7 @@ from .evaluate import evaluate_domain
 from .checkpoint import flatten_optimizer_state, load_checkpoint, remove_stale_temp_files, save_checkpoint, unflatten_optimizer_state
 from ..data import normalize_images
 from ..facedata import FaceData
-from ..meta import MetaStepConfig, domains_from_batch
+from ..meta import MetaStepConfig, config_fields, domains_from_batch
 from .methods import METHODS, Method, make_method
 from ..nn import BACKBONES, Backbone
 from ..sampler import DomainSampler
@@ -38,6 +38,9 @@ __all__ = ["TrainConfig", "Trainer", "resolve_device"]
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 _FORMAT = "mfr-checkpoint-1"
+
+
+_META_DEFAULTS = MetaStepConfig()
 
 
 @dataclass
@@ -78,16 +81,17 @@ class TrainConfig:
     schedule: str = "cosine"
     warmup_steps: int = 10
     grad_clip: float | None = 5.0
-    # MFR / MLDG meta-step (MetaStepConfig's fields, with its defaults)
-    alpha: float = MetaStepConfig.alpha
-    gamma: float = MetaStepConfig.gamma
-    tau_p: float = MetaStepConfig.tau_p
-    tau_n: float = MetaStepConfig.tau_n
-    scale: float = MetaStepConfig.scale
-    w_hp: float = MetaStepConfig.w_hp
-    w_cls: float = MetaStepConfig.w_cls
-    w_da: float = MetaStepConfig.w_da
-    first_order: bool = MetaStepConfig.first_order
+    # MFR / MLDG meta-step: MetaStepConfig's fields with its (Rust) defaults, flat here so the CLI,
+    # the search spaces and results.json name them directly (a test keeps the two in step).
+    alpha: float = _META_DEFAULTS.alpha
+    gamma: float = _META_DEFAULTS.gamma
+    tau_p: float = _META_DEFAULTS.tau_p
+    tau_n: float = _META_DEFAULTS.tau_n
+    scale: float = _META_DEFAULTS.scale
+    w_hp: float = _META_DEFAULTS.w_hp
+    w_cls: float = _META_DEFAULTS.w_cls
+    w_da: float = _META_DEFAULTS.w_da
+    first_order: bool = _META_DEFAULTS.first_order
     # classification heads (mldg, softmax, cosface, arcface)
     head_scale: float = 30.0
     margin: float | None = None
@@ -102,7 +106,7 @@ class TrainConfig:
     init: str | None = None
 
     def meta_config(self) -> MetaStepConfig:
-        return MetaStepConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(MetaStepConfig)})
+        return MetaStepConfig(**{name: getattr(self, name) for name in config_fields(MetaStepConfig)})
 
     @property
     def torch_dtype(self) -> torch.dtype:
