@@ -27,6 +27,10 @@ __all__ = [
     "kfold_accuracy",
     "identification_ranks",
     "verification_summary",
+    "VerificationSummary",
+    "KFoldResult",
+    "ValAtFar",
+    "EpochBatches",
     "bootstrap_group_counts",
     "name_seed",
     "FaceIndex",
@@ -96,8 +100,92 @@ def kfold_accuracy(
     n_folds: int = 10,
     protocol: str = "exact",
     folds: torch.Tensor | npt.ArrayLike | None = None,
-) -> dict[str, Any]:
-    """k-fold accuracy: keys mean, std, fold_accuracies, thresholds, val (insightface VAL@FAR or None)."""
+) -> KFoldResult:
+    """k-fold accuracy under a protocol ('exact', 'insightface', 'facexzoo')."""
+
+@final
+class ValAtFar:
+    """insightface's VAL at a target FAR across folds."""
+
+    @property
+    def far_target(self) -> float: ...
+    @property
+    def val_mean(self) -> float: ...
+    @property
+    def val_std(self) -> float: ...
+    @property
+    def far_mean(self) -> float: ...
+    @property
+    def thresholds(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def vals(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def fars(self) -> npt.NDArray[np.float64]: ...
+
+@final
+class KFoldResult:
+    """Result of kfold_accuracy: per-fold accuracies and thresholds, their mean and spread, VAL."""
+
+    @property
+    def protocol(self) -> str: ...
+    @property
+    def n_folds(self) -> int: ...
+    @property
+    def mean(self) -> float: ...
+    @property
+    def std(self) -> float: ...
+    @property
+    def fold_accuracies(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def thresholds(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def val(self) -> ValAtFar | None: ...
+
+@final
+class VerificationSummary:
+    """Everything verification_report shows, from one sort, and the bootstrap resamples."""
+
+    @property
+    def fpr(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def tpr(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def thresholds(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def auc(self) -> float: ...
+    @property
+    def eer(self) -> tuple[float, float]: ...
+    @property
+    def tar(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def tar_thresholds(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def best_accuracy(self) -> tuple[float, float]: ...
+    @property
+    def n_genuine(self) -> int: ...
+    @property
+    def n_impostor(self) -> int: ...
+    @property
+    def boot_auc(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def boot_eer(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def boot_accuracy(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def boot_tar(self) -> npt.NDArray[np.float64]: ...
+
+@final
+class EpochBatches:
+    """One epoch of a rank's meta-batches as flat int64 arrays."""
+
+    @property
+    def batch_numbers(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def images(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def identities(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def test_domains(self) -> npt.NDArray[np.int64]: ...
 
 def identification_ranks(
     gallery: torch.Tensor | npt.ArrayLike,
@@ -116,8 +204,8 @@ def verification_summary(
     groups: torch.Tensor | npt.ArrayLike | None = None,
     groups2: torch.Tensor | npt.ArrayLike | None = None,
     n_groups: int | None = None,
-) -> dict[str, Any]:
-    """ROC (drop_intermediate), AUC, EER, TAR@FAR, best accuracy and bootstrap rows from one sort."""
+) -> VerificationSummary:
+    """ROC (drop_intermediate), AUC, EER, TAR@FAR, best accuracy and bootstrap resamples from one sort."""
 
 def bootstrap_group_counts(n_groups: int, n_resamples: int, seed: int) -> npt.NDArray[np.int64]:
     """(n_resamples, n_groups) multiplicities of the group bootstrap's resamples."""
@@ -184,7 +272,7 @@ class DomainSamplerCore:
     def batches_per_epoch(self) -> int: ...
     @property
     def n_domains(self) -> int: ...
-    def epoch(self, epoch: int) -> dict[str, npt.NDArray[np.int64]]: ...
+    def epoch(self, epoch: int) -> EpochBatches: ...
     def splits(self, test_domains: list[int]) -> list[tuple[list[int], list[int]]]: ...
 
 def decode_images(

@@ -117,36 +117,11 @@ def _warn_undefined(func: str, fars: list[float]) -> None:
         )
 
 
-@dataclass(frozen=True)
-class ValAtFar:
-    """insightface's VAL at a target FAR, measured across folds (see :func:`kfold_accuracy`)."""
-
-    far_target: float
-    val_mean: float
-    val_std: float
-    far_mean: float
-    thresholds: npt.NDArray[np.float64]
-    vals: npt.NDArray[np.float64]
-    fars: npt.NDArray[np.float64]
-
-
-@dataclass(frozen=True)
-class KFoldResult:
-    """Result of :func:`kfold_accuracy`.
-
-    ``thresholds`` are per fold, in the protocol's units: scores for ``exact`` and ``facexzoo``,
-    squared L2 distance ``2 - 2 * score`` for ``insightface``. ``std`` is the population standard
-    deviation of the fold accuracies (``exact``, ``insightface``) or the standard error
-    ``std(ddof=1) / sqrt(n_folds)`` (``facexzoo``).
-    """
-
-    protocol: str
-    n_folds: int
-    mean: float
-    std: float
-    fold_accuracies: npt.NDArray[np.float64]
-    thresholds: npt.NDArray[np.float64]
-    val: ValAtFar | None = None
+#: insightface's VAL at a target FAR across folds (the Rust type; see :func:`kfold_accuracy`).
+ValAtFar = _core.ValAtFar
+#: Result of :func:`kfold_accuracy` (the Rust type: ``protocol``, ``n_folds``, ``mean``, ``std``,
+#: per-fold ``fold_accuracies`` and ``thresholds``, ``val``).
+KFoldResult = _core.KFoldResult
 
 
 def kfold_accuracy(
@@ -182,17 +157,7 @@ def kfold_accuracy(
     consecutive split, e.g. folds of disjoint identities so that no identity both chooses the
     threshold and is tested with it (as :func:`mfr.experiments.evaluate.evaluate_domain` does).
     """
-    raw = _core.kfold_accuracy(scores, labels, n_folds, str(protocol), folds)
-    val = ValAtFar(**raw["val"]) if raw["val"] is not None else None
-    return KFoldResult(
-        protocol=str(protocol),
-        n_folds=int(n_folds),
-        mean=raw["mean"],
-        std=raw["std"],
-        fold_accuracies=raw["fold_accuracies"],
-        thresholds=raw["thresholds"],
-        val=val,
-    )
+    return _core.kfold_accuracy(scores, labels, n_folds, str(protocol), folds)
 
 
 @dataclass(frozen=True)
@@ -247,17 +212,14 @@ class ConfidenceInterval:
         return f"{self.estimate:.4f} [{self.low:.4f}, {self.high:.4f}]"
 
 
-_BOOT_COLUMNS = ("auc", "eer", "accuracy")
-
-
 def _tar_key(far: float) -> str:
     return f"tar@far={far:g}"
 
 
-def _resample_columns(rows: npt.NDArray[np.float64], fars: list[float]) -> dict[str, npt.NDArray[np.float64]]:
-    names = [*_BOOT_COLUMNS, *(_tar_key(f) for f in fars)]
-    table = rows.reshape(-1, len(names))
-    return {name: np.ascontiguousarray(table[:, j]) for j, name in enumerate(names)}
+def _resample_columns(raw: _core.VerificationSummary, fars: list[float]) -> dict[str, npt.NDArray[np.float64]]:
+    columns = {"auc": raw.boot_auc, "eer": raw.boot_eer, "accuracy": raw.boot_accuracy}
+    columns.update({_tar_key(f): np.ascontiguousarray(raw.boot_tar[:, j]) for j, f in enumerate(fars)})
+    return columns
 
 
 def percentile_interval(estimate: float, resamples: Any, confidence: float = 0.95) -> ConfidenceInterval:
@@ -401,26 +363,26 @@ def verification_report(
     raw = _core.verification_summary(
         scores, labels, targets, n_bootstrap, seed, groups, groups2, n_groups
     )
-    tar = {f: (float(t), float(h)) for f, t, h in zip(targets, raw["tar"], raw["tar_thresholds"])}
+    tar = {f: (float(t), float(h)) for f, t, h in zip(targets, raw.tar, raw.tar_thresholds)}
     _warn_undefined("verification_report", [f for f, (t, _) in tar.items() if math.isnan(t)])
-    best_acc, best_thr = raw["best_accuracy"]
-    eer_rate, eer_thr = raw["eer"]
-    estimates = {"auc": raw["auc"], "eer": eer_rate, "accuracy": best_acc}
+    best_acc, best_thr = raw.best_accuracy
+    eer_rate, eer_thr = raw.eer
+    estimates = {"auc": raw.auc, "eer": eer_rate, "accuracy": best_acc}
     estimates.update({_tar_key(f): t for f, (t, _) in tar.items()})
-    resamples = _resample_columns(raw["bootstrap"], targets) if n_bootstrap > 0 else {}
+    resamples = _resample_columns(raw, targets) if n_bootstrap > 0 else {}
     ci = {k: percentile_interval(estimates[k], v, confidence) for k, v in resamples.items()}
     return VerificationReport(
-        n_genuine=int(raw["n_genuine"]),
-        n_impostor=int(raw["n_impostor"]),
-        auc=float(raw["auc"]),
+        n_genuine=raw.n_genuine,
+        n_impostor=raw.n_impostor,
+        auc=raw.auc,
         eer=float(eer_rate),
         eer_threshold=float(eer_thr),
         tar_at_far=tar,
         best_accuracy=float(best_acc),
         best_accuracy_threshold=float(best_thr),
-        fpr=raw["fpr"],
-        tpr=raw["tpr"],
-        thresholds=raw["thresholds"],
+        fpr=raw.fpr,
+        tpr=raw.tpr,
+        thresholds=raw.thresholds,
         ci=ci,
         resamples=resamples,
     )

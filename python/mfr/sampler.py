@@ -133,7 +133,7 @@ class DomainSampler:
         }
         self.epoch = 0
         self.position = 0
-        self._cache: tuple[int, dict[str, Any]] | None = None
+        self._cache: tuple[int, _core.EpochBatches] | None = None
         self._loo_splits = tuple(Split(tuple(tr), tuple(te)) for tr, te in self._core.splits([]))
 
     def __len__(self) -> int:
@@ -147,21 +147,21 @@ class DomainSampler:
             self.epoch = int(epoch)
             self.position = 0
 
-    def _epoch_arrays(self) -> dict[str, Any]:
+    def _epoch_arrays(self) -> _core.EpochBatches:
         if self._cache is None or self._cache[0] != self.epoch:
             self._cache = (self.epoch, self._core.epoch(self.epoch))
         return self._cache[1]
 
-    def _batch(self, arrays: dict[str, Any], j: int) -> MetaBatch:
+    def _batch(self, arrays: _core.EpochBatches, j: int) -> MetaBatch:
         d, b, k, m = self._core.n_domains, self.config["ids_per_domain"], self.config["images_per_id"], self.config["meta_test_domains"]
-        images = arrays["images"][j * d * b * k : (j + 1) * d * b * k].reshape(d, b, k)
-        identities = arrays["identities"][j * d * b : (j + 1) * d * b].reshape(d, b)
+        images = arrays.images[j * d * b * k : (j + 1) * d * b * k].reshape(d, b, k)
+        identities = arrays.identities[j * d * b : (j + 1) * d * b].reshape(d, b)
         if self.config["split"] == "leave_one_out":
             splits = self._loo_splits
         else:
-            test = arrays["test_domains"][j * m : (j + 1) * m].tolist()
+            test = arrays.test_domains[j * m : (j + 1) * m].tolist()
             splits = tuple(Split(tuple(tr), tuple(te)) for tr, te in self._core.splits(test))
-        return MetaBatch(self.epoch, int(arrays["batch_numbers"][j]), images, identities, splits)
+        return MetaBatch(self.epoch, int(arrays.batch_numbers[j]), images, identities, splits)
 
     def __iter__(self) -> Iterator[MetaBatch]:
         if self.position >= len(self):

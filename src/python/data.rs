@@ -32,6 +32,7 @@ type InsightfaceTuple<'py> = (Bound<'py, PyArray1<f32>>, u64, u64, Bound<'py, Py
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFaceIndex>()?;
     m.add_class::<PyDomainSamplerCore>()?;
+    m.add_class::<PyEpochBatches>()?;
     m.add_function(wrap_pyfunction!(decode_images, m)?)?;
     m.add_class::<PyRecordFile>()?;
     m.add_function(wrap_pyfunction!(write_images, m)?)?;
@@ -297,6 +298,18 @@ impl PyFaceIndex {
     }
 }
 
+/// One epoch of a rank's meta-batches as flat int64 arrays (n batches, D domains, B identities
+/// per domain, k images per identity, m meta-test domains): ``batch_numbers`` (n,) in the
+/// single-process stream, ``images`` (n*D*B*k,) per domain, identity slot, gallery first,
+/// ``identities`` (n*D*B,), ``test_domains`` (n*m,; empty for leave_one_out).
+#[pyclass(name = "EpochBatches", module = "mfr._core", frozen, get_all)]
+pub(crate) struct PyEpochBatches {
+    batch_numbers: Py<PyArray1<i64>>,
+    images: Py<PyArray1<i64>>,
+    identities: Py<PyArray1<i64>>,
+    test_domains: Py<PyArray1<i64>>,
+}
+
 /// The Rust sampler behind ``mfr.DomainSampler`` (which adds iteration, state and views).
 #[pyclass(name = "DomainSamplerCore", module = "mfr._core", frozen)]
 pub(crate) struct PyDomainSamplerCore {
@@ -351,21 +364,18 @@ impl PyDomainSamplerCore {
         self.inner.n_domains()
     }
 
-    /// This rank's batches of ``epoch`` as flat int64 arrays: batch_numbers (n,), images
-    /// (n*D*B*k,), identities (n*D*B,), test_domains (n*m,; empty for leave_one_out).
-    fn epoch<'py>(&self, py: Python<'py>, epoch: Int) -> PyResult<Bound<'py, PyDict>> {
+    /// This rank's batches of ``epoch``.
+    fn epoch(&self, py: Python<'_>, epoch: Int) -> PyResult<PyEpochBatches> {
         let epoch = epoch.seed("DomainSampler.set_epoch", "epoch")?;
         guarded(|| {
             let e = py.allow_threads(|| self.inner.epoch(epoch))?;
-            let d = PyDict::new(py);
-            d.set_item(
-                "batch_numbers",
-                e.batch_numbers.into_iter().map(|x| x as i64).collect::<Vec<_>>().into_pyarray(py),
-            )?;
-            d.set_item("images", e.images.into_pyarray(py))?;
-            d.set_item("identities", e.identities.into_pyarray(py))?;
-            d.set_item("test_domains", e.test_domains.into_pyarray(py))?;
-            Ok(d)
+            let array = |v: Vec<i64>| v.into_pyarray(py).unbind();
+            Ok(PyEpochBatches {
+                batch_numbers: array(e.batch_numbers.into_iter().map(|x| x as i64).collect()),
+                images: array(e.images),
+                identities: array(e.identities),
+                test_domains: array(e.test_domains),
+            })
         })
     }
 

@@ -2,9 +2,8 @@
 
 use std::ffi::OsString;
 
-use numpy::{IntoPyArray, PyArray1, PyArrayMethods};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
 use pyo3_tch::PyTensor;
 use tch::Tensor;
 
@@ -23,8 +22,11 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(eer, m)?)?;
     m.add_function(wrap_pyfunction!(tar_at_far, m)?)?;
     m.add_function(wrap_pyfunction!(kfold_accuracy, m)?)?;
+    m.add_class::<PyKFoldResult>()?;
+    m.add_class::<PyValAtFar>()?;
     m.add_function(wrap_pyfunction!(identification_ranks, m)?)?;
     m.add_function(wrap_pyfunction!(verification_summary, m)?)?;
+    m.add_class::<PyVerificationSummary>()?;
     m.add_function(wrap_pyfunction!(bootstrap_group_counts, m)?)?;
     m.add_function(wrap_pyfunction!(name_seed, m)?)?;
     Ok(())
@@ -125,23 +127,68 @@ fn tar_at_far<'py>(
     })
 }
 
-/// k-fold accuracy under `protocol` ('exact', 'insightface', 'facexzoo') as a dict of floats and
-/// float64 arrays (`val` holds insightface's VAL@FAR=1e-3, else None).
+type F64Array = Py<PyArray1<f64>>;
+
+/// insightface's VAL at a target FAR, measured across folds (see ``kfold_accuracy``).
+#[pyclass(name = "ValAtFar", module = "mfr.metrics", frozen, get_all)]
+pub(crate) struct PyValAtFar {
+    far_target: f64,
+    val_mean: f64,
+    val_std: f64,
+    far_mean: f64,
+    /// Per fold: interpolated distance threshold, VAL and FAR on the test fold.
+    thresholds: F64Array,
+    vals: F64Array,
+    fars: F64Array,
+}
+
+/// Result of ``kfold_accuracy``. ``thresholds`` are per fold, in the protocol's units: scores for
+/// ``exact`` and ``facexzoo``, squared L2 distance ``2 - 2 * score`` for ``insightface``. ``std``
+/// is the population standard deviation of the fold accuracies (``exact``, ``insightface``) or
+/// the standard error ``std(ddof=1) / sqrt(n_folds)`` (``facexzoo``); ``val`` is insightface's
+/// VAL@FAR=1e-3 (``insightface`` only, else None).
+#[pyclass(name = "KFoldResult", module = "mfr.metrics", frozen, get_all)]
+pub(crate) struct PyKFoldResult {
+    protocol: String,
+    n_folds: usize,
+    mean: f64,
+    std: f64,
+    fold_accuracies: F64Array,
+    thresholds: F64Array,
+    val: Option<Py<PyValAtFar>>,
+}
+
+#[pymethods]
+impl PyKFoldResult {
+    fn __repr__(&self) -> String {
+        format!(
+            "KFoldResult(protocol='{}', n_folds={}, mean={}, std={})",
+            self.protocol, self.n_folds, self.mean, self.std
+        )
+    }
+}
+
+fn array(py: Python<'_>, v: Vec<f64>) -> F64Array {
+    v.into_pyarray(py).unbind()
+}
+
+/// k-fold accuracy under `protocol` ('exact', 'insightface', 'facexzoo').
 #[pyfunction]
 #[pyo3(
     signature = (scores, labels, n_folds = Int::new(10), protocol = "exact", folds = None),
     text_signature = "(scores, labels, n_folds=10, protocol='exact', folds=None)"
 )]
-fn kfold_accuracy<'py>(
-    py: Python<'py>,
-    scores: &Bound<'py, PyAny>,
-    labels: &Bound<'py, PyAny>,
+fn kfold_accuracy(
+    py: Python<'_>,
+    scores: &Bound<'_, PyAny>,
+    labels: &Bound<'_, PyAny>,
     n_folds: Int,
     protocol: &str,
-    folds: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyDict>> {
+    folds: Option<&Bound<'_, PyAny>>,
+) -> PyResult<PyKFoldResult> {
     const F: &str = "kfold_accuracy";
     guarded(|| {
+        let name = protocol.to_owned();
         let protocol = metrics::Protocol::parse(protocol)?;
         let k: usize = n_folds.get(F, "n_folds", 2, MAX_COUNT)?;
         let s: Tensor = scores_arg(scores, F, "scores")?;
@@ -152,26 +199,30 @@ fn kfold_accuracy<'py>(
                 BinaryScores::new(F, host_slice::<f64>(F, "scores", &s)?, host_slice::<u8>(F, "labels", &l)?, true)?;
             metrics::kfold_accuracy_with_folds(&input, k, protocol, folds.as_deref())
         })?;
-        let d = PyDict::new(py);
-        d.set_item("mean", out.mean)?;
-        d.set_item("std", out.std)?;
-        d.set_item("fold_accuracies", out.fold_accuracies.into_pyarray(py))?;
-        d.set_item("thresholds", out.thresholds.into_pyarray(py))?;
-        match out.val {
-            None => d.set_item("val", py.None())?,
-            Some(v) => {
-                let vd = PyDict::new(py);
-                vd.set_item("far_target", v.far_target)?;
-                vd.set_item("val_mean", v.val_mean)?;
-                vd.set_item("val_std", v.val_std)?;
-                vd.set_item("far_mean", v.far_mean)?;
-                vd.set_item("thresholds", v.thresholds.into_pyarray(py))?;
-                vd.set_item("vals", v.vals.into_pyarray(py))?;
-                vd.set_item("fars", v.fars.into_pyarray(py))?;
-                d.set_item("val", vd)?;
-            }
-        }
-        Ok(d)
+        let val = out
+            .val
+            .map(|v| {
+                let val = PyValAtFar {
+                    far_target: v.far_target,
+                    val_mean: v.val_mean,
+                    val_std: v.val_std,
+                    far_mean: v.far_mean,
+                    thresholds: array(py, v.thresholds),
+                    vals: array(py, v.vals),
+                    fars: array(py, v.fars),
+                };
+                Py::new(py, val)
+            })
+            .transpose()?;
+        Ok(PyKFoldResult {
+            protocol: name,
+            n_folds: k,
+            mean: out.mean,
+            std: out.std,
+            fold_accuracies: array(py, out.fold_accuracies),
+            thresholds: array(py, out.thresholds),
+            val,
+        })
     })
 }
 
@@ -195,10 +246,33 @@ fn identification_ranks<'py>(
     })
 }
 
-/// Everything `verification_report` shows, from one sort of the scores, plus (when
-/// `n_bootstrap > 0`) the bootstrap resamples as a flat row-major array with columns
-/// `[auc, eer, best_accuracy, tar@fars...]`. `groups`: resample groups (e.g. identities) instead of
-/// pairs; `groups2`: a second group per pair (two-way); `n_groups`: the group universe `0..n_groups`.
+/// Everything ``verification_report`` shows, from one sort of the scores: the ROC curve
+/// (``fpr``, ``tpr``, ``thresholds``), ``auc``, ``eer`` as (rate, threshold), TAR and its threshold
+/// per target FAR, ``best_accuracy`` as (accuracy, threshold), the pair counts and, with
+/// ``n_bootstrap > 0``, each resample's ``auc``, ``eer``, ``accuracy`` and TARs (``boot_tar``: one
+/// row per resample, one column per FAR; empty without bootstrap).
+#[pyclass(name = "VerificationSummary", module = "mfr._core", frozen, get_all)]
+pub(crate) struct PyVerificationSummary {
+    fpr: F64Array,
+    tpr: F64Array,
+    thresholds: F64Array,
+    auc: f64,
+    eer: (f64, f64),
+    tar: F64Array,
+    tar_thresholds: F64Array,
+    best_accuracy: (f64, f64),
+    n_genuine: u64,
+    n_impostor: u64,
+    boot_auc: F64Array,
+    boot_eer: F64Array,
+    boot_accuracy: F64Array,
+    boot_tar: Py<PyArray2<f64>>,
+}
+
+/// Everything `verification_report` shows, from one sort of the scores, with (when
+/// `n_bootstrap > 0`) the bootstrap resamples. `groups`: resample groups (e.g. identities) instead
+/// of pairs; `groups2`: a second group per pair (two-way); `n_groups`: the group universe
+/// `0..n_groups`.
 #[pyfunction]
 #[pyo3(
     signature = (scores, labels, fars, n_bootstrap = Int::new(0), seed = Int::new(0), groups = None, groups2 = None, n_groups = None),
@@ -215,7 +289,7 @@ fn verification_summary<'py>(
     groups: Option<&Bound<'py, PyAny>>,
     groups2: Option<&Bound<'py, PyAny>>,
     n_groups: Option<Int>,
-) -> PyResult<Bound<'py, PyDict>> {
+) -> PyResult<PyVerificationSummary> {
     const F: &str = "verification_report";
     guarded(|| {
         let n_boot: usize = n_bootstrap.get(F, "n_bootstrap", 0, MAX_COUNT)?;
@@ -253,24 +327,33 @@ fn verification_summary<'py>(
             Ok((summary, counts, boot))
         })?;
         let (
-            metrics::roc::Summary { curve: (fpr, tpr, thr), auc, eer, tar_at_far: tar, best_accuracy: best },
-            (n_pos, n_neg),
+            metrics::roc::Summary { curve: (fpr, tpr, thr), auc, eer, tar_at_far: tar, best_accuracy },
+            (n_genuine, n_impostor),
             boot,
         ) = out;
-        let d = PyDict::new(py);
-        d.set_item("fpr", fpr.into_pyarray(py))?;
-        d.set_item("tpr", tpr.into_pyarray(py))?;
-        d.set_item("thresholds", thr.into_pyarray(py))?;
-        d.set_item("auc", auc)?;
-        d.set_item("eer", eer)?;
         let (tar_v, tar_t): (Vec<f64>, Vec<f64>) = tar.into_iter().unzip();
-        d.set_item("tar", tar_v.into_pyarray(py))?;
-        d.set_item("tar_thresholds", tar_t.into_pyarray(py))?;
-        d.set_item("best_accuracy", best)?;
-        d.set_item("n_genuine", n_pos)?;
-        d.set_item("n_impostor", n_neg)?;
-        d.set_item("bootstrap", boot.into_pyarray(py))?;
-        Ok(d)
+        // Resample rows are [auc, eer, best_accuracy, tar@fars...]: split into named columns here,
+        // the one place that knows the order.
+        let width = 3 + tar_v.len();
+        let rows = boot.len() / width;
+        let column = |j: usize| array(py, (0..rows).map(|r| boot[r * width + j]).collect());
+        let boot_tar: Vec<f64> = (0..rows).flat_map(|r| boot[r * width + 3..(r + 1) * width].to_vec()).collect();
+        Ok(PyVerificationSummary {
+            fpr: array(py, fpr),
+            tpr: array(py, tpr),
+            thresholds: array(py, thr),
+            auc,
+            eer,
+            tar: array(py, tar_v),
+            tar_thresholds: array(py, tar_t),
+            best_accuracy,
+            n_genuine,
+            n_impostor,
+            boot_auc: column(0),
+            boot_eer: column(1),
+            boot_accuracy: column(2),
+            boot_tar: boot_tar.into_pyarray(py).reshape([rows, width - 3])?.unbind(),
+        })
     })
 }
 
