@@ -55,25 +55,15 @@ impl MfrError {
     }
 }
 
-/// Runs `f`, converting a panic into [`MfrError::Internal`].
-pub fn catch_panic<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .unwrap_or_else(|payload| Err(MfrError::from_panic(payload)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn panics_become_internal_errors() {
-        let r: Result<()> = catch_panic(|| panic!("boom {}", 3));
-        match r {
-            Err(MfrError::Internal(m)) => assert!(m.contains("boom 3")),
-            other => panic!("unexpected {other:?}"),
-        }
-        let r: Result<()> = catch_panic(|| panic!("static"));
-        assert!(matches!(r, Err(MfrError::Internal(m)) if m == "static"));
+        let caught = |f: fn()| MfrError::from_panic(std::panic::catch_unwind(f).unwrap_err());
+        assert!(matches!(caught(|| panic!("boom {}", 3)), MfrError::Internal(m) if m.contains("boom 3")));
+        assert!(matches!(caught(|| panic!("static")), MfrError::Internal(m) if m == "static"));
     }
 
     #[test]

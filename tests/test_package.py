@@ -46,9 +46,16 @@ def test_exception_hierarchy():
     assert issubclass(mfr.InvalidInputError, mfr.MfrError) and issubclass(mfr.InvalidInputError, ValueError)
     assert issubclass(mfr.DataError, mfr.MfrError) and issubclass(mfr.DataError, OSError)
     assert issubclass(mfr.DeviceError, mfr.MfrError) and issubclass(mfr.DeviceError, RuntimeError)
-    for cls in (mfr.MfrError, mfr.InvalidInputError, mfr.DataError, mfr.DeviceError):
+    assert issubclass(mfr.DistributedError, mfr.MfrError) and issubclass(mfr.DistributedError, RuntimeError)
+    assert mfr.experiments.distributed.DistributedError is mfr.DistributedError
+    # Warnings: one tree too, rooted at mfr.MfrWarning.
+    assert issubclass(mfr.MfrWarning, UserWarning) and issubclass(mfr.DataWarning, mfr.MfrWarning)
+    assert issubclass(mfr.data.DecodeWarning, mfr.DataWarning) and issubclass(mfr.metrics.UndefinedMetricWarning, mfr.MfrWarning)
+    for cls in (mfr.MfrError, mfr.InvalidInputError, mfr.DataError, mfr.DeviceError, mfr.DistributedError, mfr.MfrWarning, mfr.DataWarning, mfr.data.DecodeWarning, mfr.metrics.UndefinedMetricWarning):
         assert cls.__module__ == "mfr"
         assert cls.__doc__
+    with pytest.raises(mfr.InvalidInputError, match="synthetic_embeddings: all sizes must be >= 1"):
+        mfr.synthetic.synthetic_embeddings(0)
 
 
 def test_rust_panic_becomes_mfr_error_not_abort():

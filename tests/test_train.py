@@ -173,3 +173,22 @@ def test_bad_configuration_and_data(data):
             Trainer(cfg(device="cuda"), data)
     with pytest.raises(mfr.InvalidInputError, match="device must be"):
         Trainer(cfg(device="tpu"), data)
+
+
+def test_a_refused_checkpoint_leaves_the_trainer_as_it_was(data, tmp_path, monkeypatch):
+    done = Trainer(cfg(method="arcface"), data, out_dir=tmp_path / "a")
+    done.fit()
+    fresh = Trainer(cfg(method="arcface"), data)
+    before = {k: v.clone() for k, v in fresh.backbone.state_dict().items()}
+    head_before = fresh.method.head.weight.detach().clone()
+    fresh.world_size = 2  # the checkpoint was written by one rank
+    with pytest.raises(mfr.InvalidInputError, match="written by 1 rank"):
+        fresh.load(tmp_path / "a" / "checkpoint.safetensors")
+    assert all(torch.equal(before[k], v) for k, v in fresh.backbone.state_dict().items())
+    assert torch.equal(fresh.method.head.weight, head_before) and fresh.step == 0
+    # A failure while restoring (here: the sampler state) puts back what was there.
+    fresh.world_size = 1
+    monkeypatch.setattr(fresh.sampler, "load_state_dict", lambda state: (_ for _ in ()).throw(mfr.InvalidInputError("boom")))
+    with pytest.raises(mfr.InvalidInputError, match="boom"):
+        fresh.load(tmp_path / "a" / "checkpoint.safetensors")
+    assert all(torch.equal(before[k], v) for k, v in fresh.backbone.state_dict().items()) and fresh.step == 0

@@ -19,9 +19,12 @@ if _torch.__version__.split("+")[0] != _REQUIRED_TORCH:
 from . import _core
 from ._core import (
     DataError,
+    DataWarning,
     DeviceError,
+    DistributedError,
     InvalidInputError,
     MfrError,
+    MfrWarning,
     cosine_scores,
     get_num_threads,
     pair_scores,
@@ -112,4 +115,7 @@ __all__ = [
     "InvalidInputError",
     "DataError",
     "DeviceError",
+    "DistributedError",
+    "MfrWarning",
+    "DataWarning",
 ]

@@ -14,6 +14,11 @@ __all__ = [
     "InvalidInputError",
     "DataError",
     "DeviceError",
+    "DistributedError",
+    "MfrWarning",
+    "DataWarning",
+    "DecodeWarning",
+    "UndefinedMetricWarning",
     "_raise_panic_for_tests",
     "_build_info",
     "set_num_threads",
@@ -63,6 +68,21 @@ class DataError(MfrError, OSError):
 
 class DeviceError(MfrError, RuntimeError):
     """A tensor is on the wrong or an unavailable device."""
+
+class DistributedError(MfrError, RuntimeError):
+    """A collective failed: a peer rank died, raised, or stopped answering within the timeout."""
+
+class MfrWarning(UserWarning):
+    """Base class of every warning mfr gives."""
+
+class DataWarning(MfrWarning):
+    """Some data was skipped (reported with what and why): unreadable images, links to nothing."""
+
+class DecodeWarning(DataWarning):
+    """Some images could not be read or decoded and were left out of the batch."""
+
+class UndefinedMetricWarning(MfrWarning):
+    """A requested metric cannot be measured from the given pairs (and is reported as NaN)."""
 
 def _build_info() -> dict[str, Any]: ...
 def _raise_panic_for_tests(message: str) -> None: ...

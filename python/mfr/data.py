@@ -46,8 +46,8 @@ __all__ = [
 ImageSource = Union[str, os.PathLike, bytes, bytearray]
 
 
-class DecodeWarning(UserWarning):
-    """Some images could not be read or decoded and were left out of the batch."""
+#: Some images could not be read or decoded and were left out of the batch (an ``mfr.DataWarning``).
+DecodeWarning = _core.DecodeWarning
 
 
 def decode_images(

@@ -50,8 +50,8 @@ __all__ = [
 DEFAULT_FARS: tuple[float, ...] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
-class UndefinedMetricWarning(UserWarning):
-    """A requested metric cannot be measured from the given pairs (and is reported as NaN)."""
+#: A requested metric cannot be measured from the given pairs (and is reported as NaN).
+UndefinedMetricWarning = _core.UndefinedMetricWarning
 
 
 def roc_curve(

@@ -141,17 +141,15 @@ class _ConvBN(torch.nn.Module):
         return self.layers(x)
 
 
-_conv_bn = _ConvBN
-
 
 class _DepthWise(torch.nn.Module):
     def __init__(self, cin: int, cout: int, stride: int, groups: int, residual: bool) -> None:
         super().__init__()
         self.residual = residual
         self.layers = torch.nn.Sequential(
-            _conv_bn(cin, groups, 1, 1, 0, 1, True),
-            _conv_bn(groups, groups, 3, stride, 1, groups, True),
-            _conv_bn(groups, cout, 1, 1, 0, 1, False),
+            _ConvBN(cin, groups, 1, 1, 0, 1, True),
+            _ConvBN(groups, groups, 3, stride, 1, groups, True),
+            _ConvBN(groups, cout, 1, 1, 0, 1, False),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -176,8 +174,8 @@ class MobileFaceNet(torch.nn.Module):
         nn, w = torch.nn, width
         self.layers = nn.ModuleList(
             [
-                _conv_bn(in_channels, w, 3, 2, 1, 1, True),
-                _conv_bn(w, w, 3, 1, 1, w // 2, True),
+                _ConvBN(in_channels, w, 3, 2, 1, 1, True),
+                _ConvBN(w, w, 3, 1, 1, w // 2, True),
                 _DepthWise(w, w, 2, w, False),
                 _Residual(w, 4, w),
                 _DepthWise(w, 2 * w, 2, 2 * w, False),
@@ -186,12 +184,12 @@ class MobileFaceNet(torch.nn.Module):
                 _Residual(2 * w, 2, 2 * w),
             ]
         )
-        self.conv_sep = _conv_bn(2 * w, 4 * w, 1, 1, 0, 1, True)
+        self.conv_sep = _ConvBN(2 * w, 4 * w, 1, 1, 0, 1, True)
         side = input_size
         for _ in range(4):
             side = (side - 1) // 2 + 1
         self.features = nn.Module()
-        self.features.layers = nn.Sequential(_conv_bn(4 * w, 4 * w, side, 1, 0, 4 * w, False), nn.Flatten(), nn.Linear(4 * w, embedding_dim, bias=False), nn.BatchNorm1d(embedding_dim))
+        self.features.layers = nn.Sequential(_ConvBN(4 * w, 4 * w, side, 1, 0, 4 * w, False), nn.Flatten(), nn.Linear(4 * w, embedding_dim, bias=False), nn.BatchNorm1d(embedding_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:

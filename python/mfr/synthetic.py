@@ -64,7 +64,7 @@ def synthetic_embeddings(
 ) -> SyntheticEmbeddings:
     """Seeded synthetic multi-domain embeddings (see the module docstring)."""
     if min(n_domains, ids_per_domain, images_per_id, dim) < 1:
-        raise ValueError("synthetic_embeddings: all sizes must be >= 1")
+        raise _core.InvalidInputError("synthetic_embeddings: all sizes must be >= 1")
     rng = np.random.default_rng(seed)
     n_ids = n_domains * ids_per_domain
     centers = rng.standard_normal((n_ids, dim))
@@ -200,7 +200,7 @@ def _apply_shift(img: torch.Tensor, shift: str, rng: np.random.Generator) -> tor
         dy = 0.07 * torch.sin(3 * xx + phase)
         grid = torch.stack([xx + dx, yy + dy], dim=-1)
         return F.grid_sample(img, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    raise ValueError(f"unknown domain shift {shift!r}")
+    raise _core.InvalidInputError(f"unknown domain shift {shift!r}; known: {', '.join(DOMAIN_SHIFTS)}")
 
 
 def synthetic_domains(

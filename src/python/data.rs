@@ -4,12 +4,11 @@ use std::ffi::{CString, OsString};
 use std::path::PathBuf;
 
 use numpy::{IntoPyArray, PyArray1, PyArrayMethods};
-use pyo3::exceptions::PyUserWarning;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList};
 use pyo3_tch::PyTensor;
 
-use super::errors::{guarded, without_gil};
+use super::errors::{data_warning, guarded, without_gil};
 use super::int_arg::{ints, Int, MAX_COUNT};
 use crate::data::index::shown;
 use crate::data::{unpack_insightface, DecodeOptions, FaceIndex, ImageSource, RecordFile};
@@ -95,7 +94,7 @@ impl PyFaceIndex {
                     "FaceIndex.from_folder: skipped {} symbolic link(s) to nothing: {shown}{more}",
                     dangling.len()
                 );
-                PyErr::warn(py, &py.get_type::<PyUserWarning>(), &CString::new(message)?, 1)?;
+                PyErr::warn(py, data_warning(py)?.as_any(), &CString::new(message)?, 1)?;
             }
             Ok(PyFaceIndex { inner })
         })

@@ -3,14 +3,20 @@
 //! MfrError(Exception)
 //! ├── InvalidInputError(MfrError, ValueError)
 //! ├── DataError(MfrError, OSError)
-//! └── DeviceError(MfrError, RuntimeError)
+//! ├── DeviceError(MfrError, RuntimeError)
+//! └── DistributedError(MfrError, RuntimeError)
+//!
+//! MfrWarning(UserWarning)
+//! ├── DataWarning(MfrWarning)
+//! │   └── DecodeWarning(DataWarning)
+//! └── UndefinedMetricWarning(MfrWarning)
 //!
 //! The classes need two bases each, which `create_exception!` cannot express, so they are made with
 //! `type(name, bases, namespace)` once per interpreter.
 
 use std::panic::AssertUnwindSafe;
 
-use pyo3::exceptions::{PyException, PyOSError, PyRuntimeError, PyValueError};
+use pyo3::exceptions::{PyException, PyOSError, PyRuntimeError, PyUserWarning, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyDict, PyTuple, PyType};
@@ -22,6 +28,11 @@ struct ExceptionTypes {
     invalid_input: Py<PyType>,
     data: Py<PyType>,
     device: Py<PyType>,
+    distributed: Py<PyType>,
+    warning: Py<PyType>,
+    data_warning: Py<PyType>,
+    decode_warning: Py<PyType>,
+    undefined_metric_warning: Py<PyType>,
 }
 
 static TYPES: GILOnceCell<ExceptionTypes> = GILOnceCell::new();
@@ -39,6 +50,30 @@ fn types(py: Python<'_>) -> PyResult<&ExceptionTypes> {
         let base =
             make_type(py, "MfrError", vec![py.get_type::<PyException>()], "Base class of every error raised by mfr.")?;
         let b = || base.bind(py).clone();
+        let warning = make_type(
+            py,
+            "MfrWarning",
+            vec![py.get_type::<PyUserWarning>()],
+            "Base class of every warning mfr gives.",
+        )?;
+        let data_warning = make_type(
+            py,
+            "DataWarning",
+            vec![warning.bind(py).clone()],
+            "Some data was skipped (reported with what and why): unreadable images, links to nothing.",
+        )?;
+        let decode_warning = make_type(
+            py,
+            "DecodeWarning",
+            vec![data_warning.bind(py).clone()],
+            "Some images could not be read or decoded and were left out of the batch.",
+        )?;
+        let undefined_metric_warning = make_type(
+            py,
+            "UndefinedMetricWarning",
+            vec![warning.bind(py).clone()],
+            "A requested metric cannot be measured from the given pairs (and is reported as NaN).",
+        )?;
         Ok(ExceptionTypes {
             invalid_input: make_type(
                 py,
@@ -58,7 +93,17 @@ fn types(py: Python<'_>) -> PyResult<&ExceptionTypes> {
                 vec![b(), py.get_type::<PyRuntimeError>()],
                 "A tensor is on the wrong or an unavailable device.",
             )?,
+            distributed: make_type(
+                py,
+                "DistributedError",
+                vec![b(), py.get_type::<PyRuntimeError>()],
+                "A collective failed: a peer rank died, raised, or stopped answering within the timeout.",
+            )?,
             base,
+            warning,
+            data_warning,
+            decode_warning,
+            undefined_metric_warning,
         })
     })
 }
@@ -70,6 +115,11 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidInputError", t.invalid_input.bind(py))?;
     m.add("DataError", t.data.bind(py))?;
     m.add("DeviceError", t.device.bind(py))?;
+    m.add("DistributedError", t.distributed.bind(py))?;
+    m.add("MfrWarning", t.warning.bind(py))?;
+    m.add("DataWarning", t.data_warning.bind(py))?;
+    m.add("DecodeWarning", t.decode_warning.bind(py))?;
+    m.add("UndefinedMetricWarning", t.undefined_metric_warning.bind(py))?;
     m.add_function(wrap_pyfunction!(_raise_panic_for_tests, m)?)?;
     Ok(())
 }
@@ -107,4 +157,9 @@ pub(crate) fn without_gil<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Re
 #[pyfunction]
 fn _raise_panic_for_tests(py: Python<'_>, message: String) -> PyResult<()> {
     guarded(|| without_gil(py, move || -> crate::Result<()> { panic!("{message}") }))
+}
+
+/// The warning class for skipped data (``mfr.DataWarning``).
+pub(crate) fn data_warning(py: Python<'_>) -> PyResult<Bound<'_, PyType>> {
+    Ok(types(py)?.data_warning.bind(py).clone())
 }

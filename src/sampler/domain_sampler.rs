@@ -191,10 +191,6 @@ impl DomainSampler {
         )
     }
 
-    pub fn config(&self) -> &SamplerConfig {
-        &self.config
-    }
-
     pub fn n_domains(&self) -> usize {
         self.domain_ids.len()
     }

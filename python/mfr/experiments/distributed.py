@@ -40,8 +40,8 @@ BUCKET_BYTES = 25 << 20
 _created_here = False  # whether init_from_env created the process group (shutdown leaves others' alone)
 
 
-class DistributedError(_core.MfrError, RuntimeError):  # type: ignore[misc]
-    """A collective failed: a peer rank died, raised, or stopped answering within the timeout."""
+#: A collective failed: a peer rank died, raised, or stopped answering within the timeout.
+DistributedError = _core.DistributedError
 
 
 def init_from_env(device: torch.device | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:

@@ -10,6 +10,7 @@ the step alone (no scheduler object to restore).
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import math
@@ -17,7 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -175,11 +176,6 @@ def resolve_device(device: str) -> torch.device:
     elif dev.type != "cpu":
         raise _core.InvalidInputError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     return dev
-
-
-@dataclass
-class _Log:
-    rows: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Trainer:
@@ -458,14 +454,29 @@ class Trainer:
             raise _core.InvalidInputError(f"Trainer.load: {path} was trained with another configuration (checkpoint, this): {diff}")
         if meta["domains"] != self.data.domain_names:
             raise _core.InvalidInputError(f"Trainer.load: {path} was trained on domains {meta['domains']}, this data has {self.data.domain_names}")
-        self.backbone.load_state_dict(_under(tensors, "model/"))
-        if self.method.head is not None:
-            self.method.head.load_state_dict(_under(tensors, "head/"))
-        self.optimizer.load_state_dict(unflatten_optimizer_state(tensors, meta["optimizer"]))
         written_by = int(meta.get("world_size", 1))
         if written_by != self.world_size:
             raise _core.InvalidInputError(f"Trainer.load: {path} was written by {written_by} rank(s); this run has {self.world_size} (resume with the same world size)")
-        self.sampler.load_state_dict(meta["samplers"][self.rank] if self.world_size > 1 else meta["sampler"])
+        # Every check passed; restoring is all or nothing (a failure puts back what was there).
+        before = (
+            copy.deepcopy(self.backbone.state_dict()),
+            copy.deepcopy(self.method.head.state_dict()) if self.method.head is not None else None,
+            copy.deepcopy(self.optimizer.state_dict()),
+            self.sampler.state_dict(),
+        )
+        try:
+            self.backbone.load_state_dict(_under(tensors, "model/"))
+            if self.method.head is not None:
+                self.method.head.load_state_dict(_under(tensors, "head/"))
+            self.optimizer.load_state_dict(unflatten_optimizer_state(tensors, meta["optimizer"]))
+            self.sampler.load_state_dict(meta["samplers"][self.rank] if self.world_size > 1 else meta["sampler"])
+        except BaseException:
+            self.backbone.load_state_dict(before[0])
+            if self.method.head is not None and before[1] is not None:
+                self.method.head.load_state_dict(before[1])
+            self.optimizer.load_state_dict(before[2])
+            self.sampler.load_state_dict(before[3])
+            raise
         torch.set_rng_state(tensors["rng/torch"].cpu())
         self.step = int(meta["step"])
         self.train_seconds = float(meta.get("train_seconds", 0.0))
