@@ -233,3 +233,15 @@ def test_non_integral_identity_labels_are_data_errors(tmp_path):
     write_rec(tmp_path / "t.rec", [ir_pack(0, b"a"), ir_pack(float("nan"), b"b")])
     with pytest.raises(mfr.DataError, match="record 1 has identity label nan"):
         mfr.data.index_from_record(tmp_path / "t.rec")
+
+
+@pytest.mark.parametrize("channels, size", [(1, 16), (3, 16), (1, 40), (3, 24)])
+def test_one_image_gives_the_same_pixels_from_disk_and_from_memory(tmp_path, rgb, channels, size):
+    """Grayscale conversion and resizing exist once (Rust): FaceData's in-memory images and
+    decoded files go through the same code."""
+    picture = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None]  # (1, 3, H, W)
+    mfr._core.write_images(picture, [str(tmp_path / "d" / "p" / "0.png")])
+    from_disk = mfr.FaceData.from_folder(tmp_path).load([0], size, channels)
+    index = mfr.FaceIndex.from_arrays(["0.png"], ["d"], ["p"])
+    in_memory = mfr.FaceData(index, images=picture).load([0], size, channels)
+    assert torch.equal(from_disk, in_memory)

@@ -306,7 +306,7 @@ def test_non_utf8_folder_names_stay_distinct_end_to_end(tmp_path):
     assert images.shape == (6, 3, 8, 8)
     assert len(data.subset(["dom\udcfe"]).index) == 6  # the domain by its (surrogate-escaped) name
     assert "dom\\xfe" in repr(index)  # shown with escapes
-    with pytest.raises(mfr.InvalidInputError, match=r"unknown domain 'nope'; its domains are 'dom\\xfe'$"):
+    with pytest.raises(mfr.InvalidInputError, match=r"domain 'nope' is not in the data; its domains are 'dom\\xfe'$"):
         index.gallery_probe("nope")
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "decode_images",
     "RecordFile",
     "write_images",
+    "convert_images",
     "hard_pair_attention",
     "soft_classification",
     "domain_alignment",
@@ -243,6 +244,8 @@ class FaceIndex:
     def from_list(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> FaceIndex: ...
     @staticmethod
     def from_arrays(paths: list[str], domains: list[Any], identities: list[Any]) -> FaceIndex: ...
+    def domain_number(self, domain: int | str) -> int:
+        """The number of a domain given by number, name, or number as text."""
     def __len__(self) -> int: ...
     def __reduce__(self) -> tuple[Any, tuple[list[str], list[str], list[str]]]: ...
     def __eq__(self, value: object, /) -> bool: ...
@@ -325,6 +328,9 @@ class RecordFile:
         flips: list[bool] | None = None,
         skip_errors: bool = False,
     ) -> tuple[torch.Tensor, list[tuple[int, str]]]: ...
+
+def convert_images(images: torch.Tensor | npt.ArrayLike, height: int, width: int, channels: int) -> torch.Tensor:
+    """uint8 (N, 1|3, H, W) images converted to channels x height x width as decode_images converts files."""
 
 def write_images(images: torch.Tensor | npt.ArrayLike, paths: list[str | os.PathLike[str]]) -> None:
     """Write a uint8 (N, C, H, W) CPU tensor as N image files (format from each extension)."""

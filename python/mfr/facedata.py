@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import _core
 from .data import FaceIndex, decode_images
@@ -59,15 +58,8 @@ class FaceData:
         return list(self.index.domain_names)
 
     def domain_number(self, domain: int | str) -> int:
-        """The number of a domain given by name or number (clear error otherwise)."""
-        names = self.domain_names
-        if isinstance(domain, (int, np.integer)) and 0 <= int(domain) < len(names):
-            return int(domain)
-        if isinstance(domain, str) and domain in names:
-            return names.index(domain)
-        if isinstance(domain, str) and domain.isdigit() and int(domain) < len(names):
-            return int(domain)
-        raise _core.InvalidInputError(f"domain {domain!r} is not in the data; its domains are: {', '.join(names)}")
+        """The number of a domain given by name or number (see :meth:`FaceIndex.domain_number`)."""
+        return self.index.domain_number(domain)
 
     def subset(self, domains: Sequence[int | str]) -> FaceData:
         """Only the images of ``domains`` (a new index, numbered from 0, domains in the given order)."""
@@ -107,9 +99,6 @@ class FaceData:
 
 
 def _convert(images: torch.Tensor, size: int, channels: int) -> torch.Tensor:
-    x = images.float()
-    if x.shape[1] != channels:
-        x = x.mean(1, keepdim=True) if channels == 1 else x.expand(-1, 3, -1, -1)
-    if x.shape[-1] != size or x.shape[-2] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return x.round().clamp(0, 255).to(torch.uint8)
+    """In-memory images at another size or channel count, converted by the same Rust code as
+    decoded files (luma grayscale, antialiased resize): one picture, the same pixels either way."""
+    return _core.convert_images(images, size, size, channels)

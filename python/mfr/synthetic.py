@@ -35,23 +35,17 @@ class SyntheticEmbeddings:
     identities: np.ndarray
 
     def verification_pairs(self, domain: int, n_impostors: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """All genuine pairs of ``domain`` plus ``n_impostors`` random impostor pairs.
+        """All genuine pairs of ``domain`` plus ``n_impostors`` distinct seeded impostor pairs, as
+        :meth:`mfr.FaceIndex.verification_pairs` builds them (the same code, over these rows).
 
         Returns ``(pairs, labels)``: (M, 2) int64 row indices and (M,) bool (True = same identity).
         """
-        rng = np.random.default_rng(seed)
-        rows = np.flatnonzero(self.domains == domain)
-        ids = self.identities[rows]
-        i, j = np.triu_indices(len(rows), k=1)
-        same = ids[i] == ids[j]
-        genuine = np.stack([rows[i[same]], rows[j[same]]], axis=1)
-        a = rng.choice(rows, size=4 * n_impostors)
-        b = rng.choice(rows, size=4 * n_impostors)
-        keep = self.identities[a] != self.identities[b]
-        impostor = np.stack([a[keep], b[keep]], axis=1)[:n_impostors]
-        pairs = np.concatenate([genuine, impostor]).astype(np.int64)
-        labels = np.concatenate([np.ones(len(genuine), bool), np.zeros(len(impostor), bool)])
-        return pairs, labels
+        # Zero-padded domain names keep name order = number order; row i is index position i.
+        index = FaceIndex.from_arrays(
+            [f"row{i}" for i in range(len(self.identities))], [f"{d:06d}" for d in self.domains.tolist()], self.identities.tolist()
+        )
+        pairs, labels = index.verification_pairs(int(domain), n_impostors, seed)
+        return np.asarray(pairs, dtype=np.int64), np.asarray(labels, dtype=bool)
 
 
 def synthetic_embeddings(

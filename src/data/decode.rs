@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 
+use image::DynamicImage;
 use rayon::prelude::*;
 use tch::{Device, Kind, Tensor};
 
@@ -81,6 +82,15 @@ fn decode_one(source: &ImageSource, i: usize, opts: &DecodeOptions, out: &mut [u
         ));
     }
     let img = image::load_from_memory(bytes).map_err(|e| format!("cannot decode {}: {e}", source.describe(i)))?;
+    place(img, opts.flips.get(i).copied().unwrap_or(false), opts, out);
+    Ok(())
+}
+
+/// One image to the options' channels and size, optionally mirrored, written into its CHW slot:
+/// grayscale as the image crate computes luma, the antialiased resize of `resize.rs`. Decoded
+/// files and in-memory images ([`convert_images`]) both go through here, so one picture gives
+/// the same pixels either way.
+fn place(img: DynamicImage, flip: bool, opts: &DecodeOptions, out: &mut [u8]) {
     let (src_w, src_h) = (img.width() as usize, img.height() as usize);
     // Resize in the source's own channel count: a grayscale source is replicated only at the end.
     let (pixels, c) = if opts.channels == 1 || !img.color().has_color() {
@@ -90,7 +100,6 @@ fn decode_one(source: &ImageSource, i: usize, opts: &DecodeOptions, out: &mut [u
     };
     let (h, w) = (opts.height, opts.width);
     let pixels = resize(&pixels, src_h, src_w, c, h, w);
-    let flip = opts.flips.get(i).copied().unwrap_or(false);
     let plane = h * w;
     // HWC (1 or 3 channels) -> CHW with `opts.channels` planes, mirrored when flipping.
     for ch in 0..opts.channels {
@@ -109,7 +118,48 @@ fn decode_one(source: &ImageSource, i: usize, opts: &DecodeOptions, out: &mut [u
             }
         }
     }
-    Ok(())
+}
+
+/// In-memory uint8 images `(N, C, H, W)` (C = 1 or 3, any device) converted to the options'
+/// channels and size exactly as decoded files are (see [`place`]); returns a CPU tensor.
+pub fn convert_images(images: &Tensor, opts: &DecodeOptions) -> Result<Tensor> {
+    const F: &str = "convert_images";
+    let size = images.size();
+    if size.len() != 4 || !(size[1] == 1 || size[1] == 3) || images.f_kind()? != Kind::Uint8 {
+        return Err(MfrError::invalid(
+            F,
+            format!(
+                "images must be uint8 (N, 1 or 3, H, W), got {} {size:?}",
+                crate::tensor_check::kind_name(images.f_kind()?)
+            ),
+        ));
+    }
+    check_options(F, opts, size[0] as usize)?;
+    let (n, c, h, w) = (size[0] as usize, size[1] as usize, size[2] as u32, size[3] as u32);
+    let hwc = images.f_to_device(Device::Cpu)?.f_permute([0, 2, 3, 1])?.f_contiguous()?;
+    let src = crate::tensor_check::host_slice::<u8>(F, "images", &hwc)?;
+    let per_src = c * (h * w) as usize;
+    let per_image = opts.channels * opts.height * opts.width;
+    let out = Tensor::f_zeros(
+        [n as i64, opts.channels as i64, opts.height as i64, opts.width as i64],
+        (Kind::Uint8, Device::Cpu),
+    )?;
+    if n > 0 {
+        // SAFETY: a fresh contiguous uint8 CPU tensor of n * per_image bytes, referenced only here.
+        let buffer = unsafe { std::slice::from_raw_parts_mut(out.data_ptr() as *mut u8, n * per_image) };
+        threads::install(|| {
+            buffer.par_chunks_mut(per_image).enumerate().for_each(|(i, slot)| {
+                let pixels = src[i * per_src..(i + 1) * per_src].to_vec();
+                let img = if c == 1 {
+                    DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, pixels).expect("sized above"))
+                } else {
+                    DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, pixels).expect("sized above"))
+                };
+                place(img, opts.flips.get(i).copied().unwrap_or(false), opts, slot);
+            })
+        })?;
+    }
+    Ok(out)
 }
 
 /// Refuses a batch whose output tensor and per-thread working buffers (decoded source, resized
@@ -121,25 +171,31 @@ pub fn check_decode_size(func: &str, n: usize, opts: &DecodeOptions) -> Result<(
     check_memory(func, &format!("{n} images of {}x{}x{}", opts.channels, opts.height, opts.width), bytes)
 }
 
-pub fn decode_images(sources: &[ImageSource], opts: &DecodeOptions) -> Result<Decoded> {
-    const F: &str = "decode_images";
+/// Channels 1 or 3, sides in 1..=16384, one flip entry per image (or none), and the memory
+/// the batch needs.
+fn check_options(func: &str, opts: &DecodeOptions, n: usize) -> Result<()> {
     if opts.channels != 1 && opts.channels != 3 {
-        return Err(MfrError::invalid(F, format!("channels must be 1 or 3, got {}", opts.channels)));
+        return Err(MfrError::invalid(func, format!("channels must be 1 or 3, got {}", opts.channels)));
     }
     if opts.height == 0 || opts.width == 0 || opts.height > 16384 || opts.width > 16384 {
         return Err(MfrError::invalid(
-            F,
+            func,
             format!("size must be between 1 and 16384 pixels, got ({}, {})", opts.height, opts.width),
         ));
     }
-    if !opts.flips.is_empty() && opts.flips.len() != sources.len() {
+    if !opts.flips.is_empty() && opts.flips.len() != n {
         return Err(MfrError::invalid(
-            F,
-            format!("flip must have one entry per image ({}), got {}", sources.len(), opts.flips.len()),
+            func,
+            format!("flip must have one entry per image ({n}), got {}", opts.flips.len()),
         ));
     }
+    check_decode_size(func, n, opts)
+}
+
+pub fn decode_images(sources: &[ImageSource], opts: &DecodeOptions) -> Result<Decoded> {
+    const F: &str = "decode_images";
     let n = sources.len();
-    check_decode_size(F, n, opts)?;
+    check_options(F, opts, n)?;
     let per_image = opts.channels * opts.height * opts.width;
     let images = Tensor::f_zeros(
         [n as i64, opts.channels as i64, opts.height as i64, opts.width as i64],

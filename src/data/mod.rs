@@ -5,6 +5,6 @@ pub mod index;
 pub mod recordio;
 pub mod resize;
 
-pub use decode::{check_decode_size, decode_images, write_images, DecodeOptions, Decoded, ImageSource};
+pub use decode::{check_decode_size, convert_images, decode_images, write_images, DecodeOptions, Decoded, ImageSource};
 pub use index::{DomainSummary, FaceIndex};
 pub use recordio::{unpack_insightface, InsightfaceRecord, RecordFile};

@@ -33,6 +33,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyDomainSamplerCore>()?;
     m.add_class::<PyEpochBatches>()?;
     m.add_function(wrap_pyfunction!(decode_images, m)?)?;
+    m.add_function(wrap_pyfunction!(convert_images, m)?)?;
     m.add_class::<PyRecordFile>()?;
     m.add_function(wrap_pyfunction!(write_images, m)?)?;
     Ok(())
@@ -72,11 +73,20 @@ impl PyFaceIndex {
                 return Ok(number.get(func, "domain", 0, last.max(0))?);
             }
         };
-        self.inner.domain_names.iter().position(|n| *n == name).ok_or_else(|| {
-            let known: Vec<String> = self.inner.domain_names.iter().map(|n| format!("'{}'", shown(n))).collect();
-            MfrError::invalid(func, format!("unknown domain '{}'; its domains are {}", shown(&name), known.join(", ")))
-                .into()
-        })
+        if let Some(d) = self.inner.domain_names.iter().position(|n| *n == name) {
+            return Ok(d);
+        }
+        // A number given as text (a command line's "--sources 0,2") when no domain has that name.
+        let digits = name.to_str().filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()));
+        if let Some(d) = digits.and_then(|t| t.parse::<usize>().ok()).filter(|&d| d < self.inner.n_domains()) {
+            return Ok(d);
+        }
+        let known: Vec<String> = self.inner.domain_names.iter().map(|n| format!("'{}'", shown(n))).collect();
+        Err(MfrError::invalid(
+            func,
+            format!("domain '{}' is not in the data; its domains are {}", shown(&name), known.join(", ")),
+        )
+        .into())
     }
 }
 
@@ -141,6 +151,13 @@ impl PyFaceIndex {
 
     fn __len__(&self) -> usize {
         self.inner.len()
+    }
+
+    /// The number of a domain given by number, name, or number as text (when no domain has that
+    /// name); anything else is an ``InvalidInputError`` listing the domains.
+    #[pyo3(name = "domain_number")]
+    fn py_domain_number(&self, domain: &Bound<'_, PyAny>) -> PyResult<usize> {
+        self.domain_number(domain, "FaceIndex.domain_number")
     }
 
     /// Pickling (DataLoader workers started with spawn, multiprocessing): rebuilt from arrays,
@@ -450,6 +467,24 @@ fn decode_images(
         let srcs = sources.iter().enumerate().map(|(i, s)| image_source(s, i)).collect::<PyResult<Vec<_>>>()?;
         let decoded = without_gil(py, move || crate::data::decode_images(&srcs, &opts))?;
         Ok((PyTensor(decoded.images), decoded.failed))
+    })
+}
+
+/// In-memory uint8 images (N, C, H, W), C = 1 or 3, converted to ``channels`` and ``height`` x
+/// ``width`` exactly as ``decode_images`` converts decoded files (luma, antialiased resize).
+#[pyfunction]
+fn convert_images(
+    py: Python<'_>,
+    images: &Bound<'_, PyAny>,
+    height: Int,
+    width: Int,
+    channels: Int,
+) -> PyResult<PyTensor> {
+    const F: &str = "convert_images";
+    guarded(|| {
+        let opts = decode_options(F, height, width, channels, None, false)?;
+        let t = super::convert::tensor_arg(images, F, "images")?;
+        Ok(PyTensor(without_gil(py, move || crate::data::convert_images(&t, &opts))?))
     })
 }
 
