@@ -220,6 +220,14 @@ def _domain_loss(emb: torch.Tensor, cfg: Any) -> torch.Tensor:
     return cfg.w_hp * hard_pair_attention(g, p, cfg.tau_p, cfg.tau_n)[0] + cfg.w_cls * soft_classification(g, p, cfg.scale)
 
 
+def inner_update(loss: torch.Tensor, params: Sequence[torch.Tensor], alpha: float, first_order: bool) -> list[torch.Tensor]:
+    """theta' = theta - alpha grad L_S, the graph kept (second order) or the gradient detached
+    (first order). The one copy of the inner step of the Python paths (this reference and the
+    MLDG baseline); the Rust meta-step has its own, checked against this one."""
+    grads = torch.autograd.grad(loss, list(params), create_graph=not first_order, retain_graph=True)
+    return [p - alpha * (g.detach() if first_order else g) for p, g in zip(params, grads)]
+
+
 def meta_step(forward: Any, params: Sequence[torch.Tensor], buffers: Any, domains: Sequence[torch.Tensor], splits: Sequence[tuple[Sequence[int], Sequence[int]]], cfg: Any) -> list[torch.Tensor]:
     """The straightforward per-split MFR step, as the paper writes it: for every split a fresh
     forward on its meta-train domains at theta, ``torch.autograd.grad(create_graph=True)``, the
@@ -237,8 +245,7 @@ def meta_step(forward: Any, params: Sequence[torch.Tensor], buffers: Any, domain
         l_s = torch.stack([_domain_loss(e, cfg) for e in embs]).mean()
         if cfg.w_da:
             l_s = l_s + cfg.w_da * domain_alignment(embs)
-        grads = torch.autograd.grad(l_s, params, create_graph=not cfg.first_order, retain_graph=True)
-        adapted = [p - cfg.alpha * (g.detach() if cfg.first_order else g) for p, g in zip(params, grads)]
+        adapted = inner_update(l_s, params, cfg.alpha, cfg.first_order)
         l_t = torch.stack([_domain_loss(forward(adapted, buffers, domains[d], False), cfg) for d in test]).mean()
         split_grads = torch.autograd.grad(cfg.gamma * l_s + (1 - cfg.gamma) * l_t, params)
         for acc, g in zip(total, split_grads):

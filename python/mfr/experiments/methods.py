@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from .. import _core
 from ..meta import MetaStep, MetaStepConfig, _split_pairs, replace
 from ..nn import Backbone
+from ..reference import inner_update
 
 __all__ = ["METHODS", "Method", "make_method"]
 
@@ -132,8 +133,7 @@ class MLDGMethod(Method):
         objective, ls_sum, lt_sum = 0.0, 0.0, 0.0
         for train, test in pairs:
             l_s = torch.stack([head.loss(emb[d], labels[d]) for d in train]).mean()
-            grads = torch.autograd.grad(l_s, params, create_graph=not cfg.first_order, retain_graph=True)
-            adapted = [p - cfg.alpha * (g.detach() if cfg.first_order else g) for p, g in zip(params, grads)]
+            adapted = inner_update(l_s, params, cfg.alpha, cfg.first_order)
             l_t = torch.stack([head.loss(self.backbone(domains[d], params=adapted[:-1]), labels[d], weight=adapted[-1]) for d in test]).mean()
             objective = objective + (cfg.gamma * l_s + (1 - cfg.gamma) * l_t) / len(splits)
             ls_sum += float(l_s.detach()) / len(splits)
