@@ -31,6 +31,9 @@ lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo clippy --all-targets --features python -- -D warnings
+	$(VENV)/bin/ruff check python tests benches scripts
+	$(VENV)/bin/ruff format --check python tests benches scripts
+	$(PY) -m mypy
 
 rust-test: setup
 	env -u LD_LIBRARY_PATH cargo test

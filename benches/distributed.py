@@ -30,7 +30,15 @@ def worker(steps: int, warmup: int, out: str) -> None:
     from mfr import FaceData, TrainConfig, Trainer
 
     data = FaceData.synthetic(n_domains=4, ids_per_domain=40, images_per_id=6, size=32, seed=0)
-    cfg = TrainConfig(method="mfr", steps=warmup + steps, input_size=32, width=8, embedding_dim=64, ids_per_domain=8, split="leave_one_out")
+    cfg = TrainConfig(
+        method="mfr",
+        steps=warmup + steps,
+        input_size=32,
+        width=8,
+        embedding_dim=64,
+        ids_per_domain=8,
+        split="leave_one_out",
+    )
     tr = Trainer(cfg, data, progress=False)
     for _ in range(warmup):
         tr.train_step()
@@ -44,7 +52,16 @@ def worker(steps: int, warmup: int, out: str) -> None:
     mfr.experiments.distributed.shutdown()
     if rank == 0:
         with open(out, "w") as f:
-            json.dump({"seconds": seconds, "images": images * tr.world_size, "allreduce": tr.averager.seconds, "world": tr.world_size, "last": row}, f)
+            json.dump(
+                {
+                    "seconds": seconds,
+                    "images": images * tr.world_size,
+                    "allreduce": tr.averager.seconds,
+                    "world": tr.world_size,
+                    "last": row,
+                },
+                f,
+            )
 
 
 def launch(world: int, steps: int, warmup: int, out: str) -> dict:
@@ -53,8 +70,21 @@ def launch(world: int, steps: int, warmup: int, out: str) -> dict:
         port = s.getsockname()[1]
     procs = []
     for rank in range(world):
-        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1")
-        procs.append(subprocess.Popen([sys.executable, __file__, "--worker", "--steps", str(steps), "--warmup", str(warmup), "--out", out], env=env))
+        env = dict(
+            os.environ,
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            WORLD_SIZE=str(world),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            OMP_NUM_THREADS="1",
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, __file__, "--worker", "--steps", str(steps), "--warmup", str(warmup), "--out", out],
+                env=env,
+            )
+        )
     for p in procs:
         if p.wait() != 0:
             raise SystemExit(f"a worker failed (exit {p.returncode})")
@@ -81,7 +111,9 @@ def main() -> None:
         two = launch(2, args.steps, args.warmup, os.path.join(tmp, "two.json"))
     ips1, ips2 = one["images"] / one["seconds"], two["images"] / two["seconds"]
     share = two["allreduce"] / two["seconds"]
-    print("MFR meta-step, small CNN (width 8, 32x32 RGB), LOO meta-batches of 4 domains x 8 identities x 2 images; 1 thread per process, pinned")
+    print(
+        "MFR meta-step, small CNN (width 8, 32x32 RGB), LOO meta-batches of 4 domains x 8 identities x 2 images; 1 thread per process, pinned"
+    )
     print(f"{'processes':>10} {'images/s':>10} {'s/step':>8} {'all-reduce s/step':>18}")
     print(f"{1:>10} {ips1:>10.1f} {one['seconds'] / args.steps:>8.3f} {'-':>18}")
     print(f"{2:>10} {ips2:>10.1f} {two['seconds'] / args.steps:>8.3f} {two['allreduce'] / args.steps:>18.4f}")

@@ -50,8 +50,17 @@ def reference_forward(net):
     if net.name == "small_cnn":
         return reference.small_cnn_forward
     c, s, w, d = net.in_channels, net.input_size, net.width, net.embedding_dim
-    blocks = {"iresnet18": (2, 2, 2, 2), "iresnet34": (3, 4, 6, 3), "iresnet50": (3, 4, 14, 3), "resnet28": (2, 3, 5, 3)}
-    module = reference.MobileFaceNet(w, d, c, s) if net.name == "mobilefacenet" else reference.IResNet(blocks[net.name], w, d, c, s)
+    blocks = {
+        "iresnet18": (2, 2, 2, 2),
+        "iresnet34": (3, 4, 6, 3),
+        "iresnet50": (3, 4, 14, 3),
+        "resnet28": (2, 3, 5, 3),
+    }
+    module = (
+        reference.MobileFaceNet(w, d, c, s)
+        if net.name == "mobilefacenet"
+        else reference.IResNet(blocks[net.name], w, d, c, s)
+    )
     module.load_state_dict(net.state_dict(), strict=False)
     return reference.module_forward(module.to(net.parameter_list()[0].device), net.param_names, net.buffer_names)
 
@@ -143,14 +152,20 @@ def main():
     args = parser.parse_args()
     if args.measure_rss:
         return measure_rss(args)
-    print(f"{args.backbone} width {args.width}, {args.size}x{args.size} RGB, B={args.ids_per_domain}, {torch.get_num_threads()} torch threads, {args.device}")
+    print(
+        f"{args.backbone} width {args.width}, {args.size}x{args.size} RGB, B={args.ids_per_domain}, {torch.get_num_threads()} torch threads, {args.device}"
+    )
     mem = "peak CUDA memory of one call MiB" if args.device.startswith("cuda") else "peak RSS growth of one call MiB"
-    print(f"{'meta-batch':<16} {'plain s':>9} {'reference s':>12} {'mfr s':>9} {'vs_reference':>13} {'vs_plain/split':>15}   {mem} (plain/ref/mfr)")
+    print(
+        f"{'meta-batch':<16} {'plain s':>9} {'reference s':>12} {'mfr s':>9} {'vs_reference':>13} {'vs_plain/split':>15}   {mem} (plain/ref/mfr)"
+    )
     result = None
     for n in (3, 4):
         t, m, k = bench(n, args)
         vs_ref, vs_plain = t["mfr"] / t["reference"], t["mfr"] / k / t["plain"]
-        print(f"{f'LOO {n} domains':<16} {t['plain']:>9.4f} {t['reference']:>12.4f} {t['mfr']:>9.4f} {vs_ref:>13.2f} {vs_plain:>15.2f}   {m['plain']:.0f}/{m['reference']:.0f}/{m['mfr']:.0f}")
+        print(
+            f"{f'LOO {n} domains':<16} {t['plain']:>9.4f} {t['reference']:>12.4f} {t['mfr']:>9.4f} {vs_ref:>13.2f} {vs_plain:>15.2f}   {m['plain']:.0f}/{m['reference']:.0f}/{m['mfr']:.0f}"
+        )
         if n == 3:
             result = (vs_ref, vs_plain)
     print(f"heap reuse (MFR_HEAP_REUSE): {'on' if mfr.build_info()['heap_reuse'] else 'off'}")

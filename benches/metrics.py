@@ -24,12 +24,12 @@ from _timing import best_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-import mfr  # noqa: E402
-from mfr.metrics import kfold_accuracy, verification_report  # noqa: E402
-from reference_metrics import insightface_kfold  # noqa: E402
+from reference_metrics import insightface_kfold
+
+import mfr
+from mfr.metrics import kfold_accuracy, verification_report
 
 FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
-
 
 
 def data(n: int, seed: int = 0):
@@ -92,9 +92,9 @@ def main() -> None:
     ratios = {}
     for n in args.sizes:
         scores, labels = data(n)
-        t_mfr = best_of(lambda: quiet_report(scores, labels), args.repeats)
-        t_sort = best_of(lambda: np.sort(scores), args.repeats)
-        t_sk = best_of(lambda: sklearn_all(scores, labels), 1 if n > 2_000_000 else args.repeats)
+        t_mfr = best_of(lambda s=scores, lab=labels: quiet_report(s, lab), args.repeats)
+        t_sort = best_of(lambda s=scores: np.sort(s), args.repeats)
+        t_sk = best_of(lambda s=scores, lab=labels: sklearn_all(s, lab), 1 if n > 2_000_000 else args.repeats)
         ratios[n] = (t_mfr / t_sort, t_sk / t_mfr)
         print(f"{n:>10} {t_mfr:>8.3f} {t_sort:>10.3f} {t_sk:>10.3f} {ratios[n][0]:>8.2f} {ratios[n][1]:>11.1f}")
 
@@ -103,17 +103,23 @@ def main() -> None:
     scores = np.clip(np.where(labels, rng.normal(0.5, 0.15, 6000), rng.normal(0.1, 0.15, 6000)), -1, 1)
     ours = kfold_accuracy(scores, labels, 10, "insightface")
     ref = insightface_kfold(scores, labels, 10)
-    assert abs(ours.mean - ref["mean"]) < 1e-12 and abs(ours.val.val_mean - ref["val_mean"]) < 1e-12, "k-fold numbers differ"
+    assert abs(ours.mean - ref["mean"]) < 1e-12 and abs(ours.val.val_mean - ref["val_mean"]) < 1e-12, (
+        "k-fold numbers differ"
+    )
     t_kf = best_of(lambda: kfold_accuracy(scores, labels, 10, "insightface"), 20)
     t_np = best_of(lambda: insightface_kfold(scores, labels, 10), 1)
-    print(f"insightface 10-fold, 6000 pairs: mfr {t_kf * 1e3:.2f} ms, numpy loops {t_np:.2f} s "
-          f"(accuracy {ours.mean:.4f} == {ref['mean']:.4f}, VAL@1e-3 {ours.val.val_mean:.4f} == {ref['val_mean']:.4f})")
+    print(
+        f"insightface 10-fold, 6000 pairs: mfr {t_kf * 1e3:.2f} ms, numpy loops {t_np:.2f} s "
+        f"(accuracy {ours.mean:.4f} == {ref['mean']:.4f}, VAL@1e-3 {ours.val.val_mean:.4f} == {ref['val_mean']:.4f})"
+    )
 
     big = max(args.sizes)
     mem = peak_extra_memory(big)
     if mem:
         extra, inp = mem
-        print(f"peak extra memory of the {big} report: {extra / 2**20:.0f} MiB = {extra / inp:.2f}x the input ({inp / 2**20:.0f} MiB)")
+        print(
+            f"peak extra memory of the {big} report: {extra / 2**20:.0f} MiB = {extra / inp:.2f}x the input ({inp / 2**20:.0f} MiB)"
+        )
     vs_sort, vs_sklearn = ratios[big]
     print(f"metrics: vs_sort={vs_sort:.2f} vs_sklearn={vs_sklearn:.1f} kfold_vs_numpy={t_np / t_kf:.0f}")
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from _timing import best_of
 import torch
+from _timing import best_of
 
 import mfr
-
 
 
 def numpy_pair_scores(emb: np.ndarray, pairs: np.ndarray) -> np.ndarray:
@@ -35,7 +34,9 @@ def main() -> None:
     np.testing.assert_allclose(mfr.pair_scores(t_emb, pairs[:1000]), numpy_pair_scores(emb, pairs[:1000]), atol=1e-9)
     t_mfr = best_of(lambda: mfr.pair_scores(t_emb, pairs), args.repeats)
     t_np = best_of(lambda: numpy_pair_scores(emb, pairs), args.repeats)
-    print(f"{'impl':<8} {'seconds':>9} {'Mpairs/s':>9}  ({args.pairs} pairs, dim {args.dim}, {mfr.get_num_threads()} threads)")
+    print(
+        f"{'impl':<8} {'seconds':>9} {'Mpairs/s':>9}  ({args.pairs} pairs, dim {args.dim}, {mfr.get_num_threads()} threads)"
+    )
     for name, t in (("mfr", t_mfr), ("numpy", t_np)):
         print(f"{name:<8} {t:>9.4f} {args.pairs / t / 1e6:>9.2f}")
     print(f"pair_scores: vs_numpy={t_np / t_mfr:.2f}")

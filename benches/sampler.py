@@ -21,13 +21,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _timing import best_of
 import torch
+from _timing import best_of
 
 import mfr
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
-
 
 
 def make_index(n_images: int, n_ids: int, n_domains: int, seed: int = 0):
@@ -59,7 +58,9 @@ def numpy_reference_epoch(identities: np.ndarray, domains: np.ndarray, n_domains
     streams = []
     for ids in per_domain:
         cycles = -(-(n_batches * b) // len(ids))
-        streams.append(np.concatenate([rng.permutation(ids) for _ in range(cycles)])[: n_batches * b].reshape(n_batches, b))
+        streams.append(
+            np.concatenate([rng.permutation(ids) for _ in range(cycles)])[: n_batches * b].reshape(n_batches, b)
+        )
     chosen = np.stack(streams, axis=1).reshape(-1)  # batch, domain, slot
     c = counts[chosen]
     first = rng.integers(0, c)
@@ -119,7 +120,9 @@ def main():
     args = parser.parse_args()
     threads = mfr.get_num_threads()
     index, t_index = make_index(args.images, args.identities, args.domains)
-    print(f"index: {len(index)} images, {index.n_identities} identities, {index.n_domains} domains built in {t_index:.2f} s")
+    print(
+        f"index: {len(index)} images, {index.n_identities} identities, {index.n_domains} domains built in {t_index:.2f} s"
+    )
 
     sampler = mfr.DomainSampler(index, ids_per_domain=args.ids_per_domain, seed=0)
     n_indices = len(sampler) * args.domains * args.ids_per_domain * 2
@@ -147,12 +150,16 @@ def main():
     dec = decode_bench(args.repeats)
     if dec:
         n, t_dec, t_pil = dec
-        print(f"decode {n} real faces -> 112x112 RGB: mfr {n / t_dec:.0f} img/s, PIL+torchvision DataLoader(2 workers) {n / t_pil:.0f} img/s")
+        print(
+            f"decode {n} real faces -> 112x112 RGB: mfr {n / t_dec:.0f} img/s, PIL+torchvision DataLoader(2 workers) {n / t_pil:.0f} img/s"
+        )
         decode_ratio = f"{t_pil / t_dec:.2f}"
     else:
         print(f"decode: real faces not found at {FACES}; skipped")
         decode_ratio = "nan"
-    print(f"sampler: vs_pml={t_pml / t_mfr:.0f} vs_reference={t_ref / t_mfr:.1f} indices_per_s={per_core:.0f} decode_vs_pil={decode_ratio}")
+    print(
+        f"sampler: vs_pml={t_pml / t_mfr:.0f} vs_reference={t_ref / t_mfr:.1f} indices_per_s={per_core:.0f} decode_vs_pil={decode_ratio}"
+    )
 
 
 if __name__ == "__main__":

@@ -47,7 +47,18 @@ def knobs(draw: st.DrawFn, valid: dict[str, st.SearchStrategy], bad: st.SearchSt
 
 
 FLOATS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -0.0, 1e-300, 1e300, 0.5]))
-DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.uint8, torch.int8, torch.bool, torch.complex64]
+DTYPES = [
+    torch.float32,
+    torch.float64,
+    torch.float16,
+    torch.bfloat16,
+    torch.int64,
+    torch.int32,
+    torch.uint8,
+    torch.int8,
+    torch.bool,
+    torch.complex64,
+]
 FORMS = ["tensor", "nan", "inf", "meta", "sparse", "noncontiguous", "numpy", "list", "requires_grad"]
 
 
@@ -112,13 +123,15 @@ def check(name: str, fn: object, *args: object, **kwargs: object) -> None:
             fn(*args, **kwargs)  # type: ignore[operator]
     except mfr.MfrError:
         pass
-    except Exception as e:  # noqa: BLE001 - any other exception is what this suite looks for
+    except Exception as e:
         failures.append(f"{name}: {type(e).__name__}: {e}"[:400])
 
 
 def run(name: str, strategy_fn: object) -> None:
     print(name, flush=True)
-    cfg = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    cfg = settings(
+        max_examples=EXAMPLES, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
     cfg(given(st.data())(lambda data: strategy_fn(data.draw)))()  # type: ignore[operator]
 
 
@@ -135,7 +148,9 @@ def index_of(draw: st.DrawFn) -> mfr.FaceIndex:
     try:
         return mfr.FaceIndex.from_arrays(paths, doms, ids)
     except mfr.MfrError:
-        return mfr.FaceIndex.from_arrays(["a/0.png", "a/1.png", "b/0.png", "b/1.png"], ["a", "a", "b", "b"], ["x", "x", "y", "y"])
+        return mfr.FaceIndex.from_arrays(
+            ["a/0.png", "a/1.png", "b/0.png", "b/1.png"], ["a", "a", "b", "b"], ["x", "x", "y", "y"]
+        )
 
 
 def main() -> int:
@@ -146,9 +161,27 @@ def main() -> int:
         check("roc_auc", mfr.metrics.roc_auc, s, labels)
         check("eer", mfr.metrics.eer, s, labels)
         check("tar_at_far", mfr.metrics.tar_at_far, s, labels, fars)
-        check("verification_report", mfr.metrics.verification_report, s, labels, fars or 1e-2, n_bootstrap=draw(mostly(st.integers(0, 8))), seed=draw(mostly(st.integers(0, 9))), confidence=draw(mostly(st.just(0.95), FLOATS)))
-        check("kfold_accuracy", mfr.metrics.kfold_accuracy, s, labels, draw(mostly(st.integers(2, 4))), draw(st.sampled_from(["exact", "insightface", "facexzoo", "x"])))
-        check("bootstrap_group_counts", mfr.metrics.bootstrap_group_counts, draw(INT_LIKE), draw(INT_LIKE), draw(INT_LIKE))
+        check(
+            "verification_report",
+            mfr.metrics.verification_report,
+            s,
+            labels,
+            fars or 1e-2,
+            n_bootstrap=draw(mostly(st.integers(0, 8))),
+            seed=draw(mostly(st.integers(0, 9))),
+            confidence=draw(mostly(st.just(0.95), FLOATS)),
+        )
+        check(
+            "kfold_accuracy",
+            mfr.metrics.kfold_accuracy,
+            s,
+            labels,
+            draw(mostly(st.integers(2, 4))),
+            draw(st.sampled_from(["exact", "insightface", "facexzoo", "x"])),
+        )
+        check(
+            "bootstrap_group_counts", mfr.metrics.bootstrap_group_counts, draw(INT_LIKE), draw(INT_LIKE), draw(INT_LIKE)
+        )
 
     def embeddings_fns(draw: st.DrawFn) -> None:
         n, d = draw(st.integers(0, 6)), draw(st.integers(0, 5))
@@ -164,9 +197,27 @@ def main() -> int:
         ix = index_of(draw)
         dom = draw(st.one_of(INT_LIKE, st.sampled_from(["d0", "d1", "", "\udcff0", "nope"])))
         check("FaceIndex.filter", ix.filter, draw(mostly(st.integers(0, 3))))
-        check("FaceIndex.split_identities", ix.split_identities, draw(mostly(st.floats(0.2, 0.8), FLOATS)), draw(mostly(st.integers(0, 9))))
-        check("FaceIndex.verification_pairs", ix.verification_pairs, dom, draw(mostly(st.integers(0, 20))), draw(mostly(st.integers(0, 9))))
-        check("FaceIndex.gallery_probe", ix.gallery_probe, dom, draw(mostly(st.integers(0, 9))), draw(mostly(st.integers(0, 3))), draw(st.booleans()))
+        check(
+            "FaceIndex.split_identities",
+            ix.split_identities,
+            draw(mostly(st.floats(0.2, 0.8), FLOATS)),
+            draw(mostly(st.integers(0, 9))),
+        )
+        check(
+            "FaceIndex.verification_pairs",
+            ix.verification_pairs,
+            dom,
+            draw(mostly(st.integers(0, 20))),
+            draw(mostly(st.integers(0, 9))),
+        )
+        check(
+            "FaceIndex.gallery_probe",
+            ix.gallery_probe,
+            dom,
+            draw(mostly(st.integers(0, 9))),
+            draw(mostly(st.integers(0, 3))),
+            draw(st.booleans()),
+        )
         kw = knobs(
             draw,
             {
@@ -195,10 +246,28 @@ def main() -> int:
     Image.fromarray(np.zeros((6, 5, 3), np.uint8)).save(jpeg, "JPEG")
 
     def decode_fns(draw: st.DrawFn) -> None:
-        pool = [png.getvalue(), jpeg.getvalue(), jpeg.getvalue()[:-30], png.getvalue()[:40], b"", b"\xff\xd8\xff", os.urandom(30), "/no/such/file.png", "\udcff.png"]
+        pool = [
+            png.getvalue(),
+            jpeg.getvalue(),
+            jpeg.getvalue()[:-30],
+            png.getvalue()[:40],
+            b"",
+            b"\xff\xd8\xff",
+            os.urandom(30),
+            "/no/such/file.png",
+            "\udcff.png",
+        ]
         sources = draw(st.lists(st.sampled_from(pool), max_size=4))
         size = (draw(st.one_of(st.integers(1, 12), INT_LIKE)), draw(st.one_of(st.integers(1, 12), INT_LIKE)))
-        check("decode_images", mfr.data.decode_images, sources, size=size, channels=draw(INT_LIKE), flip=draw(st.one_of(st.none(), st.booleans())), on_error=draw(st.sampled_from(["raise", "skip"])))
+        check(
+            "decode_images",
+            mfr.data.decode_images,
+            sources,
+            size=size,
+            channels=draw(INT_LIKE),
+            flip=draw(st.one_of(st.none(), st.booleans())),
+            on_error=draw(st.sampled_from(["raise", "skip"])),
+        )
         with tempfile.TemporaryDirectory() as tmp:
             rec = os.path.join(tmp, "x.rec")
             with open(rec, "wb") as f:
@@ -214,7 +283,15 @@ def main() -> int:
 
     def network_fns(draw: st.DrawFn) -> None:
         name = draw(st.sampled_from(["small_cnn", "small_cnn", "small_cnn", "iresnet18", "resnet28", "nope"]))
-        kw = knobs(draw, {"in_channels": st.sampled_from([1, 3]), "input_size": st.just(16), "width": st.integers(2, 4), "embedding_dim": st.integers(1, 8)})
+        kw = knobs(
+            draw,
+            {
+                "in_channels": st.sampled_from([1, 3]),
+                "input_size": st.just(16),
+                "width": st.integers(2, 4),
+                "embedding_dim": st.integers(1, 8),
+            },
+        )
 
         def build_and_use() -> None:
             net = mfr.nn.Backbone(name, **kw)
@@ -222,8 +299,16 @@ def main() -> int:
             images = draw(st.one_of(tensors(max_dims=4), st.just(good), st.just(good)))
             net.train(draw(st.booleans()))
             check("Backbone.forward", net, images)
-            domains = [draw(mostly(st.just(good), tensors(max_dims=4))) for _ in range(draw(mostly(st.just(3), st.integers(0, 4))))]
-            splits = draw(mostly(st.just([([0, 1], [2])]), st.lists(st.tuples(st.lists(INTS, max_size=2), st.lists(INTS, max_size=2)), max_size=2)))
+            domains = [
+                draw(mostly(st.just(good), tensors(max_dims=4)))
+                for _ in range(draw(mostly(st.just(3), st.integers(0, 4))))
+            ]
+            splits = draw(
+                mostly(
+                    st.just([([0, 1], [2])]),
+                    st.lists(st.tuples(st.lists(INTS, max_size=2), st.lists(INTS, max_size=2)), max_size=2),
+                )
+            )
             check("MetaStep.step", mfr.MetaStep(net).step, domains, splits)
 
         check("Backbone", build_and_use)
@@ -233,7 +318,14 @@ def main() -> int:
         check("set_num_threads", mfr.set_num_threads, draw(mostly(st.integers(0, 4))))
         mfr.set_num_threads(before)
 
-    for name, fn in [("metrics", metrics_pairwise), ("embeddings and losses", embeddings_fns), ("index and sampler", index_fns), ("decoding and RecordIO", decode_fns), ("networks and the meta-step", network_fns), ("threads", threads)]:
+    for name, fn in [
+        ("metrics", metrics_pairwise),
+        ("embeddings and losses", embeddings_fns),
+        ("index and sampler", index_fns),
+        ("decoding and RecordIO", decode_fns),
+        ("networks and the meta-step", network_fns),
+        ("threads", threads),
+    ]:
         run(name, fn)
     for f in sorted(set(failures)):
         print("NOT AN MFR ERROR:", f)

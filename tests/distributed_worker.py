@@ -21,7 +21,17 @@ def small_data():
 
 
 def config(**kw):
-    base = dict(input_size=16, channels=1, width=4, embedding_dim=16, ids_per_domain=4, warmup_steps=0, schedule="constant", grad_clip=None, dist_timeout=20.0)
+    base = dict(
+        input_size=16,
+        channels=1,
+        width=4,
+        embedding_dim=16,
+        ids_per_domain=4,
+        warmup_steps=0,
+        schedule="constant",
+        grad_clip=None,
+        dist_timeout=20.0,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -31,10 +41,19 @@ def main():
     rank = int(os.environ["RANK"])
     if task == "equivalence":
         # One step on float64: every rank one meta-batch, gradients averaged.
-        tr = Trainer(config(steps=1, dtype="float64", momentum=0.0, weight_decay=0.0, lr=0.1), small_data(), progress=False)
+        tr = Trainer(
+            config(steps=1, dtype="float64", momentum=0.0, weight_decay=0.0, lr=0.1), small_data(), progress=False
+        )
         stream = [tr.sampler[j].flat_indices().tolist() for j in range(len(tr.sampler))]
         tr.fit()
-        torch.save({"params": [p.detach() for p in tr.method.parameters()], "buffers": tr.backbone.buffer_list(), "stream": stream}, f"{out}/rank{rank}.pt")
+        torch.save(
+            {
+                "params": [p.detach() for p in tr.method.parameters()],
+                "buffers": tr.backbone.buffer_list(),
+                "stream": stream,
+            },
+            f"{out}/rank{rank}.pt",
+        )
     elif task == "reproduce":
         from mfr.experiments.cli import main as cli
 
@@ -45,13 +64,42 @@ def main():
         mfr.experiments.distributed.init_from_env()
         world = mfr.experiments.distributed.world_size()
         res = evaluate_domain(net, data, 1, n_bootstrap=20)
-        rc = cli(["reproduce", "--synthetic-domains", "3", "--synthetic-ids", "8", "--input-size", "16", "--width", "4", "--embedding-dim", "16",
-                  "--batch-ids", "4", "--steps", "3", "--methods", "mfr,arcface", "--bootstrap", "10", "--no-progress", "--out", f"{out}/results"])
+        rc = cli(
+            [
+                "reproduce",
+                "--synthetic-domains",
+                "3",
+                "--synthetic-ids",
+                "8",
+                "--input-size",
+                "16",
+                "--width",
+                "4",
+                "--embedding-dim",
+                "16",
+                "--batch-ids",
+                "4",
+                "--steps",
+                "3",
+                "--methods",
+                "mfr,arcface",
+                "--bootstrap",
+                "10",
+                "--no-progress",
+                "--out",
+                f"{out}/results",
+            ]
+        )
         with open(f"{out}/rank{rank}.json", "w") as f:
             json.dump({"rc": rc, "eval": res["metrics"], "world": world}, f)
     elif task == "kill":
         # Rank 1 dies after step 3 (checkpoint at step 2); rank 0 must fail within the timeout.
-        tr = Trainer(config(steps=50, checkpoint_every=2, dist_timeout=float(os.environ.get("MFR_TEST_TIMEOUT", "20"))), small_data(), out_dir=f"{out}/run", progress=False)
+        tr = Trainer(
+            config(steps=50, checkpoint_every=2, dist_timeout=float(os.environ.get("MFR_TEST_TIMEOUT", "20"))),
+            small_data(),
+            out_dir=f"{out}/run",
+            progress=False,
+        )
         if rank == 1:
             real = tr.train_step
 
@@ -71,7 +119,9 @@ def main():
     elif task == "resume":
         tr = Trainer(config(steps=6, checkpoint_every=2), small_data(), out_dir=f"{out}/run", progress=False)
         tr.fit(resume=True)
-        torch.save({"step": tr.step, "params": [p.detach() for p in tr.method.parameters()]}, f"{out}/rank{rank}.resumed.pt")
+        torch.save(
+            {"step": tr.step, "params": [p.detach() for p in tr.method.parameters()]}, f"{out}/rank{rank}.resumed.pt"
+        )
     else:
         raise SystemExit(f"unknown task {task}")
     # Leave the group before the interpreter exits, as the CLI does: tearing gloo down during

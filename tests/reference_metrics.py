@@ -53,10 +53,7 @@ def insightface_kfold(scores: np.ndarray, issame: np.ndarray, n_folds: int = 10,
         far_train = np.zeros(len(thresholds))
         for t_idx, t in enumerate(thresholds):
             _, far_train[t_idx] = _val_far(t, dist[train], issame[train])
-        if np.max(far_train) >= far_target:
-            t = np.interp(far_target, far_train, thresholds)
-        else:
-            t = 0.0
+        t = np.interp(far_target, far_train, thresholds) if np.max(far_train) >= far_target else 0.0
         val[f], far[f] = _val_far(t, dist[test], issame[test])
         val_thr[f] = t
     return {
@@ -97,7 +94,12 @@ def facexzoo_kfold(scores: np.ndarray, labels: np.ndarray, n_folds: int = 10) ->
         accs.append((tp + tn) / size)
         thrs.append(t)
     accs = np.array(accs)
-    return {"mean": np.mean(accs), "std": np.std(accs, ddof=1) / np.sqrt(n_folds), "fold_accuracies": accs, "thresholds": np.array(thrs)}
+    return {
+        "mean": np.mean(accs),
+        "std": np.std(accs, ddof=1) / np.sqrt(n_folds),
+        "fold_accuracies": accs,
+        "thresholds": np.array(thrs),
+    }
 
 
 def exact_kfold(scores: np.ndarray, labels: np.ndarray, n_folds: int = 10) -> dict:
@@ -106,9 +108,9 @@ def exact_kfold(scores: np.ndarray, labels: np.ndarray, n_folds: int = 10) -> di
     labels = np.asarray(labels, dtype=bool)
     accs, thrs = [], []
     for train, test in kfold_splits(len(scores), n_folds):
-        s, l = scores[train], labels[train]
+        s, lab = scores[train], labels[train]
         cands = np.concatenate([[np.inf], np.unique(s)[::-1]])
-        acc = np.array([np.sum((s >= t) == l) for t in cands])
+        acc = np.array([np.sum((s >= t) == lab) for t in cands])
         k = int(np.argmax(acc))  # first = highest score among the best
         t = cands[k] if k == 0 or k == len(cands) - 1 else 0.5 * cands[k] + 0.5 * cands[k + 1]
         accs.append(np.mean((scores[test] >= t) == labels[test]))

@@ -15,8 +15,14 @@ LOO3 = [([1, 2], [0]), ([0, 2], [1]), ([0, 1], [2])]
 
 # Narrow, small-input versions (CPU, float64) and the reference module each must equal.
 SMALL = {
-    "iresnet18": (dict(width=8, input_size=32, embedding_dim=16), lambda: reference.IResNet((2, 2, 2, 2), 8, 16, 3, 32)),
-    "resnet28": (dict(width=4, input_size=24, embedding_dim=8, in_channels=1), lambda: reference.IResNet((2, 3, 5, 3), 4, 8, 1, 24)),
+    "iresnet18": (
+        dict(width=8, input_size=32, embedding_dim=16),
+        lambda: reference.IResNet((2, 2, 2, 2), 8, 16, 3, 32),
+    ),
+    "resnet28": (
+        dict(width=4, input_size=24, embedding_dim=8, in_channels=1),
+        lambda: reference.IResNet((2, 3, 5, 3), 4, 8, 1, 24),
+    ),
     "mobilefacenet": (dict(width=16, input_size=32, embedding_dim=16), lambda: reference.MobileFaceNet(16, 16, 3, 32)),
 }
 
@@ -51,7 +57,11 @@ def test_forward_parity_with_reference_modules(name):
 
 @pytest.mark.parametrize(
     "name,blocks,params",
-    [("iresnet18", (2, 2, 2, 2), 24_025_088), ("iresnet50", (3, 4, 14, 3), 43_590_336), ("mobilefacenet", None, 2_059_520)],
+    [
+        ("iresnet18", (2, 2, 2, 2), 24_025_088),
+        ("iresnet50", (3, 4, 14, 3), 43_590_336),
+        ("mobilefacenet", None, 2_059_520),
+    ],
 )
 def test_published_layouts(name, blocks, params):
     # The published 112x112 -> 512 models: arcface_torch's state_dict names and parameter counts.
@@ -59,7 +69,11 @@ def test_published_layouts(name, blocks, params):
     assert (net.input_size, net.embedding_dim) == (112, 512)
     ref = reference.IResNet(blocks) if blocks else reference.MobileFaceNet()
     assert sorted(net.state_dict()) == sorted(own_keys(ref))
-    assert sum(p.numel() for p in net.parameters()) == params == sum(p.numel() for p in ref.parameters() if p.requires_grad)
+    assert (
+        sum(p.numel() for p in net.parameters())
+        == params
+        == sum(p.numel() for p in ref.parameters() if p.requires_grad)
+    )
     assert net(torch.randn(2, 3, 112, 112)).shape == (2, 512)
 
 
@@ -82,12 +96,14 @@ def test_checkpoint_of_another_backbone_is_a_clear_error():
     a = Backbone("iresnet18", width=4, input_size=16, embedding_dim=8)
     with pytest.raises(mfr.InvalidInputError, match=r"does not fit name='mobilefacenet'.*missing: .*unexpected"):
         Backbone("mobilefacenet", width=8, input_size=16, embedding_dim=8).load_state_dict(a.state_dict())
-    with pytest.raises(mfr.InvalidInputError, match=r"wrong shape: conv1.weight \(4, 3, 3, 3\) \(expected \(8, 3, 3, 3\)\)"):
+    with pytest.raises(
+        mfr.InvalidInputError, match=r"wrong shape: conv1.weight \(4, 3, 3, 3\) \(expected \(8, 3, 3, 3\)\)"
+    ):
         Backbone("iresnet18", width=8, input_size=16, embedding_dim=8).load_state_dict(a.state_dict())
 
 
 def test_meta_step_parity_on_iresnet18():
-    kw, make_ref = SMALL["iresnet18"]
+    kw, _make_ref = SMALL["iresnet18"]
     kw = dict(kw, input_size=16)
     torch.manual_seed(2)
     net = Backbone("iresnet18", **kw).double()
@@ -141,10 +157,14 @@ def test_embed_with_running_and_target_statistics():
         for blk in range(4):
             cw, bw, bb, pw = params[4 * blk : 4 * blk + 4]
             h = torch.nn.functional.conv2d(h, cw, padding=1)
-            h = torch.nn.functional.batch_norm(h, buffers[2 * blk], buffers[2 * blk + 1], bw, bb, training=True, momentum=1 / (k + 1))
+            h = torch.nn.functional.batch_norm(
+                h, buffers[2 * blk], buffers[2 * blk + 1], bw, bb, training=True, momentum=1 / (k + 1)
+            )
             h = torch.nn.functional.max_pool2d(torch.nn.functional.prelu(h, pw), 2)
         h = torch.nn.functional.linear(h.flatten(1), params[16], params[17])
-        torch.nn.functional.batch_norm(h, buffers[8], buffers[9], params[18], params[19], training=True, momentum=1 / (k + 1))
+        torch.nn.functional.batch_norm(
+            h, buffers[8], buffers[9], params[18], params[19], training=True, momentum=1 / (k + 1)
+        )
     with torch.no_grad():
         for b, v in zip(ref_net.buffer_list(), buffers):
             b.copy_(v)
@@ -177,7 +197,9 @@ def test_bad_backbone_arguments():
     with pytest.raises(mfr.InvalidInputError, match=r"images must be \(N, 3, 16, 16\)"):
         net(torch.randn(2, 3, 32, 32))
     with pytest.raises(mfr.InvalidInputError, match="momentum"):
-        mfr._core.backbone_forward(net.spec, net.parameter_list(), net.buffer_list(), torch.randn(2, 3, 16, 16), "train", 1.5)
+        mfr._core.backbone_forward(
+            net.spec, net.parameter_list(), net.buffer_list(), torch.randn(2, 3, 16, 16), "train", 1.5
+        )
 
 
 @pytest.mark.cuda
@@ -198,7 +220,9 @@ def test_cuda_step_stays_on_gpu_and_matches_cpu(name):
     for a, b in zip(net.buffer_list(), gnet.buffer_list()):
         torch.testing.assert_close(b.cpu(), a, rtol=1e-4, atol=1e-4)
     gnet.eval()
-    torch.testing.assert_close(gnet.embed(doms[0].cuda(), bn="target").cpu(), net.eval().embed(doms[0], bn="target"), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(
+        gnet.embed(doms[0].cuda(), bn="target").cpu(), net.eval().embed(doms[0], bn="target"), rtol=1e-3, atol=1e-3
+    )
 
 
 @pytest.mark.cuda
@@ -206,7 +230,7 @@ def test_parameters_on_two_devices_are_a_device_error():
     net = Backbone("iresnet18", width=4, input_size=16, embedding_dim=8)
     net.layer2.cuda()  # half the network on the GPU
     doms = [torch.randn(8, 3, 16, 16) for _ in range(3)]
-    with pytest.raises(mfr.DeviceError, match="is on cuda:0 but conv1.weight on cpu"):
+    with pytest.raises(mfr.DeviceError, match=r"is on cuda:0 but conv1\.weight on cpu"):
         MetaStep(net, MetaStepConfig()).step(doms, LOO3)
     with pytest.raises(mfr.DeviceError, match="images are on cpu but the parameters on cuda:0"):
         gnet = Backbone("iresnet18", width=4, input_size=16, embedding_dim=8).cuda()
@@ -220,7 +244,9 @@ def test_backbone_spec_is_built_once_and_travels_with_the_module():
     net = Backbone("small_cnn", width=4, input_size=16, embedding_dim=8, in_channels=1)
     spec = net.spec
     assert (spec.name, spec.in_channels, spec.input_size, spec.width, spec.embedding_dim) == ("small_cnn", 1, 16, 4, 8)
-    assert [n for n, _, _ in spec.params] == net.param_names and [tuple(s) for _, s, _ in spec.params] == [tuple(p.shape) for p in net.parameter_list()]
+    assert [n for n, _, _ in spec.params] == net.param_names and [tuple(s) for _, s, _ in spec.params] == [
+        tuple(p.shape) for p in net.parameter_list()
+    ]
     assert pickle.loads(pickle.dumps(spec)) == spec and repr(spec).startswith("BackboneSpec('small_cnn'")
     twin = copy.deepcopy(net)
     assert twin.spec == spec

@@ -12,5 +12,7 @@ def test_bad_inputs_give_a_result_or_an_mfr_error():
     suite = Path(__file__).with_name("bad_input_suite.py")
     proc = subprocess.run([sys.executable, str(suite)], capture_output=True, text=True, timeout=600, env=env)
     where = proc.stdout.strip().splitlines()[-1:] if proc.returncode < 0 else []
-    assert proc.returncode == 0, f"exit {proc.returncode} (last function: {where})\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"exit {proc.returncode} (last function: {where})\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    )
     assert proc.stdout.strip().endswith("bad-input suite: 0 problem(s)"), proc.stdout[-3000:]

@@ -30,7 +30,13 @@ def test_from_folder_layout_and_order(tmp_path):
     assert idx.paths[0].endswith("a_dom/x/0.png")
     assert np.all(idx.domains == idx.identity_domains[idx.identities])
     s = idx.summary()
-    assert s["a_dom"] == {"identities": 2, "images": 5, "min_images_per_identity": 1, "mean_images_per_identity": 2.5, "max_images_per_identity": 4}
+    assert s["a_dom"] == {
+        "identities": 2,
+        "images": 5,
+        "min_images_per_identity": 1,
+        "mean_images_per_identity": 2.5,
+        "max_images_per_identity": 4,
+    }
     assert "FaceIndex(10 images, 4 identities, 2 domains" in repr(idx)
     assert FaceIndex.from_folder(tmp_path).paths == idx.paths  # deterministic
 
@@ -48,7 +54,7 @@ def test_filter_split_pairs():
     paths = [f"p{i}" for i in range(60)]
     domains = ["d0"] * 30 + ["d1"] * 30
     ids = [i // 3 for i in range(60)]  # 10 identities per domain, 3 images each; one with 1 image below
-    idx = FaceIndex.from_arrays(paths + ["lonely"], domains + ["d1"], ids + [99])
+    idx = FaceIndex.from_arrays([*paths, "lonely"], [*domains, "d1"], [*ids, 99])
     assert idx.filter(min_images=2).n_identities == 20
     train, test = idx.filter().split_identities(0.3, seed=4)
     assert (train.n_identities, test.n_identities) == (14, 6)

@@ -32,9 +32,26 @@ def launch(task, out, world=2, timeout=240, extra_env=None):
     port = free_port()
     procs = []
     for rank in range(world):
-        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1", MFR_NUM_THREADS="1")
+        env = dict(
+            os.environ,
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            WORLD_SIZE=str(world),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+            OMP_NUM_THREADS="1",
+            MFR_NUM_THREADS="1",
+        )
         env.update(extra_env or {})
-        procs.append(subprocess.Popen([sys.executable, str(WORKER), task, str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, str(WORKER), task, str(out)],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     results = []
     for p in procs:
         try:
@@ -59,7 +76,21 @@ def test_two_ranks_equal_one_process_averaging_their_batches(tmp_path):
         assert torch.equal(a, b)
     # Streams: disjoint, and their union is the single-process stream.
     data = FaceData.synthetic(n_domains=3, ids_per_domain=8, images_per_id=3, size=16, channels=1, seed=2)
-    cfg = TrainConfig(input_size=16, channels=1, width=4, embedding_dim=16, ids_per_domain=4, warmup_steps=0, schedule="constant", grad_clip=None, steps=1, dtype="float64", momentum=0.0, weight_decay=0.0, lr=0.1)
+    cfg = TrainConfig(
+        input_size=16,
+        channels=1,
+        width=4,
+        embedding_dim=16,
+        ids_per_domain=4,
+        warmup_steps=0,
+        schedule="constant",
+        grad_clip=None,
+        steps=1,
+        dtype="float64",
+        momentum=0.0,
+        weight_decay=0.0,
+        lr=0.1,
+    )
     single = Trainer(cfg, data, progress=False)
     stream = [single.sampler[j].flat_indices().tolist() for j in range(len(single.sampler))]
     assert r0["stream"] == stream[0::2][: len(r0["stream"])] and r1["stream"] == stream[1::2][: len(r1["stream"])]
@@ -72,7 +103,9 @@ def test_two_ranks_equal_one_process_averaging_their_batches(tmp_path):
         images = normalize_images(data.load(mb.flat_indices(), 16, 1)).double()
         ids = torch.as_tensor(mb.identities)
         single.optimizer.zero_grad(set_to_none=True)
-        single.method.step(domains_from_batch(mb, images), [torch.cat([ids[d], ids[d]]) for d in range(mb.n_domains)], mb.splits)
+        single.method.step(
+            domains_from_batch(mb, images), [torch.cat([ids[d], ids[d]]) for d in range(mb.n_domains)], mb.splits
+        )
         grads.append([p.grad.clone() for p in params])
     expected = [p - 0.1 * (g0 + g1) / 2 for p, g0, g1 in zip(start, *grads)]
     for got, want in zip(r0["params"], expected):
@@ -86,7 +119,11 @@ def test_two_rank_reproduce_and_distributed_evaluation(tmp_path):
     outs = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(o["rc"] == 0 and o["world"] == 2 for o in outs)
     saved = json.loads((tmp_path / "results" / "results.json").read_text())  # written by rank 0
-    assert saved["hardware"]["world_size"] == 2 and {r["method"] for r in saved["runs"]} == {"untrained", "mfr", "arcface"}
+    assert saved["hardware"]["world_size"] == 2 and {r["method"] for r in saved["runs"]} == {
+        "untrained",
+        "mfr",
+        "arcface",
+    }
     assert "TAR @ FAR=1e-2" in results[0][1] and results[1][1] == ""  # only rank 0 prints
     # Distributed evaluation (each rank embeds a shard) equals single-process evaluation.
     data = FaceData.synthetic(n_domains=3, ids_per_domain=8, images_per_id=3, size=16, channels=1, seed=2)
@@ -122,9 +159,37 @@ def test_torchrun_launches_mfr_train(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.exists():
         pytest.skip("torchrun not installed beside this Python")
-    args = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "mfr", "train", "--synthetic-domains", "3", "--synthetic-ids", "8",
-            "--input-size", "16", "--width", "4", "--embedding-dim", "16", "--batch-ids", "4", "--steps", "4", "--sources", "0,1",
-            "--eval-every", "2", "--checkpoint-every", "2", "--no-progress", "--out", str(tmp_path / "run")]
+    args = [
+        str(torchrun),
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "mfr",
+        "train",
+        "--synthetic-domains",
+        "3",
+        "--synthetic-ids",
+        "8",
+        "--input-size",
+        "16",
+        "--width",
+        "4",
+        "--embedding-dim",
+        "16",
+        "--batch-ids",
+        "4",
+        "--steps",
+        "4",
+        "--sources",
+        "0,1",
+        "--eval-every",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "run"),
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1", MFR_NUM_THREADS="1")
     proc = subprocess.run(args, capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -12,15 +12,27 @@ import torch
 
 import mfr
 from mfr import FaceData, TrainConfig
-from mfr.experiments.cli import main
 from mfr.data import FaceIndex
+from mfr.experiments.cli import main
 from mfr.experiments.evaluate import METRICS, RESAMPLED_METRICS, evaluate_domain, t_quantile
-from mfr.metrics import bootstrap_group_counts, roc_auc, verification_report
 from mfr.experiments.reproduce import ProtocolResult, run_protocol
-from mfr.synthetic import synthetic_domains
 from mfr.experiments.train import load_backbone
+from mfr.metrics import bootstrap_group_counts, roc_auc, verification_report
+from mfr.synthetic import synthetic_domains
 
-SIZE = ["--input-size", "16", "--channels", "1", "--width", "4", "--embedding-dim", "16", "--batch-ids", "4", "--no-progress"]
+SIZE = [
+    "--input-size",
+    "16",
+    "--channels",
+    "1",
+    "--width",
+    "4",
+    "--embedding-dim",
+    "16",
+    "--batch-ids",
+    "4",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +55,52 @@ def test_one_checkpoint_four_entry_points(folder, tmp_path):
     names = sorted(p.name for p in folder.iterdir())
     target, sources = names[1], [names[0], names[2]]
     # 1. mfr reproduce: trains on the sources, evaluates the target (results.json).
-    assert main(["reproduce", "--data", str(folder), "--targets", target, "--methods", "mfr", "--steps", "3", "--bootstrap", "30", "--out", str(tmp_path / "rep"), *SIZE]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                "--data",
+                str(folder),
+                "--targets",
+                target,
+                "--methods",
+                "mfr",
+                "--steps",
+                "3",
+                "--bootstrap",
+                "30",
+                "--out",
+                str(tmp_path / "rep"),
+                *SIZE,
+            ]
+        )
+        == 0
+    )
     rep = json.loads((tmp_path / "rep" / "results.json").read_text())
     from_reproduce = next(r for r in rep["runs"] if r["method"] == "mfr")
     ckpt = tmp_path / "rep" / "runs" / f"mfr-{target}-seed0" / "checkpoint.safetensors"
     # 2. mfr train with the same configuration: the same checkpoint, and eval.csv of the held-out target.
-    assert main(["train", "--data", str(folder), "--sources", ",".join(sources), "--method", "mfr", "--steps", "3", "--eval-every", "3", "--out", str(tmp_path / "tr"), *SIZE]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(folder),
+                "--sources",
+                ",".join(sources),
+                "--method",
+                "mfr",
+                "--steps",
+                "3",
+                "--eval-every",
+                "3",
+                "--out",
+                str(tmp_path / "tr"),
+                *SIZE,
+            ]
+        )
+        == 0
+    )
     net_rep, _ = load_backbone(ckpt)
     net_tr, _ = load_backbone(tmp_path / "tr" / "checkpoint.safetensors")
     for (k, a), (_, b) in zip(net_rep.state_dict().items(), net_tr.state_dict().items()):
@@ -62,14 +114,25 @@ def test_one_checkpoint_four_entry_points(folder, tmp_path):
     # 4. The Python API on the whole folder's data, reordered (paths listed backwards, identities renamed in order).
     idx = FaceIndex.from_folder(folder)
     order = np.arange(len(idx))[::-1]
-    shuffled = FaceIndex.from_arrays([idx.paths[i] for i in order], [idx.domain_names[idx.domains[i]] for i in order], [idx.identity_names[idx.identities[i]] for i in order])
+    shuffled = FaceIndex.from_arrays(
+        [idx.paths[i] for i in order],
+        [idx.domain_names[idx.domains[i]] for i in order],
+        [idx.identity_names[idx.identities[i]] for i in order],
+    )
     assert shuffled != idx and shuffled.domain_names == idx.domain_names
     from_api = evaluate_domain(net_rep, FaceData(shuffled), target, n_bootstrap=30)
 
     for key in METRICS:
-        values = [from_reproduce["metrics"][key]["estimate"], from_eval["metrics"][key]["estimate"], from_api["metrics"][key]["estimate"], float(from_train[key])]
+        values = [
+            from_reproduce["metrics"][key]["estimate"],
+            from_eval["metrics"][key]["estimate"],
+            from_api["metrics"][key]["estimate"],
+            float(from_train[key]),
+        ]
         assert np.allclose(values, values[0], equal_nan=True, rtol=0, atol=1e-12), (key, values)
-        intervals = [(r["metrics"][key]["low"], r["metrics"][key]["high"]) for r in (from_reproduce, from_eval, from_api)]
+        intervals = [
+            (r["metrics"][key]["low"], r["metrics"][key]["high"]) for r in (from_reproduce, from_eval, from_api)
+        ]
         assert np.allclose(intervals, intervals[0], equal_nan=True, rtol=0, atol=1e-12), (key, intervals)
     for key in RESAMPLED_METRICS:
         assert np.allclose(from_reproduce["resamples"][key], from_api["resamples"][key], equal_nan=True, atol=1e-6)
@@ -134,7 +197,9 @@ def test_identity_folds_and_sample_std():
     half = t_quantile(0.975, 9) * np.std(folds, ddof=1) / np.sqrt(10)
     acc = res["metrics"]["accuracy"]
     assert acc["estimate"] == pytest.approx(np.mean(folds))
-    assert acc["high"] == pytest.approx(min(1.0, np.mean(folds) + half)) and acc["low"] == pytest.approx(max(0.0, np.mean(folds) - half))
+    assert acc["high"] == pytest.approx(min(1.0, np.mean(folds) + half)) and acc["low"] == pytest.approx(
+        max(0.0, np.mean(folds) - half)
+    )
     assert res["resamples"] == {}
     assert t_quantile(0.975, 9) == pytest.approx(2.2621571627409915, abs=1e-8)
     assert t_quantile(0.975, 1) == pytest.approx(12.706204736174698, abs=1e-6)
@@ -164,7 +229,9 @@ def test_rank1_over_every_probe_matches_brute_force():
     res = evaluate_domain(net, data, 1, n_bootstrap=10, n_gallery_draws=3, seed=2)
     dom = np.flatnonzero(data.index.domains == 1)
     with torch.no_grad():
-        emb = torch.nn.functional.normalize(net(mfr.data.normalize_images(data.images[torch.from_numpy(dom)])), dim=1).numpy()
+        emb = torch.nn.functional.normalize(
+            net(mfr.data.normalize_images(data.images[torch.from_numpy(dom)])), dim=1
+        ).numpy()
     pos = {int(i): k for k, i in enumerate(dom)}
     ids = data.index.identities
     hits = total = 0
@@ -189,8 +256,18 @@ def _fake_result(diffs, n_res=400, seeds=3, noise=0.02):
             for method, shift in (("mfr", delta), ("arcface", 0.0)):
                 res = base + shift + 0.001 * rng.normal(size=n_res)
                 metric = {"estimate": 0.5 + shift, "low": 0, "high": 1}
-                runs.append({"method": method, "target": f"t{t}", "seed": s, "metrics": {k: metric for k in METRICS}, "resamples": {k: res.tolist() for k in RESAMPLED_METRICS},
-                             "accuracy_folds": list(0.5 + shift + 0.01 * rng.normal(size=10)), "train_seconds": 1.0, "steps": 10})
+                runs.append(
+                    {
+                        "method": method,
+                        "target": f"t{t}",
+                        "seed": s,
+                        "metrics": {k: metric for k in METRICS},
+                        "resamples": {k: res.tolist() for k in RESAMPLED_METRICS},
+                        "accuracy_folds": list(0.5 + shift + 0.01 * rng.normal(size=10)),
+                        "train_seconds": 1.0,
+                        "steps": 10,
+                    }
+                )
     r = ProtocolResult("lodo", "fake", {}, ["mfr", "arcface"], [f"t{t}" for t in range(len(diffs))], seeds, runs=runs)
     r.evaluation = {"seed": 0}
     return r
@@ -231,7 +308,17 @@ def test_results_load_and_mark_incomplete(tmp_path):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_protocol(data, "lodo", targets=[data.domain_names[0]], methods=["softmax", "mfr"], config=cfg, out_dir=tmp_path, n_bootstrap=10, progress=False, log=stop_after_first)
+        run_protocol(
+            data,
+            "lodo",
+            targets=[data.domain_names[0]],
+            methods=["softmax", "mfr"],
+            config=cfg,
+            out_dir=tmp_path,
+            n_bootstrap=10,
+            progress=False,
+            log=stop_after_first,
+        )
     saved = ProtocolResult.load(tmp_path)
     assert saved.complete is False and saved.expected_runs == 2
     assert "INCOMPLETE: 1 of 2 runs finished" in (tmp_path / "results.md").read_text()
@@ -242,7 +329,11 @@ def test_results_load_and_mark_incomplete(tmp_path):
 def test_evaluation_bad_input():
     data = FaceData.synthetic(n_domains=2, ids_per_domain=4, images_per_id=2, size=16, channels=1, seed=0)
     net = mfr.nn.Backbone("small_cnn", width=4, input_size=16, embedding_dim=16, in_channels=1).eval()
-    for kw, msg in (({"seed": -1}, "seed must lie"), ({"n_gallery_draws": 0}, "n_gallery_draws"), ({"n_bootstrap": -2}, "n_bootstrap")):
+    for kw, msg in (
+        ({"seed": -1}, "seed must lie"),
+        ({"n_gallery_draws": 0}, "n_gallery_draws"),
+        ({"n_bootstrap": -2}, "n_bootstrap"),
+    ):
         with pytest.raises(mfr.InvalidInputError, match=msg):
             evaluate_domain(net, data, 0, **kw)
     with pytest.raises(mfr.InvalidInputError, match="eval_seed"):

@@ -30,7 +30,10 @@ def test_hard_pair_attention_matches_reference(b, d, seed, tau_p, tau_n):
     loss, stats = losses.hard_pair_attention(g, p, tau_p, tau_n)
     ref, ref_stats = reference.hard_pair_attention(g, p, tau_p, tau_n)
     torch.testing.assert_close(loss, ref, rtol=1e-12, atol=1e-12)
-    assert stats["hard_positives"] == ref_stats["hard_positives"] and stats["hard_negatives"] == ref_stats["hard_negatives"]
+    assert (
+        stats["hard_positives"] == ref_stats["hard_positives"]
+        and stats["hard_negatives"] == ref_stats["hard_negatives"]
+    )
     assert stats["mean_positive_similarity"] == pytest.approx(ref_stats["mean_positive_similarity"], abs=1e-12)
     assert stats["mean_negative_similarity"] == pytest.approx(ref_stats["mean_negative_similarity"], abs=1e-12)
     for a, r in zip(grads(loss, (g, p)), grads(ref, (g, p))):

@@ -22,7 +22,9 @@ def make(seed=0, dtype=torch.float64, c=1, size=16, width=4, dim=16, b=4, n_doma
     torch.manual_seed(seed)
     net = Backbone(embedding_dim=dim, in_channels=c, input_size=size, width=width).to(dtype=dtype, device=device)
     gen = torch.Generator().manual_seed(seed + 1)
-    doms = [(torch.randn(2 * b, c, size, size, generator=gen, dtype=dtype) + 0.3 * d).to(device) for d in range(n_domains)]
+    doms = [
+        (torch.randn(2 * b, c, size, size, generator=gen, dtype=dtype) + 0.3 * d).to(device) for d in range(n_domains)
+    ]
     return net, doms
 
 
@@ -38,7 +40,12 @@ def run_ours(net, doms, splits, cfg):
 
 
 def run_ref(net, doms, splits, cfg, buffers=None):
-    return torch.cat([g.flatten() for g in reference.meta_step(reference.small_cnn_forward, net.parameter_list(), buffers, doms, splits, cfg)])
+    return torch.cat(
+        [
+            g.flatten()
+            for g in reference.meta_step(reference.small_cnn_forward, net.parameter_list(), buffers, doms, splits, cfg)
+        ]
+    )
 
 
 def ref_losses(net, doms, splits, cfg):
@@ -51,7 +58,9 @@ def ref_losses(net, doms, splits, cfg):
             l_s = l_s + cfg.w_da * reference.domain_alignment(embs)
         grads = torch.autograd.grad(l_s, params)
         adapted = [p - cfg.alpha * g for p, g in zip(params, grads)]
-        l_t = torch.stack([reference._domain_loss(reference.small_cnn_forward(adapted, None, doms[d], False), cfg) for d in test]).mean()
+        l_t = torch.stack(
+            [reference._domain_loss(reference.small_cnn_forward(adapted, None, doms[d], False), cfg) for d in test]
+        ).mean()
         l_s_all.append(l_s.item())
         l_t_all.append(l_t.item())
     return sum(l_s_all) / len(splits), sum(l_t_all) / len(splits)
@@ -74,7 +83,16 @@ def test_parity_with_reference_float64(kw, splits):
     ours, out = run_ours(net, doms, splits, cfg)
     ref = run_ref(net, doms, splits, cfg)
     assert torch.allclose(ours, ref, rtol=1e-8, atol=1e-8 * ref.abs().max().item())
-    assert set(mfr.meta.as_dict(out)) == {"loss_s", "loss_t", "objective", "loss_hp", "loss_cls", "loss_da", "hard_positives", "hard_negatives"}
+    assert set(mfr.meta.as_dict(out)) == {
+        "loss_s",
+        "loss_t",
+        "objective",
+        "loss_hp",
+        "loss_cls",
+        "loss_da",
+        "hard_positives",
+        "hard_negatives",
+    }
     l_s, l_t = ref_losses(net, doms, splits, cfg)
     assert out.loss_s == pytest.approx(l_s, rel=1e-10)
     assert out.loss_t == pytest.approx(l_t, rel=1e-10)
@@ -100,10 +118,14 @@ def test_second_order_term_matches_finite_differences():
         total = 0.0
         for train, test in LOO3:
             embs = [reference.small_cnn_forward(ps, None, doms[d], False) for d in train]
-            l_s = torch.stack([reference._domain_loss(e, cfg) for e in embs]).mean() + cfg.w_da * reference.domain_alignment(embs)
+            l_s = torch.stack(
+                [reference._domain_loss(e, cfg) for e in embs]
+            ).mean() + cfg.w_da * reference.domain_alignment(embs)
             g = torch.autograd.grad(l_s, ps)
             adapted = [p - cfg.alpha * gi for p, gi in zip(ps, g)]
-            l_t = torch.stack([reference._domain_loss(reference.small_cnn_forward(adapted, None, doms[d], False), cfg) for d in test]).mean()
+            l_t = torch.stack(
+                [reference._domain_loss(reference.small_cnn_forward(adapted, None, doms[d], False), cfg) for d in test]
+            ).mean()
             total += float((cfg.gamma * l_s + (1 - cfg.gamma) * l_t).detach()) / len(LOO3)
         return total
 
@@ -184,7 +206,7 @@ def test_state_dict_roundtrip(tmp_path):
     other = Backbone(embedding_dim=16, in_channels=1, input_size=16, width=4).double()
     other.load_state_dict(torch.load(tmp_path / "net.pt"))
     assert list(net.state_dict()) == list(other.state_dict())
-    assert list(net.state_dict())[0] == "block0.conv.weight"
+    assert next(iter(net.state_dict())) == "block0.conv.weight"
     assert all(torch.equal(a, b) for a, b in zip(net.parameter_list(), other.parameter_list()))
 
 
@@ -199,13 +221,18 @@ def test_bad_input():
         step.step([torch.randn(8, 1, 32, 32, dtype=torch.float64)] * 3, LOO3)
     with pytest.raises(mfr.InvalidInputError, match="parameters' dtype float64, got float32"):
         step.step([d.float() for d in doms], LOO3)
-    with pytest.raises(mfr.InvalidInputError, match=r"argument 'splits\[0\] meta-test\[0\]' must be an integer in \[0, 2\], got 5"):
+    with pytest.raises(
+        mfr.InvalidInputError, match=r"argument 'splits\[0\] meta-test\[0\]' must be an integer in \[0, 2\], got 5"
+    ):
         step.step(doms, [([0], [5])])
     with pytest.raises(mfr.InvalidInputError, match="both meta-train and meta-test"):
         step.step(doms, [([0, 1], [1])])
     for p in net.parameter_list():
         p.grad = None
-    with torch.no_grad(), pytest.raises(mfr.InvalidInputError, match="needs autograd"):  # refused before touching autograd
+    with (
+        torch.no_grad(),
+        pytest.raises(mfr.InvalidInputError, match="needs autograd"),
+    ):  # refused before touching autograd
         step.step(doms, LOO3)
     assert all(p.grad is None for p in net.parameter_list())
     step.step(doms, LOO3)
@@ -239,7 +266,7 @@ def test_cuda_matches_cpu():
     net, doms = make(dtype=torch.float32)
     cpu, _ = run_ours(net, doms, LOO3, MetaStepConfig(alpha=0.05))
     gnet = copy.deepcopy(net).cuda()
-    gpu, out = run_ours(gnet, [d.cuda() for d in doms], LOO3, MetaStepConfig(alpha=0.05))
+    gpu, _out = run_ours(gnet, [d.cuda() for d in doms], LOO3, MetaStepConfig(alpha=0.05))
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-4 * cpu.abs().max().item())
 
@@ -276,13 +303,17 @@ _FAULTS_PER_STEP = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="heap reuse is glibc's mallopt")
+@pytest.mark.skipif(
+    sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="heap reuse is glibc's mallopt"
+)
 def test_cpu_meta_steps_reuse_freed_heap_instead_of_page_faulting():
     # Each step frees its whole working set; without heap reuse glibc hands it back to the kernel
     # and the next step page-faults it in again. Fresh processes: the setting is process-wide.
     def faults(env_value):
         env = {**os.environ, "MFR_HEAP_REUSE": env_value}
-        out = subprocess.run([sys.executable, "-c", _FAULTS_PER_STEP], env=env, capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [sys.executable, "-c", _FAULTS_PER_STEP], env=env, capture_output=True, text=True, timeout=120
+        )
         assert out.returncode == 0, out.stderr
         per_step, active = out.stdout.split()
         return float(per_step), active == "True"
@@ -311,5 +342,14 @@ def test_step_config_and_result_are_the_rust_types():
     train_fields = {f.name: f.default for f in dataclasses.fields(mfr.TrainConfig)}
     assert all(train_fields[name] == value for name, value in as_dict(MetaStepConfig()).items())
     assert mfr.TrainConfig(alpha=0.2, first_order=True).meta_config() == cfg
-    assert set(config_fields(MetaStepResult)) == {"loss_s", "loss_t", "objective", "loss_hp", "loss_cls", "loss_da", "hard_positives", "hard_negatives"}
-    assert mfr.losses.DEFAULT_TAU_P == MetaStepConfig().tau_p
+    assert set(config_fields(MetaStepResult)) == {
+        "loss_s",
+        "loss_t",
+        "objective",
+        "loss_hp",
+        "loss_cls",
+        "loss_da",
+        "hard_positives",
+        "hard_negatives",
+    }
+    assert MetaStepConfig().tau_p == mfr.losses.DEFAULT_TAU_P

@@ -45,8 +45,12 @@ def test_ranks_match_brute_force(n_ids, extra, dim, noise, seed):
 
 def test_float32_tensor_input_and_curve():
     gallery, gids, probes, pids = synthetic(200, 50, 32, 1.0, 1)
-    res = identification(torch.from_numpy(gallery).float(), torch.from_numpy(gids), torch.from_numpy(probes).float(), pids)
-    ref = brute_force_ranks(gallery.astype(np.float32).astype(np.float64), gids, probes.astype(np.float32).astype(np.float64), pids)
+    res = identification(
+        torch.from_numpy(gallery).float(), torch.from_numpy(gids), torch.from_numpy(probes).float(), pids
+    )
+    ref = brute_force_ranks(
+        gallery.astype(np.float32).astype(np.float64), gids, probes.astype(np.float32).astype(np.float64), pids
+    )
     assert np.mean(res.probe_ranks == ref) > 0.99  # float32 vs float64 rounding may flip near-ties
     curve = res.curve(10)
     assert curve.shape == (10,) and np.all(np.diff(curve) >= 0)

@@ -69,7 +69,9 @@ def test_protocols_property_parity(n, k, seed, protocol, ties):
     for train_idx in np.array_split(np.arange(n), k):
         assume(labels[train_idx].any() and not labels[train_idx].all())
     got = kfold_accuracy(scores, labels, k, protocol)
-    ref = {"exact": exact_kfold, "insightface": insightface_kfold, "facexzoo": facexzoo_kfold}[protocol](scores, labels, k)
+    ref = {"exact": exact_kfold, "insightface": insightface_kfold, "facexzoo": facexzoo_kfold}[protocol](
+        scores, labels, k
+    )
     assert_matches(got, ref)
 
 
@@ -83,11 +85,15 @@ def test_exact_protocol_reaches_best_possible_threshold():
 
 def test_bad_arguments():
     scores, labels = lfw_like(100)
-    with pytest.raises(mfr.InvalidInputError, match=r"n_folds must be between 2 and the number of pairs \(100\), got 101"):
+    with pytest.raises(
+        mfr.InvalidInputError, match=r"n_folds must be between 2 and the number of pairs \(100\), got 101"
+    ):
         kfold_accuracy(scores, labels, 101)
     with pytest.raises(mfr.InvalidInputError, match=r"argument 'n_folds' must be an integer in \[2, "):
         kfold_accuracy(scores, labels, 1)
-    with pytest.raises(mfr.InvalidInputError, match=r"argument 'n_folds' must be an integer in \[2, 2\*\*63 - 1\], got -3"):
+    with pytest.raises(
+        mfr.InvalidInputError, match=r"argument 'n_folds' must be an integer in \[2, 2\*\*63 - 1\], got -3"
+    ):
         kfold_accuracy(scores, labels, -3)
     with pytest.raises(mfr.InvalidInputError, match="protocol must be 'exact', 'insightface' or 'facexzoo', got 'lfw'"):
         kfold_accuracy(scores, labels, 10, "lfw")  # type: ignore[arg-type]

@@ -244,7 +244,7 @@ def test_counts_stay_exact_beyond_float32_range():
     scores = np.concatenate([np.ones(p - 1), [0.0], np.full(1000, 0.5)])
     labels = np.concatenate([np.ones(p, bool), np.zeros(1000, bool)])
     assert roc_auc(scores, labels) == (p - 1) / p
-    fpr, tpr, thr = roc_curve(scores, labels)
+    _fpr, tpr, thr = roc_curve(scores, labels)
     np.testing.assert_array_equal(tpr, [0.0, (p - 1) / p, (p - 1) / p, 1.0])
     np.testing.assert_array_equal(thr, [np.inf, 1.0, 0.5, 0.0])
     assert tar_at_far(scores, labels, [1e-3]) == {1e-3: ((p - 1) / p, 1.0)}

@@ -20,7 +20,9 @@ def test_notebook_executes(name, tmp_path, monkeypatch, faces_root_or_none):
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("MFR_NB_DATA", str(faces_root_or_none or tmp_path / "absent"))
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]

@@ -26,7 +26,11 @@ def test_version_and_build_info_keys():
 
 def test_installed_module_is_not_the_source_tree_copy():
     # The tests exercise the installed package, as a user gets it.
-    assert "site-packages" in mfr._core.__file__ or "dist-packages" in mfr._core.__file__ or os.environ.get("MFR_TEST_ANY_INSTALL")
+    assert (
+        "site-packages" in mfr._core.__file__
+        or "dist-packages" in mfr._core.__file__
+        or os.environ.get("MFR_TEST_ANY_INSTALL")
+    )
 
 
 @pytest.mark.skipif(shutil.which("ldd") is None, reason="ldd not available")
@@ -34,7 +38,9 @@ def test_core_links_libtorch_cuda_from_installed_torch():
     out = subprocess.run(["ldd", mfr._core.__file__], capture_output=True, text=True, check=True).stdout
     torch_lib = Path(torch.__file__).parent / "lib"
     lines = {line.split()[0]: line for line in out.splitlines() if "=>" in line}
-    for lib in ("libtorch_cpu.so", "libc10.so") + (("libtorch_cuda.so",) if (torch_lib / "libtorch_cuda.so").exists() else ()):
+    for lib in ("libtorch_cpu.so", "libc10.so") + (
+        ("libtorch_cuda.so",) if (torch_lib / "libtorch_cuda.so").exists() else ()
+    ):
         assert lib in lines, f"{lib} not linked:\n{out}"
         assert "not found" not in lines[lib] or os.environ.get("MFR_TEST_ANY_INSTALL"), out
     if (torch_lib / "libtorch_cuda.so").exists():
@@ -50,8 +56,20 @@ def test_exception_hierarchy():
     assert mfr.experiments.distributed.DistributedError is mfr.DistributedError
     # Warnings: one tree too, rooted at mfr.MfrWarning.
     assert issubclass(mfr.MfrWarning, UserWarning) and issubclass(mfr.DataWarning, mfr.MfrWarning)
-    assert issubclass(mfr.data.DecodeWarning, mfr.DataWarning) and issubclass(mfr.metrics.UndefinedMetricWarning, mfr.MfrWarning)
-    for cls in (mfr.MfrError, mfr.InvalidInputError, mfr.DataError, mfr.DeviceError, mfr.DistributedError, mfr.MfrWarning, mfr.DataWarning, mfr.data.DecodeWarning, mfr.metrics.UndefinedMetricWarning):
+    assert issubclass(mfr.data.DecodeWarning, mfr.DataWarning) and issubclass(
+        mfr.metrics.UndefinedMetricWarning, mfr.MfrWarning
+    )
+    for cls in (
+        mfr.MfrError,
+        mfr.InvalidInputError,
+        mfr.DataError,
+        mfr.DeviceError,
+        mfr.DistributedError,
+        mfr.MfrWarning,
+        mfr.DataWarning,
+        mfr.data.DecodeWarning,
+        mfr.metrics.UndefinedMetricWarning,
+    ):
         assert cls.__module__ == "mfr"
         assert cls.__doc__
     with pytest.raises(mfr.InvalidInputError, match="synthetic_embeddings: all sizes must be >= 1"):
@@ -59,7 +77,7 @@ def test_exception_hierarchy():
 
 
 def test_rust_panic_becomes_mfr_error_not_abort():
-    with pytest.raises(mfr.MfrError, match="internal error.*kaboom 42"):
+    with pytest.raises(mfr.MfrError, match=r"internal error.*kaboom 42"):
         mfr._core._raise_panic_for_tests("kaboom 42")
     # The interpreter and the core keep working afterwards.
     assert mfr.pair_scores(torch.eye(2), [[0, 1]]).tolist() == [0.0]
@@ -77,7 +95,9 @@ def test_set_num_threads_roundtrip_and_validation():
         one = mfr.pair_scores(e, pairs)
         mfr.set_num_threads(2)
         assert (mfr.pair_scores(e, pairs) == one).all()
-        with pytest.raises(mfr.InvalidInputError, match=r"set_num_threads: argument 'n' must be an integer in \[0, 4096\], got -1"):
+        with pytest.raises(
+            mfr.InvalidInputError, match=r"set_num_threads: argument 'n' must be an integer in \[0, 4096\], got -1"
+        ):
             mfr.set_num_threads(-1)
     finally:
         mfr.set_num_threads(0)
@@ -93,13 +113,31 @@ def test_env_var_sets_default_threads():
 
 def test_import_order_is_torch_first():
     # mfr imports torch itself; a fresh interpreter importing only mfr must work.
-    out = subprocess.run([sys.executable, "-c", "import mfr, sys; print('torch' in sys.modules)"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "import mfr, sys; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip() == "True"
 
 
 def test_cli_demo_runs_end_to_end():
     out = subprocess.run(
-        [sys.executable, "-m", "mfr", "demo", "--domains", "2", "--ids", "20", "--impostors", "500", "--bootstrap", "50"],
+        [
+            sys.executable,
+            "-m",
+            "mfr",
+            "demo",
+            "--domains",
+            "2",
+            "--ids",
+            "20",
+            "--impostors",
+            "500",
+            "--bootstrap",
+            "50",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -143,9 +181,23 @@ def test_no_import_cycles_between_modules():
     root = Path(mfr.__file__).parent
     for path in root.rglob("*.py"):
         tree = ast.parse(path.read_text())
-        in_function = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(f)}
+        in_function = {
+            id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) for n in ast.walk(f)
+        }
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and id(node) in in_function and node.level > 0 and path.name != "__init__.py":
-                raise AssertionError(f"{path.relative_to(root)}:{node.lineno}: a deferred relative import (a cycle held by laziness)")
-            if "experiments" not in path.parts and path.name != "__main__.py" and isinstance(node, ast.ImportFrom) and (node.module or "").startswith(("experiments", "mfr.experiments")):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and id(node) in in_function
+                and node.level > 0
+                and path.name != "__init__.py"
+            ):
+                raise AssertionError(
+                    f"{path.relative_to(root)}:{node.lineno}: a deferred relative import (a cycle held by laziness)"
+                )
+            if (
+                "experiments" not in path.parts
+                and path.name != "__main__.py"
+                and isinstance(node, ast.ImportFrom)
+                and (node.module or "").startswith(("experiments", "mfr.experiments"))
+            ):
                 raise AssertionError(f"{path.relative_to(root)}:{node.lineno}: the library imports the harness")

@@ -14,7 +14,23 @@ from mfr.experiments.evaluate import METRICS
 from mfr.experiments.reproduce import ProtocolResult, run_protocol, step_seconds
 from mfr.experiments.search import SPACES, sample_settings
 
-SMALL = ["--synthetic-domains", "3", "--synthetic-ids", "8", "--input-size", "16", "--channels", "1", "--width", "4", "--embedding-dim", "16", "--batch-ids", "4", "--no-progress"]
+SMALL = [
+    "--synthetic-domains",
+    "3",
+    "--synthetic-ids",
+    "8",
+    "--input-size",
+    "16",
+    "--channels",
+    "1",
+    "--width",
+    "4",
+    "--embedding-dim",
+    "16",
+    "--batch-ids",
+    "4",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +39,18 @@ def data():
 
 
 def cfg(**kw):
-    return TrainConfig(**{"input_size": 16, "channels": 1, "width": 4, "embedding_dim": 16, "ids_per_domain": 4, "steps": 3, "warmup_steps": 1, **kw})
+    return TrainConfig(
+        **{
+            "input_size": 16,
+            "channels": 1,
+            "width": 4,
+            "embedding_dim": 16,
+            "ids_per_domain": 4,
+            "steps": 3,
+            "warmup_steps": 1,
+            **kw,
+        }
+    )
 
 
 def quiet(**kw):
@@ -67,13 +94,24 @@ def test_search_selects_on_validation_never_on_the_target(tmp_path):
     # candidates, validation scores and selections (only the oracle's target scores differ).
     other = run_protocol(data, targets=[names[3]], **kw)
     assert [s["selected"] for s in other.searches] == [s["selected"] for s in r.searches]
-    assert [[c["validation"] for c in s["candidates"]] for s in other.searches] == [[c["validation"] for c in s["candidates"]] for s in r.searches]
+    assert [[c["validation"] for c in s["candidates"]] for s in other.searches] == [
+        [c["validation"] for c in s["candidates"]] for s in r.searches
+    ]
 
 
 @pytest.mark.slow
 def test_two_stage_equal_time_and_curves(data, tmp_path):
     names = data.domain_names
-    r = run_protocol(data, "lodo", targets=[names[0]], methods=["mfr", "softmax", "mfr@arcface"], config=cfg(steps=4, eval_every=2), out_dir=tmp_path, budget="time", **quiet())
+    r = run_protocol(
+        data,
+        "lodo",
+        targets=[names[0]],
+        methods=["mfr", "softmax", "mfr@arcface"],
+        config=cfg(steps=4, eval_every=2),
+        out_dir=tmp_path,
+        budget="time",
+        **quiet(),
+    )
     rows = r.rows()
     assert rows == ["untrained", "mfr", "softmax", "mfr@arcface", "softmax:time"]
     two = next(x for x in r.runs if x["method"] == "mfr@arcface")
@@ -90,7 +128,11 @@ def test_two_stage_equal_time_and_curves(data, tmp_path):
     assert "hard_positives" in mfr_run["curve"][0]
     assert (tmp_path / f"curves_{names[0]}.png").exists() and (tmp_path / f"curves_{names[0]}.svg").exists()
     md = (tmp_path / "results.md").read_text()
-    assert "| softmax:time |" in md and "difference vs softmax:time" in md and r.best_pooled(budget="time") == "softmax:time"
+    assert (
+        "| softmax:time |" in md
+        and "difference vs softmax:time" in md
+        and r.best_pooled(budget="time") == "softmax:time"
+    )
     with pytest.raises(mfr.InvalidInputError, match="include mfr"):
         run_protocol(data, "lodo", methods=["softmax"], config=cfg(), budget="time", **quiet())
     with pytest.raises(mfr.InvalidInputError, match="unknown method"):
@@ -128,7 +170,9 @@ def test_resume_continues_and_refuses_other_configurations(data, tmp_path):
         run_protocol(data, "lodo", methods=["softmax", "mfr"], out_dir=out, **kw)
     before = (out / "results.json").read_bytes()
     with pytest.raises(mfr.InvalidInputError, match="another config"):
-        run_protocol(data, "lodo", methods=["softmax", "mfr"], out_dir=out, resume=True, **{**kw, "config": cfg(steps=5)})
+        run_protocol(
+            data, "lodo", methods=["softmax", "mfr"], out_dir=out, resume=True, **{**kw, "config": cfg(steps=5)}
+        )
     other = FaceData.synthetic(n_domains=3, ids_per_domain=8, images_per_id=4, size=16, channels=1, seed=2)
     with pytest.raises(mfr.InvalidInputError, match="other data"):
         run_protocol(other, "lodo", methods=["softmax", "mfr"], out_dir=out, resume=True, **kw)
@@ -136,7 +180,9 @@ def test_resume_continues_and_refuses_other_configurations(data, tmp_path):
     resumed = run_protocol(data, "lodo", methods=["softmax", "mfr"], out_dir=out, resume=True, **kw)
     assert resumed.complete
     kept = next(r for r in resumed.runs if r["method"] == "softmax")
-    assert kept["train_seconds"] == next(r for r in first.runs if r["method"] == "softmax")["train_seconds"]  # not retrained
+    assert (
+        kept["train_seconds"] == next(r for r in first.runs if r["method"] == "softmax")["train_seconds"]
+    )  # not retrained
     for metric in METRICS:
         assert resumed.table(metric) == whole.table(metric)
     # force starts over
@@ -186,12 +232,67 @@ def test_cli_refuses_bad_protocols(extra, message, tmp_path, capsys):
 
 def test_cli_resume_into_other_configuration_keeps_the_results(tmp_path, capsys):
     out = tmp_path / "o"
-    assert main(["reproduce", *SMALL, "--steps", "1", "--methods", "softmax", "--targets", "0", "--bootstrap", "5", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                *SMALL,
+                "--steps",
+                "1",
+                "--methods",
+                "softmax",
+                "--targets",
+                "0",
+                "--bootstrap",
+                "5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     capsys.readouterr()
-    assert main(["reproduce", *SMALL, "--steps", "2", "--methods", "softmax", "--targets", "0", "--bootstrap", "5", "--out", str(out), "--resume"]) == 2
+    assert (
+        main(
+            [
+                "reproduce",
+                *SMALL,
+                "--steps",
+                "2",
+                "--methods",
+                "softmax",
+                "--targets",
+                "0",
+                "--bootstrap",
+                "5",
+                "--out",
+                str(out),
+                "--resume",
+            ]
+        )
+        == 2
+    )
     assert "cannot resume" in capsys.readouterr().err
-    assert main(["reproduce", *SMALL, "--steps", "1", "--methods", "softmax", "--targets", "0", "--bootstrap", "5", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "reproduce",
+                *SMALL,
+                "--steps",
+                "1",
+                "--methods",
+                "softmax",
+                "--targets",
+                "0",
+                "--bootstrap",
+                "5",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert json.loads((out / "results.json").read_text())["complete"] is True
 
@@ -203,7 +304,25 @@ def test_cli_version_and_threads(capsys, tmp_path):
     threads = torch.get_num_threads()
     try:
         (tmp_path / "file").write_text("x")
-        assert main(["reproduce", *SMALL, "--steps", "1", "--methods", "softmax", "--targets", "0", "--threads", "1", "--out", str(tmp_path / "file" / "x")]) == 2
+        assert (
+            main(
+                [
+                    "reproduce",
+                    *SMALL,
+                    "--steps",
+                    "1",
+                    "--methods",
+                    "softmax",
+                    "--targets",
+                    "0",
+                    "--threads",
+                    "1",
+                    "--out",
+                    str(tmp_path / "file" / "x"),
+                ]
+            )
+            == 2
+        )
         assert torch.get_num_threads() == 1 and mfr.get_num_threads() == 1  # set for torch and mfr before anything else
     finally:
         torch.set_num_threads(threads)

@@ -24,7 +24,15 @@ def test_meta_step_config_refuses_non_finite(field, value):
         MetaStepConfig(**{field: value})
 
 
-@pytest.mark.parametrize("kw, message", [({"alpha": -0.1}, "alpha must be >= 0"), ({"gamma": 1.5}, "gamma must lie in"), ({"scale": 0.0}, "scale must be > 0"), ({"w_da": -1.0}, "w_da must be >= 0")])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"alpha": -0.1}, "alpha must be >= 0"),
+        ({"gamma": 1.5}, "gamma must lie in"),
+        ({"scale": 0.0}, "scale must be > 0"),
+        ({"w_da": -1.0}, "w_da must be >= 0"),
+    ],
+)
 def test_meta_step_config_ranges(kw, message):
     with pytest.raises(mfr.InvalidInputError, match=message):
         MetaStepConfig(**kw)
@@ -50,8 +58,33 @@ def test_train_config_refuses_non_finite_and_out_of_range(kw, message):
 
 
 def test_cli_train_with_nan_lr_is_a_user_error(tmp_path, capsys):
-    assert main(["train", "--synthetic-domains", "3", "--synthetic-ids", "8", "--input-size", "16", "--width", "4", "--embedding-dim", "16",
-                 "--batch-ids", "4", "--steps", "1", "--lr", "nan", "--no-progress", "--out", str(tmp_path / "run")]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--synthetic-domains",
+                "3",
+                "--synthetic-ids",
+                "8",
+                "--input-size",
+                "16",
+                "--width",
+                "4",
+                "--embedding-dim",
+                "16",
+                "--batch-ids",
+                "4",
+                "--steps",
+                "1",
+                "--lr",
+                "nan",
+                "--no-progress",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "lr must be a finite number" in err
     assert not (tmp_path / "run" / "checkpoint.safetensors").exists()
@@ -107,7 +140,9 @@ def test_single_image_training_batch_is_refused_and_buffers_stay_finite():
 
 def test_stale_checkpoint_temp_files_are_removed_live_ones_kept(tmp_path):
     target = tmp_path / "checkpoint.safetensors"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     stale = tmp_path / f".checkpoint.safetensors.tmp-{dead}"
     live = tmp_path / f".checkpoint.safetensors.tmp-{os.getppid()}"
     own = tmp_path / f".checkpoint.safetensors.tmp-{os.getpid()}"
@@ -119,7 +154,11 @@ def test_stale_checkpoint_temp_files_are_removed_live_ones_kept(tmp_path):
     # A training run cleans its own out dir when it starts.
     stale.write_bytes(b"x")
     data = FaceData.synthetic(n_domains=2, ids_per_domain=4, images_per_id=2, size=16, channels=1, seed=0)
-    Trainer(TrainConfig(input_size=16, channels=1, width=4, embedding_dim=16, ids_per_domain=2, steps=1, warmup_steps=0), data, out_dir=tmp_path).fit()
+    Trainer(
+        TrainConfig(input_size=16, channels=1, width=4, embedding_dim=16, ids_per_domain=2, steps=1, warmup_steps=0),
+        data,
+        out_dir=tmp_path,
+    ).fit()
     assert not stale.exists() and target.exists()
 
 
@@ -128,11 +167,59 @@ def test_unusable_output_folders_are_user_errors(tmp_path, capsys):
     for bad in (tmp_path / "file", tmp_path / "file" / "sub"):
         with pytest.raises(mfr.InvalidInputError, match="file"):
             check_output_folder(bad, "--out")
-        assert main(["train", "--synthetic-domains", "3", "--synthetic-ids", "8", "--input-size", "16", "--width", "4", "--embedding-dim", "16",
-                     "--batch-ids", "4", "--steps", "1", "--no-progress", "--out", str(bad)]) == 2
+        assert (
+            main(
+                [
+                    "train",
+                    "--synthetic-domains",
+                    "3",
+                    "--synthetic-ids",
+                    "8",
+                    "--input-size",
+                    "16",
+                    "--width",
+                    "4",
+                    "--embedding-dim",
+                    "16",
+                    "--batch-ids",
+                    "4",
+                    "--steps",
+                    "1",
+                    "--no-progress",
+                    "--out",
+                    str(bad),
+                ]
+            )
+            == 2
+        )
         assert "mfr: error: --out" in capsys.readouterr().err
-        assert main(["reproduce", "--synthetic-domains", "3", "--synthetic-ids", "8", "--input-size", "16", "--width", "4", "--embedding-dim", "16",
-                     "--batch-ids", "4", "--steps", "1", "--no-progress", "--methods", "softmax", "--out", str(bad)]) == 2
+        assert (
+            main(
+                [
+                    "reproduce",
+                    "--synthetic-domains",
+                    "3",
+                    "--synthetic-ids",
+                    "8",
+                    "--input-size",
+                    "16",
+                    "--width",
+                    "4",
+                    "--embedding-dim",
+                    "16",
+                    "--batch-ids",
+                    "4",
+                    "--steps",
+                    "1",
+                    "--no-progress",
+                    "--methods",
+                    "softmax",
+                    "--out",
+                    str(bad),
+                ]
+            )
+            == 2
+        )
         assert "out_dir" in capsys.readouterr().err
     check_output_folder(tmp_path / "new" / "deeper", "--out")  # creatable: fine
 
@@ -141,8 +228,8 @@ def test_clear_errors_for_files_states_and_empty_galleries(tmp_path):
     import numpy as np
 
     from mfr.data import read_lfw_pairs
-    from mfr.sampler import DomainSampler
     from mfr.experiments.train import load_backbone
+    from mfr.sampler import DomainSampler
 
     (tmp_path / "pairs.txt").write_bytes(bytes(range(256)))
     with pytest.raises(mfr.DataError, match="not a text file"):
@@ -151,12 +238,16 @@ def test_clear_errors_for_files_states_and_empty_galleries(tmp_path):
     sampler = DomainSampler(data.index, ids_per_domain=2)
     state = sampler.state_dict()
     for bad in ({**state, "position": -1}, {**state, "position": len(sampler) + 1}, {**state, "epoch": "x"}):
-        with pytest.raises(mfr.InvalidInputError, match="DomainSampler.load_state_dict"):
+        with pytest.raises(mfr.InvalidInputError, match=r"DomainSampler\.load_state_dict"):
             sampler.load_state_dict(bad)
     with pytest.raises(mfr.InvalidInputError, match="gallery are empty"):
-        mfr.metrics.identification(np.zeros((0, 4), np.float32), np.zeros(0), np.ones((2, 4), np.float32), np.array([0, 1]))
+        mfr.metrics.identification(
+            np.zeros((0, 4), np.float32), np.zeros(0), np.ones((2, 4), np.float32), np.array([0, 1])
+        )
     # A diverged checkpoint is blamed, not the scoring function that would meet its NaNs.
-    trainer = Trainer(TrainConfig(input_size=16, channels=1, width=4, embedding_dim=16, ids_per_domain=2, steps=0), data)
+    trainer = Trainer(
+        TrainConfig(input_size=16, channels=1, width=4, embedding_dim=16, ids_per_domain=2, steps=0), data
+    )
     with torch.no_grad():
         trainer.backbone.parameter_list()[0][0].fill_(float("nan"))
     path = trainer.save(tmp_path / "nan.safetensors")
@@ -170,14 +261,28 @@ def test_a_non_finite_step_leaves_model_statistics_and_optimizer_as_they_were(me
     import mfr.experiments.train
 
     data = FaceData.synthetic(n_domains=3, ids_per_domain=4, images_per_id=2, size=16, channels=1, seed=0)
-    trainer = Trainer(TrainConfig(method=method, input_size=16, channels=1, width=4, embedding_dim=16, ids_per_domain=2, steps=2, warmup_steps=0), data)
+    trainer = Trainer(
+        TrainConfig(
+            method=method,
+            input_size=16,
+            channels=1,
+            width=4,
+            embedding_dim=16,
+            ids_per_domain=2,
+            steps=2,
+            warmup_steps=0,
+        ),
+        data,
+    )
     trainer.train_step()  # a healthy step first: statistics and momentum exist
     params = [p.detach().clone() for p in trainer.backbone.parameter_list()]
     buffers = [b.clone() for b in trainer.backbone.buffer_list()]
-    momentum = [v.clone() for st in trainer.optimizer.state.values() for v in st.values() if isinstance(v, torch.Tensor)]
+    momentum = [
+        v.clone() for st in trainer.optimizer.state.values() for v in st.values() if isinstance(v, torch.Tensor)
+    ]
     # Every image of the next batch is NaN/inf (as a corrupt decode would give).
     monkeypatch.setattr(mfr.experiments.train, "normalize_images", lambda x: torch.full(x.shape, value))
-    with pytest.raises(mfr.MfrError, match="(?i)nan|inf|finite"):
+    with pytest.raises(mfr.MfrError, match=r"(?i)nan|inf|finite"):
         trainer.train_step()
     assert all(torch.equal(a, b) for a, b in zip(params, trainer.backbone.parameter_list()))
     assert all(torch.equal(a, b) for a, b in zip(buffers, trainer.backbone.buffer_list()))
@@ -194,7 +299,9 @@ def test_a_non_finite_step_leaves_model_statistics_and_optimizer_as_they_were(me
 def small_index():
     import numpy as np
 
-    return mfr.FaceIndex.from_arrays([f"p{i}.png" for i in range(40)], list(np.repeat(["a", "b"], 20)), list(np.repeat(np.arange(8), 5)))
+    return mfr.FaceIndex.from_arrays(
+        [f"p{i}.png" for i in range(40)], list(np.repeat(["a", "b"], 20)), list(np.repeat(np.arange(8), 5))
+    )
 
 
 SCORES = ([0.9, 0.8, 0.3, 0.2], [1, 1, 0, 0])
@@ -226,7 +333,9 @@ BAD_INTEGERS = [
 ]
 
 
-@pytest.mark.parametrize("call, func, arg", BAD_INTEGERS, ids=[f"{f}-{a}-{i}" for i, (_, f, a) in enumerate(BAD_INTEGERS)])
+@pytest.mark.parametrize(
+    "call, func, arg", BAD_INTEGERS, ids=[f"{f}-{a}-{i}" for i, (_, f, a) in enumerate(BAD_INTEGERS)]
+)
 def test_integer_arguments_are_range_checked_where_they_enter(call, func, arg, small_index):
     with pytest.raises(mfr.InvalidInputError, match=rf"^{re.escape(func)}: argument '{arg}' must be an integer in \["):
         call(small_index)
@@ -250,7 +359,10 @@ def test_meta_step_split_domains_are_range_checked():
     net = mfr.nn.Backbone("small_cnn", width=4, input_size=16, embedding_dim=16, in_channels=1)
     doms = [torch.randn(4, 1, 16, 16) for _ in range(3)]
     for splits in ([([0, 1], [-1])], [([0, 2**64], [2])], [([0, 1], [3])]):
-        with pytest.raises(mfr.InvalidInputError, match=r"MetaStep: argument 'splits\[0\] meta-\w+\[\d\]' must be an integer in \[0, 2\]"):
+        with pytest.raises(
+            mfr.InvalidInputError,
+            match=r"MetaStep: argument 'splits\[0\] meta-\w+\[\d\]' must be an integer in \[0, 2\]",
+        ):
             mfr.MetaStep(net).step(doms, splits)
 
 
@@ -295,7 +407,10 @@ def test_non_utf8_folder_names_stay_distinct_end_to_end(tmp_path):
         folder = os.path.join(root, b"dom\xfe", ident)
         os.makedirs(folder)
         for k in range(2):
-            mfr._core.write_images(torch.full((1, 3, 8, 8), 40 * k, dtype=torch.uint8), [os.path.join(folder, b"%d.png" % k).decode("utf-8", "surrogateescape")])
+            mfr._core.write_images(
+                torch.full((1, 3, 8, 8), 40 * k, dtype=torch.uint8),
+                [os.path.join(folder, b"%d.png" % k).decode("utf-8", "surrogateescape")],
+            )
     index = mfr.FaceIndex.from_folder(tmp_path)
     assert index.n_identities == 3  # a lossy conversion merged id\xff and id\xfe into one person
     assert sorted(os.fsencode(n) for n in index.identity_names) == [b"id\xfe", b"id\xff", b"plain"]
@@ -349,7 +464,10 @@ def test_meta_and_sparse_tensors_are_named():
         mfr.metrics.verification_report(meta, [1, 1, 0, 0])
     with pytest.raises(mfr.DeviceError, match="cosine_scores: argument 'a' is on the meta device"):
         mfr.cosine_scores(torch.randn(4, 3, device="meta"), torch.randn(4, 3, device="meta"))
-    with pytest.raises(mfr.InvalidInputError, match=r"argument 'scores' must be a dense tensor, got layout torch.sparse_coo; call .to_dense\(\)"):
+    with pytest.raises(
+        mfr.InvalidInputError,
+        match=r"argument 'scores' must be a dense tensor, got layout torch.sparse_coo; call .to_dense\(\)",
+    ):
         mfr.metrics.roc_auc(torch.tensor([0.9, 0.8, 0.3, 0.2]).to_sparse(), [1, 1, 0, 0])
 
 
@@ -357,7 +475,10 @@ def test_mixed_dtype_buffers_and_inference_built_backbones_are_named():
     net = mfr.nn.Backbone("small_cnn", width=4, input_size=16, embedding_dim=16, in_channels=1)
     for b in net.buffers():
         b.data = b.data.double()
-    with pytest.raises(mfr.InvalidInputError, match=r"buffer block0\.bn\.running_mean must have the parameters' dtype float32, got float64"):
+    with pytest.raises(
+        mfr.InvalidInputError,
+        match=r"buffer block0\.bn\.running_mean must have the parameters' dtype float32, got float64",
+    ):
         net(torch.randn(4, 1, 16, 16))
     with torch.inference_mode():
         built = mfr.nn.Backbone("small_cnn", width=4, input_size=16, embedding_dim=16, in_channels=1)

@@ -16,7 +16,21 @@ from mfr.experiments.cli import main
 from mfr.experiments.evaluate import METRICS, evaluate_domain
 from mfr.experiments.reproduce import run_protocol
 
-SMALL = ["--synthetic-domains", "3", "--synthetic-ids", "8", "--input-size", "16", "--width", "4", "--embedding-dim", "16", "--batch-ids", "4", "--no-progress"]
+SMALL = [
+    "--synthetic-domains",
+    "3",
+    "--synthetic-ids",
+    "8",
+    "--input-size",
+    "16",
+    "--width",
+    "4",
+    "--embedding-dim",
+    "16",
+    "--batch-ids",
+    "4",
+    "--no-progress",
+]
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +39,9 @@ def data():
 
 
 def small_config(**kw):
-    return TrainConfig(input_size=16, channels=1, width=4, embedding_dim=16, ids_per_domain=4, steps=3, warmup_steps=1, **kw)
+    return TrainConfig(
+        input_size=16, channels=1, width=4, embedding_dim=16, ids_per_domain=4, steps=3, warmup_steps=1, **kw
+    )
 
 
 def check_sane(result, methods, targets):
@@ -48,7 +64,9 @@ def check_sane(result, methods, targets):
 
 def test_lodo_protocol_writes_complete_results(data, tmp_path):
     methods = ["mfr", "softmax", "mldg"]
-    result = run_protocol(data, "lodo", methods=methods, config=small_config(), out_dir=tmp_path, n_bootstrap=20, progress=False, log=None)
+    result = run_protocol(
+        data, "lodo", methods=methods, config=small_config(), out_dir=tmp_path, n_bootstrap=20, progress=False, log=None
+    )
     check_sane(result, methods, data.domain_names)
     assert len(result.runs) == 3 * (len(methods) + 1)
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -81,7 +99,18 @@ def test_lodo_protocol_writes_complete_results(data, tmp_path):
 
 def test_multi_protocol_and_seeds(data):
     names = data.domain_names
-    result = run_protocol(data, "multi", sources=names[:2], targets=names[2:], methods=["arcface"], seeds=2, config=small_config(), n_bootstrap=0, progress=False, log=None)
+    result = run_protocol(
+        data,
+        "multi",
+        sources=names[:2],
+        targets=names[2:],
+        methods=["arcface"],
+        seeds=2,
+        config=small_config(),
+        n_bootstrap=0,
+        progress=False,
+        log=None,
+    )
     check_sane(result, ["arcface"], names[2:])
     assert sorted({r["seed"] for r in result.runs}) == [0, 1]
     cell = result.summary()["arcface"][names[2]]["auc"]
@@ -102,7 +131,14 @@ def test_protocol_bad_input(data):
     with pytest.raises(mfr.InvalidInputError, match="needs target domains"):
         run_protocol(data, "multi", config=small_config(), log=None)
     with pytest.raises(mfr.InvalidInputError, match="cannot simulate a domain shift"):
-        run_protocol(data, "multi", sources=[data.domain_names[0]], targets=data.domain_names[1:], config=small_config(), log=None)
+        run_protocol(
+            data,
+            "multi",
+            sources=[data.domain_names[0]],
+            targets=data.domain_names[1:],
+            config=small_config(),
+            log=None,
+        )
 
 
 def test_evaluation_matches_direct_computation(data):
@@ -124,12 +160,28 @@ def test_evaluation_matches_direct_computation(data):
     r1 = res["metrics"]["rank1_single"]  # the paper's protocol: one probe per identity
     assert r1["low"] <= r1["high"] and r1["estimate"] in {k / 8 for k in range(9)}
     # Every probe image over 10 gallery draws: 8 identities x 2 probes, hits averaged over draws.
-    assert res["n_probes"] == 16 and res["metrics"]["rank1"]["estimate"] * 160 == pytest.approx(round(res["metrics"]["rank1"]["estimate"] * 160))
+    assert res["n_probes"] == 16 and res["metrics"]["rank1"]["estimate"] * 160 == pytest.approx(
+        round(res["metrics"]["rank1"]["estimate"] * 160)
+    )
     assert len(res["resamples"]["rank1"]) == 50 and len(res["resamples"]["auc"]) == 50
 
 
 def test_cli_reproduce_end_to_end(tmp_path, capsys):
-    rc = main(["reproduce", *SMALL, "--methods", "mfr,arcface", "--steps", "2", "--bootstrap", "10", "--out", str(tmp_path / "out"), "--record-command"])
+    rc = main(
+        [
+            "reproduce",
+            *SMALL,
+            "--methods",
+            "mfr,arcface",
+            "--steps",
+            "2",
+            "--bootstrap",
+            "10",
+            "--out",
+            str(tmp_path / "out"),
+            "--record-command",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     assert "TAR @ FAR=1e-2" in out and "| arcface |" in out and "done in" in out
@@ -138,14 +190,31 @@ def test_cli_reproduce_end_to_end(tmp_path, capsys):
 
 def test_cli_train_resume_and_eval(tmp_path, capsys):
     out = tmp_path / "run"
-    common = ["train", *SMALL, "--sources", "0,1", "--method", "mfr", "--eval-every", "2", "--checkpoint-every", "2", "--out", str(out)]
+    common = [
+        "train",
+        *SMALL,
+        "--sources",
+        "0,1",
+        "--method",
+        "mfr",
+        "--eval-every",
+        "2",
+        "--checkpoint-every",
+        "2",
+        "--out",
+        str(out),
+    ]
     assert main([*common, "--steps", "2"]) == 0
     assert main([*common, "--steps", "4", "--resume"]) == 0
     text = capsys.readouterr().out
     assert "trained mfr for 4 steps" in text and "TAR@FAR=1e-2" in text
     # eval on a folder of domains and on an insightface-style .bin set
-    data = mfr.synthetic.synthetic_domains(n_domains=2, ids_per_domain=5, images_per_id=3, size=16, channels=3, seed=4, root=tmp_path / "faces")
-    assert main(["eval", str(out / "checkpoint.safetensors"), "--data", str(tmp_path / "faces"), "--bootstrap", "10"]) == 0
+    data = mfr.synthetic.synthetic_domains(
+        n_domains=2, ids_per_domain=5, images_per_id=3, size=16, channels=3, seed=4, root=tmp_path / "faces"
+    )
+    assert (
+        main(["eval", str(out / "checkpoint.safetensors"), "--data", str(tmp_path / "faces"), "--bootstrap", "10"]) == 0
+    )
     text = capsys.readouterr().out
     assert data.index.domain_names[1] in text and "auc" in text
     paths = data.index.paths
@@ -162,12 +231,18 @@ def test_cli_user_errors_exit_2_without_traceback(tmp_path, capsys):
     assert main(["reproduce", *SMALL, "--targets", "mars", "--out", str(tmp_path)]) == 2
     assert "domain 'mars' is not in the data" in capsys.readouterr().err
     (tmp_path / "one" / "dom" / "id1").mkdir(parents=True)
-    mfr._core.write_images(torch.zeros(2, 3, 16, 16, dtype=torch.uint8), [tmp_path / "one" / "dom" / "id1" / f"{i}.png" for i in range(2)])
+    mfr._core.write_images(
+        torch.zeros(2, 3, 16, 16, dtype=torch.uint8), [tmp_path / "one" / "dom" / "id1" / f"{i}.png" for i in range(2)]
+    )
     assert main(["reproduce", *SMALL, "--data", str(tmp_path / "one"), "--out", str(tmp_path)]) == 2
     assert "needs at least 2" in capsys.readouterr().err
     (tmp_path / "broken.safetensors").write_bytes(b"not a checkpoint at all")
     assert main(["eval", str(tmp_path / "broken.safetensors"), "--data", str(tmp_path / "one")]) == 2
     assert "not a valid mfr checkpoint" in capsys.readouterr().err
     if not torch.cuda.is_available():
-        proc = subprocess.run([sys.executable, "-m", "mfr", "reproduce", *SMALL, "--device", "cuda", "--out", str(tmp_path)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "mfr", "reproduce", *SMALL, "--device", "cuda", "--out", str(tmp_path)],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 2 and "CUDA is not available" in proc.stderr and "Traceback" not in proc.stderr

@@ -86,7 +86,9 @@ def test_epochs_differ_and_set_epoch_resets():
     assert not all(np.array_equal(x, y) for x, y in zip(e0, e1))
     s.set_epoch(0)
     assert all(np.array_equal(x, mb.images) for x, mb in zip(e0, s))
-    with pytest.raises(mfr.InvalidInputError, match=r"set_epoch: argument 'epoch' must be an integer in \[0, 2\*\*64 - 1\], got -1"):
+    with pytest.raises(
+        mfr.InvalidInputError, match=r"set_epoch: argument 'epoch' must be an integer in \[0, 2\*\*64 - 1\], got -1"
+    ):
         s.set_epoch(-1)
 
 
@@ -153,11 +155,16 @@ def test_bad_configurations():
         DomainSampler(idx, 4)
     with pytest.raises(mfr.InvalidInputError, match="index has 2 domain"):
         DomainSampler(idx, 1, meta_test_domains=2)
-    with pytest.raises(mfr.InvalidInputError, match=r"DomainSampler: argument 'rank' must be an integer in \[0, 1\], got 2"):
+    with pytest.raises(
+        mfr.InvalidInputError, match=r"DomainSampler: argument 'rank' must be an integer in \[0, 1\], got 2"
+    ):
         DomainSampler(idx, 1, rank=2, world_size=2)
     with pytest.raises(mfr.InvalidInputError, match="split must be 'leave_one_out' or 'random', got 'loo'"):
         DomainSampler(idx, 1, split="loo")  # type: ignore[arg-type]
-    with pytest.raises(mfr.InvalidInputError, match=r"DomainSampler: argument 'ids_per_domain' must be an integer in \[1, 2\*\*63 - 1\], got -1"):
+    with pytest.raises(
+        mfr.InvalidInputError,
+        match=r"DomainSampler: argument 'ids_per_domain' must be an integer in \[1, 2\*\*63 - 1\], got -1",
+    ):
         DomainSampler(idx, -1)
     lonely = FaceIndex.from_arrays(["a", "b", "c", "d", "e"], ["x", "x", "x", "y", "y"], [1, 1, 2, 3, 3])
     with pytest.raises(mfr.InvalidInputError, match=r"identity '2' of domain 'x' has 1 image.*filter\(min_images=2\)"):

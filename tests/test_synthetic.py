@@ -1,6 +1,5 @@
 """The built-in synthetic multi-domain faces."""
 
-import numpy as np
 import torch
 
 import mfr

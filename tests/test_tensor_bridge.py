@@ -42,7 +42,9 @@ def test_pair_scores_returns_float64_numpy(device):
 
 @settings(max_examples=60, deadline=None)
 @given(
-    emb=hnp.arrays(np.float32, st.tuples(st.integers(1, 12), st.integers(1, 9)), elements=st.floats(-1e3, 1e3, width=32)),
+    emb=hnp.arrays(
+        np.float32, st.tuples(st.integers(1, 12), st.integers(1, 9)), elements=st.floats(-1e3, 1e3, width=32)
+    ),
     data=st.data(),
 )
 def test_pair_scores_property_matches_float64_reference(emb, data):
@@ -90,7 +92,9 @@ def test_bad_values_and_types():
         mfr.pair_scores(torch.zeros(3, 2), [[0, 1], [0, 3]])
     with pytest.raises(mfr.InvalidInputError, match=r"must be finite, got NaN at index 3"):
         mfr.pair_scores(torch.tensor([[0.0, 1.0], [2.0, float("nan")]]), [[0, 1]])
-    with pytest.raises(mfr.InvalidInputError, match="must be a torch.Tensor, a numpy array or a sequence of numbers, got str"):
+    with pytest.raises(
+        mfr.InvalidInputError, match=r"must be a torch\.Tensor, a numpy array or a sequence of numbers, got str"
+    ):
         mfr.cosine_scores("abc", torch.zeros(1, 1))
     with pytest.raises(mfr.InvalidInputError, match="same shape"):
         mfr.cosine_scores(torch.zeros(2, 3), torch.zeros(3, 3))

@@ -16,7 +16,7 @@ if _torch.__version__.split("+")[0] != _REQUIRED_TORCH:
         f"but torch {_torch.__version__} is installed; install torch=={_REQUIRED_TORCH}"
     )
 
-from . import _core
+from . import _core, data, facedata, losses, meta, metrics, nn, sampler, synthetic
 from ._core import (
     DataError,
     DataWarning,
@@ -30,19 +30,23 @@ from ._core import (
     pair_scores,
     set_num_threads,
 )
-from . import data, facedata, losses, meta, metrics, nn, sampler, synthetic
-from .meta import MetaStep, MetaStepConfig
-from .data import FaceIndex
-from .sampler import DomainSampler, MetaBatch
-from .facedata import FaceData
 from ._info import build_info
+from .data import FaceIndex
+from .facedata import FaceData
+from .meta import MetaStep, MetaStepConfig
+from .sampler import DomainSampler, MetaBatch
 
 __version__: str = _core.__version__
 
 #: The harness (``mfr.experiments``): its modules and names stay reachable from ``mfr`` as before
 #: (``mfr.Trainer``, ``from mfr.train import TrainConfig``), loaded on first use.
 _HARNESS_MODULES = ("checkpoint", "cli", "distributed", "evaluate", "methods", "reproduce", "search", "train")
-_HARNESS_NAMES = {"TrainConfig": "train", "Trainer": "train", "run_protocol": "reproduce", "ProtocolResult": "reproduce"}
+_HARNESS_NAMES = {
+    "TrainConfig": "train",
+    "Trainer": "train",
+    "run_protocol": "reproduce",
+    "ProtocolResult": "reproduce",
+}
 
 
 def __getattr__(name: str) -> object:
@@ -67,7 +71,9 @@ def _install_harness_aliases() -> None:
     from types import ModuleType
 
     class HarnessAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-        def find_spec(self, fullname: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
+        def find_spec(
+            self, fullname: str, path: object = None, target: object = None
+        ) -> importlib.machinery.ModuleSpec | None:
             prefix, _, name = fullname.partition(".")
             if prefix == "mfr" and name in _HARNESS_MODULES:
                 return importlib.util.spec_from_loader(fullname, self)
@@ -88,34 +94,34 @@ def _install_harness_aliases() -> None:
 _install_harness_aliases()
 
 __all__ = [
-    "__version__",
-    "build_info",
-    "metrics",
-    "data",
-    "facedata",
-    "synthetic",
-    "losses",
-    "nn",
-    "meta",
-    "MetaStep",
-    "MetaStepConfig",
-    "sampler",
-    "FaceIndex",
-    "DomainSampler",
-    "MetaBatch",
-    "FaceData",
-    "TrainConfig",
-    "Trainer",
-    "experiments",
-    "set_num_threads",
-    "get_num_threads",
-    "cosine_scores",
-    "pair_scores",
-    "MfrError",
-    "InvalidInputError",
     "DataError",
+    "DataWarning",
     "DeviceError",
     "DistributedError",
+    "DomainSampler",
+    "FaceData",
+    "FaceIndex",
+    "InvalidInputError",
+    "MetaBatch",
+    "MetaStep",
+    "MetaStepConfig",
+    "MfrError",
     "MfrWarning",
-    "DataWarning",
+    "TrainConfig",
+    "Trainer",
+    "__version__",
+    "build_info",
+    "cosine_scores",
+    "data",
+    "experiments",
+    "facedata",
+    "get_num_threads",
+    "losses",
+    "meta",
+    "metrics",
+    "nn",
+    "pair_scores",
+    "sampler",
+    "set_num_threads",
+    "synthetic",
 ]

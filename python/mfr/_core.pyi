@@ -9,53 +9,53 @@ import torch
 
 __version__: str
 __all__ = [
-    "__version__",
-    "MfrError",
-    "InvalidInputError",
+    "BACKBONES",
+    "DEFAULT_SCALE",
+    "DEFAULT_TAU_N",
+    "DEFAULT_TAU_P",
+    "BackboneSpec",
     "DataError",
-    "DeviceError",
-    "DistributedError",
-    "MfrWarning",
     "DataWarning",
     "DecodeWarning",
-    "UndefinedMetricWarning",
-    "_raise_panic_for_tests",
-    "_build_info",
-    "set_num_threads",
-    "get_num_threads",
-    "cosine_scores",
-    "pair_scores",
-    "roc_curve",
-    "roc_auc",
-    "eer",
-    "tar_at_far",
-    "kfold_accuracy",
-    "identification_ranks",
-    "verification_summary",
-    "VerificationSummary",
-    "KFoldResult",
-    "ValAtFar",
-    "EpochBatches",
-    "bootstrap_group_counts",
-    "name_seed",
-    "FaceIndex",
+    "DeviceError",
+    "DistributedError",
     "DomainSamplerCore",
-    "decode_images",
-    "RecordFile",
-    "write_images",
-    "convert_images",
-    "hard_pair_attention",
-    "soft_classification",
-    "domain_alignment",
-    "BACKBONES",
-    "BackboneSpec",
-    "backbone_forward",
-    "meta_step",
+    "EpochBatches",
+    "FaceIndex",
+    "InvalidInputError",
+    "KFoldResult",
     "MetaStepConfig",
     "MetaStepResult",
-    "DEFAULT_TAU_P",
-    "DEFAULT_TAU_N",
-    "DEFAULT_SCALE",
+    "MfrError",
+    "MfrWarning",
+    "RecordFile",
+    "UndefinedMetricWarning",
+    "ValAtFar",
+    "VerificationSummary",
+    "__version__",
+    "_build_info",
+    "_raise_panic_for_tests",
+    "backbone_forward",
+    "bootstrap_group_counts",
+    "convert_images",
+    "cosine_scores",
+    "decode_images",
+    "domain_alignment",
+    "eer",
+    "get_num_threads",
+    "hard_pair_attention",
+    "identification_ranks",
+    "kfold_accuracy",
+    "meta_step",
+    "name_seed",
+    "pair_scores",
+    "roc_auc",
+    "roc_curve",
+    "set_num_threads",
+    "soft_classification",
+    "tar_at_far",
+    "verification_summary",
+    "write_images",
 ]
 
 class MfrError(Exception):
@@ -97,8 +97,11 @@ def cosine_scores(a: torch.Tensor | npt.ArrayLike, b: torch.Tensor | npt.ArrayLi
     """Row-wise cosine of two (N, D) float32 contiguous tensors on one device -> (N,) float32 on it.
     NaN or inf in either is an InvalidInputError (as in every scoring function)."""
 
-def pair_scores(embeddings: torch.Tensor | npt.ArrayLike, pairs: torch.Tensor | npt.ArrayLike) -> npt.NDArray[np.float64]:
+def pair_scores(
+    embeddings: torch.Tensor | npt.ArrayLike, pairs: torch.Tensor | npt.ArrayLike
+) -> npt.NDArray[np.float64]:
     """Cosine of embeddings[i], embeddings[j] per (i, j) row of the (M, 2) integer ``pairs`` -> (M,) float64."""
+
 def roc_curve(
     scores: torch.Tensor | npt.ArrayLike, labels: torch.Tensor | npt.ArrayLike, drop_intermediate: bool = False
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -352,7 +355,9 @@ BACKBONES: list[str]
 class BackboneSpec:
     """A backbone architecture: resolved sizes and every tensor's (name, shape, init), in forward order."""
 
-    def __new__(cls, name: str, in_channels: int, input_size: int, width: int | None = None, embedding_dim: int | None = None) -> BackboneSpec: ...
+    def __new__(
+        cls, name: str, in_channels: int, input_size: int, width: int | None = None, embedding_dim: int | None = None
+    ) -> BackboneSpec: ...
     @property
     def name(self) -> str: ...
     @property
@@ -429,7 +434,9 @@ class MetaStepConfig:
     @property
     def first_order(self) -> bool: ...
     def __eq__(self, other: object, /) -> bool: ...
-    def __reduce__(self) -> tuple[type[MetaStepConfig], tuple[float, float, float, float, float, float, float, float, bool]]: ...
+    def __reduce__(
+        self,
+    ) -> tuple[type[MetaStepConfig], tuple[float, float, float, float, float, float, float, float, bool]]: ...
     def __copy__(self) -> MetaStepConfig: ...
     def __deepcopy__(self, _memo: object) -> MetaStepConfig: ...
 

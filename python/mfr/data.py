@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -28,22 +28,22 @@ from ._core import DataError, FaceIndex, InvalidInputError, RecordFile
 from .synthetic import DOMAIN_SHIFTS, SyntheticDomains, synthetic_domains
 
 __all__ = [
-    "FaceIndex",
-    "decode_images",
-    "normalize_images",
-    "DecodeWarning",
-    "VerificationSet",
-    "load_verification_bin",
-    "LfwPairs",
-    "read_lfw_pairs",
-    "RecordFile",
-    "index_from_record",
-    "synthetic_domains",
-    "SyntheticDomains",
     "DOMAIN_SHIFTS",
+    "DecodeWarning",
+    "FaceIndex",
+    "LfwPairs",
+    "RecordFile",
+    "SyntheticDomains",
+    "VerificationSet",
+    "decode_images",
+    "index_from_record",
+    "load_verification_bin",
+    "normalize_images",
+    "read_lfw_pairs",
+    "synthetic_domains",
 ]
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray]
+ImageSource = str | os.PathLike[str] | bytes | bytearray
 
 
 #: Some images could not be read or decoded and were left out of the batch (an ``mfr.DataWarning``).
@@ -73,7 +73,9 @@ def decode_images(
     if on_error not in ("raise", "skip"):
         raise InvalidInputError(f"decode_images: on_error must be 'raise' or 'skip', got {on_error!r}")
     if isinstance(sources, (str, bytes, bytearray, os.PathLike)):
-        raise InvalidInputError("decode_images: sources must be a sequence of paths or bytes, got a single one; wrap it in a list")
+        raise InvalidInputError(
+            "decode_images: sources must be a sequence of paths or bytes, got a single one; wrap it in a list"
+        )
     sources = list(sources)
     try:
         h, w = size
@@ -113,14 +115,16 @@ class _BinUnpickler(pickle.Unpickler):
     """The .bin format is a pickle; allow only what such files hold (lists, tuples, bytes, bools and
     numpy arrays), so a malicious file cannot run code."""
 
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("builtins", "bytearray"),
-        ("_codecs", "encode"),
-    }
+    _ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("builtins", "bytearray"),
+            ("_codecs", "encode"),
+        }
+    )
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self._ALLOWED:
@@ -141,7 +145,7 @@ class VerificationSet:
 
 
 def load_verification_bin(
-    path: str | os.PathLike, size: tuple[int, int] = (112, 112), channels: Literal[1, 3] = 3
+    path: str | os.PathLike[str], size: tuple[int, int] = (112, 112), channels: Literal[1, 3] = 3
 ) -> VerificationSet:
     """Read an insightface verification set (``lfw.bin``, ``cfp_fp.bin``, ``agedb_30.bin``, ...):
     a pickled ``(bins, issame_list)`` of 2N encoded images and N booleans. No MXNet needed; the
@@ -156,7 +160,9 @@ def load_verification_bin(
         raise DataError(f"load_verification_bin: {path} is not an insightface .bin verification set: {e}") from None
     issame = np.asarray(issame, dtype=bool).reshape(-1)
     if len(bins) != 2 * len(issame):
-        raise DataError(f"load_verification_bin: {path} holds {len(bins)} images for {len(issame)} pairs; expected {2 * len(issame)}")
+        raise DataError(
+            f"load_verification_bin: {path} holds {len(bins)} images for {len(issame)} pairs; expected {2 * len(issame)}"
+        )
     sources = [bytes(b) if not isinstance(b, (bytes, bytearray)) else b for b in bins]
     images = decode_images(sources, size=size, channels=channels)
     return VerificationSet(images, issame)
@@ -175,7 +181,7 @@ class LfwPairs:
     folds: npt.NDArray[np.int64]
 
 
-def read_lfw_pairs(path: str | os.PathLike, root: str | os.PathLike, ext: str = "jpg") -> LfwPairs:
+def read_lfw_pairs(path: str | os.PathLike[str], root: str | os.PathLike[str], ext: str = "jpg") -> LfwPairs:
     """Parse LFW's ``pairs.txt``: a header ``n_folds n_pairs_per_fold`` (or one count), then per fold
     ``n`` genuine lines ``name i j`` and ``n`` impostor lines ``name1 i name2 j``. Images are
     ``root/name/name_{i:04d}.{ext}``."""
@@ -185,17 +191,21 @@ def read_lfw_pairs(path: str | os.PathLike, root: str | os.PathLike, ext: str = 
     except OSError as e:
         raise DataError(f"read_lfw_pairs: cannot read {path}: {e}") from None
     except UnicodeDecodeError as e:
-        raise DataError(f"read_lfw_pairs: {path} is not a text file (byte {e.start} is not UTF-8); expected LFW's pairs.txt") from None
-    lines = [(n + 1, line.split()) for n, line in enumerate(lines) if line.strip()]
-    if not lines:
+        raise DataError(
+            f"read_lfw_pairs: {path} is not a text file (byte {e.start} is not UTF-8); expected LFW's pairs.txt"
+        ) from None
+    rows = [(n + 1, line.split()) for n, line in enumerate(lines) if line.strip()]
+    if not rows:
         raise DataError(f"read_lfw_pairs: {path} is empty")
-    header = lines[0][1]
+    header = rows[0][1]
     try:
         n_folds, per_fold = (int(header[0]), int(header[1])) if len(header) == 2 else (1, int(header[0]) // 2)
     except (ValueError, IndexError):
-        raise DataError(f"read_lfw_pairs: {path} line 1: expected 'n_folds n_pairs_per_fold', got {' '.join(header)!r}") from None
+        raise DataError(
+            f"read_lfw_pairs: {path} line 1: expected 'n_folds n_pairs_per_fold', got {' '.join(header)!r}"
+        ) from None
     expected = n_folds * 2 * per_fold
-    body = lines[1:]
+    body = rows[1:]
     if len(body) != expected:
         raise DataError(f"read_lfw_pairs: {path}: header announces {expected} pairs, found {len(body)}")
     first, second, same = [], [], []
@@ -204,7 +214,9 @@ def read_lfw_pairs(path: str | os.PathLike, root: str | os.PathLike, ext: str = 
         try:
             return str(root / name / f"{name}_{int(num):04d}.{ext}")
         except ValueError:
-            raise DataError(f"read_lfw_pairs: {path} line {lineno}: image number must be an integer, got {num!r}") from None
+            raise DataError(
+                f"read_lfw_pairs: {path} line {lineno}: image number must be an integer, got {num!r}"
+            ) from None
 
     for lineno, f in body:
         if len(f) == 3:
@@ -221,12 +233,11 @@ def read_lfw_pairs(path: str | os.PathLike, root: str | os.PathLike, ext: str = 
     return LfwPairs(first, second, np.array(same), folds)
 
 
-
 # ---- insightface RecordIO training sets ---------------------------------------------------------
 
 
 def index_from_record(
-    rec: str | os.PathLike, idx: str | os.PathLike | None = None, domain: str = "rec"
+    rec: str | os.PathLike[str], idx: str | os.PathLike[str] | None = None, domain: str = "rec"
 ) -> tuple[FaceIndex, RecordFile]:
     """Index an insightface training set (``train.rec`` + ``train.idx``, e.g. MS1M, Glint360K).
 
@@ -258,7 +269,9 @@ def index_from_record(
     bad = ~np.isfinite(labels) | (labels != np.round(labels)) | (labels < 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"index_from_record: {rec}: record {int(keys[i])} has identity label {labels[i]}, expected a whole number >= 0")
+        raise DataError(
+            f"index_from_record: {rec}: record {int(keys[i])} has identity label {labels[i]}, expected a whole number >= 0"
+        )
     ids = labels.astype(np.int64)
     index = FaceIndex.from_arrays([f"{os.fspath(rec)}#{k}" for k in keys], [domain] * len(keys), ids.tolist())
     return index, rf

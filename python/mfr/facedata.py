@@ -32,9 +32,17 @@ class FaceData:
     :data:`PRELOAD_LIMIT` bytes) or resizing as needed.
     """
 
-    def __init__(self, index: FaceIndex, images: torch.Tensor | None = None, root: str | os.PathLike[str] | None = None, name: str = "data") -> None:
+    def __init__(
+        self,
+        index: FaceIndex,
+        images: torch.Tensor | None = None,
+        root: str | os.PathLike[str] | None = None,
+        name: str = "data",
+    ) -> None:
         if images is not None and (images.dtype != torch.uint8 or images.dim() != 4 or images.shape[0] != len(index)):
-            raise _core.InvalidInputError(f"FaceData: images must be uint8 (N, C, H, W) with N = {len(index)} (the index), got {tuple(images.shape)} {images.dtype}")
+            raise _core.InvalidInputError(
+                f"FaceData: images must be uint8 (N, C, H, W) with N = {len(index)} (the index), got {tuple(images.shape)} {images.dtype}"
+            )
         self.index, self.images, self.root, self.name = index, images, (Path(root) if root is not None else None), name
         self._cache: dict[tuple[int, int], torch.Tensor] = {}
 
@@ -46,9 +54,28 @@ class FaceData:
         return cls(FaceIndex.from_folder(root), name=str(root))  # the index's paths include root
 
     @classmethod
-    def synthetic(cls, n_domains: int = 4, ids_per_domain: int = 40, images_per_id: int = 6, size: int = 32, channels: int = 3, seed: int = 0) -> FaceData:
-        s = synthetic_domains(n_domains=n_domains, ids_per_domain=ids_per_domain, images_per_id=images_per_id, size=size, channels=channels, seed=seed)
-        return cls(s.index, images=s.images, name=f"synthetic({n_domains} domains x {ids_per_domain} identities x {images_per_id} images, seed {seed})")
+    def synthetic(
+        cls,
+        n_domains: int = 4,
+        ids_per_domain: int = 40,
+        images_per_id: int = 6,
+        size: int = 32,
+        channels: int = 3,
+        seed: int = 0,
+    ) -> FaceData:
+        s = synthetic_domains(
+            n_domains=n_domains,
+            ids_per_domain=ids_per_domain,
+            images_per_id=images_per_id,
+            size=size,
+            channels=channels,
+            seed=seed,
+        )
+        return cls(
+            s.index,
+            images=s.images,
+            name=f"synthetic({n_domains} domains x {ids_per_domain} identities x {images_per_id} images, seed {seed})",
+        )
 
     def __len__(self) -> int:
         return len(self.index)
@@ -71,9 +98,13 @@ class FaceData:
         names, ids = self.domain_names, self.index.identity_names
         paths = self.index.paths
         id_of = self.index.identities
-        index = FaceIndex.from_arrays([paths[i] for i in order], [names[dom[i]] for i in order], [ids[id_of[i]] for i in order])
+        index = FaceIndex.from_arrays(
+            [paths[i] for i in order], [names[dom[i]] for i in order], [ids[id_of[i]] for i in order]
+        )
         images = self.images[torch.from_numpy(order)] if self.images is not None else None
-        return FaceData(index, images=images, root=self.root, name=f"{self.name}[{', '.join(names[n] for n in numbers)}]")
+        return FaceData(
+            index, images=images, root=self.root, name=f"{self.name}[{', '.join(names[n] for n in numbers)}]"
+        )
 
     def _path(self, p: str) -> str:
         return str(self.root / p) if self.root is not None else p
@@ -90,10 +121,15 @@ class FaceData:
                 return self.images[idx]
             full = _convert(self.images, size, channels)
         elif n_bytes <= PRELOAD_LIMIT:
-            full = decode_images([self._path(p) for p in self.index.paths], size=(size, size), channels=channels)  # type: ignore[arg-type]
+            full = decode_images([self._path(p) for p in self.index.paths], size=(size, size), channels=channels)  # type: ignore[arg-type]  # channels: 1 or 3, checked in Rust
         else:
             paths = self.index.paths
-            return decode_images([self._path(paths[i]) for i in idx.tolist()], size=(size, size), channels=channels)  # type: ignore[arg-type]
+            batch: torch.Tensor = decode_images(
+                [self._path(paths[i]) for i in idx.tolist()],
+                size=(size, size),
+                channels=channels,  # type: ignore[arg-type]  # 1 or 3, checked in Rust
+            )
+            return batch
         self._cache[key] = full
         return full[idx]
 

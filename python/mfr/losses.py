@@ -26,7 +26,14 @@ import torch
 
 from . import _core
 
-__all__ = ["hard_pair_attention", "soft_classification", "domain_alignment", "DEFAULT_TAU_P", "DEFAULT_TAU_N", "DEFAULT_SCALE"]
+__all__ = [
+    "DEFAULT_SCALE",
+    "DEFAULT_TAU_N",
+    "DEFAULT_TAU_P",
+    "domain_alignment",
+    "hard_pair_attention",
+    "soft_classification",
+]
 
 # Defined in Rust (src/meta/step.rs) with MetaStepConfig's defaults.
 DEFAULT_TAU_P: float = _core.DEFAULT_TAU_P

@@ -29,7 +29,7 @@ import torch
 from . import _core
 from .nn import Backbone
 
-__all__ = ["MetaStepConfig", "MetaStepResult", "MetaStep", "domains_from_batch", "config_fields", "as_dict", "replace"]
+__all__ = ["MetaStep", "MetaStepConfig", "MetaStepResult", "as_dict", "config_fields", "domains_from_batch", "replace"]
 
 
 #: MFR's hyperparameters (see the module docstring for their roles): the Rust type itself, frozen
@@ -71,7 +71,9 @@ def domains_from_batch(meta_batch: Any, images: torch.Tensor) -> list[torch.Tens
     if k != 2:
         raise _core.InvalidInputError(f"domains_from_batch: needs images_per_id == 2, got {k}")
     if images.shape[0] != d * b * k:
-        raise _core.InvalidInputError(f"domains_from_batch: expected {d * b * k} images (flat_indices order), got {images.shape[0]}")
+        raise _core.InvalidInputError(
+            f"domains_from_batch: expected {d * b * k} images (flat_indices order), got {images.shape[0]}"
+        )
     x = images.reshape(d, b, k, *images.shape[1:])
     return [torch.cat([x[i, :, 0], x[i, :, 1]]) for i in range(d)]
 
@@ -82,9 +84,13 @@ class MetaStep:
 
     def __init__(self, backbone: Backbone, config: MetaStepConfig | None = None) -> None:
         if not isinstance(backbone, Backbone):
-            raise _core.InvalidInputError(f"MetaStep: backbone must be an mfr.nn.Backbone, got {type(backbone).__name__}")
+            raise _core.InvalidInputError(
+                f"MetaStep: backbone must be an mfr.nn.Backbone, got {type(backbone).__name__}"
+            )
         if config is not None and not isinstance(config, MetaStepConfig):
-            raise _core.InvalidInputError(f"MetaStep: config must be an mfr.MetaStepConfig, got {type(config).__name__}")
+            raise _core.InvalidInputError(
+                f"MetaStep: config must be an mfr.MetaStepConfig, got {type(config).__name__}"
+            )
         self.backbone = backbone
         self.config = config or MetaStepConfig()
 
@@ -102,8 +108,14 @@ class MetaStep:
         The step differentiates, so it refuses to run inside ``torch.inference_mode()`` or
         ``torch.no_grad()`` and on inference tensors (:class:`mfr.InvalidInputError`)."""
         if torch.is_inference_mode_enabled() or not torch.is_grad_enabled():
-            raise _core.InvalidInputError("MetaStep.step: the meta-step needs autograd; it was called inside torch.inference_mode() or torch.no_grad()")
-        for kind, tensors in (("parameter", self.backbone.parameter_list()), ("buffer", self.backbone.buffer_list()), ("domains", list(domains))):
+            raise _core.InvalidInputError(
+                "MetaStep.step: the meta-step needs autograd; it was called inside torch.inference_mode() or torch.no_grad()"
+            )
+        for kind, tensors in (
+            ("parameter", self.backbone.parameter_list()),
+            ("buffer", self.backbone.buffer_list()),
+            ("domains", list(domains)),
+        ):
             bad = [i for i, t in enumerate(tensors) if isinstance(t, torch.Tensor) and t.is_inference()]
             if bad:
                 raise _core.InvalidInputError(
@@ -115,7 +127,14 @@ class MetaStep:
         # (e.g. a NaN image makes L_S non-finite) must leave them as they were.
         saved = [b.detach().clone() for b in buffers]
         try:
-            return _core.meta_step(self.backbone.spec, self.backbone.parameter_list(), buffers, list(domains), _split_pairs(splits), self.config)
+            return _core.meta_step(
+                self.backbone.spec,
+                self.backbone.parameter_list(),
+                buffers,
+                list(domains),
+                _split_pairs(splits),
+                self.config,
+            )
         except BaseException:
             with torch.no_grad():
                 for b, s in zip(buffers, saved):

@@ -28,22 +28,22 @@ import torch
 from . import _core
 
 __all__ = [
-    "UndefinedMetricWarning",
     "DEFAULT_FARS",
-    "roc_curve",
-    "roc_auc",
-    "eer",
-    "tar_at_far",
-    "kfold_accuracy",
-    "KFoldResult",
-    "ValAtFar",
-    "identification",
-    "IdentificationResult",
     "ConfidenceInterval",
+    "IdentificationResult",
+    "KFoldResult",
+    "UndefinedMetricWarning",
+    "ValAtFar",
+    "VerificationReport",
     "bootstrap_ci",
     "bootstrap_group_counts",
+    "eer",
+    "identification",
+    "kfold_accuracy",
     "percentile_interval",
-    "VerificationReport",
+    "roc_auc",
+    "roc_curve",
+    "tar_at_far",
     "verification_report",
 ]
 
@@ -190,7 +190,9 @@ def identification(
         raise _core.InvalidInputError(f"identification: ranks must be integers >= 1, got {list(ks)}")
     for name, ids in (("gallery", gallery_ids), ("probes", probe_ids)):
         if (ids.numel() if isinstance(ids, torch.Tensor) else np.size(ids)) == 0:
-            raise _core.InvalidInputError(f"identification: the {name} are empty; rank-k accuracy needs at least one gallery entry and one probe")
+            raise _core.InvalidInputError(
+                f"identification: the {name} are empty; rank-k accuracy needs at least one gallery entry and one probe"
+            )
     probe_ranks = _core.identification_ranks(gallery, gallery_ids, probes, probe_ids)
     cmc = {k: float(np.mean(probe_ranks <= k)) for k in ks}
     return IdentificationResult(cmc=cmc, probe_ranks=probe_ranks)
@@ -279,8 +281,11 @@ class VerificationReport:
 
     def table(self) -> str:
         """A readable text table (with CIs when the report was bootstrapped)."""
-        ci_head = f"  {int(round(100 * next(iter(self.ci.values())).confidence))}% CI" if self.ci else ""
-        lines = [f"{self.n_genuine} genuine / {self.n_impostor} impostor pairs", f"{'metric':<16} {'value':>9}{ci_head}"]
+        ci_head = f"  {round(100 * next(iter(self.ci.values())).confidence)}% CI" if self.ci else ""
+        lines = [
+            f"{self.n_genuine} genuine / {self.n_impostor} impostor pairs",
+            f"{'metric':<16} {'value':>9}{ci_head}",
+        ]
 
         def row(name: str, key: str, value: float) -> None:
             ci = self.ci.get(key)
@@ -358,11 +363,11 @@ def verification_report(
         g = groups if isinstance(groups, torch.Tensor) else np.asarray(groups)
         if g.ndim == 2:
             if g.shape[1] != 2:
-                raise _core.InvalidInputError(f"verification_report: groups must have shape (n,) or (n, 2), got {tuple(g.shape)}")
+                raise _core.InvalidInputError(
+                    f"verification_report: groups must have shape (n,) or (n, 2), got {tuple(g.shape)}"
+                )
             groups, groups2 = g[:, 0], g[:, 1]
-    raw = _core.verification_summary(
-        scores, labels, targets, n_bootstrap, seed, groups, groups2, n_groups
-    )
+    raw = _core.verification_summary(scores, labels, targets, n_bootstrap, seed, groups, groups2, n_groups)
     tar = {f: (float(t), float(h)) for f, t, h in zip(targets, raw.tar, raw.tar_thresholds)}
     _warn_undefined("verification_report", [f for f, (t, _) in tar.items() if math.isnan(t)])
     best_acc, best_thr = raw.best_accuracy

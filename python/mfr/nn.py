@@ -18,7 +18,7 @@ import torch
 from . import _core
 from ._core import BackboneSpec
 
-__all__ = ["Backbone", "BackboneSpec", "BACKBONES"]
+__all__ = ["BACKBONES", "Backbone", "BackboneSpec"]
 
 #: Every architecture :class:`Backbone` accepts.
 BACKBONES: tuple[str, ...] = tuple(_core.BACKBONES)
@@ -125,7 +125,13 @@ class Backbone(torch.nn.Module):
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments: ``Backbone(**net.config())`` builds the same architecture."""
-        return {"name": self.name, "in_channels": self.in_channels, "input_size": self.input_size, "width": self.width, "embedding_dim": self.embedding_dim}
+        return {
+            "name": self.name,
+            "in_channels": self.in_channels,
+            "input_size": self.input_size,
+            "width": self.width,
+            "embedding_dim": self.embedding_dim,
+        }
 
     def parameter_list(self) -> list[torch.Tensor]:
         """Parameters in the core's order."""
@@ -135,7 +141,9 @@ class Backbone(torch.nn.Module):
         """Buffers (BatchNorm running statistics, frozen scales) in the core's order."""
         return [self.get_buffer(n) for n in self.buffer_names]
 
-    def forward(self, images: torch.Tensor, params: Sequence[torch.Tensor] | Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(
+        self, images: torch.Tensor, params: Sequence[torch.Tensor] | Mapping[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         if self.training and isinstance(images, torch.Tensor) and images.dim() == 4 and images.shape[0] == 1:
             # As torch.nn.BatchNorm: one image has no batch variance, and its statistics would
             # make the running variance non-finite.
@@ -170,8 +178,13 @@ class Backbone(torch.nn.Module):
         params, buffers = self.parameter_list(), self.buffer_list()
         if bn == "target":
             buffers = [b.clone() for b in buffers]
-            self._reestimate(params, buffers, (images[i : i + batch_size] for i in range(0, images.shape[0], batch_size)))
-        chunks = [_core.backbone_forward(self.spec, params, buffers, images[i : i + batch_size], "eval") for i in range(0, images.shape[0], batch_size)]
+            self._reestimate(
+                params, buffers, (images[i : i + batch_size] for i in range(0, images.shape[0], batch_size))
+            )
+        chunks = [
+            _core.backbone_forward(self.spec, params, buffers, images[i : i + batch_size], "eval")
+            for i in range(0, images.shape[0], batch_size)
+        ]
         if not chunks:
             return torch.empty(0, self.embedding_dim, dtype=params[0].dtype, device=params[0].device)
         return torch.cat(chunks)
@@ -183,7 +196,9 @@ class Backbone(torch.nn.Module):
         ``momentum=None`` does in PyTorch."""
         self._reestimate(self.parameter_list(), self.buffer_list(), batches)
 
-    def _reestimate(self, params: list[torch.Tensor], buffers: list[torch.Tensor], batches: Iterable[torch.Tensor]) -> None:
+    def _reestimate(
+        self, params: list[torch.Tensor], buffers: list[torch.Tensor], batches: Iterable[torch.Tensor]
+    ) -> None:
         stats = [(n, b) for n, b in zip(self.buffer_names, buffers) if n.endswith(("running_mean", "running_var"))]
         saved = [b.clone() for _, b in stats]
         for n, b in stats:
@@ -197,7 +212,9 @@ class Backbone(torch.nn.Module):
         if k == 0:
             for (_, b), old in zip(stats, saved):
                 b.copy_(old)
-            raise _core.InvalidInputError("Backbone: re-estimating BatchNorm statistics needs at least one batch of >= 2 images")
+            raise _core.InvalidInputError(
+                "Backbone: re-estimating BatchNorm statistics needs at least one batch of >= 2 images"
+            )
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
         """As ``nn.Module.load_state_dict``, ignoring ``num_batches_tracked`` entries (written by
@@ -209,14 +226,20 @@ class Backbone(torch.nn.Module):
             own = self.state_dict()
             missing = [k for k in own if k not in state]
             unexpected = [k for k in state if k not in own]
-            wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})" for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+            wrong = [
+                f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})"
+                for k in own
+                if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+            ]
             if missing or unexpected or wrong:
                 parts = []
                 for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
                     if items:
                         more = f" and {len(items) - 3} more" if len(items) > 3 else ""
                         parts.append(f"{label}: {', '.join(items[:3])}{more}")
-                raise _core.InvalidInputError(f"Backbone.load_state_dict: the state does not fit {self.extra_repr()} ({'; '.join(parts)})")
+                raise _core.InvalidInputError(
+                    f"Backbone.load_state_dict: the state does not fit {self.extra_repr()} ({'; '.join(parts)})"
+                )
         return super().load_state_dict(state, strict=strict, assign=assign)
 
     def extra_repr(self) -> str:

@@ -7,28 +7,31 @@ They follow the definitions in :mod:`mfr.losses` operation for operation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 
 __all__ = [
-    "hard_pair_attention",
-    "soft_classification",
-    "domain_alignment",
-    "small_cnn_forward",
     "IResNet",
     "MobileFaceNet",
-    "module_forward",
+    "domain_alignment",
+    "hard_pair_attention",
     "meta_step",
+    "module_forward",
+    "small_cnn_forward",
+    "soft_classification",
 ]
 
 
 def _normalize(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    out: torch.Tensor = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return out
 
 
-def hard_pair_attention(gallery: torch.Tensor, probe: torch.Tensor, tau_p: float, tau_n: float) -> tuple[torch.Tensor, dict[str, float]]:
+def hard_pair_attention(
+    gallery: torch.Tensor, probe: torch.Tensor, tau_p: float, tau_n: float
+) -> tuple[torch.Tensor, dict[str, float]]:
     g, p = _normalize(gallery), _normalize(probe)
     m = g @ p.T
     md = m.detach()
@@ -64,7 +67,9 @@ def domain_alignment(domains: Sequence[torch.Tensor]) -> torch.Tensor:
 # ---- the meta-step ------------------------------------------------------------------------------
 
 
-def small_cnn_forward(params: Sequence[torch.Tensor], buffers: Sequence[torch.Tensor] | None, x: torch.Tensor, update_running: bool) -> torch.Tensor:
+def small_cnn_forward(
+    params: Sequence[torch.Tensor], buffers: Sequence[torch.Tensor] | None, x: torch.Tensor, update_running: bool
+) -> torch.Tensor:
     """The small CNN of :class:`mfr.nn.Backbone` in plain PyTorch (training-mode BatchNorm; running
     statistics updated only when ``update_running``)."""
 
@@ -92,18 +97,30 @@ class _IRBlock(torch.nn.Module):
         self.prelu = nn.PReLU(planes)
         self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes, eps=1e-5)
-        self.downsample = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False), nn.BatchNorm2d(planes, eps=1e-5)) if stride != 1 or cin != planes else None
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False), nn.BatchNorm2d(planes, eps=1e-5))
+            if stride != 1 or cin != planes
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
-        return out + (x if self.downsample is None else self.downsample(x))
+        h = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
+        out: torch.Tensor = h + (x if self.downsample is None else self.downsample(x))
+        return out
 
 
 class IResNet(torch.nn.Module):
     """IR-ResNet (``blocks`` per stage; (2, 2, 2, 2) is iresnet18) with channels ``width`` x 1, 2,
     4, 8, for any input size (the fc takes whatever map the stages leave)."""
 
-    def __init__(self, blocks: Sequence[int], width: int = 64, embedding_dim: int = 512, in_channels: int = 3, input_size: int = 112) -> None:
+    def __init__(
+        self,
+        blocks: Sequence[int],
+        width: int = 64,
+        embedding_dim: int = 512,
+        in_channels: int = 3,
+        input_size: int = 112,
+    ) -> None:
         super().__init__()
         nn = torch.nn
         self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
@@ -122,8 +139,10 @@ class IResNet(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.prelu(self.bn1(self.conv1(x)))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.features(self.fc(self.bn2(x).flatten(1)))
+        for i in range(1, 5):
+            x = cast(torch.nn.Module, getattr(self, f"layer{i}"))(x)
+        out: torch.Tensor = self.features(self.fc(self.bn2(x).flatten(1)))
+        return out
 
 
 class _ConvBN(torch.nn.Module):
@@ -132,14 +151,17 @@ class _ConvBN(torch.nn.Module):
     def __init__(self, cin: int, cout: int, k: int, stride: int, pad: int, groups: int, act: bool) -> None:
         super().__init__()
         nn = torch.nn
-        layers: list[torch.nn.Module] = [nn.Conv2d(cin, cout, k, stride, pad, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+        layers: list[torch.nn.Module] = [
+            nn.Conv2d(cin, cout, k, stride, pad, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
         if act:
             layers.append(nn.PReLU(cout))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
-
+        out: torch.Tensor = self.layers(x)
+        return out
 
 
 class _DepthWise(torch.nn.Module):
@@ -153,7 +175,8 @@ class _DepthWise(torch.nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.layers(x) if self.residual else self.layers(x)
+        out: torch.Tensor = x + self.layers(x) if self.residual else self.layers(x)
+        return out
 
 
 class _Residual(torch.nn.Module):
@@ -162,7 +185,8 @@ class _Residual(torch.nn.Module):
         self.layers = torch.nn.Sequential(*[_DepthWise(c, c, 1, groups, True) for _ in range(n)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        out: torch.Tensor = self.layers(x)
+        return out
 
 
 class MobileFaceNet(torch.nn.Module):
@@ -189,12 +213,18 @@ class MobileFaceNet(torch.nn.Module):
         for _ in range(4):
             side = (side - 1) // 2 + 1
         self.features = nn.Module()
-        self.features.layers = nn.Sequential(_ConvBN(4 * w, 4 * w, side, 1, 0, 4 * w, False), nn.Flatten(), nn.Linear(4 * w, embedding_dim, bias=False), nn.BatchNorm1d(embedding_dim))
+        self.features.layers = nn.Sequential(
+            _ConvBN(4 * w, 4 * w, side, 1, 0, 4 * w, False),
+            nn.Flatten(),
+            nn.Linear(4 * w, embedding_dim, bias=False),
+            nn.BatchNorm1d(embedding_dim),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
             x = layer(x)
-        return self.features.layers(self.conv_sep(x))
+        out: torch.Tensor = cast(torch.nn.Module, self.features.layers)(self.conv_sep(x))
+        return out
 
 
 def module_forward(module: torch.nn.Module, param_names: Sequence[str], buffer_names: Sequence[str]) -> Any:
@@ -202,14 +232,17 @@ def module_forward(module: torch.nn.Module, param_names: Sequence[str], buffer_n
     module in training mode (``torch.func.functional_call``); running statistics go to
     ``buffers`` only when ``update_running`` (throwaway copies otherwise)."""
 
-    def forward(params: Sequence[torch.Tensor], buffers: Sequence[torch.Tensor] | None, x: torch.Tensor, update_running: bool) -> torch.Tensor:
+    def forward(
+        params: Sequence[torch.Tensor], buffers: Sequence[torch.Tensor] | None, x: torch.Tensor, update_running: bool
+    ) -> torch.Tensor:
         own = {**dict(module.named_parameters()), **dict(module.named_buffers())}
         bufs = list(buffers) if buffers is not None else [own[n] for n in buffer_names]
         if not (update_running and buffers is not None):
             bufs = [b.clone() for b in bufs]
         state = {**dict(zip(param_names, params)), **dict(zip(buffer_names, bufs))}
         module.train()
-        return torch.func.functional_call(module, state, (x,))
+        out: torch.Tensor = torch.func.functional_call(module, state, (x,))
+        return out
 
     return forward
 
@@ -217,10 +250,15 @@ def module_forward(module: torch.nn.Module, param_names: Sequence[str], buffer_n
 def _domain_loss(emb: torch.Tensor, cfg: Any) -> torch.Tensor:
     b = emb.shape[0] // 2
     g, p = emb[:b], emb[b:]
-    return cfg.w_hp * hard_pair_attention(g, p, cfg.tau_p, cfg.tau_n)[0] + cfg.w_cls * soft_classification(g, p, cfg.scale)
+    loss: torch.Tensor = cfg.w_hp * hard_pair_attention(g, p, cfg.tau_p, cfg.tau_n)[
+        0
+    ] + cfg.w_cls * soft_classification(g, p, cfg.scale)
+    return loss
 
 
-def inner_update(loss: torch.Tensor, params: Sequence[torch.Tensor], alpha: float, first_order: bool) -> list[torch.Tensor]:
+def inner_update(
+    loss: torch.Tensor, params: Sequence[torch.Tensor], alpha: float, first_order: bool
+) -> list[torch.Tensor]:
     """theta' = theta - alpha grad L_S, the graph kept (second order) or the gradient detached
     (first order). The one copy of the inner step of the Python paths (this reference and the
     MLDG baseline); the Rust meta-step has its own, checked against this one."""
@@ -228,7 +266,14 @@ def inner_update(loss: torch.Tensor, params: Sequence[torch.Tensor], alpha: floa
     return [p - alpha * (g.detach() if first_order else g) for p, g in zip(params, grads)]
 
 
-def meta_step(forward: Any, params: Sequence[torch.Tensor], buffers: Any, domains: Sequence[torch.Tensor], splits: Sequence[tuple[Sequence[int], Sequence[int]]], cfg: Any) -> list[torch.Tensor]:
+def meta_step(
+    forward: Any,
+    params: Sequence[torch.Tensor],
+    buffers: Any,
+    domains: Sequence[torch.Tensor],
+    splits: Sequence[tuple[Sequence[int], Sequence[int]]],
+    cfg: Any,
+) -> list[torch.Tensor]:
     """The straightforward per-split MFR step, as the paper writes it: for every split a fresh
     forward on its meta-train domains at theta, ``torch.autograd.grad(create_graph=True)``, the
     forward at theta', and that split's combined gradient; averaged over splits. Running

@@ -13,7 +13,7 @@ import torch
 from . import _core
 from ._core import FaceIndex
 
-__all__ = ["DomainSampler", "MetaBatch", "Split", "DomainBatch"]
+__all__ = ["DomainBatch", "DomainSampler", "MetaBatch", "Split"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ class MetaBatch:
 
     @property
     def n_domains(self) -> int:
-        return self.images.shape[0]
+        return int(self.images.shape[0])
 
     def domain(self, d: int) -> DomainBatch:
         imgs = torch.from_numpy(np.ascontiguousarray(self.images[d]))
@@ -121,7 +121,7 @@ class DomainSampler:
             index, ids_per_domain, images_per_id, str(split), meta_test_domains, seed, rank, world_size
         )
         self.index = index
-        self.config = {
+        self.config: dict[str, Any] = {
             "ids_per_domain": int(ids_per_domain),
             "images_per_id": int(images_per_id),
             "split": str(split),
@@ -142,7 +142,9 @@ class DomainSampler:
 
     def set_epoch(self, epoch: int) -> None:
         if not isinstance(epoch, (int, np.integer)) or not 0 <= epoch < 2**64:
-            raise _core.InvalidInputError(f"DomainSampler.set_epoch: argument 'epoch' must be an integer in [0, 2**64 - 1], got {epoch!r}")
+            raise _core.InvalidInputError(
+                f"DomainSampler.set_epoch: argument 'epoch' must be an integer in [0, 2**64 - 1], got {epoch!r}"
+            )
         if epoch != self.epoch:
             self.epoch = int(epoch)
             self.position = 0
@@ -153,7 +155,12 @@ class DomainSampler:
         return self._cache[1]
 
     def _batch(self, arrays: _core.EpochBatches, j: int) -> MetaBatch:
-        d, b, k, m = self._core.n_domains, self.config["ids_per_domain"], self.config["images_per_id"], self.config["meta_test_domains"]
+        d, b, k, m = (
+            self._core.n_domains,
+            self.config["ids_per_domain"],
+            self.config["images_per_id"],
+            self.config["meta_test_domains"],
+        )
         images = arrays.images[j * d * b * k : (j + 1) * d * b * k].reshape(d, b, k)
         identities = arrays.identities[j * d * b : (j + 1) * d * b].reshape(d, b)
         if self.config["split"] == "leave_one_out":
@@ -192,7 +199,9 @@ class DomainSampler:
         try:
             epoch, position = int(state["epoch"]), int(state["position"])
         except (KeyError, TypeError, ValueError) as e:
-            raise _core.InvalidInputError(f"DomainSampler.load_state_dict: the state needs integer 'epoch' and 'position' entries ({e!r})") from None
+            raise _core.InvalidInputError(
+                f"DomainSampler.load_state_dict: the state needs integer 'epoch' and 'position' entries ({e!r})"
+            ) from None
         if not 0 <= epoch < 2**63 or not 0 <= position <= len(self):
             raise _core.InvalidInputError(
                 f"DomainSampler.load_state_dict: epoch must lie in [0, 2**63) and position in [0, {len(self)}] (meta-batches per epoch), got epoch {epoch}, position {position}"

@@ -42,7 +42,9 @@ class SyntheticEmbeddings:
         """
         # Zero-padded domain names keep name order = number order; row i is index position i.
         index = FaceIndex.from_arrays(
-            [f"row{i}" for i in range(len(self.identities))], [f"{d:06d}" for d in self.domains.tolist()], self.identities.tolist()
+            [f"row{i}" for i in range(len(self.identities))],
+            [f"{d:06d}" for d in self.domains.tolist()],
+            self.identities.tolist(),
         )
         pairs, labels = index.verification_pairs(int(domain), n_impostors, seed)
         return np.asarray(pairs, dtype=np.int64), np.asarray(labels, dtype=bool)
@@ -69,7 +71,9 @@ def synthetic_embeddings(
     domains = identities // ids_per_domain
     x = centers[identities] + offsets[domains]
     x += rng.standard_normal(x.shape) * (noise[domains] / np.sqrt(dim))[:, None]
-    return SyntheticEmbeddings(torch.from_numpy(x.astype(np.float32)), domains.astype(np.int64), identities.astype(np.int64))
+    return SyntheticEmbeddings(
+        torch.from_numpy(x.astype(np.float32)), domains.astype(np.int64), identities.astype(np.int64)
+    )
 
 
 # ---- synthetic multi-domain face images ---------------------------------------------------------
@@ -90,7 +94,7 @@ class SyntheticDomains:
     index: Any
     shifts: tuple[str, ...]
 
-    def to_folder(self, root: str | os.PathLike) -> Any:
+    def to_folder(self, root: str | os.PathLike[str]) -> Any:
         """Write every image as PNG under ``root/<domain>/<identity>/<k>.png`` and return
         ``FaceIndex.from_folder(root)`` (same order as ``index``)."""
         root = Path(root)
@@ -99,7 +103,9 @@ class SyntheticDomains:
 
 
 def _identity_params(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-    u = lambda lo, hi, *shape: rng.uniform(lo, hi, (n, *shape))  # noqa: E731
+    def u(lo: float, hi: float, *shape: int) -> np.ndarray:
+        return rng.uniform(lo, hi, (n, *shape))
+
     return {
         "axes": np.stack([u(0.52, 0.68), u(0.70, 0.86)], 1),
         "skin": u(0.35, 0.85, 3) * np.array([1.0, 0.85, 0.72]),
@@ -123,7 +129,10 @@ def _render(p: dict[str, np.ndarray], rng: np.random.Generator, size: int) -> to
     n = len(p["axes"])
     g = torch.linspace(-1, 1, size, dtype=torch.float32)
     yy, xx = torch.meshgrid(g, g, indexing="ij")
-    t = lambda a: torch.as_tensor(a, dtype=torch.float32).reshape(n, 1, 1)  # noqa: E731  (per-image scalar -> broadcastable)
+
+    def t(a: np.ndarray) -> torch.Tensor:  # per-image scalar -> broadcastable
+        return torch.as_tensor(a, dtype=torch.float32).reshape(n, 1, 1)
+
     # Per-image pose: shift, scale, in-plane rotation.
     ang = torch.as_tensor(rng.uniform(-0.14, 0.14, n), dtype=torch.float32).reshape(n, 1, 1)
     sc = torch.as_tensor(rng.uniform(0.93, 1.07, n), dtype=torch.float32).reshape(n, 1, 1)
@@ -141,8 +150,12 @@ def _render(p: dict[str, np.ndarray], rng: np.random.Generator, size: int) -> to
         shade += t(p["blob_amp"][:, k]) * torch.exp(-((x - bx) ** 2 + (y - by) ** 2) / t(p["blob_r"][:, k]) ** 2)
     ex, ey, er = t(p["eye_dx"]), t(p["eye_y"]), t(p["eye_r"])
     blink = t(rng.uniform(0.6, 1.0, n))
-    eyes = sum(torch.exp(-(((x - s * ex) / er) ** 2 + ((y - ey) / (er * blink)) ** 2)) for s in (-1, 1))
-    brows = sum(torch.exp(-(((x - s * ex) / (1.6 * er)) ** 2 + ((y - ey + t(p["brow"])) / 0.025) ** 2)) for s in (-1, 1))
+    eyes = torch.stack([torch.exp(-(((x - s * ex) / er) ** 2 + ((y - ey) / (er * blink)) ** 2)) for s in (-1, 1)]).sum(
+        0
+    )
+    brows = torch.stack(
+        [torch.exp(-(((x - s * ex) / (1.6 * er)) ** 2 + ((y - ey + t(p["brow"])) / 0.025) ** 2)) for s in (-1, 1)]
+    ).sum(0)
     nose = torch.exp(-((x / 0.05) ** 2) - ((y - ey - t(p["nose_len"]) / 2) / (t(p["nose_len"]) / 2)) ** 4) * 0.5
     smile = t(rng.uniform(-0.08, 0.12, n))
     my = t(p["mouth_y"]) - smile * (1 - (x / t(p["mouth_w"])) ** 2)
@@ -204,7 +217,7 @@ def synthetic_domains(
     size: int = 64,
     channels: int = 3,
     seed: int = 0,
-    root: str | os.PathLike | None = None,
+    root: str | os.PathLike[str] | None = None,
 ) -> SyntheticDomains:
     """The package's built-in multi-domain face data, deterministic by ``seed``.
 

@@ -14,15 +14,15 @@ from .reproduce import ProtocolResult, run_protocol
 from .train import TrainConfig, Trainer
 
 __all__ = [
+    "ProtocolResult",
     "TrainConfig",
     "Trainer",
-    "ProtocolResult",
-    "run_protocol",
     "checkpoint",
     "distributed",
     "evaluate",
     "methods",
     "reproduce",
+    "run_protocol",
     "search",
     "train",
 ]

@@ -20,7 +20,7 @@ import torch
 
 from .. import _core
 
-__all__ = ["save_checkpoint", "load_checkpoint", "flatten_optimizer_state", "unflatten_optimizer_state"]
+__all__ = ["flatten_optimizer_state", "load_checkpoint", "save_checkpoint", "unflatten_optimizer_state"]
 
 _META_KEY = "mfr"
 _CHUNK = 1 << 20
@@ -90,7 +90,7 @@ def remove_stale_temp_files(path: str | os.PathLike[str]) -> list[Path]:
     killed mid-write (``.<name>.tmp-<pid>`` of a process that no longer exists); a live process's
     temp file (another run writing now) is never touched. Returns what was removed."""
     path = Path(path)
-    removed = []
+    removed: list[Path] = []
     prefix = f".{path.name}.tmp-"
     try:
         entries = list(path.parent.iterdir())
@@ -120,7 +120,9 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def load_checkpoint(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """``(tensors, meta)`` of a checkpoint written by :func:`save_checkpoint`. A missing,
     truncated or foreign file raises :class:`mfr.DataError` naming it."""
     from safetensors import SafetensorError
@@ -137,11 +139,15 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
         header = json.loads(blob[8 : 8 + header_len])
         meta = json.loads(header["__metadata__"][_META_KEY])
     except (SafetensorError, ValueError, KeyError, TypeError) as e:
-        raise _core.DataError(f"load_checkpoint: {path} is not a valid mfr checkpoint (corrupted or truncated?): {e}") from None
+        raise _core.DataError(
+            f"load_checkpoint: {path} is not a valid mfr checkpoint (corrupted or truncated?): {e}"
+        ) from None
     return {k: v.to(device) for k, v in tensors.items()}, meta
 
 
-def flatten_optimizer_state(state: Mapping[str, Any], prefix: str = "optimizer/") -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def flatten_optimizer_state(
+    state: Mapping[str, Any], prefix: str = "optimizer/"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split ``optimizer.state_dict()`` into tensors (per-parameter buffers) and JSON metadata."""
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
@@ -154,7 +160,9 @@ def flatten_optimizer_state(state: Mapping[str, Any], prefix: str = "optimizer/"
     return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
 
 
-def unflatten_optimizer_state(tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any], prefix: str = "optimizer/") -> dict[str, Any]:
+def unflatten_optimizer_state(
+    tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any], prefix: str = "optimizer/"
+) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         if name.startswith(prefix):

@@ -8,8 +8,11 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:  # the commands import lazily, so `mfr --help` stays fast
+    from mfr.experiments.train import TrainConfig
+    from mfr.facedata import FaceData
 
 
 def _version() -> str:
@@ -33,10 +36,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     _set_threads(args.threads)
     info = mfr.build_info()
-    print("mfr build:", ", ".join(f"{k}={info[k]}" for k in ("mfr", "torch", "cuda_available", "cuda_device_count", "num_threads")))
+    print(
+        "mfr build:",
+        ", ".join(f"{k}={info[k]}" for k in ("mfr", "torch", "cuda_available", "cuda_device_count", "num_threads")),
+    )
     data = synthetic_embeddings(n_domains=args.domains, ids_per_domain=args.ids, seed=args.seed)
     emb = data.embeddings.to(args.device)
-    print(f"synthetic data: {args.domains} domains x {args.ids} identities, {len(data.identities)} embeddings on {emb.device}")
+    print(
+        f"synthetic data: {args.domains} domains x {args.ids} identities, {len(data.identities)} embeddings on {emb.device}"
+    )
     print(f"verification per domain (95% CI from {args.bootstrap} bootstrap resamples of identities)")
     print(f"{'domain':>6} {'pairs':>8} {'AUC':>24} {'EER':>24} {'TAR@FAR=1e-3':>24}")
     for d in range(args.domains):
@@ -44,7 +52,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         scores = mfr.pair_scores(emb, pairs)
         groups = data.identities[pairs[:, 0]]
-        rep = verification_report(scores, labels, fars=(1e-3,), n_bootstrap=args.bootstrap, groups=groups, seed=args.seed)
+        rep = verification_report(
+            scores, labels, fars=(1e-3,), n_bootstrap=args.bootstrap, groups=groups, seed=args.seed
+        )
         dt = time.perf_counter() - t0
         cells = [str(rep.ci["auc"]), str(rep.ci["eer"]), str(rep.ci["tar@far=0.001"])]
         print(f"{d:>6} {len(pairs):>8} {cells[0]:>24} {cells[1]:>24} {cells[2]:>24}   ({dt:.2f} s)")
@@ -69,15 +79,22 @@ def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-def _load_data(args: argparse.Namespace) -> object:
+def _load_data(args: argparse.Namespace) -> FaceData:
     from mfr.facedata import FaceData
 
     if args.data:
         return FaceData.from_folder(args.data)
-    return FaceData.synthetic(n_domains=args.synthetic_domains, ids_per_domain=args.synthetic_ids, images_per_id=6, size=args.input_size, channels=args.channels, seed=0)
+    return FaceData.synthetic(
+        n_domains=args.synthetic_domains,
+        ids_per_domain=args.synthetic_ids,
+        images_per_id=6,
+        size=args.input_size,
+        channels=args.channels,
+        seed=0,
+    )
 
 
-def _train_config(args: argparse.Namespace, **over: object) -> object:
+def _train_config(args: argparse.Namespace, **over: Any) -> TrainConfig:
     from mfr.experiments.train import TrainConfig
 
     fields = dict(
@@ -95,7 +112,7 @@ def _train_config(args: argparse.Namespace, **over: object) -> object:
         eval_every=args.eval_every,
     )
     fields.update(over)
-    return TrainConfig(**fields)  # type: ignore[arg-type]
+    return TrainConfig(**fields)
 
 
 def _search_count(value: int | None) -> int:
@@ -105,7 +122,9 @@ def _search_count(value: int | None) -> int:
     if value is None:
         return 0
     if value < 1:
-        raise mfr.InvalidInputError(f"--search needs a number of settings >= 1, got {value} (leave it out for no search)")
+        raise mfr.InvalidInputError(
+            f"--search needs a number of settings >= 1, got {value} (leave it out for no search)"
+        )
     return value
 
 
@@ -113,7 +132,6 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     """The GFR-style protocol: every method trained on source domains, evaluated on unseen ones."""
     import shlex
 
-    import mfr
     from mfr.experiments.methods import METHODS
     from mfr.experiments.reproduce import run_protocol
 
@@ -122,17 +140,21 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     methods = _csv(args.methods) or list(METHODS)
     search = _search_count(args.search)
     config = _train_config(args)
-    print(f"mfr reproduce: protocol {args.protocol} on {data.name}: {len(data)} images, domains {', '.join(data.domain_names)}")  # type: ignore[attr-defined]
-    print(f"methods: {', '.join(methods)}; {args.steps} steps each, {args.seeds} seed(s), {args.device}; results in {args.out}/")
+    print(
+        f"mfr reproduce: protocol {args.protocol} on {data.name}: {len(data)} images, domains {', '.join(data.domain_names)}"
+    )
+    print(
+        f"methods: {', '.join(methods)}; {args.steps} steps each, {args.seeds} seed(s), {args.device}; results in {args.out}/"
+    )
     command = "mfr " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if args.argv is None else args.argv))
     result = run_protocol(
-        data,  # type: ignore[arg-type]
+        data,
         protocol=args.protocol,
         targets=_csv(args.targets),
         sources=_csv(args.sources),
         methods=methods,
         seeds=args.seeds,
-        config=config,  # type: ignore[arg-type]
+        config=config,
         out_dir=args.out,
         n_bootstrap=args.bootstrap,
         bn=args.bn,
@@ -154,13 +176,14 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         print()
     print(result.difference_table("tar@far=1e-2", baseline=args.baseline))
     print()
-    print(f"done in {result.wall_seconds:.0f} s; all metrics with CIs: {args.out}/results.md, {args.out}/results.json, ROC plots {args.out}/roc_*.png")
+    print(
+        f"done in {result.wall_seconds:.0f} s; all metrics with CIs: {args.out}/results.md, {args.out}/results.json, ROC plots {args.out}/roc_*.png"
+    )
     return 0
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
     """Train one method on source domains with checkpoints (resumable), evaluating the rest."""
-    import mfr
     from mfr.experiments.train import Trainer
 
     _set_threads(args.threads)
@@ -168,15 +191,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     check_output_folder(args.out, "--out")
     data = _load_data(args)
-    sources = _csv(args.sources) or data.domain_names  # type: ignore[attr-defined]
-    held_out = [d for d in data.domain_names if d not in {data.domain_names[data.domain_number(s)] for s in sources}]  # type: ignore[attr-defined]
+    sources = _csv(args.sources) or data.domain_names
+    held_out = [d for d in data.domain_names if d not in {data.domain_names[data.domain_number(s)] for s in sources}]
     config = _train_config(args, method=args.method, seed=args.seed, checkpoint_every=args.checkpoint_every)
-    eval_sets = {"held_out": data.subset(held_out)} if held_out else {}  # type: ignore[attr-defined]
-    trainer = Trainer(config, data.subset(sources), out_dir=args.out, eval_sets=eval_sets, progress=None if not args.no_progress else False)  # type: ignore[arg-type, attr-defined]
+    eval_sets = {"held_out": data.subset(held_out)} if held_out else {}
+    trainer = Trainer(
+        config,
+        data.subset(sources),
+        out_dir=args.out,
+        eval_sets=eval_sets,
+        progress=None if not args.no_progress else False,
+    )
     trainer.fit(resume=args.resume)
-    print(f"trained {args.method} for {trainer.step} steps ({trainer.train_seconds:.0f} s); checkpoint: {args.out}/checkpoint.safetensors")
+    print(
+        f"trained {args.method} for {trainer.step} steps ({trainer.train_seconds:.0f} s); checkpoint: {args.out}/checkpoint.safetensors"
+    )
     for row in trainer.eval_history[-len(held_out) :] if held_out else []:
-        print(f"  {row['domain']}: TAR@FAR=1e-2 {row['tar@far=1e-2']:.3f}  AUC {row['auc']:.3f}  rank-1 {row['rank1']:.3f}")
+        print(
+            f"  {row['domain']}: TAR@FAR=1e-2 {row['tar@far=1e-2']:.3f}  AUC {row['auc']:.3f}  rank-1 {row['rank1']:.3f}"
+        )
     return 0
 
 
@@ -187,14 +220,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import mfr
     from mfr.data import load_verification_bin, normalize_images
     from mfr.experiments.evaluate import METRICS, evaluate_domain
+    from mfr.experiments.train import load_backbone
     from mfr.facedata import FaceData
     from mfr.metrics import UndefinedMetricWarning, kfold_accuracy, verification_report
-    from mfr.experiments.train import load_backbone
 
     if (args.data is None) == (args.bin is None):
         raise mfr.InvalidInputError("give exactly one of --data DIR or --bin FILE")
     net, meta = load_backbone(args.checkpoint, args.device)
-    print(f"checkpoint {args.checkpoint}: {meta['config']['method']} on {', '.join(meta['domains'])}, step {meta['step']}, backbone {net.extra_repr()}")
+    print(
+        f"checkpoint {args.checkpoint}: {meta['config']['method']} on {', '.join(meta['domains'])}, step {meta['step']}, backbone {net.extra_repr()}"
+    )
     if args.bin:
         vs = load_verification_bin(args.bin, size=(net.input_size, net.input_size), channels=net.in_channels)  # type: ignore[arg-type]
         x = normalize_images(vs.images).to(net.parameter_list()[0].device)
@@ -205,8 +240,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         with warnings.catch_warnings():  # fewer than 1/FAR impostor pairs: that TAR prints as nan
             warnings.simplefilter("ignore", UndefinedMetricWarning)
             rep = verification_report(scores, vs.issame, fars=(1e-3, 1e-2))
-        print(f"{args.bin}: {vs.n_pairs} pairs; {folds}-fold accuracy {kf.mean:.4f} +- {kf.std:.4f}; AUC {rep.auc:.4f}; EER {rep.eer:.4f}; "
-              f"TAR@FAR=1e-3 {rep.tar_at_far[1e-3][0]:.4f}; TAR@FAR=1e-2 {rep.tar_at_far[1e-2][0]:.4f}")
+        print(
+            f"{args.bin}: {vs.n_pairs} pairs; {folds}-fold accuracy {kf.mean:.4f} +- {kf.std:.4f}; AUC {rep.auc:.4f}; EER {rep.eer:.4f}; "
+            f"TAR@FAR=1e-3 {rep.tar_at_far[1e-3][0]:.4f}; TAR@FAR=1e-2 {rep.tar_at_far[1e-2][0]:.4f}"
+        )
         return 0
     data = FaceData.from_folder(args.data)
     domains = _csv(args.domains) or data.domain_names
@@ -214,34 +251,63 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     results = []
     for d in domains:
         res = evaluate_domain(net, data, d, seed=args.seed, n_bootstrap=args.bootstrap, bn=args.bn)
-        cells = "".join(f"{v['estimate']:.3f} [{v['low']:.3f},{v['high']:.3f}]".rjust(24) for v in res["metrics"].values())
+        cells = "".join(
+            f"{v['estimate']:.3f} [{v['low']:.3f},{v['high']:.3f}]".rjust(24) for v in res["metrics"].values()
+        )
         print(f"{res['domain']:<28}{cells}")
         results.append(res)
     if args.json:
         from pathlib import Path
 
-        Path(args.json).write_text(json.dumps({"checkpoint": str(args.checkpoint), "seed": args.seed, "n_bootstrap": args.bootstrap, "bn": args.bn, "domains": results}, indent=1))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "checkpoint": str(args.checkpoint),
+                    "seed": args.seed,
+                    "n_bootstrap": args.bootstrap,
+                    "bn": args.bn,
+                    "domains": results,
+                },
+                indent=1,
+            )
+        )
         print(f"all numbers (with bootstrap resamples and ROC points): {args.json}")
     return 0
 
 
 def _add_training_args(p: argparse.ArgumentParser, steps: int) -> None:
-    p.add_argument("--data", default=None, help="folder <root>/<domain>/<identity>/<image>; default: the built-in synthetic domains")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="folder <root>/<domain>/<identity>/<image>; default: the built-in synthetic domains",
+    )
     p.add_argument("--synthetic-domains", type=int, default=4, help=argparse.SUPPRESS)
     p.add_argument("--synthetic-ids", type=int, default=40, help=argparse.SUPPRESS)
-    p.add_argument("--backbone", default="small_cnn", help="small_cnn (default), iresnet18/34/50/100, resnet28, mobilefacenet")
+    p.add_argument(
+        "--backbone", default="small_cnn", help="small_cnn (default), iresnet18/34/50/100, resnet28, mobilefacenet"
+    )
     p.add_argument("--input-size", type=int, default=32, help="image side in pixels (default 32)")
     p.add_argument("--channels", type=int, default=3, choices=(1, 3))
     p.add_argument("--width", type=int, default=8, help="backbone base width (default 8; published models: 64)")
     p.add_argument("--embedding-dim", type=int, default=64)
     p.add_argument("--batch-ids", type=int, default=8, help="identities per domain in a meta-batch (B)")
-    p.add_argument("--split", default="random", choices=("random", "leave_one_out"), help="meta-test domain per meta-batch: one random (the paper) or every rotation")
+    p.add_argument(
+        "--split",
+        default="random",
+        choices=("random", "leave_one_out"),
+        help="meta-test domain per meta-batch: one random (the paper) or every rotation",
+    )
     p.add_argument("--steps", type=int, default=steps)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch and mfr)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--init", default=None, metavar="PATH", help="start the backbone from these weights: an mfr checkpoint or an arcface_torch state dict (.pth/.pt/.safetensors)")
+    p.add_argument(
+        "--init",
+        default=None,
+        metavar="PATH",
+        help="start the backbone from these weights: an mfr checkpoint or an arcface_torch state dict (.pth/.pt/.safetensors)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,7 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
 
-    rep = sub.add_parser("reproduce", help="GFR-style protocol: train every method on source domains, test on unseen ones")
+    rep = sub.add_parser(
+        "reproduce", help="GFR-style protocol: train every method on source domains, test on unseen ones"
+    )
     _add_training_args(rep, steps=150)
     rep.add_argument("--protocol", default="lodo", choices=("lodo", "multi"))
     rep.add_argument("--sources", default=None, help="comma-separated source domains (protocol multi)")
@@ -275,16 +343,58 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--bn", default="running", choices=("running", "target"), help="BatchNorm statistics at test time")
     rep.add_argument("--out", default="mfr_results")
     rep.add_argument("--show", default="tar@far=1e-3,tar@far=1e-2,rank1", help="metrics printed as tables")
-    rep.add_argument("--record-command", action="store_true", help=argparse.SUPPRESS)  # the command is always recorded now
-    rep.add_argument("--eval-seed", type=int, default=0, help="seed of the evaluation draws (pairs, folds, galleries, bootstrap); the same for every method and training seed")
-    rep.add_argument("--baseline", default=None, help="method the difference table compares against (default: the best pooled baseline)")
-    rep.add_argument("--search", type=int, default=None, metavar="N", help="random search of N settings per method, selected by training-domain validation (never the target)")
+    rep.add_argument(
+        "--record-command", action="store_true", help=argparse.SUPPRESS
+    )  # the command is always recorded now
+    rep.add_argument(
+        "--eval-seed",
+        type=int,
+        default=0,
+        help="seed of the evaluation draws (pairs, folds, galleries, bootstrap); the same for every method and training seed",
+    )
+    rep.add_argument(
+        "--baseline",
+        default=None,
+        help="method the difference table compares against (default: the best pooled baseline)",
+    )
+    rep.add_argument(
+        "--search",
+        type=int,
+        default=None,
+        metavar="N",
+        help="random search of N settings per method, selected by training-domain validation (never the target)",
+    )
     rep.add_argument("--search-steps", type=int, default=None, help="steps per search setting (default: --steps)")
-    rep.add_argument("--select-metric", default="auc", choices=("auc", "eer", "tar@far=1e-2", "accuracy"), help="validation metric of the search")
-    rep.add_argument("--validation-fraction", type=float, default=0.25, help="share of every source domain's identities held out for validation")
-    rep.add_argument("--budget", default="steps", choices=("steps", "time"), help="time: also train every method for the time MFR used (equal-compute rows)")
-    rep.add_argument("--stage1-fraction", type=float, default=0.5, help="two-stage rows X@P: share of the steps the pooled stage P trains")
-    rep.add_argument("--eval-every", type=int, default=0, help="also evaluate the targets every N steps (learning curves in the report)")
+    rep.add_argument(
+        "--select-metric",
+        default="auc",
+        choices=("auc", "eer", "tar@far=1e-2", "accuracy"),
+        help="validation metric of the search",
+    )
+    rep.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=0.25,
+        help="share of every source domain's identities held out for validation",
+    )
+    rep.add_argument(
+        "--budget",
+        default="steps",
+        choices=("steps", "time"),
+        help="time: also train every method for the time MFR used (equal-compute rows)",
+    )
+    rep.add_argument(
+        "--stage1-fraction",
+        type=float,
+        default=0.5,
+        help="two-stage rows X@P: share of the steps the pooled stage P trains",
+    )
+    rep.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        help="also evaluate the targets every N steps (learning curves in the report)",
+    )
     rep.add_argument("--resume", action="store_true", help="continue the protocol in --out (finished runs kept)")
     rep.add_argument("--force", action="store_true", help="start over even if --out holds results")
     rep.set_defaults(func=_cmd_reproduce)
@@ -292,7 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train one method with checkpoints; --resume continues a run")
     _add_training_args(tr, steps=300)
     tr.add_argument("--method", default="mfr")
-    tr.add_argument("--sources", default=None, help="comma-separated source domains (default: all); the others are evaluated")
+    tr.add_argument(
+        "--sources", default=None, help="comma-separated source domains (default: all); the others are evaluated"
+    )
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--eval-every", type=int, default=100)
     tr.add_argument("--checkpoint-every", type=int, default=50)

@@ -30,7 +30,17 @@ import torch.distributed as dist
 
 from .. import _core
 
-__all__ = ["DistributedError", "init_from_env", "rank", "world_size", "is_main", "GradientAverager", "all_gather_rows", "broadcast_tensors", "gather_objects"]
+__all__ = [
+    "DistributedError",
+    "GradientAverager",
+    "all_gather_rows",
+    "broadcast_tensors",
+    "gather_objects",
+    "init_from_env",
+    "is_main",
+    "rank",
+    "world_size",
+]
 
 T = TypeVar("T")
 
@@ -65,7 +75,9 @@ def init_from_env(device: torch.device | None = None, timeout_s: float = DEFAULT
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s))
         _created_here = True
     except Exception as e:  # rendezvous failures come as several exception types
-        raise DistributedError(f"could not join the process group ({backend}, rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']}): {e}") from e
+        raise DistributedError(
+            f"could not join the process group ({backend}, rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']}): {e}"
+        ) from e
     return True
 
 
@@ -96,7 +108,9 @@ class GradientAverager:
     """Averages the ``.grad`` of ``params`` and the values of ``buffers`` over all ranks, in flat
     buckets of about ``bucket_bytes`` each (a missing gradient counts as zeros)."""
 
-    def __init__(self, params: Sequence[torch.Tensor], buffers: Sequence[torch.Tensor] = (), bucket_bytes: int = BUCKET_BYTES) -> None:
+    def __init__(
+        self, params: Sequence[torch.Tensor], buffers: Sequence[torch.Tensor] = (), bucket_bytes: int = BUCKET_BYTES
+    ) -> None:
         self.params, self.buffers = list(params), [b for b in buffers if b.is_floating_point()]
         self.bucket_bytes = bucket_bytes
         self.seconds = 0.0
@@ -106,7 +120,12 @@ class GradientAverager:
         size = 0
         for i, t in enumerate(tensors):
             nbytes = t.numel() * t.element_size()
-            if not buckets or size + nbytes > self.bucket_bytes or t.dtype != tensors[buckets[-1][0]].dtype or t.device != tensors[buckets[-1][0]].device:
+            if (
+                not buckets
+                or size + nbytes > self.bucket_bytes
+                or t.dtype != tensors[buckets[-1][0]].dtype
+                or t.device != tensors[buckets[-1][0]].device
+            ):
                 buckets.append([])
                 size = 0
             buckets[-1].append(i)
@@ -120,13 +139,19 @@ class GradientAverager:
         if w == 1:
             return
         t0 = time.perf_counter()
+        tensors: list[torch.Tensor] = []
         for p in self.params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-        tensors = [p.grad for p in self.params] + self.buffers  # type: ignore[misc]
+            tensors.append(p.grad)
+        tensors += self.buffers
         for bucket in self._buckets(tensors):
             flat = torch.cat([tensors[i].reshape(-1) for i in bucket])
-            _collective("all_reduce of gradients and BatchNorm statistics", lambda: dist.all_reduce(flat))
+
+            def reduce(flat: torch.Tensor = flat) -> object:
+                return dist.all_reduce(flat)
+
+            _collective("all_reduce of gradients and BatchNorm statistics", reduce)
             flat /= w
             offset = 0
             for i in bucket:
@@ -142,7 +167,11 @@ def broadcast_tensors(tensors: Sequence[torch.Tensor], src: int = 0) -> None:
         return
     with torch.no_grad():
         for t in tensors:
-            _collective("broadcast of the initial parameters", lambda t=t: dist.broadcast(t.data, src))
+
+            def send(t: torch.Tensor = t) -> object:
+                return dist.broadcast(t.data, src)
+
+            _collective("broadcast of the initial parameters", send)
 
 
 def all_gather_rows(t: torch.Tensor) -> torch.Tensor:

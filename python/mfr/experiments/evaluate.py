@@ -41,11 +41,18 @@ import torch
 from .. import _core
 from ..data import normalize_images
 from ..facedata import FaceData
-from ..metrics import UndefinedMetricWarning, bootstrap_group_counts, identification, kfold_accuracy, percentile_interval, verification_report
+from ..metrics import (
+    UndefinedMetricWarning,
+    bootstrap_group_counts,
+    identification,
+    kfold_accuracy,
+    percentile_interval,
+    verification_report,
+)
 from ..nn import Backbone
 from . import distributed
 
-__all__ = ["evaluate_domain", "embed_domain", "METRICS", "RESAMPLED_METRICS", "t_quantile"]
+__all__ = ["METRICS", "RESAMPLED_METRICS", "embed_domain", "evaluate_domain", "t_quantile"]
 
 #: Metric keys of :func:`evaluate_domain`, in table order (higher is better except ``eer``).
 METRICS = ("tar@far=1e-3", "tar@far=1e-2", "auc", "eer", "accuracy", "rank1", "rank1_single")
@@ -56,7 +63,9 @@ RESAMPLED_METRICS = ("tar@far=1e-3", "tar@far=1e-2", "auc", "eer", "rank1", "ran
 
 #: FARs at which every resample's TAR is kept, for the ROC's bootstrap band (1e-3 and 1e-2 are
 #: the headline FARs and are added to these).
-ROC_BAND_FARS = tuple(float(f) for f in 10.0 ** np.arange(-4.0, 0.01, 0.25) if not np.isclose(f, 1e-3) and not np.isclose(f, 1e-2))
+ROC_BAND_FARS = tuple(
+    float(f) for f in 10.0 ** np.arange(-4.0, 0.01, 0.25) if not np.isclose(f, 1e-3) and not np.isclose(f, 1e-2)
+)
 
 
 def _interval(estimate: float, low: float, high: float) -> dict[str, float]:
@@ -78,7 +87,7 @@ def t_quantile(p: float, df: int) -> float:
         n = 2000
         h = hi / n
         f = [c * (1 + math.tan(i * h) ** 2 / df) ** (-(df + 1) / 2) / math.cos(i * h) ** 2 for i in range(n + 1)]
-        return 0.5 + h / 3 * (f[0] + f[-1] + 4 * sum(f[1:-1:2]) + 2 * sum(f[2:-1:2]))
+        return float(0.5 + h / 3 * (f[0] + f[-1] + 4 * sum(f[1:-1:2]) + 2 * sum(f[2:-1:2])))
 
     lo, hi = 0.0, 1.0
     while cdf(hi) < p:
@@ -89,7 +98,9 @@ def t_quantile(p: float, df: int) -> float:
     return (lo + hi) / 2
 
 
-def embed_domain(backbone: Backbone, data: FaceData, domain: int | str, bn: str = "running", batch_size: int = 256) -> tuple[np.ndarray, torch.Tensor]:
+def embed_domain(
+    backbone: Backbone, data: FaceData, domain: int | str, bn: str = "running", batch_size: int = 256
+) -> tuple[np.ndarray, torch.Tensor]:
     """``(image positions in data.index, embeddings)`` of every image of ``domain``."""
     d = data.domain_number(domain)
     positions = np.flatnonzero(data.index.domains == d)
@@ -174,7 +185,9 @@ def evaluate_domain(
     present = np.unique(ids[positions])
     n_ids = len(present)
     if n_ids < 2:
-        raise _core.InvalidInputError(f"evaluate_domain: domain {name!r} has {n_ids} identity; verification needs at least 2")
+        raise _core.InvalidInputError(
+            f"evaluate_domain: domain {name!r} has {n_ids} identity; verification needs at least 2"
+        )
     # Identities numbered by name: the group universe every resample of this domain draws from.
     rank_of = np.full(len(id_names), -1, dtype=np.int64)
     rank_of[present[np.argsort([id_names[i] for i in present], kind="stable")]] = np.arange(n_ids)
@@ -192,7 +205,14 @@ def evaluate_domain(
         # A small domain may have fewer than 1/FAR impostor pairs: that TAR is NaN (see METRICS).
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         rep = verification_report(
-            scores, labels, fars=(1e-3, 1e-2, *ROC_BAND_FARS), n_bootstrap=n_bootstrap, confidence=confidence, groups=pair_ranks, n_groups=n_ids, seed=boot_seed
+            scores,
+            labels,
+            fars=(1e-3, 1e-2, *ROC_BAND_FARS),
+            n_bootstrap=n_bootstrap,
+            confidence=confidence,
+            groups=pair_ranks,
+            n_groups=n_ids,
+            seed=boot_seed,
         )
     band_fars = sorted((1e-3, 1e-2, *ROC_BAND_FARS))
     roc_band = {"far": band_fars, "tar": [rep.tar_at_far[f][0] for f in band_fars], "low": [], "high": []}
@@ -202,9 +222,18 @@ def evaluate_domain(
         roc_band["high"].append(ci.high if ci else math.nan)
     metrics: dict[str, dict[str, float]] = {}
     resamples: dict[str, npt.NDArray[np.float64]] = {}
-    for key, rkey in (("tar@far=1e-3", "tar@far=0.001"), ("tar@far=1e-2", "tar@far=0.01"), ("auc", "auc"), ("eer", "eer")):
+    for key, rkey in (
+        ("tar@far=1e-3", "tar@far=0.001"),
+        ("tar@far=1e-2", "tar@far=0.01"),
+        ("auc", "auc"),
+        ("eer", "eer"),
+    ):
         ci = rep.ci.get(rkey)
-        est = ci.estimate if ci else (rep.tar_at_far[float(key.split("=")[1])][0] if key.startswith("tar") else getattr(rep, key))
+        est = (
+            ci.estimate
+            if ci
+            else (rep.tar_at_far[float(key.split("=")[1])][0] if key.startswith("tar") else getattr(rep, key))
+        )
         metrics[key] = _interval(est, ci.low, ci.high) if ci else _interval(est, est, est)
         if rkey in rep.resamples:
             resamples[key] = rep.resamples[rkey]
@@ -217,7 +246,9 @@ def evaluate_domain(
         fold_accuracies = [float(a) for a in kf.fold_accuracies]
         sd = float(np.std(kf.fold_accuracies, ddof=1))
         half = t_quantile(1 - (1 - confidence) / 2, k - 1) * sd / math.sqrt(k)
-        metrics["accuracy"] = _interval(kf.mean, max(0.0, kf.mean - half), min(1.0, kf.mean + half))  # clipped to [0, 1]
+        metrics["accuracy"] = _interval(
+            kf.mean, max(0.0, kf.mean - half), min(1.0, kf.mean + half)
+        )  # clipped to [0, 1]
     else:
         metrics["accuracy"] = _interval(math.nan, math.nan, math.nan)
 
@@ -232,7 +263,9 @@ def evaluate_domain(
             if len(gallery) == 0:
                 break  # no identity with two images: identical for every draw
             ident = identification(emb_cpu[local[gallery]], ids[gallery], emb_cpu[local[probe]], ids[probe], ranks=(1,))
-            hits += np.bincount(rank_of[ids[probe]], weights=(ident.probe_ranks <= 1).astype(np.float64), minlength=n_ids)
+            hits += np.bincount(
+                rank_of[ids[probe]], weights=(ident.probe_ranks <= 1).astype(np.float64), minlength=n_ids
+            )
             probes += np.bincount(rank_of[ids[probe]], minlength=n_ids)
         if probes.sum() == 0:
             return math.nan, 0, None
@@ -255,7 +288,7 @@ def evaluate_domain(
     return {
         "domain": name,
         "n_identities": n_ids,
-        "n_images": int(len(positions)),
+        "n_images": len(positions),
         "n_genuine": int(rep.n_genuine),
         "n_impostor": int(rep.n_impostor),
         "n_probes": n_probes,

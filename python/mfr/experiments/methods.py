@@ -59,7 +59,13 @@ class MarginHead(torch.nn.Module):
         if kind == "softmax":
             self.bias = torch.nn.Parameter(torch.zeros(n_classes))
 
-    def logits(self, emb: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None) -> torch.Tensor:
+    def logits(
+        self,
+        emb: torch.Tensor,
+        labels: torch.Tensor,
+        weight: torch.Tensor | None = None,
+        bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         w = self.weight if weight is None else weight
         if self.kind == "softmax":
             return F.linear(emb, w, self.bias if bias is None else bias)
@@ -70,7 +76,9 @@ class MarginHead(torch.nn.Module):
             target = cos.gather(1, labels[:, None])
             sin = (1.0 - target * target).clamp_min(1e-12).sqrt()
             shifted = target * math.cos(self.margin) - sin * math.sin(self.margin)
-            shifted = torch.where(target > math.cos(math.pi - self.margin), shifted, target - self.margin * math.sin(self.margin))
+            shifted = torch.where(
+                target > math.cos(math.pi - self.margin), shifted, target - self.margin * math.sin(self.margin)
+            )
             cos = cos.scatter(1, labels[:, None], shifted)
         return self.scale * cos
 
@@ -93,7 +101,9 @@ class Method:
             ps += list(self.head.parameters())
         return ps
 
-    def step(self, domains: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], splits: Sequence[Any]) -> dict[str, float]:
+    def step(
+        self, domains: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], splits: Sequence[Any]
+    ) -> dict[str, float]:
         raise NotImplementedError
 
 
@@ -102,7 +112,9 @@ class MFRMethod(Method):
         super().__init__(name, backbone)
         self.meta = MetaStep(backbone, config)
 
-    def step(self, domains: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], splits: Sequence[Any]) -> dict[str, float]:
+    def step(
+        self, domains: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], splits: Sequence[Any]
+    ) -> dict[str, float]:
         out = self.meta.step(domains, splits)
         return {
             "loss": out.objective,
@@ -122,26 +134,32 @@ class MLDGMethod(Method):
         self.config = config
         self.head = MarginHead("normsoftmax", backbone.embedding_dim, n_classes, head_scale)
 
-    def step(self, domains: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], splits: Sequence[Any]) -> dict[str, float]:
+    def step(
+        self, domains: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], splits: Sequence[Any]
+    ) -> dict[str, float]:
         cfg, head = self.config, self.head
         assert isinstance(head, MarginHead)
         theta = self.backbone.parameter_list()
-        params = theta + [head.weight]
+        params = [*theta, head.weight]
         pairs = _split_pairs(splits)
         train_domains = sorted({d for train, _ in pairs for d in train})
         emb = {d: self.backbone(domains[d]) for d in train_domains}  # shared across splits
-        objective, ls_sum, lt_sum = 0.0, 0.0, 0.0
+        objective = torch.zeros((), device=theta[0].device, dtype=theta[0].dtype)
+        ls_sum, lt_sum = 0.0, 0.0
         for train, test in pairs:
             l_s = torch.stack([head.loss(emb[d], labels[d]) for d in train]).mean()
             adapted = inner_update(l_s, params, cfg.alpha, cfg.first_order)
-            l_t = torch.stack([head.loss(self.backbone(domains[d], params=adapted[:-1]), labels[d], weight=adapted[-1]) for d in test]).mean()
+            l_t = torch.stack(
+                [head.loss(self.backbone(domains[d], params=adapted[:-1]), labels[d], weight=adapted[-1]) for d in test]
+            ).mean()
             objective = objective + (cfg.gamma * l_s + (1 - cfg.gamma) * l_t) / len(splits)
             ls_sum += float(l_s.detach()) / len(splits)
             lt_sum += float(l_t.detach()) / len(splits)
-        assert isinstance(objective, torch.Tensor)
         if not torch.isfinite(objective):
-            raise _core.InvalidInputError(f"mldg: the objective is {float(objective.detach())}; no gradient was written")
-        objective.backward()
+            raise _core.InvalidInputError(
+                f"mldg: the objective is {float(objective.detach())}; no gradient was written"
+            )
+        objective.backward()  # type: ignore[no-untyped-call]
         return {"loss": float(objective.detach()), "loss_s": ls_sum, "loss_t": lt_sum}
 
 
@@ -150,17 +168,26 @@ class PooledMethod(Method):
         super().__init__(name, backbone)
         self.head = MarginHead(name, backbone.embedding_dim, n_classes, head_scale, margin)
 
-    def step(self, domains: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], splits: Sequence[Any]) -> dict[str, float]:
+    def step(
+        self, domains: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], splits: Sequence[Any]
+    ) -> dict[str, float]:
         assert isinstance(self.head, MarginHead)
         emb = self.backbone(torch.cat(list(domains)))
         loss = self.head.loss(emb, torch.cat(list(labels)))
         if not torch.isfinite(loss):
             raise _core.InvalidInputError(f"{self.name}: the loss is {float(loss.detach())}; no gradient was written")
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         return {"loss": float(loss.detach())}
 
 
-def make_method(name: str, backbone: Backbone, n_classes: int, meta_config: MetaStepConfig, head_scale: float = 30.0, margin: float | None = None) -> Method:
+def make_method(
+    name: str,
+    backbone: Backbone,
+    n_classes: int,
+    meta_config: MetaStepConfig,
+    head_scale: float = 30.0,
+    margin: float | None = None,
+) -> Method:
     """The method ``name`` (see :data:`METHODS`) for ``backbone`` and ``n_classes`` source identities."""
     if name in _ABLATIONS:
         cfg = replace(meta_config, **_ABLATIONS[name])

@@ -39,16 +39,24 @@ import torch
 
 from .. import _core
 from .._core import __version__
+from ..facedata import FaceData
+from ..metrics import percentile_interval
 from . import distributed
 from .checkpoint import check_output_folder
 from .evaluate import METRICS, evaluate_domain, t_quantile
-from ..facedata import FaceData
 from .methods import METHODS
-from ..metrics import percentile_interval
 from .search import search_method, search_summary, split_validation
 from .train import TrainConfig, Trainer, load_init_weights, resolve_device
 
-__all__ = ["ProtocolResult", "Comparison", "Difference", "run_protocol", "METRIC_TITLES", "data_fingerprint", "provenance"]
+__all__ = [
+    "METRIC_TITLES",
+    "Comparison",
+    "Difference",
+    "ProtocolResult",
+    "data_fingerprint",
+    "provenance",
+    "run_protocol",
+]
 
 METRIC_TITLES = {
     "tar@far=1e-3": "TAR @ FAR=1e-3",
@@ -61,7 +69,15 @@ METRIC_TITLES = {
 }
 
 #: Short names for the headings of the difference tables.
-METRIC_SHORT = {"tar@far=1e-3": "TAR@FAR=1e-3", "tar@far=1e-2": "TAR@FAR=1e-2", "auc": "AUC", "eer": "EER", "accuracy": "accuracy", "rank1": "rank-1", "rank1_single": "rank-1 (single draw)"}
+METRIC_SHORT = {
+    "tar@far=1e-3": "TAR@FAR=1e-3",
+    "tar@far=1e-2": "TAR@FAR=1e-2",
+    "auc": "AUC",
+    "eer": "EER",
+    "accuracy": "accuracy",
+    "rank1": "rank-1",
+    "rank1_single": "rank-1 (single draw)",
+}
 
 #: Metrics where a lower value is better.
 LOWER_IS_BETTER = frozenset({"eer"})
@@ -103,9 +119,16 @@ def provenance() -> dict[str, Any]:
     info: dict[str, Any] = {"mfr": __version__, "git_commit": None, "git_dirty": None}
     for where in (Path(__file__).resolve().parent, Path.cwd()):
         try:
-            top = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+            top = subprocess.run(
+                ["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+            )
             if top.returncode == 0:
-                dirty = subprocess.run(["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10)
+                dirty = subprocess.run(
+                    ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                )
                 info.update(git_commit=top.stdout.strip(), git_dirty=bool(dirty.stdout.strip()), git_dir=str(where))
                 break
         except (OSError, subprocess.SubprocessError):
@@ -133,14 +156,19 @@ def data_fingerprint(data: FaceData) -> dict[str, Any]:
                 content.append(str(os.stat(data._path(p)).st_size))
             except OSError:
                 content.append("?")
-    entries = sorted(zip((names[d] for d in doms), (id_names[i] for i in ids), (Path(p).name for p in idx.paths), content))
+    entries = sorted(
+        zip((names[d] for d in doms), (id_names[i] for i in ids), (Path(p).name for p in idx.paths), content)
+    )
     h = hashlib.sha256()
     for t in entries:
         h.update("\x1f".join(t).encode("utf-8", "surrogateescape") + b"\x1e")
     return {
         "name": data.name,
         "images": len(idx),
-        "domains": {n: {"identities": int(len(np.unique(ids[doms == k]))), "images": int((doms == k).sum())} for k, n in enumerate(names)},
+        "domains": {
+            n: {"identities": len(np.unique(ids[doms == k])), "images": int((doms == k).sum())}
+            for k, n in enumerate(names)
+        },
         "sha256": h.hexdigest(),
     }
 
@@ -184,10 +212,12 @@ class Comparison:
     method: str
 
     def __str__(self) -> str:
-        lines = [f"{self.a} - {self.b}, {self.metric} ({int(round(100 * self.confidence))}% CI, {self.method})"]
+        lines = [f"{self.a} - {self.b}, {self.metric} ({round(100 * self.confidence)}% CI, {self.method})"]
         for t, d in [*self.per_target.items(), ("mean over targets", self.mean)]:
             lines.append(f"  {t:<28} {d.estimate:+.4f} [{d.low:+.4f}, {d.high:+.4f}]{' *' if d.excludes_zero else ''}")
-        lines.append(f"  {self.a} better on {self.wins}, worse on {self.losses} of {len(self.per_target)} targets (CI excluding 0)")
+        lines.append(
+            f"  {self.a} better on {self.wins}, worse on {self.losses} of {len(self.per_target)} targets (CI excluding 0)"
+        )
         return "\n".join(lines)
 
 
@@ -262,9 +292,16 @@ class ProtocolResult:
         seeds = sorted(set(ra) & set(rb)) if rb is not None else sorted(ra)
         if not seeds:
             return None
-        est = [ra[s]["metrics"][metric]["estimate"] - (rb[s]["metrics"][metric]["estimate"] if rb is not None else 0.0) for s in seeds]
+        est = [
+            ra[s]["metrics"][metric]["estimate"] - (rb[s]["metrics"][metric]["estimate"] if rb is not None else 0.0)
+            for s in seeds
+        ]
         if metric == "accuracy":
-            folds = [np.asarray(ra[s].get("accuracy_folds") or [], float) - (np.asarray(rb[s].get("accuracy_folds") or [], float) if rb is not None else 0.0) for s in seeds]
+            folds = [
+                np.asarray(ra[s].get("accuracy_folds") or [], float)
+                - (np.asarray(rb[s].get("accuracy_folds") or [], float) if rb is not None else 0.0)
+                for s in seeds
+            ]
             if not all(len(f) == len(folds[0]) and len(f) >= 2 for f in folds):
                 return _Paired(_seed_interval(est, confidence))
             per_fold = np.mean(folds, axis=0)
@@ -272,9 +309,15 @@ class ProtocolResult:
             se = float(np.std(per_fold, ddof=1)) / math.sqrt(k)
             half = t_quantile(1 - (1 - confidence) / 2, k - 1) * se
             m = float(np.mean(est))
-            lo, hi = (m - half, m + half) if rb is not None else (max(0.0, m - half), min(1.0, m + half))  # a proportion: clipped
+            lo, hi = (
+                (m - half, m + half) if rb is not None else (max(0.0, m - half), min(1.0, m + half))
+            )  # a proportion: clipped
             return _Paired(Difference(m, lo, hi, est), se=se)
-        res = [np.asarray(ra[s].get("resamples", {}).get(metric, []), float) - (np.asarray(rb[s].get("resamples", {}).get(metric, []), float) if rb is not None else 0.0) for s in seeds]
+        res = [
+            np.asarray(ra[s].get("resamples", {}).get(metric, []), float)
+            - (np.asarray(rb[s].get("resamples", {}).get(metric, []), float) if rb is not None else 0.0)
+            for s in seeds
+        ]
         n_res = min(len(r) for r in res)
         if n_res == 0 or any(len(r) != n_res for r in res):
             return _Paired(_seed_interval(est, confidence))
@@ -291,7 +334,8 @@ class ProtocolResult:
         key = (len(self.runs), confidence)
         cached = self.__dict__.get("_summary_cache")
         if cached is not None and cached[0] == key:
-            return cached[1]
+            hit: dict[str, dict[str, dict[str, dict[str, float]]]] = cached[1]
+            return hit
         out = self._summary(confidence)
         self.__dict__["_summary_cache"] = (key, out)
         return out
@@ -328,7 +372,9 @@ class ProtocolResult:
         standard errors)."""
         for m in (a, b):
             if m not in self.rows():
-                raise _core.InvalidInputError(f"compare: method {m!r} is not in this result; it has: {', '.join(self.rows())}")
+                raise _core.InvalidInputError(
+                    f"compare: method {m!r} is not in this result; it has: {', '.join(self.rows())}"
+                )
         if metric not in METRICS:
             raise _core.InvalidInputError(f"compare: unknown metric {metric!r}; available: {', '.join(METRICS)}")
         paired = {t: p for t in self.targets if (p := self._paired(a, b, t, metric, confidence)) is not None}
@@ -336,7 +382,11 @@ class ProtocolResult:
         if not per_target:
             raise _core.InvalidInputError(f"compare: {a} and {b} share no finished run")
         ests = [d.estimate for d in per_target.values()]
-        per_seed = list(np.mean([d.per_seed for d in per_target.values()], axis=0)) if len({len(d.per_seed) for d in per_target.values()}) == 1 else []
+        per_seed = (
+            list(np.mean([d.per_seed for d in per_target.values()], axis=0))
+            if len({len(d.per_seed) for d in per_target.values()}) == 1
+            else []
+        )
         if metric == "accuracy":
             ses = [math.nan if p.se is None else p.se for p in paired.values()]
             half = _normal_quantile(1 - (1 - confidence) / 2) * math.sqrt(sum(x * x for x in ses)) / len(ses)
@@ -410,7 +460,9 @@ class ProtocolResult:
                 lines.append(f"| {method} | " + " | ".join("—" if math.isnan(c) else f"{c:.3f}" for c in cells) + " |")
         return "\n".join(lines)
 
-    def difference_table(self, metric: str = "tar@far=1e-2", baseline: str | None = None, confidence: float = 0.95) -> str:
+    def difference_table(
+        self, metric: str = "tar@far=1e-2", baseline: str | None = None, confidence: float = 0.95
+    ) -> str:
         """Markdown: every other method minus ``baseline`` (default :meth:`best_pooled`), per target
         and over targets, with paired intervals (``*``: the interval excludes 0), and how many
         targets each method wins and loses."""
@@ -420,7 +472,7 @@ class ProtocolResult:
         head = "| method | " + " | ".join(self.targets) + " | mean over targets | wins / losses |"
         better = "lower" if metric in LOWER_IS_BETTER else "higher"
         lines = [
-            f"**{METRIC_SHORT.get(metric, metric)}: difference vs {baseline}** (paired {int(round(100 * confidence))}% CI; "
+            f"**{METRIC_SHORT.get(metric, metric)}: difference vs {baseline}** (paired {round(100 * confidence)}% CI; "
             f"`*` the CI excludes 0; {better} is better; wins / losses: targets with a CI excluding 0)",
             "",
             head,
@@ -448,7 +500,15 @@ class ProtocolResult:
             secs = [r["train_seconds"] for r in runs.values()]
             steps = [max(1, r.get("steps") or 1) for r in runs.values()]
             step_secs = [r.get("step_seconds", r["train_seconds"]) for r in runs.values()]
-            rows.append((method, float(np.median(secs)), float(np.median(np.asarray(step_secs) / np.asarray(steps))), int(np.median(steps)), len(runs)))
+            rows.append(
+                (
+                    method,
+                    float(np.median(secs)),
+                    float(np.median(np.asarray(step_secs) / np.asarray(steps))),
+                    int(np.median(steps)),
+                    len(runs),
+                )
+            )
         if not rows:
             return ""
         fastest = min(r[2] for r in rows)
@@ -466,11 +526,21 @@ class ProtocolResult:
         c = self.config
         ev = self.evaluation
         prov = self.provenance
-        status = "complete" if self.complete else f"INCOMPLETE: {len({(r['method'], r['target'], r['seed']) for r in self.runs if r['method'] != 'untrained'})} of {self.expected_runs} runs finished"
+        status = (
+            "complete"
+            if self.complete
+            else f"INCOMPLETE: {len({(r['method'], r['target'], r['seed']) for r in self.runs if r['method'] != 'untrained'})} of {self.expected_runs} runs finished"
+        )
         parts = [
             f"# {self.protocol} protocol on {self.data}",
             "",
-            f"Status: {status}. mfr {prov.get('mfr', '?')}" + (f", commit {prov['git_commit'][:12]}{' (modified)' if prov.get('git_dirty') else ''}" if prov.get("git_commit") else "") + ".",
+            f"Status: {status}. mfr {prov.get('mfr', '?')}"
+            + (
+                f", commit {prov['git_commit'][:12]}{' (modified)' if prov.get('git_dirty') else ''}"
+                if prov.get("git_commit")
+                else ""
+            )
+            + ".",
             "",
             f"Backbone {c['backbone']} ({c['input_size']}x{c['input_size']}, {c['channels']} channel(s), width {c.get('width')}, {c.get('embedding_dim')}-d), {c['steps']} steps, "
             f"B={c['ids_per_domain']} identities per domain, seeds: {self.seeds}; wall time {self.wall_seconds:.0f} s on "
@@ -489,20 +559,41 @@ class ProtocolResult:
             parts += [self.difference_table(metric, baseline), ""]
         timed = self.best_pooled("tar@far=1e-2", budget="time")
         if timed is not None:
-            parts += ["Equal compute: every method against the best pooled baseline trained for MFR's time.", "", self.difference_table("tar@far=1e-2", timed), ""]
+            parts += [
+                "Equal compute: every method against the best pooled baseline trained for MFR's time.",
+                "",
+                self.difference_table("tar@far=1e-2", timed),
+                "",
+            ]
         if self.searches:
             s = self.search
-            parts += ["## Model selection", "", f"{s.get('n')} settings per method, {s.get('steps') or c['steps']} steps each, seed 0; validation: "
-                      f"{s.get('validation_fraction')} of every source domain's identities held out, metric {s.get('select_metric')}.", "", search_summary(self.searches), ""]
+            parts += [
+                "## Model selection",
+                "",
+                f"{s.get('n')} settings per method, {s.get('steps') or c['steps']} steps each, seed 0; validation: "
+                f"{s.get('validation_fraction')} of every source domain's identities held out, metric {s.get('select_metric')}.",
+                "",
+                search_summary(self.searches),
+                "",
+            ]
         if self.budget == "time":
-            parts += ["Rows `<method>:time` trained for the training time MFR used on the same seed and targets (equal compute; steps in the cost table).", ""]
+            parts += [
+                "Rows `<method>:time` trained for the training time MFR used on the same seed and targets (equal compute; steps in the cost table).",
+                "",
+            ]
         if self.stage1_fraction:
-            parts += [f"Rows `X@P` are two-stage: `P` trained {self.stage1_fraction:g} of the steps, `X` fine-tuned its backbone for the rest.", ""]
+            parts += [
+                f"Rows `X@P` are two-stage: `P` trained {self.stage1_fraction:g} of the steps, `X` fine-tuned its backbone for the rest.",
+                "",
+            ]
         timing = self.timing_table()
         if timing:
             parts += ["## Cost", "", timing, ""]
         if any(r.get("eval_curve") for r in self.runs):
-            parts += ["Learning curves on the targets and MFR's hard-pair counts over training: `curves_<target>.png` / `.svg`.", ""]
+            parts += [
+                "Learning curves on the targets and MFR's hard-pair counts over training: `curves_<target>.png` / `.svg`.",
+                "",
+            ]
         return "\n".join(parts).rstrip() + "\n"
 
     def to_dict(self) -> dict[str, Any]:
@@ -520,7 +611,19 @@ class ProtocolResult:
                 for key in METRICS:
                     m = r["metrics"].get(key)
                     if m is not None:
-                        w.writerow([r["method"], r["target"], r["seed"], key, m["estimate"], m["low"], m["high"], r.get("train_seconds"), r.get("steps")])
+                        w.writerow(
+                            [
+                                r["method"],
+                                r["target"],
+                                r["seed"],
+                                key,
+                                m["estimate"],
+                                m["low"],
+                                m["high"],
+                                r.get("train_seconds"),
+                                r.get("steps"),
+                            ]
+                        )
 
     def latex(self, metric: str = "tar@far=1e-2") -> str:
         """A LaTeX (booktabs) method x target table of one metric: mean over seeds with the interval
@@ -588,8 +691,15 @@ class ProtocolResult:
                     fpr, tpr = np.asarray(r["roc"]["fpr"]), np.asarray(r["roc"]["tpr"])
                     keep = fpr > 0
                     main_seed = r["seed"] == seed
-                    ax.plot(fpr[keep], tpr[keep], color=color, lw=1.3 if main_seed else 0.5, alpha=1.0 if main_seed else 0.5,
-                            ls="--" if method == "untrained" else "-", label=method if main_seed else None)
+                    ax.plot(
+                        fpr[keep],
+                        tpr[keep],
+                        color=color,
+                        lw=1.3 if main_seed else 0.5,
+                        alpha=1.0 if main_seed else 0.5,
+                        ls="--" if method == "untrained" else "-",
+                        label=method if main_seed else None,
+                    )
                     band = r.get("roc_band")
                     if main_seed and band and not all(math.isnan(x) for x in band["low"]):
                         ax.fill_between(band["far"], band["low"], band["high"], color=color, alpha=0.12, lw=0)
@@ -598,7 +708,9 @@ class ProtocolResult:
             ax.set_ylim(0, 1)
             ax.set_xlabel("FAR")
             ax.set_ylabel("TAR")
-            ax.set_title(f"unseen target: {target} (bands: seed {seed}, 95% identity bootstrap; thin: other seeds)", fontsize=8)
+            ax.set_title(
+                f"unseen target: {target} (bands: seed {seed}, 95% identity bootstrap; thin: other seeds)", fontsize=8
+            )
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
             fig.tight_layout()
@@ -617,7 +729,11 @@ class ProtocolResult:
             return []
         written = []
         for target in self.targets:
-            runs = [r for r in self.runs if r["target"] == target and r["seed"] == seed and (r.get("eval_curve") or r.get("curve"))]
+            runs = [
+                r
+                for r in self.runs
+                if r["target"] == target and r["seed"] == seed and (r.get("eval_curve") or r.get("curve"))
+            ]
             if not any(r.get("eval_curve") for r in runs):
                 continue
             fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4))
@@ -625,7 +741,11 @@ class ProtocolResult:
                 pts = [(p["step"], p[metric]) for p in r.get("eval_curve", []) if metric in p]
                 if pts:
                     ax.plot(*zip(*pts), marker=".", label=r["method"])
-                hard = [(p["step"], p["hard_positives"] + p["hard_negatives"]) for p in r.get("curve", []) if "hard_positives" in p]
+                hard = [
+                    (p["step"], p["hard_positives"] + p["hard_negatives"])
+                    for p in r.get("curve", [])
+                    if "hard_positives" in p
+                ]
                 if hard:
                     bx.plot(*zip(*hard), label=r["method"])
             ax.set_xlabel("step")
@@ -664,7 +784,11 @@ def _seed_interval(per_seed: list[float], confidence: float) -> Difference:
     m = float(np.mean(per_seed))
     if len(per_seed) < 2 or math.isnan(m):
         return Difference(m, m, m, per_seed)
-    half = t_quantile(1 - (1 - confidence) / 2, len(per_seed) - 1) * float(np.std(per_seed, ddof=1)) / math.sqrt(len(per_seed))
+    half = (
+        t_quantile(1 - (1 - confidence) / 2, len(per_seed) - 1)
+        * float(np.std(per_seed, ddof=1))
+        / math.sqrt(len(per_seed))
+    )
     return Difference(m, m - half, m + half, per_seed)
 
 
@@ -682,15 +806,21 @@ def _normal_quantile(p: float) -> float:
     return NormalDist().inv_cdf(p)
 
 
-def _groups(data: FaceData, protocol: str, sources: Sequence[str] | None, targets: Sequence[str] | None) -> list[tuple[list[str], list[str]]]:
+def _groups(
+    data: FaceData, protocol: str, sources: Sequence[str] | None, targets: Sequence[str] | None
+) -> list[tuple[list[str], list[str]]]:
     names = data.domain_names
     if len(names) < 2:
-        raise _core.InvalidInputError(f"the data has {len(names)} domain ({', '.join(names)}); a domain-generalization protocol needs at least 2 (folders <root>/<domain>/<identity>/<image>)")
+        raise _core.InvalidInputError(
+            f"the data has {len(names)} domain ({', '.join(names)}); a domain-generalization protocol needs at least 2 (folders <root>/<domain>/<identity>/<image>)"
+        )
     tgt = [names[data.domain_number(t)] for t in targets] if targets else None
     src = [names[data.domain_number(s)] for s in sources] if sources else None
     if protocol == "lodo":
         if src:
-            raise _core.InvalidInputError("protocol lodo trains on every domain but the target; --sources is for protocol multi")
+            raise _core.InvalidInputError(
+                "protocol lodo trains on every domain but the target; --sources is for protocol multi"
+            )
         return [([n for n in names if n != t], [t]) for t in (tgt or names)]
     if protocol == "multi":
         if not tgt:
@@ -723,7 +853,9 @@ def check_methods(methods: Sequence[str]) -> None:
             bad.append(m)
     if bad:
         two = ", ".join(f"{x}@{p}" for x in ("mfr", "mldg") for p in POOLED)
-        raise _core.InvalidInputError(f"unknown method(s) {', '.join(map(repr, bad))}; available: {', '.join(METHODS)}, and two-stage variants X@P such as {two}")
+        raise _core.InvalidInputError(
+            f"unknown method(s) {', '.join(map(repr, bad))}; available: {', '.join(METHODS)}, and two-stage variants X@P such as {two}"
+        )
     if len(set(methods)) != len(methods):
         raise _core.InvalidInputError(f"methods repeat: {list(methods)}")
 
@@ -793,20 +925,24 @@ def run_protocol(
     if search_steps is not None and search_steps < 1:
         raise _core.InvalidInputError(f"search_steps must be >= 1, got {search_steps}")
     if select_metric not in METRICS or select_metric.startswith("rank1") or select_metric == "tar@far=1e-3":
-        raise _core.InvalidInputError(f"select_metric must be one of auc, eer, tar@far=1e-2, accuracy, got {select_metric!r}")
+        raise _core.InvalidInputError(
+            f"select_metric must be one of auc, eer, tar@far=1e-2, accuracy, got {select_metric!r}"
+        )
     if not 0 < validation_fraction < 1:
         raise _core.InvalidInputError(f"validation_fraction must lie in (0, 1), got {validation_fraction}")
     if budget not in ("steps", "time"):
         raise _core.InvalidInputError(f"budget must be 'steps' or 'time', got {budget!r}")
     if budget == "time" and "mfr" not in methods:
-        raise _core.InvalidInputError("budget 'time' gives every method the training time MFR used: include mfr among the methods")
+        raise _core.InvalidInputError(
+            "budget 'time' gives every method the training time MFR used: include mfr among the methods"
+        )
     if any("@" in m for m in methods) and not 0 < stage1_fraction < 1:
         raise _core.InvalidInputError(f"stage1_fraction must lie in (0, 1), got {stage1_fraction}")
     if any("@" in m for m in methods) and config.steps < 2:
         raise _core.InvalidInputError(f"two-stage methods need at least 2 steps, got {config.steps}")
     device = resolve_device(config.device)
     distributed.init_from_env(device, config.dist_timeout)
-    if distributed.world_size() > 1 and device.type == "cuda" and device.index is None:
+    if distributed.world_size() > 1 and device == torch.device("cuda"):  # no index given: this rank's GPU
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     groups = _groups(data, protocol, sources, targets)
     for src, _ in groups:
@@ -816,10 +952,27 @@ def run_protocol(
             )
     all_targets = list(dict.fromkeys(t for _, ts in groups for t in ts))
     time_rows = [f"{m}:time" for m in methods if "@" not in m and m != "mfr"] if budget == "time" else []
-    result = ProtocolResult(protocol, data.name, dataclasses.asdict(config), list(methods), all_targets, seeds, command=command)
+    result = ProtocolResult(
+        protocol, data.name, dataclasses.asdict(config), list(methods), all_targets, seeds, command=command
+    )
     result.hardware["world_size"] = distributed.world_size()
-    result.evaluation = {"seed": int(eval_seed), "n_bootstrap": int(n_bootstrap), "n_gallery_draws": int(n_gallery_draws), "bn": bn, "max_impostors": 200_000}
-    result.search = {"n": int(search), "steps": search_steps, "select_metric": select_metric, "validation_fraction": validation_fraction} if search else {}
+    result.evaluation = {
+        "seed": int(eval_seed),
+        "n_bootstrap": int(n_bootstrap),
+        "n_gallery_draws": int(n_gallery_draws),
+        "bn": bn,
+        "max_impostors": 200_000,
+    }
+    result.search = (
+        {
+            "n": int(search),
+            "steps": search_steps,
+            "select_metric": select_metric,
+            "validation_fraction": validation_fraction,
+        }
+        if search
+        else {}
+    )
     result.budget = budget
     result.stage1_fraction = stage1_fraction if any("@" in m for m in methods) else None
     result.provenance = provenance()
@@ -838,12 +991,23 @@ def run_protocol(
     start = time.perf_counter() - result.wall_seconds
     total = result.expected_runs
     done = len({(r["method"], r["seed"], tuple(r["sources"])) for r in result.runs if r["method"] != "untrained"})
-    eval_kw: dict[str, Any] = {"seed": eval_seed, "n_bootstrap": n_bootstrap, "bn": bn, "n_gallery_draws": n_gallery_draws}
+    eval_kw: dict[str, Any] = {
+        "seed": eval_seed,
+        "n_bootstrap": n_bootstrap,
+        "bn": bn,
+        "n_gallery_draws": n_gallery_draws,
+    }
 
     def run_dir(name: str, tgts: Sequence[str], seed: int) -> Path | None:
-        return Path(out_dir) / "runs" / f"{name.replace(':', '-')}-{'+'.join(tgts)}-seed{seed}" if out_dir is not None else None
+        return (
+            Path(out_dir) / "runs" / f"{name.replace(':', '-')}-{'+'.join(tgts)}-seed{seed}"
+            if out_dir is not None
+            else None
+        )
 
-    def fit(cfg: TrainConfig, train: FaceData, where: Path | None, eval_sets: dict[str, FaceData] | None = None) -> Trainer:
+    def fit(
+        cfg: TrainConfig, train: FaceData, where: Path | None, eval_sets: dict[str, FaceData] | None = None
+    ) -> Trainer:
         trainer = Trainer(cfg, train, out_dir=where, progress=progress, eval_sets=eval_sets if cfg.eval_every else None)
         trainer.fit(resume=resume)
         return trainer
@@ -867,25 +1031,41 @@ def run_protocol(
             steps = search_steps or config.steps
             base_cfg = dataclasses.replace(config, steps=steps, seed=0, eval_every=0, init=None)
             out = search_method(
-                method, base_cfg, train, validation, target_data, search, seed=eval_seed, select_metric=select_metric, eval_seed=eval_seed, fit=lambda c, d: fit(c, d, None)
+                method,
+                base_cfg,
+                train,
+                validation,
+                target_data,
+                search,
+                seed=eval_seed,
+                select_metric=select_metric,
+                eval_seed=eval_seed,
+                fit=lambda c, d: fit(c, d, None),
             )
             out["targets"] = list(tgts)
             result.searches.append(out)
             result.settings[key] = out["candidates"][out["selected"]]["setting"]
             save()
             sel = out["candidates"][out["selected"]]
-            say(f"search {method:<16} {'+'.join(tgts)}: {search} settings x {steps} steps; selected {sel['setting'] or 'defaults'} (validation {select_metric} {sel['validation']:.3f})")
+            say(
+                f"search {method:<16} {'+'.join(tgts)}: {search} settings x {steps} steps; selected {sel['setting'] or 'defaults'} (validation {select_metric} {sel['validation']:.3f})"
+            )
 
     for seed in range(seeds):
         for src, tgts in groups:
             source_data = data.subset(src)
             target_data = {t: data.subset([t]) for t in tgts}
 
-            def have(name: str) -> bool:
-                return all(any(r["method"] == name and r["target"] == t and r["seed"] == seed for r in result.runs) for t in tgts)
+            def have(name: str, seed: int = seed, tgts: list[str] = tgts) -> bool:
+                return all(
+                    any(r["method"] == name and r["target"] == t and r["seed"] == seed for r in result.runs)
+                    for t in tgts
+                )
 
-            def config_of(method: str, **over: Any) -> TrainConfig:
-                return dataclasses.replace(config, method=method, seed=seed, **result.settings.get(_settings_key(method, tgts), {}), **over)
+            def config_of(method: str, seed: int = seed, tgts: list[str] = tgts, **over: Any) -> TrainConfig:
+                return dataclasses.replace(
+                    config, method=method, seed=seed, **result.settings.get(_settings_key(method, tgts), {}), **over
+                )
 
             if not have("untrained"):
                 torch.manual_seed(seed)
@@ -894,7 +1074,17 @@ def run_protocol(
                     load_init_weights(untrained, config.init)
                 for t, td in target_data.items():
                     res = evaluate_domain(untrained, td, 0, **eval_kw)
-                    result.runs.append({"method": "untrained", "target": t, "seed": seed, "sources": src, **res, "train_seconds": 0.0, "steps": 0})
+                    result.runs.append(
+                        {
+                            "method": "untrained",
+                            "target": t,
+                            "seed": seed,
+                            "sources": src,
+                            **res,
+                            "train_seconds": 0.0,
+                            "steps": 0,
+                        }
+                    )
             rows = [(m, None) for m in methods] + [(m, "time") for m in time_rows]
             for name, row_budget in rows:
                 if have(name):
@@ -903,19 +1093,32 @@ def run_protocol(
                 t0 = time.perf_counter()
                 stage_seconds = 0.0
                 if row_budget == "time":
-                    mfr_run = next(r for r in result.runs if r["method"] == "mfr" and r["seed"] == seed and r["target"] == tgts[0])
-                    own = next(r for r in result.runs if r["method"] == base and r["seed"] == seed and r["target"] == tgts[0])
+                    mfr_run = next(
+                        r for r in result.runs if r["method"] == "mfr" and r["seed"] == seed and r["target"] == tgts[0]
+                    )
+                    own = next(
+                        r for r in result.runs if r["method"] == base and r["seed"] == seed and r["target"] == tgts[0]
+                    )
                     per_step = own.get("step_seconds", own["train_seconds"]) / max(1, own["steps"])
-                    steps = max(1, int(round(mfr_run.get("step_seconds", mfr_run["train_seconds"]) / per_step)))
+                    steps = max(1, round(mfr_run.get("step_seconds", mfr_run["train_seconds"]) / per_step))
                     cfg = config_of(base, steps=steps, warmup_steps=min(config.warmup_steps, steps - 1))
                 elif "@" in name:
                     x, _, pooled = name.partition("@")
-                    s1 = max(1, int(round(stage1_fraction * config.steps)))
+                    s1 = max(1, round(stage1_fraction * config.steps))
                     stage1_dir = run_dir(f"{pooled}-stage1", tgts, seed)
                     stage1 = fit(config_of(pooled, steps=s1), source_data, stage1_dir)
                     stage_seconds = step_seconds(stage1)
-                    init = stage1.save(stage1_dir / "stage1.safetensors") if stage1_dir is not None else _temporary_checkpoint(stage1)
-                    cfg = config_of(x, steps=config.steps - s1, init=str(init), warmup_steps=min(config.warmup_steps, config.steps - s1 - 1))
+                    init = (
+                        stage1.save(stage1_dir / "stage1.safetensors")
+                        if stage1_dir is not None
+                        else _temporary_checkpoint(stage1)
+                    )
+                    cfg = config_of(
+                        x,
+                        steps=config.steps - s1,
+                        init=str(init),
+                        warmup_steps=min(config.warmup_steps, config.steps - s1 - 1),
+                    )
                 else:
                     cfg = config_of(name)
                 trainer = fit(cfg, source_data, run_dir(name, tgts, seed), eval_sets=target_data)
@@ -924,21 +1127,39 @@ def run_protocol(
                 seconds = time.perf_counter() - t0
                 done += 1
                 cells = []
-                offset = config.steps - cfg.steps if "@" in name else 0  # two-stage: steps count from the pooled stage's start
-                curve = [{**{k: v for k, v in row.items() if k in _CURVE_KEYS}, "step": row["step"] + offset} for row in trainer.history[:: max(1, config.log_every)]]
+                offset = (
+                    config.steps - cfg.steps if "@" in name else 0
+                )  # two-stage: steps count from the pooled stage's start
+                curve = [
+                    {**{k: v for k, v in row.items() if k in _CURVE_KEYS}, "step": row["step"] + offset}
+                    for row in trainer.history[:: max(1, config.log_every)]
+                ]
                 for t, td in target_data.items():
                     res = evaluate_domain(trainer.backbone, td, 0, **eval_kw)
-                    result.runs.append({
-                        "method": name, "target": t, "seed": seed, "sources": src, **res,
-                        "train_seconds": seconds, "step_seconds": step_seconds(trainer) + stage_seconds,
-                        "steps": trainer.step + offset,
-                        "config": dataclasses.asdict(cfg),
-                        "final_loss": trainer.history[-1]["loss"] if trainer.history else None,
-                        "curve": curve,
-                        "eval_curve": [{**{k: v for k, v in row.items() if k in METRICS}, "step": row["step"] + offset} for row in trainer.eval_history if row["domain"] == t],
-                    })
+                    result.runs.append(
+                        {
+                            "method": name,
+                            "target": t,
+                            "seed": seed,
+                            "sources": src,
+                            **res,
+                            "train_seconds": seconds,
+                            "step_seconds": step_seconds(trainer) + stage_seconds,
+                            "steps": trainer.step + offset,
+                            "config": dataclasses.asdict(cfg),
+                            "final_loss": trainer.history[-1]["loss"] if trainer.history else None,
+                            "curve": curve,
+                            "eval_curve": [
+                                {**{k: v for k, v in row.items() if k in METRICS}, "step": row["step"] + offset}
+                                for row in trainer.eval_history
+                                if row["domain"] == t
+                            ],
+                        }
+                    )
                     m = res["metrics"]
-                    cells.append(f"{t}: TAR@1e-2 {m['tar@far=1e-2']['estimate']:.3f} AUC {m['auc']['estimate']:.3f} rank-1 {m['rank1']['estimate']:.3f}")
+                    cells.append(
+                        f"{t}: TAR@1e-2 {m['tar@far=1e-2']['estimate']:.3f} AUC {m['auc']['estimate']:.3f} rank-1 {m['rank1']['estimate']:.3f}"
+                    )
                 save()
                 say(f"[{done}/{total}] seed {seed} {name:<16} {seconds:6.1f} s  " + "; ".join(cells))
     result.complete = True
@@ -984,7 +1205,9 @@ def _adopt_earlier(result: ProtocolResult, out: Path, resume: bool, force: bool)
     if force:
         return
     if not resume:
-        raise _core.InvalidInputError(f"{out} already holds results (results.json): resume continues them (--resume), force starts over (--force)")
+        raise _core.InvalidInputError(
+            f"{out} already holds results (results.json): resume continues them (--resume), force starts over (--force)"
+        )
     earlier = ProtocolResult.load(path)
     mine, theirs = result.to_dict(), earlier.to_dict()
     for key in _RESUME_KEYS:
@@ -997,7 +1220,9 @@ def _adopt_earlier(result: ProtocolResult, out: Path, resume: bool, force: bool)
                 detail = f"{a!r} earlier, {b!r} now"
             raise _core.InvalidInputError(f"cannot resume {out}: it was made with another {key}: {detail}")
     if earlier.fingerprint.get("sha256") != result.fingerprint.get("sha256"):
-        raise _core.InvalidInputError(f"cannot resume {out}: it was made from other data ({earlier.fingerprint.get('name')}, {earlier.fingerprint.get('images')} images; now {result.fingerprint.get('name')}, {result.fingerprint.get('images')} images)")
+        raise _core.InvalidInputError(
+            f"cannot resume {out}: it was made from other data ({earlier.fingerprint.get('name')}, {earlier.fingerprint.get('images')} images; now {result.fingerprint.get('name')}, {result.fingerprint.get('images')} images)"
+        )
     result.runs = list(earlier.runs)
     result.searches = list(earlier.searches)
     result.settings = dict(earlier.settings)

@@ -23,15 +23,23 @@ from typing import Any
 import numpy as np
 
 from .. import _core
-from .evaluate import evaluate_domain
 from ..facedata import FaceData
+from .evaluate import evaluate_domain
 
-__all__ = ["SPACES", "sample_settings", "search_method", "split_validation", "base_method"]
+__all__ = ["SPACES", "base_method", "sample_settings", "search_method", "split_validation"]
 
 # (kind, low, high): "log" draws exp(uniform(log low, log high)), "lin" uniform(low, high).
 _LR = ("log", 0.01, 0.2)
 _META = {"alpha": ("log", 0.001, 0.1), "gamma": ("lin", 0.2, 0.8)}
-_MFR = {**_META, "tau_p": ("lin", 0.2, 0.8), "tau_n": ("lin", 0.0, 0.6), "w_hp": ("log", 0.3, 3.0), "w_cls": ("log", 0.3, 3.0), "w_da": ("log", 0.3, 3.0), "lr": _LR}
+_MFR = {
+    **_META,
+    "tau_p": ("lin", 0.2, 0.8),
+    "tau_n": ("lin", 0.0, 0.6),
+    "w_hp": ("log", 0.3, 3.0),
+    "w_cls": ("log", 0.3, 3.0),
+    "w_da": ("log", 0.3, 3.0),
+    "lr": _LR,
+}
 
 #: Search ranges per method (TrainConfig fields). MLDG's beta = (1 - gamma) / gamma (see mfr.meta).
 SPACES: dict[str, dict[str, tuple[str, float, float]]] = {
@@ -60,14 +68,20 @@ def sample_settings(method: str, n: int, seed: int = 0) -> list[dict[str, float]
         raise _core.InvalidInputError(f"search: the number of settings must be >= 1, got {n}")
     space = SPACES.get(method)
     if space is None:
-        raise _core.InvalidInputError(f"search: no search space for method {method!r}; spaces exist for {', '.join(SPACES)}")
+        raise _core.InvalidInputError(
+            f"search: no search space for method {method!r}; spaces exist for {', '.join(SPACES)}"
+        )
     rng = np.random.default_rng(_core.name_seed(int(seed), [method, "search"]))
     out: list[dict[str, float]] = [{}]
     for _ in range(n - 1):
         setting = {}
         for name, (kind, low, high) in space.items():
             u = float(rng.uniform())
-            setting[name] = float(math.exp(math.log(low) + u * (math.log(high) - math.log(low)))) if kind == "log" else float(low + u * (high - low))
+            setting[name] = (
+                float(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
+                if kind == "log"
+                else float(low + u * (high - low))
+            )
         out.append(setting)
     return out
 
@@ -111,9 +125,26 @@ def search_method(
     for setting in sample_settings(method, n, seed):
         cfg = dataclasses.replace(config, method=method, **setting)
         trainer = fit(cfg, train)
-        val = [evaluate_domain(trainer.backbone, validation, d, seed=eval_seed, n_bootstrap=0)["metrics"][select_metric]["estimate"] for d in validation.domain_names]
-        tgt = {t: evaluate_domain(trainer.backbone, td, 0, seed=eval_seed, n_bootstrap=0)["metrics"][select_metric]["estimate"] for t, td in targets.items()}
-        candidates.append({"setting": setting, "validation": float(np.nanmean(val)) if not np.isnan(val).all() else math.nan, "target": tgt, "train_seconds": trainer.train_seconds})
+        val = [
+            evaluate_domain(trainer.backbone, validation, d, seed=eval_seed, n_bootstrap=0)["metrics"][select_metric][
+                "estimate"
+            ]
+            for d in validation.domain_names
+        ]
+        tgt = {
+            t: evaluate_domain(trainer.backbone, td, 0, seed=eval_seed, n_bootstrap=0)["metrics"][select_metric][
+                "estimate"
+            ]
+            for t, td in targets.items()
+        }
+        candidates.append(
+            {
+                "setting": setting,
+                "validation": float(np.nanmean(val)) if not np.isnan(val).all() else math.nan,
+                "target": tgt,
+                "train_seconds": trainer.train_seconds,
+            }
+        )
 
     def best(values: list[float]) -> int:
         """The best candidate (lower is better for eer; ties: the earlier one; NaN never wins)."""

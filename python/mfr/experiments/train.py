@@ -20,20 +20,26 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import torch
 
 from .. import _core
-from . import distributed as dist_utils
-from .evaluate import evaluate_domain
-from .checkpoint import flatten_optimizer_state, load_checkpoint, remove_stale_temp_files, save_checkpoint, unflatten_optimizer_state
 from ..data import normalize_images
 from ..facedata import FaceData
 from ..meta import MetaStepConfig, config_fields, domains_from_batch
-from .methods import METHODS, Method, make_method
 from ..nn import BACKBONES, Backbone
 from ..sampler import DomainSampler
+from . import distributed as dist_utils
+from .checkpoint import (
+    flatten_optimizer_state,
+    load_checkpoint,
+    remove_stale_temp_files,
+    save_checkpoint,
+    unflatten_optimizer_state,
+)
+from .evaluate import evaluate_domain
+from .methods import METHODS, Method, make_method
 
 __all__ = ["TrainConfig", "Trainer", "resolve_device"]
 
@@ -115,7 +121,13 @@ class TrainConfig:
 
     def build_backbone(self, device: torch.device) -> Backbone:
         """The configured backbone, freshly initialised from torch's current RNG, on ``device``."""
-        net = Backbone(self.backbone, embedding_dim=self.embedding_dim, in_channels=self.channels, input_size=self.input_size, width=self.width)
+        net = Backbone(
+            self.backbone,
+            embedding_dim=self.embedding_dim,
+            in_channels=self.channels,
+            input_size=self.input_size,
+            width=self.width,
+        )
         return net.to(device, self.torch_dtype)
 
     def check(self) -> None:
@@ -132,13 +144,21 @@ class TrainConfig:
             errors.append(f"schedule must be 'cosine', 'step' or 'constant', got {self.schedule!r}")
         if self.dtype not in ("float32", "float64"):
             errors.append(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
-        numbers = {"lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay, "head_scale": self.head_scale, "dist_timeout": self.dist_timeout}
+        numbers = {
+            "lr": self.lr,
+            "momentum": self.momentum,
+            "weight_decay": self.weight_decay,
+            "head_scale": self.head_scale,
+            "dist_timeout": self.dist_timeout,
+        }
         numbers.update({k: v for k, v in (("grad_clip", self.grad_clip), ("margin", self.margin)) if v is not None})
         for name, value in numbers.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 errors.append(f"{name} must be a finite number, got {value!r}")
         if self.steps < 0 or self.ids_per_domain < 2 or not self.lr > 0:
-            errors.append(f"steps must be >= 0, ids_per_domain >= 2 and lr > 0, got {self.steps}, {self.ids_per_domain}, {self.lr}")
+            errors.append(
+                f"steps must be >= 0, ids_per_domain >= 2 and lr > 0, got {self.steps}, {self.ids_per_domain}, {self.lr}"
+            )
         for name in ("momentum", "weight_decay"):
             if getattr(self, name) < 0:
                 errors.append(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -170,9 +190,13 @@ def resolve_device(device: str) -> torch.device:
         raise _core.InvalidInputError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise _core.DeviceError(f"device {device!r} requested, but CUDA is not available here (no GPU, or a CPU-only torch)")
+            raise _core.DeviceError(
+                f"device {device!r} requested, but CUDA is not available here (no GPU, or a CPU-only torch)"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise _core.DeviceError(f"device {device!r} requested, but only {torch.cuda.device_count()} GPU(s) are visible")
+            raise _core.DeviceError(
+                f"device {device!r} requested, but only {torch.cuda.device_count()} GPU(s) are visible"
+            )
     elif dev.type != "cpu":
         raise _core.InvalidInputError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
     return dev
@@ -202,7 +226,7 @@ class Trainer:
         # torch.distributed: join torchrun's group if there is one (see mfr.experiments.distributed).
         self.distributed = dist_utils.init_from_env(self.device, config.dist_timeout)
         self.rank, self.world_size = dist_utils.rank(), dist_utils.world_size()
-        if self.distributed and self.device.type == "cuda" and self.device.index is None:
+        if self.distributed and self.device == torch.device("cuda"):  # no index given: this rank's GPU
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         self.dtype = config.torch_dtype
         self.out_dir = Path(out_dir) if out_dir is not None else None
@@ -217,12 +241,21 @@ class Trainer:
         fewest = min(int(v["identities"]) for v in summary.values())
         self.ids_per_domain = min(config.ids_per_domain, fewest)
         if self.ids_per_domain < 2:
-            raise _core.InvalidInputError(f"Trainer: every source domain needs at least 2 identities with 2 images; the smallest has {fewest}")
+            raise _core.InvalidInputError(
+                f"Trainer: every source domain needs at least 2 identities with 2 images; the smallest has {fewest}"
+            )
         torch.manual_seed(config.seed)
         self.backbone = config.build_backbone(self.device)
         if config.init is not None:
             load_init_weights(self.backbone, config.init)
-        self.method: Method = make_method(config.method, self.backbone, data.index.n_identities, config.meta_config(), config.head_scale, config.margin)
+        self.method: Method = make_method(
+            config.method,
+            self.backbone,
+            data.index.n_identities,
+            config.meta_config(),
+            config.head_scale,
+            config.margin,
+        )
         if self.method.head is not None:
             self.method.head.to(self.device, self.dtype)
         params = self.method.parameters()
@@ -230,11 +263,18 @@ class Trainer:
         dist_utils.broadcast_tensors(params + self.backbone.buffer_list())
         self.averager = dist_utils.GradientAverager(params, self.backbone.buffer_list())
         if config.optimizer == "sgd":
-            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            )
         else:
             self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
         self.sampler = DomainSampler(
-            data.index, ids_per_domain=self.ids_per_domain, split=config.split, seed=config.seed, rank=self.rank, world_size=self.world_size
+            data.index,
+            ids_per_domain=self.ids_per_domain,
+            split=cast(Literal["leave_one_out", "random"], config.split),  # checked by TrainConfig.check
+            seed=config.seed,
+            rank=self.rank,
+            world_size=self.world_size,
         )
         self.step = 0
         self.history: list[dict[str, Any]] = []
@@ -269,7 +309,9 @@ class Trainer:
         c = self.config
         t0 = time.perf_counter()
         mb = self._next_batch()
-        images = normalize_images(self.data.load(mb.flat_indices(), c.input_size, c.channels)).to(self.device, self.dtype)
+        images = normalize_images(self.data.load(mb.flat_indices(), c.input_size, c.channels)).to(
+            self.device, self.dtype
+        )
         domains = domains_from_batch(mb, images)
         ids = torch.as_tensor(mb.identities, device=self.device)
         labels = [torch.cat([ids[d], ids[d]]) for d in range(mb.n_domains)]
@@ -300,7 +342,13 @@ class Trainer:
         self.step += 1
         dt = time.perf_counter() - t0
         self.train_seconds += dt
-        row = {"step": self.step, "lr": lr, **stats, "seconds": dt, "images_per_s": images.shape[0] * self.world_size / dt}
+        row = {
+            "step": self.step,
+            "lr": lr,
+            **stats,
+            "seconds": dt,
+            "images_per_s": images.shape[0] * self.world_size / dt,
+        }
         self.history.append(row)
         return row
 
@@ -325,7 +373,9 @@ class Trainer:
                 row = self.train_step()
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k in ("loss", "loss_s", "loss_t", "images_per_s")})
+                    bar.set_postfix(
+                        {k: f"{v:.3g}" for k, v in row.items() if k in ("loss", "loss_s", "loss_t", "images_per_s")}
+                    )
                 if self.step % max(1, c.log_every) == 0 or self.step == c.steps:
                     self._log(row)
                 if c.eval_every and (self.step % c.eval_every == 0 or self.step == c.steps) and self.eval_sets:
@@ -345,7 +395,12 @@ class Trainer:
         for name, data in self.eval_sets.items():
             for domain in data.domain_names:
                 res = evaluate_domain(self.backbone, data, domain, n_bootstrap=0)
-                row = {"step": self.step, "set": name, "domain": domain, **{k: v["estimate"] for k, v in res["metrics"].items()}}
+                row = {
+                    "step": self.step,
+                    "set": name,
+                    "domain": domain,
+                    **{k: v["estimate"] for k, v in res["metrics"].items()},
+                }
                 self.eval_history.append(row)
                 self._append_csv("eval.csv", row)
                 if self._tb is not None:
@@ -444,19 +499,33 @@ class Trainer:
         """Restore a checkpoint of this same configuration (the step budget may differ)."""
         tensors, meta = load_checkpoint(path, self.device)
         if meta.get("format") != _FORMAT:
-            raise _core.DataError(f"Trainer.load: {path} is not an mfr training checkpoint (format {meta.get('format')!r})")
+            raise _core.DataError(
+                f"Trainer.load: {path} is not an mfr training checkpoint (format {meta.get('format')!r})"
+            )
         if meta["backbone"] != self.backbone.config():
-            raise _core.InvalidInputError(f"Trainer.load: {path} holds a {meta['backbone']} backbone, this trainer builds {self.backbone.config()}")
-        theirs = {k: v for k, v in meta["config"].items() if k not in ("steps", "eval_every", "log_every", "checkpoint_every", "device", "dist_timeout")}
+            raise _core.InvalidInputError(
+                f"Trainer.load: {path} holds a {meta['backbone']} backbone, this trainer builds {self.backbone.config()}"
+            )
+        theirs = {
+            k: v
+            for k, v in meta["config"].items()
+            if k not in ("steps", "eval_every", "log_every", "checkpoint_every", "device", "dist_timeout")
+        }
         ours = {k: v for k, v in dataclasses.asdict(self.config).items() if k in theirs}
         if theirs != ours:
             diff = {k: (theirs[k], ours[k]) for k in theirs if theirs[k] != ours.get(k)}
-            raise _core.InvalidInputError(f"Trainer.load: {path} was trained with another configuration (checkpoint, this): {diff}")
+            raise _core.InvalidInputError(
+                f"Trainer.load: {path} was trained with another configuration (checkpoint, this): {diff}"
+            )
         if meta["domains"] != self.data.domain_names:
-            raise _core.InvalidInputError(f"Trainer.load: {path} was trained on domains {meta['domains']}, this data has {self.data.domain_names}")
+            raise _core.InvalidInputError(
+                f"Trainer.load: {path} was trained on domains {meta['domains']}, this data has {self.data.domain_names}"
+            )
         written_by = int(meta.get("world_size", 1))
         if written_by != self.world_size:
-            raise _core.InvalidInputError(f"Trainer.load: {path} was written by {written_by} rank(s); this run has {self.world_size} (resume with the same world size)")
+            raise _core.InvalidInputError(
+                f"Trainer.load: {path} was written by {written_by} rank(s); this run has {self.world_size} (resume with the same world size)"
+            )
         # Every check passed; restoring is all or nothing (a failure puts back what was there).
         before = (
             copy.deepcopy(self.backbone.state_dict()),
@@ -495,7 +564,9 @@ def load_init_weights(backbone: Backbone, path: str | os.PathLike[str]) -> None:
     fit the backbone raises :class:`mfr.InvalidInputError` naming the mismatch."""
     path = Path(path)
     if not path.is_file():
-        raise _core.DataError(f"init: {path} is not a file (expected an mfr checkpoint or a .pth/.pt/.safetensors state dict)")
+        raise _core.DataError(
+            f"init: {path} is not a file (expected an mfr checkpoint or a .pth/.pt/.safetensors state dict)"
+        )
     state: Mapping[str, Any]
     if path.suffix == ".safetensors":
         tensors, meta = _read_safetensors(path)
@@ -541,7 +612,9 @@ def load_backbone(path: str | os.PathLike[str], device: str = "cpu") -> tuple[Ba
     weights = _under(tensors, "model/")
     broken = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if broken:
-        raise _core.DataError(f"load_backbone: {path} holds non-finite (NaN/inf) weights in {', '.join(broken[:3])}{' and more' if len(broken) > 3 else ''}: the run that wrote it diverged")
+        raise _core.DataError(
+            f"load_backbone: {path} holds non-finite (NaN/inf) weights in {', '.join(broken[:3])}{' and more' if len(broken) > 3 else ''}: the run that wrote it diverged"
+        )
     net.load_state_dict(weights)
     net.eval()
     return net, meta
