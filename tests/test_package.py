@@ -201,3 +201,35 @@ def test_no_import_cycles_between_modules():
                 and (node.module or "").startswith(("experiments", "mfr.experiments"))
             ):
                 raise AssertionError(f"{path.relative_to(root)}:{node.lineno}: the library imports the harness")
+
+
+def test_readme_layout_names_every_source_file():
+    """The README's Layout section is a file-by-file map: every Rust and Python source is in it."""
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    block = readme.split("## Layout", 1)[1].split("```", 2)[1]
+    lines = [line.split("  ")[0] for line in block.splitlines() if line.strip()]
+    files = [
+        *root.glob("src/**/*.rs"),
+        *root.glob("python/mfr/**/*.py"),
+        *root.glob("python/mfr/**/*.pyi"),
+        root / "python/mfr/py.typed",
+    ]
+
+    def named(path: Path) -> bool:
+        rel = path.relative_to(root).as_posix()
+        folder, name = rel.rsplit("/", 1)
+        if name == "mod.rs" and any(line.startswith("src/*/mod.rs") or line.startswith(rel) for line in lines):
+            return True
+        for line in lines:
+            head = line.split(",")[0].strip()
+            if head == rel or (
+                head.startswith(folder + "/")
+                and "/" not in head[len(folder) + 1 :]
+                and name in [t.strip() for t in line.split(",")]
+            ):
+                return True
+        return False
+
+    missing = [p.relative_to(root).as_posix() for p in files if not named(p)]
+    assert not missing, f"README Layout does not name: {missing}"
