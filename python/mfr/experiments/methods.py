@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import _core
-from ..meta import MetaStep, MetaStepConfig, _split_pairs, replace
+from ..meta import MetaStep, MetaStepConfig, _split_pairs, as_dict, replace
 from ..nn import Backbone
 from ..reference import inner_update
 
@@ -116,16 +116,7 @@ class MFRMethod(Method):
         self, domains: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], splits: Sequence[Any]
     ) -> dict[str, float]:
         out = self.meta.step(domains, splits)
-        return {
-            "loss": out.objective,
-            "loss_s": out.loss_s,
-            "loss_t": out.loss_t,
-            "hp": out.loss_hp,
-            "cls": out.loss_cls,
-            "da": out.loss_da,
-            "hard_positives": out.hard_positives,
-            "hard_negatives": out.hard_negatives,
-        }
+        return {"loss": out.objective, **as_dict(out)}  # the Rust result's own field names
 
 
 class MLDGMethod(Method):
