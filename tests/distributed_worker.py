@@ -8,6 +8,7 @@ import sys
 import time
 
 import torch
+from cli_args import TINY
 
 torch.set_num_threads(1)
 
@@ -67,18 +68,7 @@ def main():
         rc = cli(
             [
                 "reproduce",
-                "--synthetic-domains",
-                "3",
-                "--synthetic-ids",
-                "8",
-                "--input-size",
-                "16",
-                "--width",
-                "4",
-                "--embedding-dim",
-                "16",
-                "--batch-ids",
-                "4",
+                *TINY,
                 "--steps",
                 "3",
                 "--methods",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_args import TINY
 
 from mfr import FaceData, TrainConfig, Trainer
 from mfr.data import normalize_images
@@ -166,18 +167,7 @@ def test_torchrun_launches_mfr_train(tmp_path):
         "-m",
         "mfr",
         "train",
-        "--synthetic-domains",
-        "3",
-        "--synthetic-ids",
-        "8",
-        "--input-size",
-        "16",
-        "--width",
-        "4",
-        "--embedding-dim",
-        "16",
-        "--batch-ids",
-        "4",
+        *TINY,
         "--steps",
         "4",
         "--sources",

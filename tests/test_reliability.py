@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from cli_args import TINY
 
 import mfr
 from mfr import FaceData, TrainConfig, Trainer
@@ -62,18 +63,7 @@ def test_cli_train_with_nan_lr_is_a_user_error(tmp_path, capsys):
         main(
             [
                 "train",
-                "--synthetic-domains",
-                "3",
-                "--synthetic-ids",
-                "8",
-                "--input-size",
-                "16",
-                "--width",
-                "4",
-                "--embedding-dim",
-                "16",
-                "--batch-ids",
-                "4",
+                *TINY,
                 "--steps",
                 "1",
                 "--lr",
@@ -171,18 +161,7 @@ def test_unusable_output_folders_are_user_errors(tmp_path, capsys):
             main(
                 [
                     "train",
-                    "--synthetic-domains",
-                    "3",
-                    "--synthetic-ids",
-                    "8",
-                    "--input-size",
-                    "16",
-                    "--width",
-                    "4",
-                    "--embedding-dim",
-                    "16",
-                    "--batch-ids",
-                    "4",
+                    *TINY,
                     "--steps",
                     "1",
                     "--no-progress",
@@ -197,18 +176,7 @@ def test_unusable_output_folders_are_user_errors(tmp_path, capsys):
             main(
                 [
                     "reproduce",
-                    "--synthetic-domains",
-                    "3",
-                    "--synthetic-ids",
-                    "8",
-                    "--input-size",
-                    "16",
-                    "--width",
-                    "4",
-                    "--embedding-dim",
-                    "16",
-                    "--batch-ids",
-                    "4",
+                    *TINY,
                     "--steps",
                     "1",
                     "--no-progress",

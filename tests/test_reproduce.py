@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from cli_args import TINY
 
 import mfr
 from mfr import FaceData, TrainConfig
@@ -17,18 +18,7 @@ from mfr.experiments.evaluate import METRICS, evaluate_domain
 from mfr.experiments.reproduce import run_protocol
 
 SMALL = [
-    "--synthetic-domains",
-    "3",
-    "--synthetic-ids",
-    "8",
-    "--input-size",
-    "16",
-    "--width",
-    "4",
-    "--embedding-dim",
-    "16",
-    "--batch-ids",
-    "4",
+    *TINY,
     "--no-progress",
 ]
 
