@@ -1,5 +1,7 @@
 //! Validated binary-classification input: similarity scores (higher = same identity) and 0/1 labels.
 
+use rayon::prelude::*;
+
 use crate::error::{MfrError, Result};
 
 /// Scores and labels that passed the checks every verification metric needs.
@@ -23,16 +25,24 @@ impl<'a> BinaryScores<'a> {
         if scores.is_empty() {
             return Err(MfrError::invalid(func, "scores and labels must not be empty"));
         }
-        if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
+        // One parallel read of each array; the first bad index is looked up only on failure.
+        let (bad_score, (bad_label, n_pos)) = crate::threads::install(|| {
+            rayon::join(
+                || scores.par_iter().any(|s| !s.is_finite()),
+                || (labels.par_iter().any(|&l| l > 1), labels.par_iter().map(|&l| l as usize).sum::<usize>()),
+            )
+        })?;
+        if bad_score {
+            let i = scores.iter().position(|s| !s.is_finite()).unwrap_or(0);
             return Err(MfrError::invalid(func, format!("scores must be finite, got {} at index {i}", scores[i])));
         }
-        if let Some(i) = labels.iter().position(|&l| l > 1) {
+        if bad_label {
+            let i = labels.iter().position(|&l| l > 1).unwrap_or(0);
             return Err(MfrError::invalid(
                 func,
                 format!("labels must be 0/1 or bool, got value {} at index {i}", labels[i]),
             ));
         }
-        let n_pos = labels.iter().map(|&l| l as usize).sum::<usize>();
         let n_neg = labels.len() - n_pos;
         if need_both_classes && (n_pos == 0 || n_neg == 0) {
             let (have, missing) =

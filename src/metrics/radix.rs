@@ -102,6 +102,92 @@ pub fn radix_sort_u64(keys: &mut Vec<u64>) {
     *keys = src;
 }
 
+/// Sorts `keys` ascending, in the caller's rayon pool: one read finds the keys' range, one
+/// parallel scatter puts them into up to 2^16 buckets by the bits just below their common prefix
+/// (chunk histograms give every thread disjoint output ranges), then every bucket, mostly a few
+/// hundred keys that fit in L1, is sorted on its own, buckets in parallel. Two passes over memory
+/// instead of one per radix digit; uneven buckets (scores piled on a few values) only cost their
+/// own comparison sort.
+pub fn sort_keys(keys: &mut Vec<u64>) {
+    let n = keys.len();
+    if n < 1 << 14 {
+        keys.sort_unstable();
+        return;
+    }
+    let (lo, hi) = keys
+        .par_iter()
+        .fold(|| (u64::MAX, 0u64), |(a, b), &k| (a.min(k), b.max(k)))
+        .reduce(|| (u64::MAX, 0u64), |(a, b), (c, d)| (a.min(c), b.max(d)));
+    if lo == hi {
+        return;
+    }
+    // About 64 keys per bucket, between 2^8 and 2^16 buckets, over the bits where keys differ.
+    let span_bits = 64 - (hi - lo).leading_zeros();
+    let bucket_bits = (usize::BITS - n.leading_zeros()).saturating_sub(6).clamp(8, 16).min(span_bits);
+    let shift = span_bits - bucket_bits;
+    let buckets = 1usize << bucket_bits;
+    let bucket = |k: u64| ((k - lo) >> shift) as usize;
+    let chunks = rayon::current_num_threads().max(1);
+    let chunk_len = n.div_ceil(chunks);
+    let hists: Vec<Vec<usize>> = keys
+        .par_chunks(chunk_len)
+        .map(|chunk| {
+            let mut h = vec![0usize; buckets];
+            for &k in chunk {
+                h[bucket(k)] += 1;
+            }
+            h
+        })
+        .collect();
+    let mut offsets = vec![vec![0usize; buckets]; hists.len()];
+    let mut starts = Vec::with_capacity(buckets + 1);
+    let mut running = 0;
+    for b in 0..buckets {
+        starts.push(running);
+        for (c, h) in hists.iter().enumerate() {
+            offsets[c][b] = running;
+            running += h[b];
+        }
+    }
+    starts.push(running);
+    debug_assert_eq!(running, n);
+    // Keys piled into a few buckets (a far outlier stretches the range): one thread would sort most
+    // of them by comparison; the digit-by-digit radix sort stays linear there.
+    let largest = starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    if largest > (n / 16).max(1 << 16) {
+        radix_sort_u64(keys);
+        return;
+    }
+    let mut dst: Vec<u64> = Vec::with_capacity(n);
+    // SAFETY: every slot of `dst` is written by the scatter below before it is read.
+    #[allow(clippy::uninit_vec)]
+    unsafe {
+        dst.set_len(n)
+    };
+    let out = SharedOut(dst.as_mut_ptr());
+    keys.par_chunks(chunk_len).zip(offsets.into_par_iter()).for_each(|(chunk, mut off)| {
+        let out = &out;
+        for &k in chunk {
+            let b = bucket(k);
+            // SAFETY: the ranges given by `offsets` are disjoint across chunks and buckets and
+            // together cover 0..n exactly once.
+            unsafe { *out.0.add(off[b]) = k };
+            off[b] += 1;
+        }
+    });
+    let mut slices = Vec::with_capacity(buckets);
+    let mut rest: &mut [u64] = &mut dst;
+    for w in starts.windows(2) {
+        let (head, tail) = rest.split_at_mut(w[1] - w[0]);
+        if head.len() > 1 {
+            slices.push(head);
+        }
+        rest = tail;
+    }
+    slices.into_par_iter().with_min_len(64).for_each(|s| s.sort_unstable());
+    *keys = dst;
+}
+
 struct SharedOut(*mut u64);
 // SAFETY: threads write disjoint indices only (see the scatter above).
 unsafe impl Sync for SharedOut {}
@@ -128,6 +214,30 @@ mod tests {
                 assert_eq!(v, expect, "n={n} shift={shift}");
             }
         }
+    }
+
+    #[test]
+    fn bucket_sort_sorts_like_std() {
+        let mut seed = 11;
+        for &n in &[0usize, 3, 16_383, 16_384, 70_000, 300_001] {
+            for shift in [0u32, 13, 40, 60] {
+                let mut v: Vec<u64> = (0..n).map(|_| lcg(&mut seed) >> shift).collect();
+                if n > 10 {
+                    v[n / 2] = u64::MAX; // one far outlier: a span of 64 bits, most keys in one bucket
+                }
+                let mut expect = v.clone();
+                expect.sort_unstable();
+                let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+                pool.install(|| sort_keys(&mut v));
+                assert_eq!(v, expect, "n={n} shift={shift}");
+            }
+        }
+        let mut same = vec![7u64; 50_000];
+        sort_keys(&mut same);
+        assert!(same.iter().all(|&x| x == 7));
+        let mut two: Vec<u64> = (0..50_000u64).map(|i| if i % 3 == 0 { u64::MAX } else { 0 }).collect();
+        sort_keys(&mut two);
+        assert!(two.windows(2).all(|p| p[0] <= p[1]));
     }
 
     #[test]

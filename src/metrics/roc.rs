@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::binary::{key_value, ordered_key, BinaryScores};
-use super::radix::radix_sort_u64;
+use super::radix::sort_keys;
 use crate::error::{MfrError, Result};
 use crate::threads;
 
@@ -29,21 +29,58 @@ pub struct RocPoint {
     pub fp: u64,
 }
 
+/// The genuine (label 1) and impostor keys, each in input order: one read of the labels counts
+/// every chunk's genuine pairs, which gives each chunk disjoint output ranges, then one parallel
+/// read of scores and labels writes every key straight into its place.
+fn split_keys(scores: &[f64], labels: &[u8]) -> (Vec<u64>, Vec<u64>) {
+    let n = scores.len();
+    let chunk_len = n.div_ceil(4 * rayon::current_num_threads().max(1)).max(1 << 14);
+    let genuine: Vec<usize> = labels.par_chunks(chunk_len).map(|c| c.iter().filter(|&&l| l == 1).count()).collect();
+    let n_pos: usize = genuine.iter().sum();
+    let (mut pos, mut neg) = (Vec::<u64>::with_capacity(n_pos), Vec::<u64>::with_capacity(n - n_pos));
+    let mut starts = Vec::with_capacity(genuine.len());
+    let (mut p, mut q) = (0, 0);
+    for (c, &g) in genuine.iter().enumerate() {
+        starts.push((p, q));
+        p += g;
+        q += (chunk_len * (c + 1)).min(n) - chunk_len * c - g;
+    }
+    let (out_pos, out_neg) = (SharedOut(pos.as_mut_ptr()), SharedOut(neg.as_mut_ptr()));
+    scores.par_chunks(chunk_len).zip(labels.par_chunks(chunk_len)).zip(starts).for_each(|((s, l), (mut i, mut j))| {
+        let (out_pos, out_neg) = (&out_pos, &out_neg);
+        for (&x, &y) in s.iter().zip(l) {
+            // SAFETY: chunk c writes pos[starts[c].0 ..][..its genuine count] and the matching
+            // impostor range; the ranges are disjoint and cover both vectors exactly.
+            unsafe {
+                if y == 1 {
+                    *out_pos.0.add(i) = ordered_key(x);
+                    i += 1;
+                } else {
+                    *out_neg.0.add(j) = ordered_key(x);
+                    j += 1;
+                }
+            }
+        }
+    });
+    // SAFETY: every slot below the lengths was written above.
+    unsafe {
+        pos.set_len(n_pos);
+        neg.set_len(n - n_pos);
+    }
+    (pos, neg)
+}
+
+struct SharedOut(*mut u64);
+// SAFETY: threads write disjoint indices only (see split_keys).
+unsafe impl Sync for SharedOut {}
+
 impl SortedScores {
     /// Sorts in the mfr thread pool.
     pub fn new(input: &BinaryScores<'_>) -> Result<Self> {
         let (scores, labels) = (input.scores, input.labels);
         threads::install(|| {
-            let split = |want: u8| -> Vec<u64> {
-                scores
-                    .par_iter()
-                    .zip(labels.par_iter())
-                    .filter(|(_, &l)| l == want)
-                    .map(|(&s, _)| ordered_key(s))
-                    .collect()
-            };
-            let (mut pos, mut neg) = rayon::join(|| split(1), || split(0));
-            rayon::join(|| radix_sort_u64(&mut pos), || radix_sort_u64(&mut neg));
+            let (mut pos, mut neg) = split_keys(scores, labels);
+            rayon::join(|| sort_keys(&mut pos), || sort_keys(&mut neg));
             SortedScores { pos, neg }
         })
     }
