@@ -113,9 +113,20 @@ impl Iterator for RocPoints<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<RocPoint> {
-        let top_pos = if self.i > 0 { Some(self.pos[self.i - 1]) } else { None };
-        let top_neg = if self.j > 0 { Some(self.neg[self.j - 1]) } else { None };
-        let key = top_pos.max(top_neg)?;
+        // Keys of finite scores are never 0, so 0 stands for an exhausted side. Which side holds
+        // the next key is a coin flip on real data: taken without a branch (the tie loops below
+        // rarely run), the merge does not pay a misprediction per point.
+        let top_pos = if self.i > 0 { self.pos[self.i - 1] } else { 0 };
+        let top_neg = if self.j > 0 { self.neg[self.j - 1] } else { 0 };
+        let key = top_pos.max(top_neg);
+        if key == 0 {
+            return None;
+        }
+        let (from_pos, from_neg) = (usize::from(top_pos == key), usize::from(top_neg == key));
+        self.i -= from_pos;
+        self.j -= from_neg;
+        self.tp += from_pos as u64;
+        self.fp += from_neg as u64;
         while self.i > 0 && self.pos[self.i - 1] == key {
             self.i -= 1;
             self.tp += 1;
@@ -147,6 +158,8 @@ pub struct Curve {
     /// The two most recent points, `prev` older than `mid`; `mid` awaits its decision.
     prev: Option<RocPoint>,
     mid: Option<RocPoint>,
+    /// Points kept so far; the vectors' spare capacity is written first and kept by counting.
+    len: usize,
     fpr: Vec<f64>,
     tpr: Vec<f64>,
     thresholds: Vec<f64>,
@@ -154,51 +167,59 @@ pub struct Curve {
 
 impl Curve {
     pub fn new(n_pos: u64, n_neg: u64, drop_intermediate: bool) -> Self {
-        // At most one point per pair plus the first. Reserving the bound avoids the copies (and the
-        // doubled peak) of growing; pages never written are never made resident, and `finish`
-        // shrinks in place.
-        let cap = (n_pos + n_neg + 1) as usize;
+        // At most one point per pair plus the first, and one slot for a point written but not
+        // kept. Reserving the bound avoids the copies (and the doubled peak) of growing; pages
+        // never written are never made resident, and `finish` shrinks in place.
+        let cap = (n_pos + n_neg + 2) as usize;
         let mut c = Curve {
             n_pos: n_pos as f64,
             n_neg: n_neg as f64,
             drop_intermediate,
             prev: None,
             mid: None,
+            len: 0,
             fpr: Vec::with_capacity(cap),
             tpr: Vec::with_capacity(cap),
             thresholds: Vec::with_capacity(cap),
         };
-        c.emit_raw(0.0, 0.0, f64::INFINITY);
+        c.write(0.0, 0.0, f64::INFINITY, true);
         c
     }
 
-    fn emit_raw(&mut self, fpr: f64, tpr: f64, threshold: f64) {
-        self.fpr.push(fpr);
-        self.tpr.push(tpr);
-        self.thresholds.push(threshold);
+    /// Writes `p` into the next slot and keeps it when `keep`: no branch on a decision that is a
+    /// coin flip for real scores.
+    #[inline]
+    fn emit_if(&mut self, p: &RocPoint, keep: bool) {
+        self.write(p.fp as f64 / self.n_neg, p.tp as f64 / self.n_pos, p.threshold, keep);
     }
 
-    fn emit(&mut self, p: &RocPoint) {
-        self.emit_raw(p.fp as f64 / self.n_neg, p.tp as f64 / self.n_pos, p.threshold);
+    #[inline]
+    fn write(&mut self, fpr: f64, tpr: f64, threshold: f64, keep: bool) {
+        assert!(self.len < self.fpr.capacity(), "ROC curve capacity");
+        // SAFETY: `len` < capacity (checked above; the capacity bounds the points by construction).
+        unsafe {
+            *self.fpr.as_mut_ptr().add(self.len) = fpr;
+            *self.tpr.as_mut_ptr().add(self.len) = tpr;
+            *self.thresholds.as_mut_ptr().add(self.len) = threshold;
+        }
+        self.len += usize::from(keep);
     }
 
     #[inline]
     pub fn push(&mut self, p: &RocPoint) {
         if !self.drop_intermediate {
-            self.emit(p);
+            self.emit_if(p, true);
             return;
         }
         match (self.prev, self.mid) {
             (None, _) => {
-                self.emit(p); // the first point is always kept
+                self.emit_if(p, true); // the first point is always kept
                 self.prev = Some(*p);
             }
             (Some(_), None) => self.mid = Some(*p),
             (Some(a), Some(b)) => {
-                // Second differences in exact integers.
-                if a.fp + p.fp != 2 * b.fp || a.tp + p.tp != 2 * b.tp {
-                    self.emit(&b);
-                }
+                // Second differences in exact integers: `b` is kept where the curve bends.
+                self.emit_if(&b, a.fp + p.fp != 2 * b.fp || a.tp + p.tp != 2 * b.tp);
                 self.prev = Some(b);
                 self.mid = Some(*p);
             }
@@ -207,7 +228,13 @@ impl Curve {
 
     pub fn finish(mut self) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         if let Some(last) = self.mid.take() {
-            self.emit(&last); // the last point is always kept
+            self.emit_if(&last, true); // the last point is always kept
+        }
+        // SAFETY: the first `len` slots of each vector were written by `emit_if`.
+        unsafe {
+            self.fpr.set_len(self.len);
+            self.tpr.set_len(self.len);
+            self.thresholds.set_len(self.len);
         }
         self.fpr.shrink_to_fit();
         self.tpr.shrink_to_fit();
