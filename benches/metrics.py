@@ -7,14 +7,20 @@
   loops (tests/reference_metrics.py); the numbers must be equal.
 * Peak extra memory of the 10M report, relative to the input (scores + labels).
 
-Last line: `metrics: vs_sort=R vs_sklearn=R kfold_vs_numpy=R`
-  vs_sort = mfr time / np.sort time (goal <= 2), vs_sklearn = sklearn time / mfr time (goal >= 25),
+Scores are float64 and float32, with 50% and 1% genuine pairs; the first line names the CPU, the
+SIMD level numpy's sort uses and the thread count.
+
+Last line: `metrics: vs_sort=R vs_sort_f32=R vs_sklearn=R kfold_vs_numpy=R`
+  vs_sort = mfr time / np.sort time for float64, 50% genuine (goal <= 2), vs_sort_f32 the same for
+  float32 (the worse genuine fraction; goal <= 2), vs_sklearn = sklearn time / mfr time (goal >= 25),
   kfold_vs_numpy = numpy time / mfr time (goal >= 100); from the 10M and 6,000-pair runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -32,11 +38,29 @@ from mfr.metrics import kfold_accuracy, verification_report
 FARS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
-def data(n: int, seed: int = 0):
+def data(n: int, dtype: type = np.float64, genuine: float = 0.5, seed: int = 0):
     rng = np.random.default_rng(seed)
-    labels = rng.random(n) < 0.5
-    scores = rng.random(n)
+    labels = rng.random(n) < genuine
+    scores = rng.random(n).astype(dtype)
     return scores, labels
+
+
+def machine() -> str:
+    """CPU model, the SIMD levels numpy dispatches to (what ``numpy.show_runtime()`` reports) and
+    the thread count: the context of every ratio below."""
+    import platform
+
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    try:
+        from numpy._core._multiarray_umath import __cpu_baseline__, __cpu_dispatch__, __cpu_features__
+
+        found = [x for x in __cpu_dispatch__ if __cpu_features__.get(x)]
+        simd = f"baseline {','.join(__cpu_baseline__)}, found {','.join(found) or 'none'}"
+    except ImportError:
+        simd = "unknown (see numpy.show_runtime())"
+    return f"{model}; numpy {np.__version__} SIMD {simd}; {mfr.get_num_threads()} mfr threads"
 
 
 def sklearn_all(scores, labels):
@@ -87,16 +111,28 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    print(f"mfr {mfr.__version__}, {mfr.get_num_threads()} threads")
-    print(f"{'n':>10} {'mfr s':>8} {'np.sort s':>10} {'sklearn s':>10} {'vs_sort':>8} {'vs_sklearn':>11}")
+    print(f"mfr {mfr.__version__} on {machine()}")
+    print(
+        f"{'n':>10} {'dtype':>8} {'genuine':>8} {'mfr s':>8} {'np.sort s':>10} {'sklearn s':>10} {'vs_sort':>8} {'vs_sklearn':>11}"
+    )
     ratios = {}
     for n in args.sizes:
-        scores, labels = data(n)
-        t_mfr = best_of(lambda s=scores, lab=labels: quiet_report(s, lab), args.repeats)
-        t_sort = best_of(lambda s=scores: np.sort(s), args.repeats)
-        t_sk = best_of(lambda s=scores, lab=labels: sklearn_all(s, lab), 1 if n > 2_000_000 else args.repeats)
-        ratios[n] = (t_mfr / t_sort, t_sk / t_mfr)
-        print(f"{n:>10} {t_mfr:>8.3f} {t_sort:>10.3f} {t_sk:>10.3f} {ratios[n][0]:>8.2f} {ratios[n][1]:>11.1f}")
+        for dtype in (np.float64, np.float32):
+            for genuine in (0.5, 0.01):
+                scores, labels = data(n, dtype, genuine)
+                t_mfr = best_of(lambda s=scores, lab=labels: quiet_report(s, lab), args.repeats)
+                t_sort = best_of(lambda s=scores: np.sort(s), args.repeats)
+                # sklearn once per size (50% genuine, float64): it is the slow baseline.
+                t_sk = math.nan
+                if dtype is np.float64 and genuine == 0.5:
+                    t_sk = best_of(
+                        lambda s=scores, lab=labels: sklearn_all(s, lab), 1 if n > 2_000_000 else args.repeats
+                    )
+                ratios[n, np.dtype(dtype).name, genuine] = (t_mfr / t_sort, t_sk / t_mfr)
+                print(
+                    f"{n:>10} {np.dtype(dtype).name:>8} {genuine:>8.0%} {t_mfr:>8.3f} {t_sort:>10.3f} {t_sk:>10.3f} "
+                    f"{t_mfr / t_sort:>8.2f} {t_sk / t_mfr:>11.1f}"
+                )
 
     rng = np.random.default_rng(1)
     labels = (np.arange(6000) // 300) % 2 == 0
@@ -120,8 +156,14 @@ def main() -> None:
         print(
             f"peak extra memory of the {big} report: {extra / 2**20:.0f} MiB = {extra / inp:.2f}x the input ({inp / 2**20:.0f} MiB)"
         )
-    vs_sort, vs_sklearn = ratios[big]
-    print(f"metrics: vs_sort={vs_sort:.2f} vs_sklearn={vs_sklearn:.1f} kfold_vs_numpy={t_np / t_kf:.0f}")
+    # vs_sort: float64 with 50% genuine (as before); vs_sort_f32: float32, the worse of its two
+    # genuine fractions; both on the largest size.
+    vs_sort, vs_sklearn = ratios[big, "float64", 0.5]
+    vs_sort_f32 = max(ratios[big, "float32", 0.5][0], ratios[big, "float32", 0.01][0])
+    print(
+        f"metrics: vs_sort={vs_sort:.2f} vs_sort_f32={vs_sort_f32:.2f} vs_sklearn={vs_sklearn:.1f} "
+        f"kfold_vs_numpy={t_np / t_kf:.0f}"
+    )
 
 
 if __name__ == "__main__":
