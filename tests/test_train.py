@@ -201,3 +201,37 @@ def test_a_refused_checkpoint_leaves_the_trainer_as_it_was(data, tmp_path, monke
     with pytest.raises(mfr.InvalidInputError, match="boom"):
         fresh.load(tmp_path / "a" / "checkpoint.safetensors")
     assert all(torch.equal(before[k], v) for k, v in fresh.backbone.state_dict().items()) and fresh.step == 0
+
+
+def test_cli_never_overwrites_a_run_silently(tmp_path, capsys):
+    from cli_args import TINY
+
+    from mfr.experiments.cli import main
+
+    run = [*TINY, "--steps", "2", "--eval-every", "0", "--no-progress", "--out", str(tmp_path / "run")]
+    assert main(["train", *run]) == 0
+    before = (tmp_path / "run" / "checkpoint.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(["train", *run]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "already holds a run (checkpoint.safetensors, train.csv)" in err and "--resume" in err and "--overwrite" in err
+    )
+    assert (tmp_path / "run" / "checkpoint.safetensors").read_bytes() == before  # nothing lost
+    assert main(["train", *run, "--resume", "--overwrite"]) == 2
+    assert "give one of them" in capsys.readouterr().err
+    assert main(["train", *run, "--overwrite"]) == 0
+    assert main(["train", *run, "--resume"]) == 0  # finished: nothing to do, still fine
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal(data, monkeypatch, capsys):
+    import mfr.experiments.train as train_module
+
+    monkeypatch.setattr(train_module, "PROGRESS_LINE_SECONDS", 0.0)
+    Trainer(cfg(steps=3), data).fit()  # progress=None under pytest: stderr is captured, not a terminal
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mfr train:")]
+    assert (
+        len(lines) == 3 and lines[-1].startswith("mfr train: mfr step 3/3 (100%) loss ") and " ETA 0m00s" in lines[-1]
+    )
+    Trainer(cfg(steps=2), data, progress=False).fit()
+    assert "mfr train:" not in capsys.readouterr().err

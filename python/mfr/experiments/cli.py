@@ -182,6 +182,33 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_run_folder(out: str, resume: bool, overwrite: bool) -> None:
+    """A finished or interrupted run in ``out`` is continued (--resume) or replaced (--overwrite),
+    never overwritten silently; with --overwrite the run's own files go first."""
+    import shutil
+    from pathlib import Path
+
+    import mfr
+
+    if resume and overwrite:
+        raise mfr.InvalidInputError(
+            "--resume continues the run in --out and --overwrite starts it over: give one of them"
+        )
+    run_files = [Path(out) / name for name in ("checkpoint.safetensors", "train.csv", "eval.csv", "tensorboard")]
+    found = [p for p in run_files if p.exists()]
+    if found and not (resume or overwrite):
+        raise mfr.InvalidInputError(
+            f"--out {out} already holds a run ({', '.join(p.name for p in found)}); add --resume to continue it "
+            "or --overwrite to start it over"
+        )
+    if overwrite:
+        for p in found:
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     """Train one method on source domains with checkpoints (resumable), evaluating the rest."""
     from mfr.experiments.train import Trainer
@@ -190,6 +217,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from mfr.experiments.checkpoint import check_output_folder
 
     check_output_folder(args.out, "--out")
+    _check_run_folder(args.out, args.resume, args.overwrite)
     data = _load_data(args)
     sources = _csv(args.sources) or data.domain_names
     held_out = [d for d in data.domain_names if d not in {data.domain_names[data.domain_number(s)] for s in sources}]
@@ -409,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--eval-every", type=int, default=100)
     tr.add_argument("--checkpoint-every", type=int, default=50)
     tr.add_argument("--out", default="mfr_run")
-    tr.add_argument("--resume", action="store_true")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    tr.add_argument("--overwrite", action="store_true", help="start over, replacing the run in --out")
     tr.set_defaults(func=_cmd_train)
 
     ev = sub.add_parser("eval", help="evaluate a checkpoint on a folder of domains or a .bin verification set")

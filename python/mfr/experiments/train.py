@@ -231,7 +231,10 @@ class Trainer:
         self.dtype = config.torch_dtype
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.eval_sets = dict(eval_sets or {})
+        # Progress: a tqdm bar on a terminal, a plain line every PROGRESS_LINE_SECONDS when stderr is a
+        # file or a pipe (a job log), nothing with progress=False.
         self.progress = (sys.stderr.isatty() if progress is None else progress) and self.rank == 0
+        self.progress_lines = progress is None and not sys.stderr.isatty() and self.rank == 0
         n_domains = data.index.n_domains
         if n_domains < 2:
             raise _core.InvalidInputError(
@@ -367,10 +370,19 @@ class Trainer:
         if self.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=c.steps, initial=self.step, desc=c.method, unit="step", leave=False)
+            bar = tqdm(total=c.steps, initial=self.step, desc=c.method, unit="step", leave=True)
+        started, first_step, last_line = time.perf_counter(), self.step, time.perf_counter()
         try:
             while self.step < c.steps:
                 row = self.train_step()
+                now = time.perf_counter()
+                if self.progress_lines and (now - last_line >= PROGRESS_LINE_SECONDS or self.step == c.steps):
+                    last_line = now
+                    print(
+                        _progress_line(c, self.step, row, now - started, self.step - first_step),
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(
@@ -549,6 +561,19 @@ class Trainer:
         torch.set_rng_state(tensors["rng/torch"].cpu())
         self.step = int(meta["step"])
         self.train_seconds = float(meta.get("train_seconds", 0.0))
+
+
+#: Seconds between progress lines when stderr is not a terminal.
+PROGRESS_LINE_SECONDS = 30.0
+
+
+def _progress_line(c: TrainConfig, step: int, row: Mapping[str, Any], elapsed: float, done: int) -> str:
+    """``mfr train: mfr step 120/300 (40%) loss 1.23 img/s 210 ETA 2m14s``."""
+    eta = elapsed / max(1, done) * (c.steps - step)
+    return (
+        f"mfr train: {c.method} step {step}/{c.steps} ({step / c.steps:.0%}) loss {row.get('loss', math.nan):.4g} "
+        f"img/s {row.get('images_per_s', math.nan):.0f} ETA {int(eta // 60)}m{int(eta % 60):02d}s"
+    )
 
 
 def _under(tensors: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
