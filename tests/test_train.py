@@ -235,3 +235,45 @@ def test_progress_lines_when_stderr_is_not_a_terminal(data, monkeypatch, capsys)
     )
     Trainer(cfg(steps=2), data, progress=False).fit()
     assert "mfr train:" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("small_cnn", dict(width=4, input_size=16, embedding_dim=16, channels=1)),
+        ("iresnet18", dict(width=4, input_size=16, embedding_dim=8, channels=3)),
+        ("mobilefacenet", dict(width=8, input_size=16, embedding_dim=8, channels=3)),
+    ],
+)
+def test_export_loads_without_mfr_and_embeds_as_the_backbone(data, tmp_path, name, kw):
+    import subprocess
+    import sys
+
+    from mfr.experiments.cli import main
+    from mfr.experiments.train import load_backbone
+
+    if kw["channels"] == 3:
+        rgb = FaceData.synthetic(n_domains=3, ids_per_domain=6, images_per_id=3, size=16, channels=3, seed=0)
+    trainer = Trainer(cfg(backbone=name, steps=2, **kw), data if kw["channels"] == 1 else rgb, out_dir=tmp_path / "run")
+    trainer.fit()
+    assert main(["export", str(tmp_path / "run" / "checkpoint.safetensors"), str(tmp_path / "model.pt2")]) == 0
+    net, _ = load_backbone(tmp_path / "run" / "checkpoint.safetensors")
+    x = torch.randn(5, kw["channels"], 16, 16)
+    torch.save(x, tmp_path / "x.pt")
+    code = (
+        "import sys, torch\n"
+        "m = torch.export.load(sys.argv[1]).module(); x = torch.load(sys.argv[2]); torch.save(m(x), sys.argv[3])\n"
+        "assert not [k for k in sys.modules if k.startswith('mfr')]\n"
+    )
+    args = [str(tmp_path / "model.pt2"), str(tmp_path / "x.pt"), str(tmp_path / "y.pt")]
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    torch.testing.assert_close(torch.load(tmp_path / "y.pt"), net.embed(x), rtol=1e-4, atol=1e-5)
+
+
+def test_export_refuses_what_is_not_a_checkpoint(tmp_path, capsys):
+    from mfr.experiments.cli import main
+
+    (tmp_path / "notes.safetensors").write_bytes(b"not a checkpoint")
+    assert main(["export", str(tmp_path / "notes.safetensors"), str(tmp_path / "m.pt2")]) == 2
+    assert "mfr: error:" in capsys.readouterr().err and not (tmp_path / "m.pt2").exists()

@@ -40,7 +40,7 @@ __version__: str = _core.__version__
 
 #: The harness (``mfr.experiments``): its modules and names stay reachable from ``mfr`` as before
 #: (``mfr.Trainer``, ``from mfr.train import TrainConfig``), loaded on first use.
-_HARNESS_MODULES = ("checkpoint", "cli", "distributed", "evaluate", "methods", "reproduce", "search", "train")
+_HARNESS_MODULES = ("checkpoint", "cli", "distributed", "evaluate", "export", "methods", "reproduce", "search", "train")
 _HARNESS_NAMES = {
     "TrainConfig": "train",
     "Trainer": "train",

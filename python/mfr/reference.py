@@ -87,6 +87,36 @@ def small_cnn_forward(
 # ---- backbones as ordinary nn.Modules (the layouts of insightface's arcface_torch) -------------
 
 
+class SmallCNN(torch.nn.Module):
+    """The small CNN of :class:`mfr.nn.Backbone` as an ordinary module with the same
+    ``state_dict`` names: four conv3x3 -> BatchNorm -> PReLU -> max-pool blocks, a linear layer and
+    a BatchNorm1d on the embedding."""
+
+    def __init__(self, width: int = 16, embedding_dim: int = 128, in_channels: int = 3, input_size: int = 64) -> None:
+        super().__init__()
+        nn = torch.nn
+        cin = in_channels
+        for i in range(4):
+            cout = width * 2**i
+            block = nn.Module()
+            block.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+            block.bn = nn.BatchNorm2d(cout, eps=1e-5)
+            block.prelu = nn.PReLU(cout)
+            setattr(self, f"block{i}", block)
+            cin = cout
+        side = input_size // 16
+        self.fc = nn.Linear(cin * side * side, embedding_dim)
+        self.features = nn.BatchNorm1d(embedding_dim, eps=1e-5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i in range(4):
+            block = cast(torch.nn.Module, getattr(self, f"block{i}"))
+            conv, bn, prelu = (cast(torch.nn.Module, getattr(block, n)) for n in ("conv", "bn", "prelu"))
+            x = F.max_pool2d(prelu(bn(conv(x))), 2)
+        out: torch.Tensor = self.features(self.fc(x.flatten(1)))
+        return out
+
+
 class _IRBlock(torch.nn.Module):
     def __init__(self, cin: int, planes: int, stride: int) -> None:
         super().__init__()

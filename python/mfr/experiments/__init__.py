@@ -9,7 +9,7 @@ first use of one of its names (``mfr.Trainer``, ``mfr.experiments.train``, ...).
 
 from __future__ import annotations
 
-from . import checkpoint, distributed, evaluate, methods, reproduce, search, train
+from . import checkpoint, distributed, evaluate, export, methods, reproduce, search, train
 from .reproduce import ProtocolResult, run_protocol
 from .train import TrainConfig, Trainer
 
@@ -20,6 +20,7 @@ __all__ = [
     "checkpoint",
     "distributed",
     "evaluate",
+    "export",
     "methods",
     "reproduce",
     "run_protocol",

@@ -241,6 +241,18 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    """Export a checkpoint's backbone for deployment (see mfr.experiments.export)."""
+    from mfr.experiments.export import export
+
+    for path in export(args.checkpoint, args.out, onnx=args.onnx):
+        print(f"wrote {path}")
+    print(
+        "load it without mfr: torch.export.load(path).module()(images) -> embeddings (images normalized as in training)"
+    )
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a checkpoint on a folder of domains or on an insightface .bin verification set."""
     import torch
@@ -452,6 +464,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=0, help="seed of the evaluation draws (as --eval-seed of reproduce)")
     ev.add_argument("--json", default=None, metavar="FILE", help="also write every number to FILE as JSON")
     ev.set_defaults(func=_cmd_eval)
+
+    ex = sub.add_parser("export", help="a checkpoint's backbone as a model that loads without mfr (torch.export; ONNX)")
+    ex.add_argument("checkpoint")
+    ex.add_argument("out", help="the program file to write (e.g. model.pt2)")
+    ex.add_argument("--onnx", action="store_true", help="also write <out>.onnx (needs the onnx package)")
+    ex.set_defaults(func=_cmd_export)
     return parser
 
 
