@@ -277,3 +277,53 @@ def test_export_refuses_what_is_not_a_checkpoint(tmp_path, capsys):
     (tmp_path / "notes.safetensors").write_bytes(b"not a checkpoint")
     assert main(["export", str(tmp_path / "notes.safetensors"), str(tmp_path / "m.pt2")]) == 2
     assert "mfr: error:" in capsys.readouterr().err and not (tmp_path / "m.pt2").exists()
+
+
+def test_config_file_set_and_flags_resolve_in_order(tmp_path, capsys):
+    import json
+
+    from cli_args import TINY
+
+    from mfr.experiments.cli import main
+
+    (tmp_path / "run.toml").write_text("lr = 0.02\nalpha = 0.05\nhead_scale = 20\nsteps = 3\nlog_every = 1\n")
+    out = tmp_path / "run"
+    args = [
+        "train",
+        *TINY,
+        "--config",
+        str(tmp_path / "run.toml"),
+        "--steps",
+        "2",
+        "--set",
+        "gamma=0.25",
+        "--set",
+        "grad_clip=none",
+    ]
+    assert main([*args, "--eval-every", "0", "--no-progress", "--out", str(out)]) == 0
+    saved = json.loads((out / "config.json").read_text())
+    # the file sets what no flag gave (lr, alpha, head_scale as float), the explicit --steps wins over the file, --set wins over all
+    assert (saved["lr"], saved["alpha"], saved["head_scale"], saved["steps"], saved["gamma"], saved["grad_clip"]) == (
+        0.02,
+        0.05,
+        20.0,
+        2,
+        0.25,
+        None,
+    )
+    assert "configuration: {" in capsys.readouterr().out
+    bad = [
+        ("nope = 1\n", "unknown TrainConfig field(s) 'nope'"),
+        ('lr = "fast"\n', "lr must be float, got 'fast' (str)"),
+        ("steps = 2.5\n", "steps must be int, got 2.5"),
+        ("lr = [\n", "not valid TOML"),
+    ]
+    for text, message in bad:
+        (tmp_path / "bad.toml").write_text(text)
+        assert main(["train", *TINY, "--config", str(tmp_path / "bad.toml"), "--out", str(tmp_path / "x")]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["train", *TINY, "--set", "lr", "--out", str(tmp_path / "x")]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+    assert main(["train", *TINY, "--set", "steps=many", "--out", str(tmp_path / "x")]) == 2
+    assert "steps must be int" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "checkpoint.safetensors").exists()

@@ -94,8 +94,14 @@ def _load_data(args: argparse.Namespace) -> FaceData:
     )
 
 
+#: TrainConfig field -> the command-line flag's dest that sets it (where they differ or exist).
+_FLAG_OF = {"ids_per_domain": "batch_ids"}
+
+
 def _train_config(args: argparse.Namespace, **over: Any) -> TrainConfig:
-    from mfr.experiments.train import TrainConfig
+    """The run's configuration: the command's flags (and their defaults), then the ``--config``
+    file for every field not given as a flag on the command line, then ``--set``."""
+    from mfr.experiments.train import config_from_mapping, parse_config_file, parse_set
 
     fields = dict(
         backbone=args.backbone,
@@ -112,7 +118,13 @@ def _train_config(args: argparse.Namespace, **over: Any) -> TrainConfig:
         eval_every=args.eval_every,
     )
     fields.update(over)
-    return TrainConfig(**fields)
+    explicit: set[str] = getattr(args, "explicit", set())
+    if args.config:
+        for key, value in parse_config_file(args.config).items():
+            if _FLAG_OF.get(key, key) not in explicit:
+                fields[key] = value
+    fields.update(parse_set(args.set))
+    return config_from_mapping(fields, "the command line")
 
 
 def _search_count(value: int | None) -> int:
@@ -140,6 +152,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     methods = _csv(args.methods) or list(METHODS)
     search = _search_count(args.search)
     config = _train_config(args)
+    _show_config(config, None)  # results.json keeps it with the runs
     print(
         f"mfr reproduce: protocol {args.protocol} on {data.name}: {len(data)} images, domains {', '.join(data.domain_names)}"
     )
@@ -182,6 +195,18 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_config(config: TrainConfig, out: str | None) -> None:
+    """Print the resolved configuration and keep it with the run (``<out>/config.json``)."""
+    import dataclasses
+    from pathlib import Path
+
+    resolved = dataclasses.asdict(config)
+    print("configuration: " + json.dumps(resolved, sort_keys=True))
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "config.json").write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
+
+
 def _check_run_folder(out: str, resume: bool, overwrite: bool) -> None:
     """A finished or interrupted run in ``out`` is continued (--resume) or replaced (--overwrite),
     never overwritten silently; with --overwrite the run's own files go first."""
@@ -222,6 +247,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     sources = _csv(args.sources) or data.domain_names
     held_out = [d for d in data.domain_names if d not in {data.domain_names[data.domain_number(s)] for s in sources}]
     config = _train_config(args, method=args.method, seed=args.seed, checkpoint_every=args.checkpoint_every)
+    _show_config(config, args.out)
     eval_sets = {"held_out": data.subset(held_out)} if held_out else {}
     trainer = Trainer(
         config,
@@ -348,6 +374,19 @@ def _add_training_args(p: argparse.ArgumentParser, steps: int) -> None:
         metavar="PATH",
         help="start the backbone from these weights: an mfr checkpoint or an arcface_torch state dict (.pth/.pt/.safetensors)",
     )
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="TOML or YAML file of TrainConfig fields (any of them); flags given on the command line win over it",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set any TrainConfig field (repeatable); wins over --config and the flags",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -367,7 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     rep = sub.add_parser(
-        "reproduce", help="GFR-style protocol: train every method on source domains, test on unseen ones"
+        "reproduce",
+        help="GFR-style protocol: train every method on source domains, test on unseen ones",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _add_training_args(rep, steps=150)
     rep.add_argument("--protocol", default="lodo", choices=("lodo", "multi"))
@@ -439,7 +480,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--force", action="store_true", help="start over even if --out holds results")
     rep.set_defaults(func=_cmd_reproduce)
 
-    tr = sub.add_parser("train", help="train one method with checkpoints; --resume continues a run")
+    tr = sub.add_parser(
+        "train",
+        help="train one method with checkpoints; --resume continues a run",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     _add_training_args(tr, steps=300)
     tr.add_argument("--method", default="mfr")
     tr.add_argument(
@@ -473,11 +518,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _explicit_dests(argv: Sequence[str] | None) -> set[str]:
+    """The options given on the command line (a parse in which every default is a marker)."""
+    marker: object = object()
+    markers: list[object] = [marker]
+    parser = build_parser()
+    stack = [parser]
+    while stack:
+        p = stack.pop()
+        for action in p._actions:  # argparse keeps no public list of a parser's actions
+            if action.default is not argparse.SUPPRESS and action.dest != "command":
+                # append actions copy a list default before adding to it: give each its own list
+                action.default = [] if isinstance(action, argparse._AppendAction) else marker
+                markers.append(action.default)
+            if isinstance(action, argparse._SubParsersAction):
+                stack.extend(action.choices.values())
+    given = parser.parse_args(argv)
+    return {k for k, v in vars(given).items() if not any(v is m for m in markers)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs a command; user errors (bad arguments, data, devices, checkpoints) print one line
     ``mfr: error: ...`` and exit with status 2, without a traceback."""
     args = build_parser().parse_args(argv)
     args.argv = None if argv is None else list(argv)
+    args.explicit = _explicit_dests(argv)
     import os
 
     import mfr

@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -561,6 +561,106 @@ class Trainer:
         torch.set_rng_state(tensors["rng/torch"].cpu())
         self.step = int(meta["step"])
         self.train_seconds = float(meta.get("train_seconds", 0.0))
+
+
+def _field_types() -> dict[str, str]:
+    return {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    """``value`` as TrainConfig's field ``key`` takes it, or an InvalidInputError naming both."""
+    kind = _field_types()[key]
+    base = kind.replace(" | None", "")
+    if value is None and "None" in kind:
+        return None
+    ok = {
+        "bool": isinstance(value, bool),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+    }.get(base, False)
+    if not ok:
+        raise _core.InvalidInputError(f"{where}: {key} must be {kind}, got {value!r} ({type(value).__name__})")
+    return float(value) if base == "float" else value
+
+
+def config_from_mapping(values: Mapping[str, Any], where: str) -> TrainConfig:
+    """A checked TrainConfig from a mapping of its fields (unknown keys and wrong types refused)."""
+    known = _field_types()
+    unknown = [k for k in values if k not in known]
+    if unknown:
+        raise _core.InvalidInputError(
+            f"{where}: unknown TrainConfig field(s) {', '.join(map(repr, unknown))}; the fields are {', '.join(known)}"
+        )
+    config = TrainConfig(**{k: _coerce(k, v, where) for k, v in values.items()})
+    config.check()
+    return config
+
+
+def parse_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The TrainConfig fields of a TOML (``.toml``) or YAML (``.yaml``/``.yml``, needs PyYAML) file,
+    checked: unknown keys and values of the wrong type are InvalidInputErrors naming the file."""
+    path = Path(path)
+    where = f"--config {path}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise _core.DataError(f"{where}: cannot read it ({e})") from None
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml  # type: ignore[import-untyped]
+        except ImportError:
+            raise _core.InvalidInputError(f"{where}: YAML needs PyYAML (pip install pyyaml), or use TOML") from None
+        try:
+            values = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise _core.InvalidInputError(f"{where}: not valid YAML: {e}") from None
+    else:
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            try:
+                import tomli as tomllib  # type: ignore[no-redef, import-not-found, unused-ignore]
+            except ModuleNotFoundError:
+                raise _core.InvalidInputError(f"{where}: TOML needs Python 3.11 or the tomli package") from None
+        try:
+            values = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise _core.InvalidInputError(f"{where}: not valid TOML: {e}") from None
+    if not isinstance(values, dict):
+        raise _core.InvalidInputError(f"{where}: expected a mapping of TrainConfig fields, got {type(values).__name__}")
+    config_from_mapping(values, where)  # every key and type checked here, with the file named
+    return dict(values)
+
+
+def parse_set(items: Sequence[str]) -> dict[str, Any]:
+    """``--set key=value`` items as typed TrainConfig fields (``none`` for an optional field)."""
+    out: dict[str, Any] = {}
+    known = _field_types()
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in known:
+            raise _core.InvalidInputError(
+                f"--set {item!r}: expected KEY=VALUE with KEY a TrainConfig field ({', '.join(known)})"
+            )
+        kind = known[key]
+        base = kind.replace(" | None", "")
+        try:
+            if text.lower() in ("none", "null") and "None" in kind:
+                value: Any = None
+            elif base == "bool":
+                value = {"true": True, "1": True, "false": False, "0": False}[text.lower()]
+            elif base == "int":
+                value = int(text)
+            elif base == "float":
+                value = float(text)
+            else:
+                value = text
+        except (KeyError, ValueError):
+            raise _core.InvalidInputError(f"--set {item!r}: {key} must be {kind}") from None
+        out[key] = value
+    return out
 
 
 #: Seconds between progress lines when stderr is not a terminal.
