@@ -329,3 +329,35 @@ def test_cli_version_and_threads(capsys, tmp_path):
         mfr.set_num_threads(threads)
     assert main(["train", *SMALL, "--threads", "0"]) == 2
     assert "--threads must be >= 1" in capsys.readouterr().err
+
+
+def test_fine_tune_from_arcface_torch_weights_with_a_config_file(tmp_path, capsys):
+    """The issue's end-to-end path: arcface_torch-layout iresnet18 weights (a torch.save'd state dict
+    of reference.IResNet, DataParallel prefixes) fine-tuned by `mfr train --config`."""
+    from cli_args import TINY
+
+    torch.manual_seed(3)
+    donor = mfr.reference.IResNet((2, 2, 2, 2), 4, 16, 3, 16)
+    torch.save({f"module.{k}": v for k, v in donor.state_dict().items()}, tmp_path / "arcface_r18.pth")
+    (tmp_path / "finetune.toml").write_text(
+        'backbone = "iresnet18"\nwidth = 4\nembedding_dim = 16\ninput_size = 16\nchannels = 3\n'
+        f'init = "{tmp_path / "arcface_r18.pth"}"\nmethod = "mfr"\nsteps = 2\nlr = 0.01\n'
+    )
+    out = tmp_path / "run"
+    rc = main(
+        [
+            "train",
+            *TINY,
+            "--config",
+            str(tmp_path / "finetune.toml"),
+            "--eval-every",
+            "0",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0, capsys.readouterr().err
+    net, meta = mfr.experiments.train.load_backbone(out / "checkpoint.safetensors")
+    assert meta["config"]["init"].endswith("arcface_r18.pth") and net.spec.name == "iresnet18"
+    assert not torch.equal(net.state_dict()["conv1.weight"], donor.state_dict()["conv1.weight"])  # it trained
