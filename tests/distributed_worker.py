@@ -43,7 +43,9 @@ def main():
     if task == "equivalence":
         # One step on float64: every rank one meta-batch, gradients averaged.
         tr = Trainer(
-            config(steps=1, dtype="float64", momentum=0.0, weight_decay=0.0, lr=0.1), small_data(), progress=False
+            config(steps=1, dtype="float64", momentum=0.0, weight_decay=0.0, lr=0.1, flip=False),
+            small_data(),
+            progress=False,
         )
         stream = [tr.sampler[j].flat_indices().tolist() for j in range(len(tr.sampler))]
         tr.fit()

@@ -91,6 +91,7 @@ def test_two_ranks_equal_one_process_averaging_their_batches(tmp_path):
         momentum=0.0,
         weight_decay=0.0,
         lr=0.1,
+        flip=False,  # each rank flips its own batch: the comparison is of gradient averaging
     )
     single = Trainer(cfg, data, progress=False)
     stream = [single.sampler[j].flat_indices().tolist() for j in range(len(single.sampler))]

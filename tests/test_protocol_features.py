@@ -361,3 +361,39 @@ def test_fine_tune_from_arcface_torch_weights_with_a_config_file(tmp_path, capsy
     net, meta = mfr.experiments.train.load_backbone(out / "checkpoint.safetensors")
     assert meta["config"]["init"].endswith("arcface_r18.pth") and net.spec.name == "iresnet18"
     assert not torch.equal(net.state_dict()["conv1.weight"], donor.state_dict()["conv1.weight"])  # it trained
+
+
+def test_results_from_before_a_new_field_resume_with_that_fields_old_value(data, tmp_path):
+    """results.json written before TrainConfig had `flip` (training then never flipped) resumes
+    only with flip=False, and says so otherwise."""
+    names = data.domain_names
+    out = tmp_path / "out"
+    run_protocol(data, "lodo", methods=["softmax"], out_dir=out, **quiet(targets=[names[0]], config=cfg(flip=False)))
+    saved = json.loads((out / "results.json").read_text())
+    del saved["config"]["flip"]  # as the files of earlier versions are
+    (out / "results.json").write_text(json.dumps(saved))
+    with pytest.raises(mfr.InvalidInputError, match=r"another config: \{'flip': \(False, True\)\}"):
+        run_protocol(
+            data, "lodo", methods=["softmax"], out_dir=out, resume=True, **quiet(targets=[names[0]], config=cfg())
+        )
+    resumed = run_protocol(
+        data, "lodo", methods=["softmax"], out_dir=out, resume=True, **quiet(targets=[names[0]], config=cfg(flip=False))
+    )
+    assert resumed.complete
+
+
+def test_training_flips_are_seeded_per_step_and_rank():
+    from mfr.experiments.train import _random_flips
+
+    images = torch.arange(2 * 1 * 2 * 3, dtype=torch.uint8).reshape(2, 1, 2, 3).repeat(50, 1, 1, 1)
+    a, b = _random_flips(images, 7), _random_flips(images, 7)
+    assert torch.equal(a, b) and not torch.equal(a, _random_flips(images, 8))
+    mirrored = (a != images).flatten(1).any(1)
+    assert 30 < int(mirrored.sum()) < 70  # about half
+    assert torch.equal(a[mirrored], images[mirrored].flip(-1)) and torch.equal(a[~mirrored], images[~mirrored])
+
+
+def test_flip_averaged_embeddings():
+    net = mfr.nn.Backbone("small_cnn", width=4, input_size=16, embedding_dim=8, in_channels=1).eval()
+    x = torch.randn(5, 1, 16, 16)
+    torch.testing.assert_close(net.embed(x, flip=True), net.embed(x) + net.embed(x.flip(-1)))

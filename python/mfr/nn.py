@@ -164,13 +164,17 @@ class Backbone(torch.nn.Module):
         return _core.backbone_forward(self.spec, ps, self.buffer_list(), images, mode)
 
     @torch.no_grad()
-    def embed(self, images: torch.Tensor, batch_size: int = 256, bn: str = "running") -> torch.Tensor:
+    def embed(
+        self, images: torch.Tensor, batch_size: int = 256, bn: str = "running", flip: bool = False
+    ) -> torch.Tensor:
         """Embeddings of many images, in chunks, without gradients and without changing the module.
 
         ``bn="running"``: eval mode with the running statistics (the usual evaluation).
         ``bn="target"``: the images' own BatchNorm statistics (AdaBN-style, treating ``images`` as
         one target domain): running statistics are re-estimated on them as a cumulative average
-        over the chunks, on a copy, and the embeddings computed with those."""
+        over the chunks, on a copy, and the embeddings computed with those.
+        ``flip=True``: the sum of the embeddings of each image and its mirror image (insightface's
+        flip-averaged test embedding; its direction is what cosine scores see)."""
         if bn not in ("running", "target"):
             raise _core.InvalidInputError(f"Backbone.embed: bn must be 'running' or 'target', got {bn!r}")
         if batch_size < 1:
@@ -187,7 +191,16 @@ class Backbone(torch.nn.Module):
         ]
         if not chunks:
             return torch.empty(0, self.embedding_dim, dtype=params[0].dtype, device=params[0].device)
-        return torch.cat(chunks)
+        out = torch.cat(chunks)
+        if flip:  # the mirror images through the same statistics
+            mirrored = images.flip(-1)
+            out = out + torch.cat(
+                [
+                    _core.backbone_forward(self.spec, params, buffers, mirrored[i : i + batch_size], "eval")
+                    for i in range(0, images.shape[0], batch_size)
+                ]
+            )
+        return out
 
     @torch.no_grad()
     def adapt_batchnorm(self, batches: Iterable[torch.Tensor]) -> None:

@@ -299,7 +299,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.bin:
         vs = load_verification_bin(args.bin, size=(net.input_size, net.input_size), channels=net.in_channels)  # type: ignore[arg-type]
         x = normalize_images(vs.images).to(net.parameter_list()[0].device)
-        emb = torch.nn.functional.normalize(net.embed(x, bn=args.bn).float(), dim=1).cpu()
+        flip = args.flip_average != "off"  # .bin sets: flip-averaged embeddings by default, as insightface
+        emb = torch.nn.functional.normalize(net.embed(x, bn=args.bn, flip=flip).float(), dim=1).cpu()
         scores = (emb[0::2] * emb[1::2]).sum(1).numpy()
         folds = min(10, vs.n_pairs)
         kf = kfold_accuracy(scores, vs.issame, n_folds=folds, protocol="insightface")
@@ -316,7 +317,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"{'domain':<28}" + "".join(f"{m:>24}" for m in METRICS))
     results = []
     for d in domains:
-        res = evaluate_domain(net, data, d, seed=args.seed, n_bootstrap=args.bootstrap, bn=args.bn)
+        res = evaluate_domain(
+            net, data, d, seed=args.seed, n_bootstrap=args.bootstrap, bn=args.bn, flip=args.flip_average == "on"
+        )
         cells = "".join(
             f"{v['estimate']:.3f} [{v['low']:.3f},{v['high']:.3f}]".rjust(24) for v in res["metrics"].values()
         )
@@ -505,6 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--bin", default=None, help="an insightface .bin verification set")
     ev.add_argument("--bootstrap", type=int, default=200)
     ev.add_argument("--bn", default="running", choices=("running", "target"))
+    ev.add_argument(
+        "--flip-average",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="embed each image and its mirror image, summed (auto: on for --bin, as insightface; off for folders)",
+    )
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--seed", type=int, default=0, help="seed of the evaluation draws (as --eval-seed of reproduce)")
     ev.add_argument("--json", default=None, metavar="FILE", help="also write every number to FILE as JSON")

@@ -99,7 +99,12 @@ def t_quantile(p: float, df: int) -> float:
 
 
 def embed_domain(
-    backbone: Backbone, data: FaceData, domain: int | str, bn: str = "running", batch_size: int = 256
+    backbone: Backbone,
+    data: FaceData,
+    domain: int | str,
+    bn: str = "running",
+    batch_size: int = 256,
+    flip: bool = False,
 ) -> tuple[np.ndarray, torch.Tensor]:
     """``(image positions in data.index, embeddings)`` of every image of ``domain``."""
     d = data.domain_number(domain)
@@ -110,9 +115,9 @@ def embed_domain(
     if w > 1 and bn == "running":  # each rank embeds a contiguous shard; gathered in rank order
         mine = np.array_split(positions, w)[distributed.rank()]
         images = normalize_images(data.load(mine, s, c)).to(device=device, dtype=backbone.parameter_list()[0].dtype)
-        return positions, distributed.all_gather_rows(backbone.embed(images, batch_size=batch_size, bn=bn))
+        return positions, distributed.all_gather_rows(backbone.embed(images, batch_size=batch_size, bn=bn, flip=flip))
     images = normalize_images(data.load(positions, s, c)).to(device=device, dtype=backbone.parameter_list()[0].dtype)
-    return positions, backbone.embed(images, batch_size=batch_size, bn=bn)
+    return positions, backbone.embed(images, batch_size=batch_size, bn=bn, flip=flip)
 
 
 def _identity_folds(
@@ -158,6 +163,7 @@ def evaluate_domain(
     bn: str = "running",
     confidence: float = 0.95,
     n_gallery_draws: int = 10,
+    flip: bool = False,
 ) -> dict[str, Any]:
     """Verification and identification metrics of ``backbone`` on ``domain`` of ``data``.
 
@@ -177,7 +183,7 @@ def evaluate_domain(
         raise _core.InvalidInputError(f"evaluate_domain: n_bootstrap must lie in [0, 100000], got {n_bootstrap}")
     d = data.domain_number(domain)
     name = data.domain_names[d]
-    positions, emb = embed_domain(backbone, data, d, bn=bn)
+    positions, emb = embed_domain(backbone, data, d, bn=bn, flip=flip)
     local = np.full(len(data.index), -1, dtype=np.int64)
     local[positions] = np.arange(len(positions))
     ids = data.index.identities

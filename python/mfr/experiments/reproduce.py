@@ -1195,6 +1195,10 @@ def _temporary_checkpoint(trainer: Trainer) -> Path:
 #: What must match for ``resume`` (methods and seeds may grow).
 _RESUME_KEYS = ("protocol", "targets", "config", "evaluation", "search", "budget", "stage1_fraction")
 
+#: TrainConfig fields added after results were first written, with the value that reproduces the
+#: training of that time: a results.json without them resumes only with that value.
+_CONFIG_ADDED = {"flip": False}
+
 
 def _adopt_earlier(result: ProtocolResult, out: Path, resume: bool, force: bool) -> None:
     """Take over the finished runs of ``out/results.json`` when resuming; refuse to overwrite it
@@ -1210,6 +1214,7 @@ def _adopt_earlier(result: ProtocolResult, out: Path, resume: bool, force: bool)
         )
     earlier = ProtocolResult.load(path)
     mine, theirs = result.to_dict(), earlier.to_dict()
+    theirs["config"] = {**_CONFIG_ADDED, **theirs.get("config", {})}
     for key in _RESUME_KEYS:
         if mine.get(key) != theirs.get(key):
             a, b = theirs.get(key), mine.get(key)

@@ -111,6 +111,9 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 0
     init: str | None = None
+    # augmentation: a random horizontal flip of each training image (p = 0.5, seeded by seed, step
+    # and rank: runs stay deterministic and resume bit-identical), on as in arcface_torch
+    flip: bool = True
 
     def meta_config(self) -> MetaStepConfig:
         return MetaStepConfig(**{name: getattr(self, name) for name in config_fields(MetaStepConfig)})
@@ -312,9 +315,10 @@ class Trainer:
         c = self.config
         t0 = time.perf_counter()
         mb = self._next_batch()
-        images = normalize_images(self.data.load(mb.flat_indices(), c.input_size, c.channels)).to(
-            self.device, self.dtype
-        )
+        raw = self.data.load(mb.flat_indices(), c.input_size, c.channels)
+        if c.flip:
+            raw = _random_flips(raw, _core.name_seed(c.seed, ["flip", str(self.step), str(self.rank)]))
+        images = normalize_images(raw).to(self.device, self.dtype)
         domains = domains_from_batch(mb, images)
         ids = torch.as_tensor(mb.identities, device=self.device)
         labels = [torch.cat([ids[d], ids[d]]) for d in range(mb.n_domains)]
@@ -661,6 +665,12 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
             raise _core.InvalidInputError(f"--set {item!r}: {key} must be {kind}") from None
         out[key] = value
     return out
+
+
+def _random_flips(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """``images`` (N, C, H, W) with each mirrored left-right with probability 1/2 (seeded)."""
+    mirror = torch.rand(images.shape[0], generator=torch.Generator().manual_seed(seed)) < 0.5
+    return torch.where(mirror[:, None, None, None], images.flip(-1), images)
 
 
 #: Seconds between progress lines when stderr is not a terminal.
