@@ -327,3 +327,24 @@ def test_config_file_set_and_flags_resolve_in_order(tmp_path, capsys):
     assert main(["train", *TINY, "--set", "steps=many", "--out", str(tmp_path / "x")]) == 2
     assert "steps must be int" in capsys.readouterr().err
     assert not (tmp_path / "x" / "checkpoint.safetensors").exists()
+
+
+def test_prefetching_changes_nothing_but_speed(data):
+    """The same weights with and without the background decoder, across epoch boundaries
+    (the sampler's upcoming batches are exactly the ones training takes)."""
+    runs = []
+    for prefetch in (0, 2):
+        tr = Trainer(cfg(steps=9, prefetch=prefetch), data, progress=False)
+        assert len(tr.sampler) < 9  # several epochs
+        tr.fit()
+        runs.append([p.detach().clone() for p in tr.method.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+def test_sampler_upcoming_follows_the_training_order(data):
+    tr = Trainer(cfg(steps=1), data, progress=False)
+    s = tr.sampler
+    ahead = [s.upcoming(k) for k in range(2 * len(s) + 1)]
+    taken = [tr._next_batch() for _ in range(2 * len(s) + 1)]
+    assert [(b.epoch, b.number) for b in ahead] == [(b.epoch, b.number) for b in taken]
+    assert all((a.images == b.images).all() for a, b in zip(ahead, taken))

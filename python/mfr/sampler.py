@@ -154,7 +154,7 @@ class DomainSampler:
             self._cache = (self.epoch, self._core.epoch(self.epoch))
         return self._cache[1]
 
-    def _batch(self, arrays: _core.EpochBatches, j: int) -> MetaBatch:
+    def _batch(self, arrays: _core.EpochBatches, j: int, epoch: int | None = None) -> MetaBatch:
         d, b, k, m = (
             self._core.n_domains,
             self.config["ids_per_domain"],
@@ -168,7 +168,9 @@ class DomainSampler:
         else:
             test = arrays.test_domains[j * m : (j + 1) * m].tolist()
             splits = tuple(Split(tuple(tr), tuple(te)) for tr, te in self._core.splits(test))
-        return MetaBatch(self.epoch, int(arrays.batch_numbers[j]), images, identities, splits)
+        return MetaBatch(
+            self.epoch if epoch is None else epoch, int(arrays.batch_numbers[j]), images, identities, splits
+        )
 
     def __iter__(self) -> Iterator[MetaBatch]:
         if self.position >= len(self):
@@ -178,6 +180,15 @@ class DomainSampler:
             j = self.position
             self.position += 1
             yield self._batch(arrays, j)
+
+    def upcoming(self, k: int = 0) -> MetaBatch:
+        """The meta-batch ``k`` places after the current position, continuing into the next
+        epochs as training does, without moving the position or the epoch (for prefetching)."""
+        j, epoch = self.position + k, self.epoch
+        while j >= len(self):
+            j, epoch = j - len(self), epoch + 1
+        arrays = self._epoch_arrays() if epoch == self.epoch else self._core.epoch(epoch)
+        return self._batch(arrays, j, epoch)
 
     def __getitem__(self, j: int) -> MetaBatch:
         """This rank's j-th meta-batch of the current epoch (does not move the position)."""

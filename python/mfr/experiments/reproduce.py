@@ -1198,6 +1198,8 @@ _RESUME_KEYS = ("protocol", "targets", "config", "evaluation", "search", "budget
 #: TrainConfig fields added after results were first written, with the value that reproduces the
 #: training of that time: a results.json without them resumes only with that value.
 _CONFIG_ADDED = {"flip": False}
+#: TrainConfig fields that change speed, not results.
+_PERFORMANCE_ONLY = ("prefetch",)
 
 
 def _adopt_earlier(result: ProtocolResult, out: Path, resume: bool, force: bool) -> None:
@@ -1215,6 +1217,9 @@ def _adopt_earlier(result: ProtocolResult, out: Path, resume: bool, force: bool)
     earlier = ProtocolResult.load(path)
     mine, theirs = result.to_dict(), earlier.to_dict()
     theirs["config"] = {**_CONFIG_ADDED, **theirs.get("config", {})}
+    for fields in (mine["config"], theirs["config"]):  # how fast, not what: never a reason to refuse
+        for key in _PERFORMANCE_ONLY:
+            fields.pop(key, None)
     for key in _RESUME_KEYS:
         if mine.get(key) != theirs.get(key):
             a, b = theirs.get(key), mine.get(key)
