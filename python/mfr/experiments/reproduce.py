@@ -45,7 +45,7 @@ from . import distributed
 from .checkpoint import check_output_folder
 from .evaluate import METRICS, evaluate_domain, t_quantile
 from .methods import METHODS
-from .search import search_method, search_summary, split_validation
+from .search import base_method, search_method, search_summary, split_validation
 from .train import TrainConfig, Trainer, load_init_weights, resolve_device
 
 __all__ = [
@@ -331,7 +331,7 @@ class ProtocolResult:
         """``summary[method][target][metric]`` = ``mean`` over seeds, ``sd`` over seeds, the
         interval ``low``/``high`` for the mean (see the class docstring) and ``n_seeds``. Computed
         once per set of runs (tables, differences and the report all read it)."""
-        key = (len(self.runs), confidence)
+        key = (id(self.runs), len(self.runs), confidence)  # runs are only appended to or replaced
         cached = self.__dict__.get("_summary_cache")
         if cached is not None and cached[0] == key:
             hit: dict[str, dict[str, dict[str, dict[str, float]]]] = cached[1]
@@ -1089,7 +1089,7 @@ def run_protocol(
             for name, row_budget in rows:
                 if have(name):
                     continue
-                base = name.split(":")[0]
+                base = base_method(name)
                 t0 = time.perf_counter()
                 stage_seconds = 0.0
                 if row_budget == "time":
