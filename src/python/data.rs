@@ -255,7 +255,7 @@ impl PyFaceIndex {
     /// identities go to test.
     #[pyo3(signature = (test_fraction = 0.2, seed = Int::new(0)), text_signature = "($self, test_fraction=0.2, seed=0)")]
     fn split_identities(&self, test_fraction: f64, seed: Int) -> PyResult<(Self, Self)> {
-        let seed = seed.seed("FaceIndex.split_identities", "seed")?;
+        let seed = seed.any_u64("FaceIndex.split_identities", "seed")?;
         guarded(|| {
             let (a, b) = self.inner.split_identities(test_fraction, seed)?;
             Ok((PyFaceIndex { inner: a }, PyFaceIndex { inner: b }))
@@ -277,7 +277,7 @@ impl PyFaceIndex {
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyArray1<bool>>)> {
         const F: &str = "FaceIndex.verification_pairs";
         let n_impostors: usize = n_impostors.get(F, "n_impostors", 0, MAX_COUNT)?;
-        let seed = seed.seed(F, "seed")?;
+        let seed = seed.any_u64(F, "seed")?;
         guarded(|| {
             let d = self.domain_number(domain, "FaceIndex.verification_pairs")?;
             let (pairs, labels) = self.inner.verification_pairs(d, n_impostors, seed)?;
@@ -304,7 +304,7 @@ impl PyFaceIndex {
         all_probes: bool,
     ) -> PyResult<(Int64Array<'py>, Int64Array<'py>)> {
         const F: &str = "FaceIndex.gallery_probe";
-        let (seed, draw) = (seed.seed(F, "seed")?, draw.seed(F, "draw")?);
+        let (seed, draw) = (seed.any_u64(F, "seed")?, draw.any_u64(F, "draw")?);
         guarded(|| {
             let d = self.domain_number(domain, "FaceIndex.gallery_probe")?;
             let (g, p) = self.inner.identification_split(d, seed, draw, all_probes)?;
@@ -358,7 +358,7 @@ impl PyDomainSamplerCore {
                 images_per_id: images_per_id.get(F, "images_per_id", 2, MAX_COUNT)?,
                 split: SplitMode::parse(split)?,
                 meta_test_domains: meta_test_domains.get(F, "meta_test_domains", 1, MAX_COUNT)?,
-                seed: seed.seed(F, "seed")?,
+                seed: seed.any_u64(F, "seed")?,
                 rank: rank.get(F, "rank", 0, world_size as i128 - 1)?,
                 world_size,
             };
@@ -382,7 +382,7 @@ impl PyDomainSamplerCore {
 
     /// This rank's batches of ``epoch``.
     fn epoch(&self, py: Python<'_>, epoch: Int) -> PyResult<PyEpochBatches> {
-        let epoch = epoch.seed("DomainSampler.set_epoch", "epoch")?;
+        let epoch = epoch.any_u64("DomainSampler.set_epoch", "epoch")?;
         guarded(|| {
             let e = py.allow_threads(|| self.inner.epoch(epoch))?;
             let array = |v: Vec<i64>| v.into_pyarray(py).unbind();
@@ -514,7 +514,7 @@ impl PyRecordFile {
 
     /// The raw data of one record.
     fn read<'py>(&self, py: Python<'py>, key: Int) -> PyResult<Bound<'py, PyBytes>> {
-        let key = key.seed("RecordFile.read", "key")?;
+        let key = key.any_u64("RecordFile.read", "key")?;
         guarded(|| {
             let raw = self.inner.read(key)?;
             Ok(PyBytes::new(py, &raw))
@@ -523,7 +523,7 @@ impl PyRecordFile {
 
     /// One insightface record: ``(labels float32 array, id, id2, image bytes)``.
     fn read_insightface<'py>(&self, py: Python<'py>, key: Int) -> PyResult<InsightfaceTuple<'py>> {
-        let key = key.seed("RecordFile.read_insightface", "key")?;
+        let key = key.any_u64("RecordFile.read_insightface", "key")?;
         guarded(|| {
             let r = unpack_insightface(self.inner.read(key)?)?;
             Ok((r.labels.into_pyarray(py), r.id, r.id2, PyBytes::new(py, &r.payload)))

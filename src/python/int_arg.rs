@@ -69,8 +69,8 @@ impl Int {
         Err(MfrError::invalid(func, format!("argument '{name}' must be an integer in {range}, got {got}")))
     }
 
-    /// A seed: any integer in `[0, 2**64 - 1]`.
-    pub(crate) fn seed(&self, func: &str, name: &str) -> crate::Result<u64> {
+    /// Any integer in `[0, 2**64 - 1]`: seeds, draws, record keys, epochs.
+    pub(crate) fn any_u64(&self, func: &str, name: &str) -> crate::Result<u64> {
         self.get(func, name, 0, i128::from(u64::MAX))
     }
 }

@@ -293,7 +293,7 @@ fn verification_summary<'py>(
     const F: &str = "verification_report";
     guarded(|| {
         let n_boot: usize = n_bootstrap.get(F, "n_bootstrap", 0, MAX_COUNT)?;
-        let seed = seed.seed(F, "seed")?;
+        let seed = seed.any_u64(F, "seed")?;
         let s: Tensor = scores_arg(scores, F, "scores")?;
         let l: Tensor = labels_arg(labels, F, "labels")?;
         let g = groups.map(|g| ids_arg(g, F, "groups")).transpose()?;
@@ -371,7 +371,7 @@ fn bootstrap_group_counts<'py>(
     guarded(|| {
         let g: usize = n_groups.get(F, "n_groups", 0, 1 << 24)?;
         let b: usize = n_resamples.get(F, "n_resamples", 0, 1 << 24)?;
-        let seed = seed.seed(F, "seed")?;
+        let seed = seed.any_u64(F, "seed")?;
         if g.checked_mul(b).is_none_or(|n| n > 1 << 28) {
             return Err(
                 crate::MfrError::invalid(F, format!("n_groups * n_resamples must be <= 2**28, got {g} * {b}")).into()
@@ -387,7 +387,7 @@ fn bootstrap_group_counts<'py>(
 /// do not depend on how the data is numbered.
 #[pyfunction]
 fn name_seed(seed: Int, names: Vec<OsString>) -> PyResult<u64> {
-    let seed = seed.seed("name_seed", "seed")?;
+    let seed = seed.any_u64("name_seed", "seed")?;
     let bytes: Vec<&[u8]> = names.iter().map(|n| n.as_encoded_bytes()).collect();
     Ok(crate::rng::name_seed(seed, &bytes))
 }
