@@ -331,8 +331,6 @@ class Trainer:
         depth = self.config.prefetch if self.config.prefetch is not None else (2 if self.device.type == "cuda" else 0)
         if depth > 0:
             if self._pool is None:
-                from concurrent.futures import ThreadPoolExecutor
-
                 self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mfr-prefetch")
             while len(self._queue) < depth:
                 nxt = self.sampler.upcoming(len(self._queue))
