@@ -11,9 +11,13 @@ back in next step). That setting is process-wide, so the reference and plain tim
 too (the gradient check runs mfr's step before any timing). Peak memory (RSS growth) of all three
 is reported: on CPU the RSS high-water mark one call adds in a fresh process of its own.
 
-Last line: `meta_step: vs_reference=R vs_plain=R` for the 3-domain leave-one-out meta-batch on
-the small CNN: vs_reference = mfr time / reference time (goal <= 0.8), vs_plain =
-(mfr time / splits) / plain time (goal <= 3.0).
+mfr runs in both schedules: `lean` (the default: each split differentiated at once, peak memory
+near the reference's) and `shared` (`MetaStepConfig(lean=False)`: every split's graph held for one
+final backward). Last two lines, for the 3-domain leave-one-out meta-batch on the small CNN:
+`meta_step_lean: vs_reference=R mem_vs_reference=R` (lean time and peak memory / the reference's;
+goals <= 0.85 and <= 1.2) and `meta_step: vs_reference=R vs_plain=R` for the shared schedule:
+vs_reference = time / reference time (goal <= 0.8), vs_plain = (time / splits) / plain time
+(goal <= 3.0).
 """
 
 from __future__ import annotations
@@ -74,14 +78,18 @@ def contestants(n_domains, args):
     doms = [torch.randn(2 * b, 3, size, size, device=device) for _ in range(n_domains)]
     splits = loo(n_domains)
     cfg = MetaStepConfig(alpha=0.01)
-    step = MetaStep(net, cfg)
+    shared_step = MetaStep(net, mfr.meta.replace(cfg, lean=False))
+    lean_step = MetaStep(net, mfr.meta.replace(cfg, lean=True))
     params = net.parameter_list()
 
-    def ours():
-        for p in params:
-            p.grad = None
-        step.step(doms, splits)
-        return [p.grad for p in params]
+    def run(step):
+        def ours():
+            for p in params:
+                p.grad = None
+            step.step(doms, splits)
+            return [p.grad for p in params]
+
+        return ours
 
     def ref():
         return reference.meta_step(ref_forward, params, None, doms, splits, cfg)
@@ -96,14 +104,14 @@ def contestants(n_domains, args):
             loss = loss + mfr.losses.soft_classification(g, p) + mfr.losses.hard_pair_attention(g, p)[0]
         loss.backward()
 
-    return {"plain": plain, "reference": ref, "mfr": ours}, len(splits)
+    return {"plain": plain, "reference": ref, "mfr": run(shared_step), "mfr_lean": run(lean_step)}, len(splits)
 
 
 def peak_memory_mib(fn, name, n_domains, args):
     """Peak memory one call of `fn[name]` adds. CUDA: the allocator's peak above what was allocated
     before (in this process; `fn` has been timed, so it is warm). CPU: the RSS high-water mark a
     fresh process reaches above its set-up (one process per contestant, since a high-water mark
-    never comes down)."""
+    never comes down; the median of three such processes)."""
     if args.device.startswith("cuda"):
         fn = fn[name]
         torch.cuda.synchronize()
@@ -115,8 +123,12 @@ def peak_memory_mib(fn, name, n_domains, args):
     argv = [sys.executable, __file__, "--measure-rss", name, "--domains", str(n_domains)] + [
         f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("measure_rss", "domains")
     ]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True)
-    return float(out.stdout.split()[-1])
+    # The median of three fresh processes: one process's high-water mark varies by ~5% with how
+    # glibc happens to place its arenas.
+    runs = sorted(
+        float(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split()[-1]) for _ in range(3)
+    )
+    return runs[1]
 
 
 def measure_rss(args):
@@ -126,15 +138,20 @@ def measure_rss(args):
     print(rss_mib() - before)
 
 
+CONTESTANTS = ("plain", "reference", "mfr", "mfr_lean")
+
+
 def bench(n_domains, args):
     fn, k = contestants(n_domains, args)
-    a, r = torch.cat([g.flatten() for g in fn["mfr"]()]), torch.cat([g.flatten() for g in fn["reference"]()])
-    # float32 through a deep second-order graph: agreement in norm (float64 parity, 1e-8 and better,
-    # is a test); elementwise checks trip on near-zero entries.
-    rel = ((a - r).norm() / r.norm()).item()
-    assert rel < 1e-3, f"gradients differ from the reference: relative difference {rel:.1e}"
-    times = {name: best_of(fn[name], args.repeats, warmup=True) for name in ("plain", "reference", "mfr")}
-    mems = {name: peak_memory_mib(fn, name, n_domains, args) for name in ("plain", "reference", "mfr")}
+    r = torch.cat([g.flatten() for g in fn["reference"]()])
+    for name in ("mfr", "mfr_lean"):
+        a = torch.cat([g.flatten() for g in fn[name]()])
+        # float32 through a deep second-order graph: agreement in norm (float64 parity, 1e-8 and
+        # better, is a test); elementwise checks trip on near-zero entries.
+        rel = ((a - r).norm() / r.norm()).item()
+        assert rel < 1e-3, f"{name}: gradients differ from the reference: relative difference {rel:.1e}"
+    times = {name: best_of(fn[name], args.repeats, warmup=True) for name in CONTESTANTS}
+    mems = {name: peak_memory_mib(fn, name, n_domains, args) for name in CONTESTANTS}
     return times, mems, k
 
 
@@ -147,7 +164,7 @@ def main():
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--measure-rss", choices=("plain", "reference", "mfr"), help=argparse.SUPPRESS)
+    parser.add_argument("--measure-rss", choices=CONTESTANTS, help=argparse.SUPPRESS)
     parser.add_argument("--domains", type=int, default=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_rss:
@@ -157,20 +174,24 @@ def main():
     )
     mem = "peak CUDA memory of one call MiB" if args.device.startswith("cuda") else "peak RSS growth of one call MiB"
     print(
-        f"{'meta-batch':<16} {'plain s':>9} {'reference s':>12} {'mfr s':>9} {'vs_reference':>13} {'vs_plain/split':>15}   {mem} (plain/ref/mfr)"
+        f"{'meta-batch':<16} {'plain s':>9} {'reference s':>12} {'shared s':>9} {'lean s':>9} {'vs_reference':>13} {'vs_plain/split':>15}   {mem} (plain/ref/shared/lean)"
     )
-    result = None
+    result = lean = None
     for n in (3, 4):
         t, m, k = bench(n, args)
-        vs_ref, vs_plain = t["mfr"] / t["reference"], t["mfr"] / k / t["plain"]
+        ratios = {name: (t[name] / t["reference"], t[name] / k / t["plain"]) for name in ("mfr", "mfr_lean")}
         print(
-            f"{f'LOO {n} domains':<16} {t['plain']:>9.4f} {t['reference']:>12.4f} {t['mfr']:>9.4f} {vs_ref:>13.2f} {vs_plain:>15.2f}   {m['plain']:.0f}/{m['reference']:.0f}/{m['mfr']:.0f}"
+            f"{f'LOO {n} domains':<16} {t['plain']:>9.4f} {t['reference']:>12.4f} {t['mfr']:>9.4f} {t['mfr_lean']:>9.4f} "
+            f"{ratios['mfr'][0]:>6.2f}/{ratios['mfr_lean'][0]:.2f} {ratios['mfr'][1]:>8.2f}/{ratios['mfr_lean'][1]:.2f}   "
+            + "/".join(f"{m[name]:.0f}" for name in CONTESTANTS)
         )
         if n == 3:
-            result = (vs_ref, vs_plain)
+            result = ratios["mfr"]
+            lean = (ratios["mfr_lean"][0], m["mfr_lean"] / m["reference"])
     print(f"heap reuse (MFR_HEAP_REUSE): {'on' if mfr.build_info()['heap_reuse'] else 'off'}")
     if args.backbone != "small_cnn":
         print("(the last line's contract is the small CNN; this run used another backbone)")
+    print(f"meta_step_lean: vs_reference={lean[0]:.2f} mem_vs_reference={lean[1]:.2f}")
     print(f"meta_step: vs_reference={result[0]:.2f} vs_plain={result[1]:.2f}")
 
 

@@ -77,9 +77,11 @@ def ref_losses(net, doms, splits, cfg):
         (dict(gamma=0.7, tau_p=0.2, tau_n=0.6), [([2], [0, 1])]),
     ],
 )
-def test_parity_with_reference_float64(kw, splits):
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "shared"])
+def test_parity_with_reference_float64(kw, splits, lean):
     net, doms = make()
-    cfg = MetaStepConfig(alpha=0.1, tau_p=kw.pop("tau_p", 0.9), tau_n=kw.pop("tau_n", 0.1), scale=8.0, **kw)
+    kw = dict(kw)
+    cfg = MetaStepConfig(alpha=0.1, tau_p=kw.pop("tau_p", 0.9), tau_n=kw.pop("tau_n", 0.1), scale=8.0, lean=lean, **kw)
     ours, out = run_ours(net, doms, splits, cfg)
     ref = run_ref(net, doms, splits, cfg)
     assert torch.allclose(ours, ref, rtol=1e-8, atol=1e-8 * ref.abs().max().item())
@@ -92,11 +94,51 @@ def test_parity_with_reference_float64(kw, splits):
         "loss_da",
         "hard_positives",
         "hard_negatives",
+        "skipped",
     }
+    assert not out.skipped
     l_s, l_t = ref_losses(net, doms, splits, cfg)
     assert out.loss_s == pytest.approx(l_s, rel=1e-10)
     assert out.loss_t == pytest.approx(l_t, rel=1e-10)
     assert out.objective == pytest.approx(cfg.gamma * l_s + (1 - cfg.gamma) * l_t, rel=1e-10)
+
+
+# Domain 0 trains in splits 0 and 3 only (the lean schedule computes its forward twice); domain 2
+# trains in splits 1 and 3 and is a meta-test domain in between.
+SKIPPING = [([0, 1], [2]), ([2, 3], [0]), ([1, 3], [2]), ([0, 2], [1])]
+
+
+@pytest.mark.parametrize("splits", [LOO3, SKIPPING, [([0, 1, 2], [3])]], ids=["loo3", "skipping", "one"])
+@pytest.mark.parametrize("first_order", [False, True], ids=["second", "first"])
+def test_lean_and_shared_schedules_agree(splits, first_order):
+    """Same gradient (up to rounding), same running statistics (the first forward of each domain
+    updates them, in the same order), same report."""
+    results = []
+    for lean in (True, False):
+        net, doms = make(seed=5, n_domains=4)
+        cfg = MetaStepConfig(alpha=0.2, tau_p=0.9, tau_n=0.1, scale=8.0, first_order=first_order, lean=lean)
+        grads, out = run_ours(net, doms, splits, cfg)
+        results.append((grads, [b.clone() for b in net.buffer_list()], mfr.meta.as_dict(out)))
+    (g_lean, b_lean, r_lean), (g_shared, b_shared, r_shared) = results
+    torch.testing.assert_close(g_lean, g_shared, rtol=1e-10, atol=1e-12 * g_shared.abs().max().item())
+    assert all(torch.equal(a, b) for a, b in zip(b_lean, b_shared))
+    assert r_lean.keys() == r_shared.keys()
+    for key, value in r_shared.items():
+        assert r_lean[key] == pytest.approx(value, rel=1e-12), key
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["lean", "shared"])
+def test_a_non_finite_last_split_writes_nothing(lean):
+    """The lean schedule differentiates splits one by one, but writes .grad only after the last."""
+    net, doms = make(seed=6, n_domains=4)
+    doms[3][1, 0, 2, 2] = float("nan")  # domain 3 is used by the last split only
+    for p in net.parameter_list():
+        p.grad = torch.ones_like(p)
+    before = [b.clone() for b in net.buffer_list()]
+    with pytest.raises(mfr.InvalidInputError, match="L_S"):
+        MetaStep(net, MetaStepConfig(lean=lean)).step(doms, [([0, 1], [2]), ([1, 2], [0]), ([3, 0], [1])])
+    assert all(torch.equal(p.grad, torch.ones_like(p)) for p in net.parameter_list())
+    assert all(torch.equal(a, b) for a, b in zip(before, net.buffer_list()))
 
 
 def test_first_and_second_order_differ():
@@ -351,5 +393,6 @@ def test_step_config_and_result_are_the_rust_types():
         "loss_da",
         "hard_positives",
         "hard_negatives",
+        "skipped",
     }
     assert MetaStepConfig().tau_p == mfr.losses.DEFAULT_TAU_P

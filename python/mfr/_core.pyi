@@ -1,7 +1,7 @@
 """Type stubs of the compiled Rust core ``mfr._core`` (checked against the module by the tests)."""
 
 import os
-from typing import Any, final
+from typing import Any, Literal, final
 
 import numpy as np
 import numpy.typing as npt
@@ -392,8 +392,9 @@ def meta_step(
     domains: list[torch.Tensor],
     splits: list[tuple[list[int], list[int]]],
     config: MetaStepConfig,
+    loss_scale: float = 1.0,
 ) -> MetaStepResult:
-    """One MFR meta-step; adds the combined gradient to the parameters' .grad."""
+    """One MFR meta-step; adds the combined gradient (times ``loss_scale``) to the parameters' .grad."""
 
 DEFAULT_TAU_P: float
 DEFAULT_TAU_N: float
@@ -414,6 +415,8 @@ class MetaStepConfig:
         w_cls: float = ...,
         w_da: float = ...,
         first_order: bool = ...,
+        lean: bool = ...,
+        amp: Literal["bf16", "fp16"] | None = None,
     ) -> MetaStepConfig: ...
     @property
     def alpha(self) -> float: ...
@@ -433,10 +436,17 @@ class MetaStepConfig:
     def w_da(self) -> float: ...
     @property
     def first_order(self) -> bool: ...
+    @property
+    def lean(self) -> bool: ...
+    @property
+    def amp(self) -> Literal["bf16", "fp16"] | None: ...
     def __eq__(self, other: object, /) -> bool: ...
     def __reduce__(
         self,
-    ) -> tuple[type[MetaStepConfig], tuple[float, float, float, float, float, float, float, float, bool]]: ...
+    ) -> tuple[
+        type[MetaStepConfig],
+        tuple[float, float, float, float, float, float, float, float, bool, bool, Literal["bf16", "fp16"] | None],
+    ]: ...
     def __copy__(self) -> MetaStepConfig: ...
     def __deepcopy__(self, _memo: object) -> MetaStepConfig: ...
 
@@ -460,3 +470,5 @@ class MetaStepResult:
     def hard_positives(self) -> int: ...
     @property
     def hard_negatives(self) -> int: ...
+    @property
+    def skipped(self) -> bool: ...

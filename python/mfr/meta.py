@@ -94,16 +94,29 @@ class MetaStep:
         self.backbone = backbone
         self.config = config or MetaStepConfig()
 
-    def step(self, domains: Sequence[torch.Tensor], splits: Sequence[Any]) -> MetaStepResult:
+    def step(self, domains: Sequence[torch.Tensor], splits: Sequence[Any], loss_scale: float = 1.0) -> MetaStepResult:
         """Adds the combined gradient to every parameter's ``.grad`` and returns ``loss_s``,
         ``loss_t`` and ``objective`` (means over splits of L_S, L_T and gamma L_S + (1 - gamma) L_T),
         ``loss_hp``, ``loss_cls``, ``loss_da`` (means over the domains at theta) and the hard-pair
         counts. ``domains[d]`` is ``[gallery; probe]`` (2B images); ``splits`` are
         ``(meta_train, meta_test)`` domain-index pairs or sampler splits.
 
-        Every split's second-order graph is held until one final backward (that is how splits share
-        each domain's forward), so peak memory is about twice the per-split reference's. The first
-        CPU step makes glibc keep freed heap for reuse (``MFR_HEAP_REUSE=0`` turns that off).
+        With ``config.lean`` (the default) each split is differentiated as soon as it is formed and a
+        domain's forward at theta is kept only for the next split that uses it: peak memory near the
+        per-split reference's. ``lean=False`` shares every domain's forward across all splits and
+        holds every split's second-order graph until one final backward: a little faster, about
+        twice the reference's peak memory (``benches/meta_step.py``). Both give the same gradient up
+        to rounding. The first CPU step makes glibc keep freed heap for reuse (``MFR_HEAP_REUSE=0``
+        turns that off).
+
+        ``config.amp`` (``"bf16"`` / ``"fp16"``) runs the backbone's forwards under libtorch's
+        autocast (the state ``torch.autocast`` sets) with float32 parameters; embeddings, losses,
+        gradients and theta' stay float32. Called inside a ``torch.autocast`` region, the step
+        takes that region's precision for its forwards (as ``amp``) and keeps the rest in float32. ``loss_scale`` multiplies the losses before backward (the
+        inner gradient is divided by it again, so theta' is exact) and the gradient written to
+        ``.grad``, as ``GradScaler.scale(loss).backward()`` does: float16 needs it against underflow.
+        With float16 a non-finite loss is an overflow, not an error: the result has ``skipped=True``,
+        nothing is written and the running statistics are as before (lower the scale and go on).
 
         The step differentiates, so it refuses to run inside ``torch.inference_mode()`` or
         ``torch.no_grad()`` and on inference tensors (:class:`mfr.InvalidInputError`)."""
@@ -134,6 +147,7 @@ class MetaStep:
                 list(domains),
                 _split_pairs(splits),
                 self.config,
+                loss_scale,
             )
         except BaseException:
             with torch.no_grad():

@@ -19,9 +19,17 @@
 //! Each split's `L_T` is differentiated with respect to theta'_k as soon as it is computed, and J
 //! holds `<theta'_k, dL_T/dtheta'_k>` in its place (same gradient), so theta' graphs do not wait
 //! for the final backward.
+//!
+//! That shared schedule holds every split's second-order graph until the final backward (peak
+//! memory ~2x the per-split reference's on a leave-one-out meta-batch). The lean schedule
+//! (`StepConfig::lean`, the default) differentiates each split's term as soon as it is formed and
+//! keeps a domain's forward at theta only for the next split that uses it, recomputing it otherwise
+//! (without a second running-statistics update): same gradient up to rounding, peak memory near the
+//! reference's, and a little slower than the shared schedule (benches/meta_step.py).
 
 use tch::Tensor;
 
+use super::autocast::{self, autocast, Amp, AutocastGuard};
 use super::backbone::Backbone;
 use super::layers::BnMode;
 use super::losses::check_scale;
@@ -49,6 +57,14 @@ pub struct StepConfig {
     pub w_da: f64,
     /// Detach theta' from theta (no second-order terms).
     pub first_order: bool,
+    /// Memory-lean schedule: differentiate each split's objective term as soon as it is formed
+    /// (the forwards at theta are retained, each computed when a split first needs it and freed
+    /// after the last split that uses it) instead of holding every split's second-order graph
+    /// for one final backward. Same gradient; peak memory close to the per-split reference's.
+    pub lean: bool,
+    /// Mixed precision: the backbone's forwards run under libtorch's autocast in bfloat16 or
+    /// float16 (float32 parameters; embeddings, losses, gradients and theta' in float32).
+    pub amp: Option<Amp>,
 }
 
 /// The losses' default thresholds and scale (this library's choices; the paper's code is not out).
@@ -67,6 +83,8 @@ impl StepConfig {
         w_cls: 1.0,
         w_da: 1.0,
         first_order: false,
+        lean: true,
+        amp: None,
     };
 
     /// Refuses values that would silently poison training: NaN/inf anywhere, a negative step size
@@ -137,6 +155,9 @@ pub struct StepOutput {
     /// Hard pairs found at theta, summed over domains.
     pub hard_positives: i64,
     pub hard_negatives: i64,
+    /// float16 only: a loss or gradient overflowed, nothing was written to `.grad` and the running
+    /// statistics are as before; lower the loss scale and go on (as torch's GradScaler does).
+    pub skipped: bool,
 }
 
 const F: &str = "MetaStep";
@@ -164,10 +185,12 @@ fn check(cfg: &StepConfig, n_domains: usize, splits: &[Split]) -> Result<()> {
     Ok(())
 }
 
-/// A non-finite loss stops the step before anything is written into `.grad`.
-fn finite(name: &str, t: &Tensor) -> Result<f64> {
+/// A non-finite loss stops the step before anything is written into `.grad` (marked in `out`, so
+/// that float16 can report it as an overflow instead of an error).
+fn finite(name: &str, t: &Tensor, out: &mut StepOutput) -> Result<f64> {
     let v = t.f_double_value(&[])?;
     if !v.is_finite() {
+        out.skipped = true;
         return Err(MfrError::invalid(
             F,
             format!("{name} is {v}; no gradient was written (inputs, learning rate or alpha?)"),
@@ -219,7 +242,21 @@ fn through_adapted(l_t: &Tensor, adapted: &[Tensor]) -> Result<Tensor> {
     total.ok_or_else(|| MfrError::internal("L_T does not depend on the adapted parameters"))
 }
 
-/// Runs one meta-step and adds the combined gradient to the parameters' `.grad`.
+/// The inputs of one meta-step, checked.
+struct Step<'a> {
+    net: &'a Backbone,
+    params: &'a [Tensor],
+    buffers: &'a [Tensor],
+    domains: &'a [Tensor],
+    cfg: &'a StepConfig,
+    loss_scale: f64,
+    device: tch::Device,
+    /// `cfg.amp`, or the caller's autocast precision.
+    amp: Option<Amp>,
+}
+
+/// Runs one meta-step and adds the combined gradient, times `loss_scale` (1 unless float16 is
+/// scaling its losses, as `GradScaler.scale(loss).backward()` does), to the parameters' `.grad`.
 pub fn meta_step(
     net: &Backbone,
     params: &[Tensor],
@@ -227,9 +264,16 @@ pub fn meta_step(
     domains: &[Tensor],
     splits: &[Split],
     cfg: &StepConfig,
+    loss_scale: f64,
 ) -> Result<StepOutput> {
     check(cfg, domains.len(), splits)?;
+    if !(loss_scale.is_finite() && loss_scale > 0.0) {
+        return Err(MfrError::invalid(F, format!("loss_scale must be a finite number > 0, got {loss_scale}")));
+    }
     let (kind, device) = net.check_tensors(F, params, buffers)?;
+    if cfg.amp.is_some() && kind != tch::Kind::Float {
+        return Err(MfrError::invalid(F, format!("amp needs float32 parameters (the master weights), got {kind:?}")));
+    }
     if device == tch::Device::Cpu {
         crate::heap::reuse_freed_heap();
     }
@@ -249,73 +293,218 @@ pub fn meta_step(
             format!("parameter {i} does not require grad (is the step inside torch.no_grad()?)"),
         ));
     }
-    tch::with_grad(|| {
-        // Forward at theta once per domain that any split trains on.
-        let mut at_theta: Vec<Option<DomainPass>> = (0..domains.len()).map(|_| None).collect();
-        for s in splits {
+    // A caller's torch.autocast region counts as `amp` for the forwards; everything else in the
+    // step (losses, inner update, gradients) runs in the parameters' precision regardless.
+    let amp = cfg.amp.or(if kind == tch::Kind::Float { autocast::current(device) } else { None });
+    let _full_precision = AutocastGuard::new(device, None);
+    let step = Step { net, params, buffers, domains, cfg, loss_scale, device, amp };
+    let fp16 = amp == Some(Amp::Fp16);
+    // float16 may overflow and skip: the running statistics its forwards updated are put back.
+    let saved = if fp16 {
+        tch::no_grad(|| buffers.iter().map(|b| Ok(b.f_detach_copy()?)).collect::<Result<Vec<_>>>())?
+    } else {
+        vec![]
+    };
+    let mut out = StepOutput::default();
+    match tch::with_grad(|| step.run(splits, &mut out)) {
+        // float16's overflow: nothing written; the caller lowers the scale (GradScaler's rule).
+        Err(_) if out.skipped && fp16 => {
+            tch::no_grad(|| buffers.iter().zip(&saved).try_for_each(|(b, s)| b.shallow_clone().f_copy_(s)))?;
+            Ok(StepOutput { skipped: true, ..Default::default() })
+        }
+        Err(e) => Err(e),
+        Ok(()) => Ok(out),
+    }
+}
+
+impl Step<'_> {
+    /// The backbone's embeddings, in the parameters' precision even when autocast (this step's
+    /// `amp`, or a caller's `torch.autocast` region, which the forwards follow as any op does)
+    /// computed them in a lower one: the losses always run in full precision.
+    fn forward(&self, params: &[Tensor], images: &Tensor, mode: BnMode) -> Result<Tensor> {
+        let emb = autocast(self.device, self.amp, || self.net.forward(params, self.buffers, images, mode))?;
+        let kind = params[0].kind();
+        Ok(if emb.kind() != kind { emb.f_to_kind(kind)? } else { emb })
+    }
+
+    fn run(&self, splits: &[Split], out: &mut StepOutput) -> Result<()> {
+        let (cfg, params) = (self.cfg, self.params);
+        let k = splits.len() as f64;
+        // Forwards at theta in order of first use in both schedules: the first forward of a domain
+        // updates BatchNorm's running statistics (the same sequence either way) and gives the
+        // step's report; a recomputed forward (lean) uses the batch statistics without updating.
+        let n_domains = self.domains.len();
+        let mut at_theta: Vec<Option<DomainPass>> = (0..n_domains).map(|_| None).collect();
+        let mut stats: Vec<Option<DomainStats>> = (0..n_domains).map(|_| None).collect();
+        let mut forward_at_theta = |d: usize, at_theta: &mut [Option<DomainPass>]| -> Result<()> {
+            if at_theta[d].is_none() {
+                let mode = if stats[d].is_some() { BnMode::TrainNoUpdate } else { BnMode::TrainUpdate };
+                let pass = domain_pass(self.forward(params, &self.domains[d], mode)?, cfg)?;
+                if stats[d].is_none() {
+                    stats[d] = Some(DomainStats::of(&pass)?);
+                }
+                at_theta[d] = Some(pass);
+            }
+            Ok(())
+        };
+        if !cfg.lean {
+            for &d in splits.iter().flat_map(|s| &s.meta_train) {
+                forward_at_theta(d, &mut at_theta)?;
+            }
+        }
+        let mut objective_terms = Vec::with_capacity(splits.len());
+        let mut lean_grads: Vec<Option<Tensor>> = (0..params.len()).map(|_| None).collect();
+        for (i, s) in splits.iter().enumerate() {
+            if cfg.lean {
+                for &d in &s.meta_train {
+                    forward_at_theta(d, &mut at_theta)?;
+                }
+            }
+            let term = self.split_term(s, &at_theta, out)?;
+            if !cfg.lean {
+                objective_terms.push(term);
+                continue;
+            }
+            // Differentiate this split's term now, so its second-order graph is freed before the
+            // next split builds its own.
+            let term = term.f_mul_scalar(self.loss_scale / k)?;
+            finite("the meta objective's gradient", &term, out)?;
+            // A domain's forward is kept only for the next split (retaining this split's graph
+            // through its backward); one that skips a split is computed again when needed (a
+            // forward is cheap next to a split's second-order backward). So at most one split's
+            // meta-train domains are held, as in the per-split reference.
+            let next = splits.get(i + 1).map_or(&[][..], |n| &n.meta_train[..]);
+            let keep: Vec<usize> = s.meta_train.iter().copied().filter(|d| next.contains(d)).collect();
+            let grads = Tensor::f_run_backward(&[&term], params, !keep.is_empty(), false)?;
+            for (acc, g) in lean_grads.iter_mut().zip(grads) {
+                if g.defined() {
+                    match acc {
+                        Some(a) => drop(a.f_add_(&g)?),
+                        None => *acc = Some(g),
+                    }
+                }
+            }
+            drop(term);
             for &d in &s.meta_train {
-                if at_theta[d].is_none() {
-                    let emb = net.forward(params, buffers, &domains[d], BnMode::TrainUpdate)?;
-                    at_theta[d] = Some(domain_pass(emb, cfg)?);
+                if !keep.contains(&d) {
+                    at_theta[d] = None;
                 }
             }
         }
-        let mut out = StepOutput::default();
-        let mut objective_terms = Vec::with_capacity(splits.len());
-        for s in splits {
-            let train: Vec<&DomainPass> =
-                s.meta_train.iter().map(|&d| at_theta[d].as_ref().expect("computed above")).collect();
-            let mut l_s = mean(&train.iter().map(|t| t.total.shallow_clone()).collect::<Vec<_>>())?;
-            if cfg.w_da != 0.0 {
-                let feats: Vec<Tensor> = train.iter().map(|t| t.emb.shallow_clone()).collect();
-                l_s = l_s.f_add(&domain_alignment(&feats)?.f_mul_scalar(cfg.w_da)?)?;
+        if !cfg.lean {
+            let mut objective = mean(&objective_terms)?;
+            if self.loss_scale != 1.0 {
+                objective = objective.f_mul_scalar(self.loss_scale)?;
             }
-            let grads = Tensor::f_run_backward(&[&l_s], params, true, !cfg.first_order)?;
-            let adapted = params
-                .iter()
-                .zip(&grads)
-                .map(|(p, g)| {
-                    if !g.defined() {
-                        return Ok(p.shallow_clone()); // unused by L_S: theta' = theta
-                    }
-                    let g = if cfg.first_order { g.f_detach()? } else { g.shallow_clone() };
-                    Ok(p.f_sub(&g.f_mul_scalar(cfg.alpha)?)?)
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let mut test_losses = Vec::with_capacity(s.meta_test.len());
-            for &d in &s.meta_test {
-                let emb = net.forward(&adapted, buffers, &domains[d], BnMode::TrainNoUpdate)?;
-                test_losses.push(domain_pass(emb, cfg)?.total);
+            // Its value is not J (L_T stands in as <theta', v>), but a NaN in v shows here too.
+            finite("the meta objective's gradient", &objective, out)?;
+            if self.amp != Some(Amp::Fp16) {
+                objective.f_backward()?;
+            } else {
+                let grads = Tensor::f_run_backward(&[&objective], params, false, false)?;
+                lean_grads = grads.into_iter().map(|g| g.defined().then_some(g)).collect();
             }
-            let l_t = mean(&test_losses)?;
-            out.loss_s += finite("L_S", &l_s)?;
-            out.loss_t += finite("L_T", &l_t)?;
-            let mut term = l_s.f_mul_scalar(cfg.gamma)?;
-            if cfg.gamma != 1.0 {
-                term = term.f_add(&through_adapted(&l_t, &adapted)?.f_mul_scalar(1.0 - cfg.gamma)?)?;
-            }
-            objective_terms.push(term);
         }
-        let objective = mean(&objective_terms)?;
-        // Its value is not J (L_T stands in as <theta', v>), but a NaN in v shows here too.
-        finite("the meta objective's gradient", &objective)?;
-        objective.f_backward()?;
-        let k = splits.len() as f64;
+        if cfg.lean || self.amp == Some(Amp::Fp16) {
+            if self.amp == Some(Amp::Fp16) {
+                // float16 may overflow in a backward even when the losses are finite.
+                for g in lean_grads.iter().flatten() {
+                    finite("the combined gradient", &g.f_sum(tch::Kind::Float)?, out)?;
+                }
+            }
+            // Nothing was written so far (a non-finite split stops the step before this): add the
+            // summed gradient to .grad the way a backward does, through sum_i <p_i, g_i>.
+            let mut write: Option<Tensor> = None;
+            for (p, g) in params.iter().zip(&lean_grads) {
+                if let Some(g) = g {
+                    let dot = p.f_mul(g)?.f_sum(p.kind())?;
+                    write = Some(match write {
+                        Some(w) => w.f_add(&dot)?,
+                        None => dot,
+                    });
+                }
+            }
+            if let Some(w) = write {
+                w.f_backward()?;
+            }
+        }
+        drop(at_theta);
         out.loss_s /= k;
         out.loss_t /= k;
         out.objective = cfg.gamma * out.loss_s + (1.0 - cfg.gamma) * out.loss_t;
-        let used: Vec<_> = at_theta.iter().flatten().collect();
+        let used: Vec<&DomainStats> = stats.iter().flatten().collect();
         let n = used.len() as f64;
-        for pass in &used {
-            out.loss_hp += pass.hp.f_double_value(&[])? / n;
-            out.loss_cls += pass.cls.f_double_value(&[])? / n;
-            out.hard_positives += pass.hard.0;
-            out.hard_negatives += pass.hard.1;
+        for st in &used {
+            out.loss_hp += st.hp / n;
+            out.loss_cls += st.cls / n;
+            out.hard_positives += st.hard.0;
+            out.hard_negatives += st.hard.1;
         }
         if cfg.w_da != 0.0 {
-            let feats: Vec<Tensor> = used.iter().map(|t| t.emb.shallow_clone()).collect();
+            let feats: Vec<Tensor> = used.iter().map(|st| st.emb.shallow_clone()).collect();
             out.loss_da = tch::no_grad(|| domain_alignment(&feats))?.f_double_value(&[])?;
         }
-        Ok(out)
-    })
+        Ok(())
+    }
+
+    /// Split k's objective term gamma L_S + (1 - gamma) <theta'_k, dL_T/dtheta'_k> (see the
+    /// module docs); adds its L_S and L_T to `out`'s sums.
+    fn split_term(&self, s: &Split, at_theta: &[Option<DomainPass>], out: &mut StepOutput) -> Result<Tensor> {
+        let (cfg, params) = (self.cfg, self.params);
+        let train: Vec<&DomainPass> =
+            s.meta_train.iter().map(|&d| at_theta[d].as_ref().expect("computed before the split")).collect();
+        let mut l_s = mean(&train.iter().map(|t| t.total.shallow_clone()).collect::<Vec<_>>())?;
+        if cfg.w_da != 0.0 {
+            let feats: Vec<Tensor> = train.iter().map(|t| t.emb.shallow_clone()).collect();
+            l_s = l_s.f_add(&domain_alignment(&feats)?.f_mul_scalar(cfg.w_da)?)?;
+        }
+        // float16: grad(S L_S) / S, so that small gradients survive float16's backward.
+        let scaled = if self.loss_scale != 1.0 { l_s.f_mul_scalar(self.loss_scale)? } else { l_s.shallow_clone() };
+        let grads = Tensor::f_run_backward(&[&scaled], params, true, !cfg.first_order)?;
+        let step = cfg.alpha / self.loss_scale;
+        let adapted = params
+            .iter()
+            .zip(&grads)
+            .map(|(p, g)| {
+                if !g.defined() {
+                    return Ok(p.shallow_clone()); // unused by L_S: theta' = theta
+                }
+                let g = if cfg.first_order { g.f_detach()? } else { g.shallow_clone() };
+                Ok(p.f_sub(&g.f_mul_scalar(step)?)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut test_losses = Vec::with_capacity(s.meta_test.len());
+        for &d in &s.meta_test {
+            let emb = self.forward(&adapted, &self.domains[d], BnMode::TrainNoUpdate)?;
+            test_losses.push(domain_pass(emb, cfg)?.total);
+        }
+        let l_t = mean(&test_losses)?;
+        let (v_s, v_t) = (finite("L_S", &l_s, out)?, finite("L_T", &l_t, out)?);
+        out.loss_s += v_s;
+        out.loss_t += v_t;
+        let mut term = l_s.f_mul_scalar(cfg.gamma)?;
+        if cfg.gamma != 1.0 {
+            term = term.f_add(&through_adapted(&l_t, &adapted)?.f_mul_scalar(1.0 - cfg.gamma)?)?;
+        }
+        Ok(term)
+    }
+}
+
+/// What the step reports of a domain's pass at theta, without its graph.
+struct DomainStats {
+    hp: f64,
+    cls: f64,
+    hard: (i64, i64),
+    emb: Tensor,
+}
+
+impl DomainStats {
+    fn of(pass: &DomainPass) -> Result<DomainStats> {
+        Ok(DomainStats {
+            hp: pass.hp.f_double_value(&[])?,
+            cls: pass.cls.f_double_value(&[])?,
+            hard: pass.hard,
+            emb: pass.emb.f_detach()?,
+        })
+    }
 }

@@ -1,7 +1,7 @@
 //! Bindings of `crate::meta`: backbone specs and forward, and the meta-step.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyTuple, PyType};
+use pyo3::types::{PyString, PyTuple, PyType};
 use pyo3_tch::PyTensor;
 use tch::Tensor;
 
@@ -10,7 +10,7 @@ use super::errors::{guarded, without_gil};
 use super::int_arg::{ints, Int};
 use crate::error::MfrError;
 use crate::limits::{check_memory, product};
-use crate::meta::{self, Backbone, BnMode, Init, Split, StepConfig, StepOutput};
+use crate::meta::{self, Amp, Backbone, BnMode, Init, Split, StepConfig, StepOutput};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBackboneSpec>()?;
@@ -199,8 +199,10 @@ fn backbone_forward(
     })
 }
 
-/// One MFR meta-step; adds the combined gradient to the parameters' .grad.
+/// One MFR meta-step; adds the combined gradient (times `loss_scale`) to the parameters' .grad.
 #[pyfunction]
+#[pyo3(signature = (spec, params, buffers, domains, splits, config, loss_scale=1.0))]
+#[allow(clippy::too_many_arguments)]
 fn meta_step(
     py: Python<'_>,
     spec: &PyBackboneSpec,
@@ -209,6 +211,7 @@ fn meta_step(
     domains: Vec<Bound<'_, PyAny>>,
     splits: Vec<(Vec<Int>, Vec<Int>)>,
     config: &StepConfig,
+    loss_scale: f64,
 ) -> PyResult<StepOutput> {
     const F: &str = "MetaStep";
     guarded(|| {
@@ -227,7 +230,7 @@ fn meta_step(
             })
             .collect::<crate::Result<Vec<_>>>()?;
         let cfg = config.clone();
-        without_gil(py, move || meta::meta_step(n, &p, &b, &d, &splits, &cfg))
+        without_gil(py, move || meta::meta_step(n, &p, &b, &d, &splits, &cfg, loss_scale))
     })
 }
 
@@ -241,7 +244,8 @@ impl StepConfig {
     #[new]
     #[pyo3(signature = (
         alpha = D.alpha, gamma = D.gamma, tau_p = D.tau_p, tau_n = D.tau_n, scale = D.scale,
-        w_hp = D.w_hp, w_cls = D.w_cls, w_da = D.w_da, first_order = D.first_order
+        w_hp = D.w_hp, w_cls = D.w_cls, w_da = D.w_da, first_order = D.first_order,
+        lean = D.lean, amp = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -254,8 +258,13 @@ impl StepConfig {
         w_cls: f64,
         w_da: f64,
         first_order: bool,
+        lean: bool,
+        amp: Option<&str>,
     ) -> PyResult<Self> {
-        let cfg = StepConfig { alpha, gamma, tau_p, tau_n, scale, w_hp, w_cls, w_da, first_order };
+        let amp = amp
+            .map(|a| Amp::parse(a).map_err(|e| MfrError::InvalidInput(format!("MetaStepConfig: {e}"))))
+            .transpose()?;
+        let cfg = StepConfig { alpha, gamma, tau_p, tau_n, scale, w_hp, w_cls, w_da, first_order, lean, amp };
         cfg.validate()?;
         Ok(cfg)
     }
@@ -266,7 +275,19 @@ impl StepConfig {
 
     fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyType>, Bound<'py, PyTuple>)> {
         let c = self;
-        let args = (c.alpha, c.gamma, c.tau_p, c.tau_n, c.scale, c.w_hp, c.w_cls, c.w_da, c.first_order);
+        let args = (
+            c.alpha,
+            c.gamma,
+            c.tau_p,
+            c.tau_n,
+            c.scale,
+            c.w_hp,
+            c.w_cls,
+            c.w_da,
+            c.first_order,
+            c.lean,
+            c.amp.map(Amp::name),
+        );
         Ok((py.get_type::<Self>(), args.into_pyobject(py)?))
     }
 
@@ -284,5 +305,16 @@ impl StepConfig {
 impl StepOutput {
     fn __repr__(&self) -> String {
         format!("{self:?}").replacen("StepOutput", "MetaStepResult", 1)
+    }
+}
+
+/// ``MetaStepConfig.amp`` reads as ``"bf16"`` / ``"fp16"`` (``None`` when off).
+impl<'py> IntoPyObject<'py> for Amp {
+    type Target = PyString;
+    type Output = Bound<'py, PyString>;
+    type Error = std::convert::Infallible;
+
+    fn into_pyobject(self, py: Python<'py>) -> Result<Self::Output, Self::Error> {
+        Ok(PyString::new(py, self.name()))
     }
 }

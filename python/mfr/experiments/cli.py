@@ -115,6 +115,7 @@ def _train_config(args: argparse.Namespace, **over: Any) -> TrainConfig:
         lr=args.lr,
         device=args.device,
         init=args.init,
+        amp=None if args.amp == "off" else args.amp,
         eval_every=args.eval_every,
     )
     fields.update(over)
@@ -376,6 +377,12 @@ def _add_training_args(p: argparse.ArgumentParser, steps: int) -> None:
         default=None,
         metavar="PATH",
         help="start the backbone from these weights: an mfr checkpoint or an arcface_torch state dict (.pth/.pt/.safetensors)",
+    )
+    p.add_argument(
+        "--amp",
+        default="off",
+        choices=("off", "bf16", "fp16"),
+        help="mixed precision for the forwards (float32 weights; fp16 with a dynamic loss scale)",
     )
     p.add_argument(
         "--config",

@@ -15,6 +15,11 @@ optimizer.
   one BatchNorm batch) with a classification head over all source identities: a linear layer, or
   normalized weights with scale ``head_scale`` and an additive cosine margin (CosFace, default
   0.35) or additive angular margin (ArcFace, default 0.5).
+
+Mixed precision (``MetaStepConfig.amp``): every method runs its backbone forwards under autocast
+(MFR inside the Rust step, the others with ``torch.autocast``) and its losses in float32; a
+``loss_scale`` multiplies what is backpropagated (float16). Under float16 a non-finite loss is an
+overflow: the step returns ``skipped=True`` and writes nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from .. import _core
 from ..meta import MetaStep, MetaStepConfig, _split_pairs, as_dict, replace
 from ..nn import Backbone
 from ..reference import inner_update
+from .precision import autocast
 
 __all__ = ["METHODS", "Method", "make_method"]
 
@@ -87,13 +93,26 @@ class MarginHead(torch.nn.Module):
 
 
 class Method:
-    """Base class: ``parameters()`` to optimize, ``step(domains, labels, splits)`` writes .grad."""
+    """Base class: ``parameters()`` to optimize, ``step(domains, labels, splits, loss_scale)``
+    writes ``loss_scale`` times the gradient into .grad."""
 
     name: str
     head: torch.nn.Module | None = None
 
-    def __init__(self, name: str, backbone: Backbone) -> None:
-        self.name, self.backbone = name, backbone
+    def __init__(self, name: str, backbone: Backbone, amp: str | None = None) -> None:
+        self.name, self.backbone, self.amp = name, backbone, amp
+
+    def embed(self, images: torch.Tensor, params: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """The backbone's training-mode embeddings (autocast forward under amp; float32 out)."""
+        with autocast(images.device, self.amp):
+            emb: torch.Tensor = self.backbone(images, params=params)
+        return emb.float() if self.amp else emb
+
+    def _not_finite(self, what: str, value: torch.Tensor) -> dict[str, Any]:
+        """float16's overflow is a skipped step; anything else a non-finite loss is an error."""
+        if self.amp == "fp16":
+            return {"loss": float("nan"), "skipped": True}
+        raise _core.InvalidInputError(f"{self.name}: {what} is {float(value.detach())}; no gradient was written")
 
     def parameters(self) -> list[torch.nn.Parameter]:
         ps = list(self.backbone.parameters())
@@ -102,72 +121,91 @@ class Method:
         return ps
 
     def step(
-        self, domains: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], splits: Sequence[Any]
-    ) -> dict[str, float]:
+        self,
+        domains: Sequence[torch.Tensor],
+        labels: Sequence[torch.Tensor],
+        splits: Sequence[Any],
+        loss_scale: float = 1.0,
+    ) -> dict[str, Any]:
         raise NotImplementedError
 
 
 class MFRMethod(Method):
     def __init__(self, name: str, backbone: Backbone, config: MetaStepConfig) -> None:
-        super().__init__(name, backbone)
+        super().__init__(name, backbone, config.amp)
         self.meta = MetaStep(backbone, config)
 
     def step(
-        self, domains: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], splits: Sequence[Any]
-    ) -> dict[str, float]:
-        out = self.meta.step(domains, splits)
+        self,
+        domains: Sequence[torch.Tensor],
+        labels: Sequence[torch.Tensor],
+        splits: Sequence[Any],
+        loss_scale: float = 1.0,
+    ) -> dict[str, Any]:
+        out = self.meta.step(domains, splits, loss_scale)
+        if out.skipped:  # float16 overflow: no losses to report
+            return {"loss": float("nan"), "skipped": True}
         return {"loss": out.objective, **as_dict(out)}  # the Rust result's own field names
 
 
 class MLDGMethod(Method):
     def __init__(self, backbone: Backbone, n_classes: int, config: MetaStepConfig, head_scale: float) -> None:
-        super().__init__("mldg", backbone)
+        super().__init__("mldg", backbone, config.amp)
         self.config = config
         self.head = MarginHead("normsoftmax", backbone.embedding_dim, n_classes, head_scale)
 
     def step(
-        self, domains: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], splits: Sequence[Any]
-    ) -> dict[str, float]:
+        self,
+        domains: Sequence[torch.Tensor],
+        labels: Sequence[torch.Tensor],
+        splits: Sequence[Any],
+        loss_scale: float = 1.0,
+    ) -> dict[str, Any]:
         cfg, head = self.config, self.head
         assert isinstance(head, MarginHead)
         theta = self.backbone.parameter_list()
         params = [*theta, head.weight]
         pairs = _split_pairs(splits)
         train_domains = sorted({d for train, _ in pairs for d in train})
-        emb = {d: self.backbone(domains[d]) for d in train_domains}  # shared across splits
+        emb = {d: self.embed(domains[d]) for d in train_domains}  # shared across splits
         objective = torch.zeros((), device=theta[0].device, dtype=theta[0].dtype)
         ls_sum, lt_sum = 0.0, 0.0
         for train, test in pairs:
             l_s = torch.stack([head.loss(emb[d], labels[d]) for d in train]).mean()
-            adapted = inner_update(l_s, params, cfg.alpha, cfg.first_order)
+            # grad(S L_S) / S: theta' exact, small float16 gradients kept
+            adapted = inner_update(l_s * loss_scale, params, cfg.alpha / loss_scale, cfg.first_order)
             l_t = torch.stack(
-                [head.loss(self.backbone(domains[d], params=adapted[:-1]), labels[d], weight=adapted[-1]) for d in test]
+                [head.loss(self.embed(domains[d], params=adapted[:-1]), labels[d], weight=adapted[-1]) for d in test]
             ).mean()
             objective = objective + (cfg.gamma * l_s + (1 - cfg.gamma) * l_t) / len(splits)
             ls_sum += float(l_s.detach()) / len(splits)
             lt_sum += float(l_t.detach()) / len(splits)
         if not torch.isfinite(objective):
-            raise _core.InvalidInputError(
-                f"mldg: the objective is {float(objective.detach())}; no gradient was written"
-            )
-        objective.backward()  # type: ignore[no-untyped-call]
+            return self._not_finite("the objective", objective)
+        (objective * loss_scale).backward()  # type: ignore[no-untyped-call]
         return {"loss": float(objective.detach()), "loss_s": ls_sum, "loss_t": lt_sum}
 
 
 class PooledMethod(Method):
-    def __init__(self, name: str, backbone: Backbone, n_classes: int, head_scale: float, margin: float) -> None:
-        super().__init__(name, backbone)
+    def __init__(
+        self, name: str, backbone: Backbone, n_classes: int, head_scale: float, margin: float, amp: str | None = None
+    ) -> None:
+        super().__init__(name, backbone, amp)
         self.head = MarginHead(name, backbone.embedding_dim, n_classes, head_scale, margin)
 
     def step(
-        self, domains: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], splits: Sequence[Any]
-    ) -> dict[str, float]:
+        self,
+        domains: Sequence[torch.Tensor],
+        labels: Sequence[torch.Tensor],
+        splits: Sequence[Any],
+        loss_scale: float = 1.0,
+    ) -> dict[str, Any]:
         assert isinstance(self.head, MarginHead)
-        emb = self.backbone(torch.cat(list(domains)))
+        emb = self.embed(torch.cat(list(domains)))
         loss = self.head.loss(emb, torch.cat(list(labels)))
         if not torch.isfinite(loss):
-            raise _core.InvalidInputError(f"{self.name}: the loss is {float(loss.detach())}; no gradient was written")
-        loss.backward()  # type: ignore[no-untyped-call]
+            return self._not_finite("the loss", loss)
+        (loss * loss_scale).backward()  # type: ignore[no-untyped-call]
         return {"loss": float(loss.detach())}
 
 
@@ -187,5 +225,5 @@ def make_method(
         return MLDGMethod(backbone, n_classes, meta_config, head_scale)
     if name in ("softmax", "cosface", "arcface"):
         m = margin if margin is not None else {"softmax": 0.0, "cosface": 0.35, "arcface": 0.5}[name]
-        return PooledMethod(name, backbone, n_classes, head_scale, m)
+        return PooledMethod(name, backbone, n_classes, head_scale, m, meta_config.amp)
     raise _core.InvalidInputError(f"unknown method {name!r}; available: {', '.join(METHODS)}")

@@ -1197,7 +1197,7 @@ _RESUME_KEYS = ("protocol", "targets", "config", "evaluation", "search", "budget
 
 #: TrainConfig fields added after results were first written, with the value that reproduces the
 #: training of that time: a results.json without them resumes only with that value.
-_CONFIG_ADDED = {"flip": False}
+_CONFIG_ADDED = {"flip": False, "lean": False, "amp": None, "tf32": False}
 #: TrainConfig fields that change speed, not results.
 _PERFORMANCE_ONLY = ("prefetch",)
 

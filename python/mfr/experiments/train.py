@@ -41,6 +41,7 @@ from .checkpoint import (
 )
 from .evaluate import evaluate_domain
 from .methods import METHODS, Method, make_method
+from .precision import LossScaler
 
 __all__ = ["TrainConfig", "Trainer", "resolve_device"]
 
@@ -64,7 +65,10 @@ class TrainConfig:
     warm-up over ``warmup_steps`` then ``cosine`` decay to 0, ``step`` (/10 at 1/3 and 2/3) or
     ``constant``; ``grad_clip``: max global gradient norm (None: off). ``alpha`` ... ``first_order``:
     :class:`mfr.MetaStepConfig` (MFR and MLDG). ``head_scale`` / ``margin``: classifier heads.
-    ``dtype``: float32 or float64 parameters. ``eval_every`` / ``log_every`` /
+    ``lean``: the meta-step's memory-lean schedule (:class:`mfr.MetaStepConfig`). ``amp``:
+    ``None``, ``"bf16"`` or ``"fp16"`` forwards for every method (float32 weights; fp16 with a
+    dynamic loss scale, :class:`mfr.experiments.precision.LossScaler`, kept in checkpoints);
+    ``tf32``: TensorFloat-32 on CUDA. ``dtype``: float32 or float64 parameters. ``eval_every`` / ``log_every`` /
     ``checkpoint_every``: in steps (0: never; a checkpoint is always written at the end).
     ``init``: start the backbone from these weights instead of a random initialisation (an mfr
     checkpoint, or a state dict as arcface_torch saves it: ``.pth`` / ``.pt`` / ``.safetensors``;
@@ -100,6 +104,12 @@ class TrainConfig:
     w_cls: float = _META_DEFAULTS.w_cls
     w_da: float = _META_DEFAULTS.w_da
     first_order: bool = _META_DEFAULTS.first_order
+    # the meta-step's memory-lean schedule (same gradient; see MetaStepConfig.lean)
+    lean: bool = _META_DEFAULTS.lean
+    # mixed precision for every method's forwards: None, "bf16" or "fp16" (float32 weights; fp16
+    # with a dynamic loss scale); tf32: TensorFloat-32 matmuls and convolutions on CUDA
+    amp: str | None = _META_DEFAULTS.amp
+    tf32: bool = False
     # classification heads (mldg, softmax, cosface, arcface)
     head_scale: float = 30.0
     margin: float | None = None
@@ -152,6 +162,8 @@ class TrainConfig:
             errors.append(f"schedule must be 'cosine', 'step' or 'constant', got {self.schedule!r}")
         if self.dtype not in ("float32", "float64"):
             errors.append(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        if self.amp is not None and self.dtype != "float32":
+            errors.append(f"amp needs float32 weights (dtype='float32'), got dtype {self.dtype!r}")
         numbers = {
             "lr": self.lr,
             "momentum": self.momentum,
@@ -283,6 +295,11 @@ class Trainer:
             )
         else:
             self.optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.scaler = LossScaler(config.amp == "fp16")
+        if config.tf32 and self.device.type == "cuda":
+            # process-wide switches (as in torch): every CUDA matmul and convolution from here on
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
         self.sampler = DomainSampler(
             data.index,
             ids_per_domain=self.ids_per_domain,
@@ -363,8 +380,13 @@ class Trainer:
         buffers = self.backbone.buffer_list()
         saved = [b.detach().clone() for b in buffers]  # BatchNorm statistics: committed only by a finite step
         try:
-            stats = self.method.step(domains, labels, mb.splits)
-            if not math.isfinite(float(stats["loss"])):
+            stats = self.method.step(domains, labels, mb.splits, self.scaler.scale)
+            skipped = bool(stats.pop("skipped", False))
+            if skipped:
+                # float16's overflow: every rank must skip, so the gradient becomes inf everywhere
+                for p in self.method.parameters():
+                    p.grad = torch.full_like(p, math.inf)
+            elif not math.isfinite(float(stats["loss"])):
                 raise _core.DataError(
                     f"Trainer: step {self.step + 1} ({c.method}): the loss is not finite ({stats['loss']}); the weights, BatchNorm statistics and "
                     "optimizer are as before the step (check the images for NaN/inf, or lower lr)"
@@ -376,9 +398,19 @@ class Trainer:
                     b.copy_(s)
             raise
         self.averager()  # no-op in a single process
-        if c.grad_clip:
-            stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.method.parameters(), c.grad_clip))
-        self.optimizer.step()
+        if self.scaler.enabled:
+            finite = self.scaler.unscale(self.method.parameters())
+            stats.update(loss_scale=self.scaler.scale, skipped=not finite)
+            self.scaler.update(finite)
+            if not finite:  # skipped as GradScaler does: no update, BatchNorm statistics as before
+                self.optimizer.zero_grad(set_to_none=True)
+                with torch.no_grad():
+                    for b, s in zip(buffers, saved):
+                        b.copy_(s)
+        if not stats.get("skipped"):
+            if c.grad_clip:
+                stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(self.method.parameters(), c.grad_clip))
+            self.optimizer.step()
         self.step += 1
         dt = time.perf_counter() - t0
         self.train_seconds += dt
@@ -534,6 +566,7 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "world_size": self.world_size,
             "optimizer": opt_meta,
+            "loss_scaler": self.scaler.state_dict(),
         }
         return tensors, meta
 
@@ -564,7 +597,18 @@ class Trainer:
         theirs = {
             k: v
             for k, v in meta["config"].items()
-            if k not in ("steps", "eval_every", "log_every", "checkpoint_every", "device", "dist_timeout", "prefetch")
+            if k
+            not in (
+                "steps",
+                "eval_every",
+                "log_every",
+                "checkpoint_every",
+                "device",
+                "dist_timeout",
+                "prefetch",
+                "lean",
+                "tf32",
+            )
         }
         ours = {k: v for k, v in dataclasses.asdict(self.config).items() if k in theirs}
         if theirs != ours:
@@ -601,6 +645,8 @@ class Trainer:
             self.optimizer.load_state_dict(before[2])
             self.sampler.load_state_dict(before[3])
             raise
+        if "loss_scaler" in meta:
+            self.scaler.load_state_dict(meta["loss_scaler"])
         torch.set_rng_state(tensors["rng/torch"].cpu())
         self.step = int(meta["step"])
         self.train_seconds = float(meta.get("train_seconds", 0.0))
