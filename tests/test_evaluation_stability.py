@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from cli_args import TINY_NET_GRAY
 
 import mfr
 from mfr import FaceData, TrainConfig
@@ -19,20 +20,6 @@ from mfr.experiments.reproduce import ProtocolResult, run_protocol
 from mfr.experiments.train import load_backbone
 from mfr.metrics import bootstrap_group_counts, roc_auc, verification_report
 from mfr.synthetic import synthetic_domains
-
-SIZE = [
-    "--input-size",
-    "16",
-    "--channels",
-    "1",
-    "--width",
-    "4",
-    "--embedding-dim",
-    "16",
-    "--batch-ids",
-    "4",
-    "--no-progress",
-]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +58,7 @@ def test_one_checkpoint_four_entry_points(folder, tmp_path):
                 "30",
                 "--out",
                 str(tmp_path / "rep"),
-                *SIZE,
+                *TINY_NET_GRAY,
             ]
         )
         == 0
@@ -96,7 +83,7 @@ def test_one_checkpoint_four_entry_points(folder, tmp_path):
                 "3",
                 "--out",
                 str(tmp_path / "tr"),
-                *SIZE,
+                *TINY_NET_GRAY,
             ]
         )
         == 0

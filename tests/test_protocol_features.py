@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from cli_args import TINY_GRAY
 
 import mfr
 from mfr import FaceData, TrainConfig, Trainer
@@ -13,24 +14,6 @@ from mfr.experiments.cli import main
 from mfr.experiments.evaluate import METRICS
 from mfr.experiments.reproduce import ProtocolResult, run_protocol, step_seconds
 from mfr.experiments.search import SPACES, sample_settings
-
-SMALL = [
-    "--synthetic-domains",
-    "3",
-    "--synthetic-ids",
-    "8",
-    "--input-size",
-    "16",
-    "--channels",
-    "1",
-    "--width",
-    "4",
-    "--embedding-dim",
-    "16",
-    "--batch-ids",
-    "4",
-    "--no-progress",
-]
 
 
 @pytest.fixture(scope="module")
@@ -224,7 +207,7 @@ def test_init_from_an_arcface_torch_state_dict(data, tmp_path):
     ],
 )
 def test_cli_refuses_bad_protocols(extra, message, tmp_path, capsys):
-    assert main(["reproduce", *SMALL, "--steps", "1", "--out", str(tmp_path / "o"), *extra]) == 2
+    assert main(["reproduce", *TINY_GRAY, "--steps", "1", "--out", str(tmp_path / "o"), *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "o").exists()
@@ -236,7 +219,7 @@ def test_cli_resume_into_other_configuration_keeps_the_results(tmp_path, capsys)
         main(
             [
                 "reproduce",
-                *SMALL,
+                *TINY_GRAY,
                 "--steps",
                 "1",
                 "--methods",
@@ -257,7 +240,7 @@ def test_cli_resume_into_other_configuration_keeps_the_results(tmp_path, capsys)
         main(
             [
                 "reproduce",
-                *SMALL,
+                *TINY_GRAY,
                 "--steps",
                 "2",
                 "--methods",
@@ -278,7 +261,7 @@ def test_cli_resume_into_other_configuration_keeps_the_results(tmp_path, capsys)
         main(
             [
                 "reproduce",
-                *SMALL,
+                *TINY_GRAY,
                 "--steps",
                 "1",
                 "--methods",
@@ -308,7 +291,7 @@ def test_cli_version_and_threads(capsys, tmp_path):
             main(
                 [
                     "reproduce",
-                    *SMALL,
+                    *TINY_GRAY,
                     "--steps",
                     "1",
                     "--methods",
@@ -327,7 +310,7 @@ def test_cli_version_and_threads(capsys, tmp_path):
     finally:
         torch.set_num_threads(threads)
         mfr.set_num_threads(threads)
-    assert main(["train", *SMALL, "--threads", "0"]) == 2
+    assert main(["train", *TINY_GRAY, "--threads", "0"]) == 2
     assert "--threads must be >= 1" in capsys.readouterr().err
 
 
