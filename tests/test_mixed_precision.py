@@ -205,3 +205,31 @@ def test_cuda_mixed_precision_step_agrees_with_cpu_float32(amp):
     got, out = combined_gradient(net, [d.cuda() for d in doms], LOO3, amp=amp, **FIXED_SELECTION)
     assert not out.skipped
     assert rel(got.cpu(), full) < 0.12
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "amp=fp8"], "amp must be None, 'bf16' or 'fp16', got 'fp8'"),
+        (["--amp", "fp8"], "invalid choice: 'fp8'"),
+        (["--amp", "bf16", "--set", "dtype=float64"], "amp needs float32 weights"),
+        (["--set", "lean=maybe"], "lean must be bool"),
+    ],
+)
+def test_cli_refuses_bad_precision_settings_and_keeps_the_run(tmp_path, capsys, args, message):
+    from cli_args import TINY_GRAY
+
+    from mfr.experiments.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", *TINY_GRAY, "--steps", "1", "--eval-every", "0", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    try:
+        code = main(["train", *TINY_GRAY, "--steps", "2", "--out", str(out), "--overwrite", *args])
+    except SystemExit as e:  # argparse's own refusals
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing in the out dir lost

@@ -8,6 +8,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the commands import lazily, so `mfr --help` stays fast
@@ -199,7 +200,6 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 def _show_config(config: TrainConfig, out: str | None) -> None:
     """Print the resolved configuration and keep it with the run (``<out>/config.json``)."""
     import dataclasses
-    from pathlib import Path
 
     resolved = dataclasses.asdict(config)
     print("configuration: " + json.dumps(resolved, sort_keys=True))
@@ -208,11 +208,10 @@ def _show_config(config: TrainConfig, out: str | None) -> None:
         (Path(out) / "config.json").write_text(json.dumps(resolved, indent=2, sort_keys=True) + "\n")
 
 
-def _check_run_folder(out: str, resume: bool, overwrite: bool) -> None:
+def _check_run_folder(out: str, resume: bool, overwrite: bool) -> list[Path]:
     """A finished or interrupted run in ``out`` is continued (--resume) or replaced (--overwrite),
-    never overwritten silently; with --overwrite the run's own files go first."""
-    import shutil
-    from pathlib import Path
+    never overwritten silently. Returns the run's files that --overwrite removes, which the command
+    does only once its configuration, data and model are known to be good (:func:`_remove`)."""
 
     import mfr
 
@@ -227,12 +226,17 @@ def _check_run_folder(out: str, resume: bool, overwrite: bool) -> None:
             f"--out {out} already holds a run ({', '.join(p.name for p in found)}); add --resume to continue it "
             "or --overwrite to start it over"
         )
-    if overwrite:
-        for p in found:
-            if p.is_dir():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
+    return found if overwrite else []
+
+
+def _remove(paths: list[Path]) -> None:
+    import shutil
+
+    for p in paths:
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -243,12 +247,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from mfr.experiments.checkpoint import check_output_folder
 
     check_output_folder(args.out, "--out")
-    _check_run_folder(args.out, args.resume, args.overwrite)
+    replaced = _check_run_folder(args.out, args.resume, args.overwrite)
+    config = _train_config(args, method=args.method, seed=args.seed, checkpoint_every=args.checkpoint_every)
+    config.check()
     data = _load_data(args)
     sources = _csv(args.sources) or data.domain_names
     held_out = [d for d in data.domain_names if d not in {data.domain_names[data.domain_number(s)] for s in sources}]
-    config = _train_config(args, method=args.method, seed=args.seed, checkpoint_every=args.checkpoint_every)
-    _show_config(config, args.out)
     eval_sets = {"held_out": data.subset(held_out)} if held_out else {}
     trainer = Trainer(
         config,
@@ -257,6 +261,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         eval_sets=eval_sets,
         progress=None if not args.no_progress else False,
     )
+    _remove(replaced)  # --overwrite: only now that the new run is set up
+    _show_config(config, args.out)
     trainer.fit(resume=args.resume)
     print(
         f"trained {args.method} for {trainer.step} steps ({trainer.train_seconds:.0f} s); checkpoint: {args.out}/checkpoint.safetensors"
@@ -327,8 +333,6 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         print(f"{res['domain']:<28}{cells}")
         results.append(res)
     if args.json:
-        from pathlib import Path
-
         Path(args.json).write_text(
             json.dumps(
                 {
