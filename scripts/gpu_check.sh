@@ -7,7 +7,8 @@
 # prints what the Rust core sees, runs the `cuda`-marked tests, the meta-step benchmark on iresnet50
 # at 112x112 (amp off and bf16: mfr lean and shared vs the per-split reference vs plain training,
 # images/s and peak GPU memory), a short real training per setting (scripts/gpu_training.py), then
-# the rest of the suite with the time left, and ends with a short table. Every stage has a time
+# the data pipeline (sync vs prefetch, benches/pipeline.py), the rest of the suite with the time
+# left, and ends with a short table. Every stage has a time
 # limit so that the whole check fits in 8 minutes. Outputs also go to $OUT (when set) or
 # /tmp/mfr_gpu_check.
 #   MFR_GPU_CHECK_DRY=1: a CPU rehearsal (the installed mfr, tiny sizes, no wheel, no rest of the
@@ -28,11 +29,13 @@ if [ "$DRY" = 1 ]; then
   SMALL="--size 16 --width 4 --dim 16 --ids-per-domain 2 --repeats 1 --no-memory"
   BENCH_EXTRA="--no-memory"
   REPEATS=1; STEPS=3; BUDGET=120
+  PIPE_SIZE=32; PIPE="--size 32 --width 4 --ids 2 --steps 2"
 else
   DEVICE=cuda
   NET="--backbone iresnet50 --size 112 --width 64 --dim 512 --ids-per-domain 16"
   SMALL="--repeats 5"; BENCH_EXTRA=""
   REPEATS=3; STEPS=12; BUDGET=480
+  PIPE_SIZE=112; PIPE="--size 112 --width 64 --ids 8 --steps 20"
   ls "$WHEELS"/mfr-*.whl >/dev/null 2>&1 || { echo "no $WHEELS/mfr-*.whl: run 'make gpu-bundle' on the build machine"; exit 2; }
   "$PY" -c "import torch, sys; v = torch.__version__.split('+')[0]; sys.exit(0 if v == '2.11.0' else f'torch {v} found, 2.11.0 needed')" || exit 2
   rm -rf "$SITE"
@@ -66,6 +69,13 @@ done
 timeout 120 "$PY" scripts/gpu_training.py --device "$DEVICE" $NET --steps "$STEPS" 2>&1 | tee "$OUT/training.log"
 TRAIN_RC=${PIPESTATUS[0]}
 
+# The data pipeline on the device: faces decoded from disk for every batch (synthetic ones written
+# to a folder: the real faces are not on the GPU machine), sync vs prefetch.
+"$PY" -c "import sys, mfr.synthetic as s; s.synthetic_domains(n_domains=3, ids_per_domain=24, images_per_id=3, size=int(sys.argv[2]), seed=0).to_folder(sys.argv[1])" \
+  "$OUT/faces" "$PIPE_SIZE" >/dev/null 2>&1
+( cd benches && timeout 90 "$PY" pipeline.py --device "$DEVICE" --data "$OUT/faces" $PIPE ) 2>&1 | tee "$OUT/pipeline.log"
+PIPE_RC=${PIPESTATUS[0]}
+
 if [ "$DRY" = 1 ]; then
   REST_RC=skipped
 elif [ "$(left)" -gt 30 ]; then
@@ -84,6 +94,7 @@ printf "| %-23s | %s |\n" "cuda tests run/failed" "$(grep -o 'tests="[0-9]*"' "$
 printf "| %-23s | %s |\n" "meta-step benchmarks" "$(result "$BENCH_RC")"
 printf "| %-23s | %s |\n" "training runs" "$(result "$TRAIN_RC")"
 printf "| %-23s | %s |\n" "lean bf16 training" "$(grep '^gpu_training:' "$OUT/training.log" | cut -d' ' -f2-)"
+printf "| %-23s | %s |\n" "data pipeline" "$(result "$PIPE_RC") $(grep '^pipeline:' "$OUT/pipeline.log" | cut -d' ' -f2-)"
 printf "| %-23s | %s |\n" "rest of the suite" "$(result "$REST_RC")"
 printf "| %-23s | %s s |\n" "wall time" "$(( $(date +%s) - START ))"
-[ "$CUDA_RC" = 0 ] && [ "$BENCH_RC" = 0 ] && [ "$TRAIN_RC" = 0 ] && { [ "$REST_RC" = 0 ] || [ "$REST_RC" = skipped ]; }
+[ "$CUDA_RC" = 0 ] && [ "$BENCH_RC" = 0 ] && [ "$TRAIN_RC" = 0 ] && [ "$PIPE_RC" = 0 ] && { [ "$REST_RC" = 0 ] || [ "$REST_RC" = skipped ]; }

@@ -1,6 +1,6 @@
 """scripts/gpu_check.sh stays runnable while no GPU is lent: its CPU rehearsal (MFR_GPU_CHECK_DRY=1)
 goes through every stage (cuda-marked tests, the meta-step benchmark with amp off and bf16, the
-short trainings) with tiny sizes and prints the summary table."""
+short trainings, the data pipeline) with tiny sizes and prints the summary table."""
 
 import os
 import re
@@ -17,13 +17,14 @@ def test_gpu_check_dry_run_passes_every_stage(tmp_path):
     done = subprocess.run(["bash", str(SCRIPT)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
-    for stage in ("cuda-marked tests", "meta-step benchmarks", "training runs"):
+    for stage in ("cuda-marked tests", "meta-step benchmarks", "training runs", "data pipeline"):
         assert re.search(rf"\| {stage} +\| pass \|", out), stage
     assert re.search(r"\| rest of the suite +\| skipped \|", out)
     assert "amp off" in out and "amp bf16" in out
     assert re.search(r"gpu_training: mfr_lean_bf16_img_s=[0-9.]+ mfr_lean_bf16_vs_plain=[0-9.]+", out)
     assert "meta_step_lean: vs_reference=" in out
-    for name in ("cuda.xml", "bench.log", "training.log", "build_info.txt"):
+    assert re.search(r"pipeline: wait_share_sync=[0-9.]+ wait_share_prefetch=[0-9.]+", out)
+    for name in ("cuda.xml", "bench.log", "training.log", "pipeline.log", "build_info.txt"):
         assert (tmp_path / name).stat().st_size > 0, name
 
 
