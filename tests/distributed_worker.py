@@ -108,6 +108,14 @@ def main():
             with open(f"{out}/rank{rank}.err", "w") as f:
                 f.write(f"{time.time() - t0:.1f}\n{e}")
             mfr.experiments.distributed.exit_after_failure(3)
+    elif task == "prefetch":
+        # Decoding ahead on every rank changes nothing: each rank prefetches its own batches.
+        params = {}
+        for prefetch in (0, 2):
+            tr = Trainer(config(steps=5, prefetch=prefetch), small_data(), progress=False)
+            tr.fit()
+            params[prefetch] = [p.detach().clone() for p in tr.method.parameters()]
+        torch.save(params, f"{out}/rank{rank}.prefetch.pt")
     elif task == "resume":
         tr = Trainer(config(steps=6, checkpoint_every=2), small_data(), out_dir=f"{out}/run", progress=False)
         tr.fit(resume=True)

@@ -156,6 +156,15 @@ def test_a_dying_rank_stops_the_job_and_the_checkpoint_resumes(tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(a["params"], b["params"]))
 
 
+def test_prefetching_ranks_train_the_same_weights(tmp_path):
+    results = launch("prefetch", tmp_path)
+    assert all(rc == 0 for rc, _, _ in results), results
+    a, b = (torch.load(tmp_path / f"rank{r}.prefetch.pt") for r in (0, 1))
+    for run in (a, b):
+        assert all(torch.equal(x, y) for x, y in zip(run[0], run[2]))
+    assert all(torch.equal(x, y) for x, y in zip(a[2], b[2]))  # ranks stay in step
+
+
 @pytest.mark.slow
 def test_torchrun_launches_mfr_train(tmp_path):
     torchrun = Path(sys.executable).with_name("torchrun")

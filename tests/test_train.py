@@ -341,6 +341,18 @@ def test_prefetching_changes_nothing_but_speed(data):
     assert all(torch.equal(a, b) for a, b in zip(*runs))
 
 
+def test_prefetching_resumes_bit_identical(data, tmp_path):
+    """A resumed run refills its queue from the restored sampler position."""
+    run = dict(prefetch=2, schedule="constant")  # the step budget may then change on resume
+    straight = Trainer(cfg(steps=9, **run), data, progress=False)
+    straight.fit()
+    Trainer(cfg(steps=4, **run), data, out_dir=tmp_path, progress=False).fit()
+    resumed = Trainer(cfg(steps=9, **run), data, out_dir=tmp_path, progress=False)
+    resumed.fit(resume=True)
+    assert resumed.step == 9
+    assert all(torch.equal(a, b) for a, b in zip(straight.method.parameters(), resumed.method.parameters()))
+
+
 def test_sampler_upcoming_follows_the_training_order(data):
     tr = Trainer(cfg(steps=1), data, progress=False)
     s = tr.sampler
