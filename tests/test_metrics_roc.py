@@ -248,3 +248,64 @@ def test_counts_stay_exact_beyond_float32_range():
     np.testing.assert_array_equal(tpr, [0.0, (p - 1) / p, (p - 1) / p, 1.0])
     np.testing.assert_array_equal(thr, [np.inf, 1.0, 0.5, 0.0])
     assert tar_at_far(scores, labels, [1e-3]) == {1e-3: ((p - 1) / p, 1.0)}
+
+
+# ---- float32 scores sort as 32-bit keys ---------------------------------------------------------
+
+
+@st.composite
+def float32_pairs(draw):
+    scores, labels = draw(scored_pairs())
+    scores = scores.astype(np.float32)
+    specials = np.array([-0.0, 0.0, 1e-45, -1e-45, 3.4e38, -3.4e38], dtype=np.float32)
+    if draw(st.booleans()):  # signed zeros (one key), subnormals and the ends of the range
+        idx = draw(hnp.arrays(np.int64, min(3, len(scores)), elements=st.integers(0, len(scores) - 1)))
+        scores[idx] = specials[draw(st.integers(0, len(specials) - 1))]
+    return scores, labels
+
+
+def _same_report(a, b):
+    for key in ("n_genuine", "n_impostor", "auc", "eer", "eer_threshold", "tar_at_far", "best_accuracy"):
+        assert getattr(a, key) == getattr(b, key) or (
+            key == "tar_at_far" and str(a.tar_at_far) == str(b.tar_at_far)  # NaN entries
+        ), key
+    for key in ("fpr", "tpr", "thresholds"):
+        np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+
+
+@settings(max_examples=200, deadline=None)
+@given(float32_pairs())
+def test_float32_keys_give_exactly_the_float64_results(data):
+    """float32 scores are keyed in 32 bits; every metric equals the one on the same values widened."""
+    scores, labels = data
+    wide = scores.astype(np.float64)
+    for a, b in zip(roc_curve(scores, labels), roc_curve(wide, labels)):
+        np.testing.assert_array_equal(a, b)
+    assert roc_auc(scores, labels) == roc_auc(wide, labels)
+    assert eer(scores, labels) == eer(wide, labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        _same_report(mfr.metrics.verification_report(scores, labels), mfr.metrics.verification_report(wide, labels))
+
+
+@pytest.mark.parametrize("outlier", [False, True], ids=["buckets", "radix"])
+def test_float32_keys_on_large_inputs_match_float64(outlier):
+    """Past the small-input path: the bucket sort, and the radix fallback a far outlier forces."""
+    rng = np.random.default_rng(5)
+    n = 300_001
+    scores = rng.normal(0.2, 0.1, n).astype(np.float32)
+    scores[::7] = np.round(scores[::7], 2)  # ties
+    if outlier:
+        scores[n // 2] = 3e38
+    labels = rng.random(n) < 0.3
+    groups = rng.integers(0, 50, n)
+    wide = scores.astype(np.float64)
+    fars = (1e-4, 1e-3, 1e-2)
+    report = mfr.metrics.verification_report
+    _same_report(report(scores, labels, fars), report(wide, labels, fars))
+    for g in (None, groups):  # pair and identity bootstrap
+        a = report(scores, labels, fars, n_bootstrap=5, groups=g, seed=1)
+        b = report(wide, labels, fars, n_bootstrap=5, groups=g, seed=1)
+        _same_report(a, b)
+        for key in a.resamples:
+            np.testing.assert_array_equal(a.resamples[key], b.resamples[key])

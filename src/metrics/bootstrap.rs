@@ -60,14 +60,14 @@ impl ScoreRuns {
             n_groups: 0,
         };
         let mut prev = (0u64, 0u64);
-        for p in sorted.points() {
+        sorted.points().for_each(|p| {
             let (dp, dn) = (p.tp - prev.0, p.fp - prev.1);
             runs.flags.extend(std::iter::repeat_n(LABEL, dp as usize));
             runs.flags.extend(std::iter::repeat_n(0u8, dn as usize));
             *runs.flags.last_mut().expect("a point has at least one pair") |= RUN_END;
             runs.thresholds.push(p.threshold);
             prev = (p.tp, p.fp);
-        }
+        });
         runs
     }
 

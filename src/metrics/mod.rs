@@ -8,7 +8,7 @@ pub mod kfold;
 pub mod radix;
 pub mod roc;
 
-pub use binary::BinaryScores;
+pub use binary::{BinaryScores, Score, SortKey};
 pub use bootstrap::{bootstrap, group_counts, Groups, ScoreRuns};
 pub use cosine::{cosine_scores, pair_scores};
 pub use identification::{identification, Identification};

@@ -1,4 +1,4 @@
-//! Parallel LSD radix sort of u64 keys (8-bit digits; 11-bit digits measured slower here).
+//! Parallel LSD radix sort of u64 or u32 keys (8-bit digits; 11-bit digits measured slower here).
 //!
 //! Comparison sorts cost O(n log n) branchy work; verification score sets reach 10^8, so the ROC's
 //! one sort is a radix sort. Passes whose digit is the same for every key (common for scores in a
@@ -8,19 +8,21 @@
 
 use rayon::prelude::*;
 
+use super::binary::SortKey;
+
 const BITS: usize = 8;
 const BUCKETS: usize = 1 << BITS;
-const PASSES: usize = 64usize.div_ceil(BITS);
 /// Below this a single-threaded pass is faster than coordinating threads.
 const PARALLEL_MIN: usize = 1 << 16;
 
 #[inline]
-fn digit(key: u64, pass: usize) -> usize {
-    ((key >> (pass * BITS)) as usize) & (BUCKETS - 1)
+fn digit<K: SortKey>(key: K, pass: usize) -> usize {
+    ((key.to_u64() >> (pass * BITS)) as usize) & (BUCKETS - 1)
 }
 
 /// Sorts `keys` ascending. Uses the caller's rayon pool.
-pub fn radix_sort_u64(keys: &mut Vec<u64>) {
+pub fn radix_sort<K: SortKey>(keys: &mut Vec<K>) {
+    let passes = (K::BITS as usize).div_ceil(BITS);
     let n = keys.len();
     if n < 2 {
         return;
@@ -32,7 +34,7 @@ pub fn radix_sort_u64(keys: &mut Vec<u64>) {
     let chunks = if n >= PARALLEL_MIN { rayon::current_num_threads().max(1) } else { 1 };
     let chunk_len = n.div_ceil(chunks);
     let mut src = std::mem::take(keys);
-    let mut dst: Vec<u64> = Vec::with_capacity(n);
+    let mut dst: Vec<K> = Vec::with_capacity(n);
     // SAFETY: every slot of `dst` is written by the scatter below before it is read.
     #[allow(clippy::uninit_vec)]
     unsafe {
@@ -42,7 +44,7 @@ pub fn radix_sort_u64(keys: &mut Vec<u64>) {
     let totals: Vec<[usize; BUCKETS]> = src
         .par_chunks(chunk_len)
         .map(|chunk| {
-            let mut h = vec![[0usize; BUCKETS]; PASSES];
+            let mut h = vec![[0usize; BUCKETS]; passes];
             for &k in chunk {
                 for (pass, hp) in h.iter_mut().enumerate() {
                     hp[digit(k, pass)] += 1;
@@ -51,7 +53,7 @@ pub fn radix_sort_u64(keys: &mut Vec<u64>) {
             h
         })
         .reduce(
-            || vec![[0usize; BUCKETS]; PASSES],
+            || vec![[0usize; BUCKETS]; passes],
             |mut a, b| {
                 for (ha, hb) in a.iter_mut().zip(&b) {
                     for (x, y) in ha.iter_mut().zip(hb) {
@@ -108,7 +110,7 @@ pub fn radix_sort_u64(keys: &mut Vec<u64>) {
 /// hundred keys that fit in L1, is sorted on its own, buckets in parallel. Two passes over memory
 /// instead of one per radix digit; uneven buckets (scores piled on a few values) only cost their
 /// own comparison sort.
-pub fn sort_keys(keys: &mut Vec<u64>) {
+pub fn sort_keys<K: SortKey>(keys: &mut Vec<K>) {
     let n = keys.len();
     if n < 1 << 14 {
         keys.sort_unstable();
@@ -116,7 +118,7 @@ pub fn sort_keys(keys: &mut Vec<u64>) {
     }
     let (lo, hi) = keys
         .par_iter()
-        .fold(|| (u64::MAX, 0u64), |(a, b), &k| (a.min(k), b.max(k)))
+        .fold(|| (u64::MAX, 0u64), |(a, b), &k| (a.min(k.to_u64()), b.max(k.to_u64())))
         .reduce(|| (u64::MAX, 0u64), |(a, b), (c, d)| (a.min(c), b.max(d)));
     if lo == hi {
         return;
@@ -126,7 +128,7 @@ pub fn sort_keys(keys: &mut Vec<u64>) {
     let bucket_bits = (usize::BITS - n.leading_zeros()).saturating_sub(6).clamp(8, 16).min(span_bits);
     let shift = span_bits - bucket_bits;
     let buckets = 1usize << bucket_bits;
-    let bucket = |k: u64| ((k - lo) >> shift) as usize;
+    let bucket = |k: K| ((k.to_u64() - lo) >> shift) as usize;
     let chunks = rayon::current_num_threads().max(1);
     let chunk_len = n.div_ceil(chunks);
     let hists: Vec<Vec<usize>> = keys
@@ -155,10 +157,10 @@ pub fn sort_keys(keys: &mut Vec<u64>) {
     // of them by comparison; the digit-by-digit radix sort stays linear there.
     let largest = starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
     if largest > (n / 16).max(1 << 16) {
-        radix_sort_u64(keys);
+        radix_sort(keys);
         return;
     }
-    let mut dst: Vec<u64> = Vec::with_capacity(n);
+    let mut dst: Vec<K> = Vec::with_capacity(n);
     // SAFETY: every slot of `dst` is written by the scatter below before it is read.
     #[allow(clippy::uninit_vec)]
     unsafe {
@@ -176,7 +178,7 @@ pub fn sort_keys(keys: &mut Vec<u64>) {
         }
     });
     let mut slices = Vec::with_capacity(buckets);
-    let mut rest: &mut [u64] = &mut dst;
+    let mut rest: &mut [K] = &mut dst;
     for w in starts.windows(2) {
         let (head, tail) = rest.split_at_mut(w[1] - w[0]);
         if head.len() > 1 {
@@ -188,9 +190,9 @@ pub fn sort_keys(keys: &mut Vec<u64>) {
     *keys = dst;
 }
 
-struct SharedOut(*mut u64);
+struct SharedOut<K>(*mut K);
 // SAFETY: threads write disjoint indices only (see the scatter above).
-unsafe impl Sync for SharedOut {}
+unsafe impl<K> Sync for SharedOut<K> {}
 
 #[cfg(test)]
 mod tests {
@@ -210,7 +212,7 @@ mod tests {
                 let mut expect = v.clone();
                 expect.sort_unstable();
                 let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
-                pool.install(|| radix_sort_u64(&mut v));
+                pool.install(|| radix_sort(&mut v));
                 assert_eq!(v, expect, "n={n} shift={shift}");
             }
         }
@@ -232,6 +234,19 @@ mod tests {
                 assert_eq!(v, expect, "n={n} shift={shift}");
             }
         }
+        for &n in &[70_000usize, 300_001] {
+            for shift in [0u32, 20] {
+                let mut v: Vec<u32> = (0..n).map(|_| (lcg(&mut seed) >> 32) as u32 >> shift).collect();
+                v[n / 3] = u32::MAX;
+                let mut expect = v.clone();
+                expect.sort_unstable();
+                let mut r = v.clone();
+                sort_keys(&mut v);
+                radix_sort(&mut r);
+                assert_eq!(v, expect, "u32 n={n} shift={shift}");
+                assert_eq!(r, expect, "u32 radix n={n} shift={shift}");
+            }
+        }
         let mut same = vec![7u64; 50_000];
         sort_keys(&mut same);
         assert!(same.iter().all(|&x| x == 7));
@@ -243,10 +258,10 @@ mod tests {
     #[test]
     fn constant_and_two_valued_keys() {
         let mut v = vec![42u64; 100_000];
-        radix_sort_u64(&mut v);
+        radix_sort(&mut v);
         assert!(v.iter().all(|&x| x == 42));
         let mut w: Vec<u64> = (0..100_000u64).map(|i| if i % 3 == 0 { u64::MAX } else { 0 }).collect();
-        radix_sort_u64(&mut w);
+        radix_sort(&mut w);
         assert!(w.windows(2).all(|p| p[0] <= p[1]));
     }
 }

@@ -8,15 +8,20 @@
 
 use rayon::prelude::*;
 
-use super::binary::{key_value, ordered_key, BinaryScores};
+use super::binary::{BinaryScores, Score, SortKey};
 use super::radix::sort_keys;
 use crate::error::{MfrError, Result};
 use crate::threads;
 
-/// Genuine and impostor scores as sorted (ascending) order-preserving keys.
+/// Genuine and impostor scores as sorted (ascending) order-preserving keys, as wide as the scores
+/// were (float32 scores sort as 32-bit keys: half the memory traffic of widening them).
 pub struct SortedScores {
-    pos: Vec<u64>,
-    neg: Vec<u64>,
+    keys: Keys,
+}
+
+enum Keys {
+    Wide { pos: Vec<u64>, neg: Vec<u64> },
+    Narrow { pos: Vec<u32>, neg: Vec<u32> },
 }
 
 /// One operating point: accept every score `>= threshold`.
@@ -32,12 +37,12 @@ pub struct RocPoint {
 /// The genuine (label 1) and impostor keys, each in input order: one read of the labels counts
 /// every chunk's genuine pairs, which gives each chunk disjoint output ranges, then one parallel
 /// read of scores and labels writes every key straight into its place.
-fn split_keys(scores: &[f64], labels: &[u8]) -> (Vec<u64>, Vec<u64>) {
+fn split_keys<S: Score>(scores: &[S], labels: &[u8]) -> (Vec<S::Key>, Vec<S::Key>) {
     let n = scores.len();
     let chunk_len = n.div_ceil(4 * rayon::current_num_threads().max(1)).max(1 << 14);
     let genuine: Vec<usize> = labels.par_chunks(chunk_len).map(|c| c.iter().filter(|&&l| l == 1).count()).collect();
     let n_pos: usize = genuine.iter().sum();
-    let (mut pos, mut neg) = (Vec::<u64>::with_capacity(n_pos), Vec::<u64>::with_capacity(n - n_pos));
+    let (mut pos, mut neg) = (Vec::<S::Key>::with_capacity(n_pos), Vec::<S::Key>::with_capacity(n - n_pos));
     let mut starts = Vec::with_capacity(genuine.len());
     let (mut p, mut q) = (0, 0);
     for (c, &g) in genuine.iter().enumerate() {
@@ -53,10 +58,10 @@ fn split_keys(scores: &[f64], labels: &[u8]) -> (Vec<u64>, Vec<u64>) {
             // impostor range; the ranges are disjoint and cover both vectors exactly.
             unsafe {
                 if y == 1 {
-                    *out_pos.0.add(i) = ordered_key(x);
+                    *out_pos.0.add(i) = x.key();
                     i += 1;
                 } else {
-                    *out_neg.0.add(j) = ordered_key(x);
+                    *out_neg.0.add(j) = x.key();
                     j += 1;
                 }
             }
@@ -70,42 +75,56 @@ fn split_keys(scores: &[f64], labels: &[u8]) -> (Vec<u64>, Vec<u64>) {
     (pos, neg)
 }
 
-struct SharedOut(*mut u64);
+struct SharedOut<K>(*mut K);
 // SAFETY: threads write disjoint indices only (see split_keys).
-unsafe impl Sync for SharedOut {}
+unsafe impl<K> Sync for SharedOut<K> {}
 
 impl SortedScores {
     /// Sorts in the mfr thread pool.
-    pub fn new(input: &BinaryScores<'_>) -> Result<Self> {
+    pub fn new<S: Score>(input: &BinaryScores<'_, S>) -> Result<Self> {
         let (scores, labels) = (input.scores, input.labels);
         threads::install(|| {
             let (mut pos, mut neg) = split_keys(scores, labels);
             rayon::join(|| sort_keys(&mut pos), || sort_keys(&mut neg));
-            SortedScores { pos, neg }
+            S::Key::sorted(pos, neg)
         })
     }
 
+    pub(crate) fn wide(pos: Vec<u64>, neg: Vec<u64>) -> Self {
+        SortedScores { keys: Keys::Wide { pos, neg } }
+    }
+
+    pub(crate) fn narrow(pos: Vec<u32>, neg: Vec<u32>) -> Self {
+        SortedScores { keys: Keys::Narrow { pos, neg } }
+    }
+
     pub fn n_pos(&self) -> u64 {
-        self.pos.len() as u64
+        match &self.keys {
+            Keys::Wide { pos, .. } => pos.len() as u64,
+            Keys::Narrow { pos, .. } => pos.len() as u64,
+        }
     }
 
     pub fn n_neg(&self) -> u64 {
-        self.neg.len() as u64
+        match &self.keys {
+            Keys::Wide { neg, .. } => neg.len() as u64,
+            Keys::Narrow { neg, .. } => neg.len() as u64,
+        }
     }
 
     /// ROC points by decreasing threshold, one per distinct score (the (0, 0) point at +inf excluded).
     pub fn points(&self) -> RocPoints<'_> {
-        RocPoints { pos: &self.pos, neg: &self.neg, i: self.pos.len(), j: self.neg.len(), tp: 0, fp: 0 }
+        match &self.keys {
+            Keys::Wide { pos, neg } => RocPoints::Wide(Walk::new(pos, neg)),
+            Keys::Narrow { pos, neg } => RocPoints::Narrow(Walk::new(pos, neg)),
+        }
     }
 }
 
-pub struct RocPoints<'a> {
-    pos: &'a [u64],
-    neg: &'a [u64],
-    i: usize,
-    j: usize,
-    tp: u64,
-    fp: u64,
+/// The merge walk over sorted keys of either width.
+pub enum RocPoints<'a> {
+    Wide(Walk<'a, u64>),
+    Narrow(Walk<'a, u32>),
 }
 
 impl Iterator for RocPoints<'_> {
@@ -113,13 +132,50 @@ impl Iterator for RocPoints<'_> {
 
     #[inline]
     fn next(&mut self) -> Option<RocPoint> {
+        match self {
+            RocPoints::Wide(w) => w.next(),
+            RocPoints::Narrow(w) => w.next(),
+        }
+    }
+
+    #[inline]
+    fn fold<B, F: FnMut(B, RocPoint) -> B>(self, init: B, f: F) -> B {
+        // One match for the whole walk instead of one per point.
+        match self {
+            RocPoints::Wide(w) => w.fold(init, f),
+            RocPoints::Narrow(w) => w.fold(init, f),
+        }
+    }
+}
+
+pub struct Walk<'a, K> {
+    pos: &'a [K],
+    neg: &'a [K],
+    i: usize,
+    j: usize,
+    tp: u64,
+    fp: u64,
+}
+
+impl<'a, K: SortKey> Walk<'a, K> {
+    fn new(pos: &'a [K], neg: &'a [K]) -> Self {
+        Walk { pos, neg, i: pos.len(), j: neg.len(), tp: 0, fp: 0 }
+    }
+}
+
+impl<K: SortKey> Iterator for Walk<'_, K> {
+    type Item = RocPoint;
+
+    #[inline]
+    fn next(&mut self) -> Option<RocPoint> {
         // Keys of finite scores are never 0, so 0 stands for an exhausted side. Which side holds
         // the next key is a coin flip on real data: taken without a branch (the tie loops below
         // rarely run), the merge does not pay a misprediction per point.
-        let top_pos = if self.i > 0 { self.pos[self.i - 1] } else { 0 };
-        let top_neg = if self.j > 0 { self.neg[self.j - 1] } else { 0 };
+        let zero = K::default();
+        let top_pos = if self.i > 0 { self.pos[self.i - 1] } else { zero };
+        let top_neg = if self.j > 0 { self.neg[self.j - 1] } else { zero };
         let key = top_pos.max(top_neg);
-        if key == 0 {
+        if key == zero {
             return None;
         }
         let (from_pos, from_neg) = (usize::from(top_pos == key), usize::from(top_neg == key));
@@ -135,7 +191,7 @@ impl Iterator for RocPoints<'_> {
             self.j -= 1;
             self.fp += 1;
         }
-        Some(RocPoint { threshold: key_value(key), tp: self.tp, fp: self.fp })
+        Some(RocPoint { threshold: key.value(), tp: self.tp, fp: self.fp })
     }
 }
 
@@ -291,23 +347,34 @@ pub struct Summary {
 
 pub fn summarize(sorted: &SortedScores, fars: &[f64], drop_intermediate: bool) -> Result<Summary> {
     let (n_pos, n_neg) = (sorted.n_pos(), sorted.n_neg());
-    let mut curve = Curve::new(n_pos, n_neg, drop_intermediate);
     let (mut auc, mut eer, mut acc) = (Auc::default(), Eer::new(n_pos, n_neg), BestAccuracy::new(n_pos, n_neg));
     let mut tar = TarAtFar::new(n_pos, n_neg, fars)?;
-    let (mut eer_done, mut tar_done) = (false, false);
-    for p in sorted.points() {
-        curve.push(&p);
-        auc.push(&p);
-        acc.push(&p);
-        if !eer_done {
-            eer_done = eer.push(&p);
-        }
-        if !tar_done {
-            tar_done = tar.push(&p);
-        }
-    }
+    // Two walks on two threads: writing the curve (up to three float64s per score) costs as much
+    // as every other metric together, so it gets a walk of its own.
+    let (curve, ()) = threads::install(|| {
+        rayon::join(
+            || {
+                let mut curve = Curve::new(n_pos, n_neg, drop_intermediate);
+                sorted.points().for_each(|p| curve.push(&p));
+                curve.finish()
+            },
+            || {
+                let (mut eer_done, mut tar_done) = (false, false);
+                sorted.points().for_each(|p| {
+                    auc.push(&p);
+                    acc.push(&p);
+                    if !eer_done {
+                        eer_done = eer.push(&p);
+                    }
+                    if !tar_done {
+                        tar_done = tar.push(&p);
+                    }
+                })
+            },
+        )
+    })?;
     Ok(Summary {
-        curve: curve.finish(),
+        curve,
         auc: auc.finish(n_pos, n_neg),
         eer: eer.finish(),
         tar_at_far: tar.finish(),

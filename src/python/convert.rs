@@ -116,9 +116,23 @@ pub(crate) fn index_pairs_arg(ob: &Bound<'_, PyAny>, func: &str, name: &str) -> 
 
 /// A 1-D score vector as a contiguous float64 CPU tensor (any real dtype converts; CUDA copies to host).
 pub(crate) fn scores_arg(ob: &Bound<'_, PyAny>, func: &str, name: &str) -> PyResult<Tensor> {
-    let (t, _) = typed_arg(ob, func, name, is_real, "must hold real numbers")?;
+    scores_as(ob, func, name, |_| Kind::Double)
+}
+
+/// A 1-D score vector as a contiguous CPU tensor, float32 kept as float32 (its 32-bit keys sort
+/// with half the memory traffic; every float32 value is exact in float64, so nothing else changes),
+/// float16/bfloat16 widened to float32, everything else to float64.
+pub(crate) fn scores_arg_native(ob: &Bound<'_, PyAny>, func: &str, name: &str) -> PyResult<Tensor> {
+    scores_as(ob, func, name, |kind| match kind {
+        Kind::Float | Kind::Half | Kind::BFloat16 => Kind::Float,
+        _ => Kind::Double,
+    })
+}
+
+fn scores_as(ob: &Bound<'_, PyAny>, func: &str, name: &str, target: fn(Kind) -> Kind) -> PyResult<Tensor> {
+    let (t, kind) = typed_arg(ob, func, name, is_real, "must hold real numbers")?;
     Arg::new(func, name, &t).dims(1)?;
-    let host = t.f_to_device(Device::Cpu).and_then(|t| t.f_to_kind(Kind::Double)).and_then(|t| t.f_contiguous());
+    let host = t.f_to_device(Device::Cpu).and_then(|t| t.f_to_kind(target(kind))).and_then(|t| t.f_contiguous());
     Ok(host.map_err(MfrError::from)?)
 }
 

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3_tch::PyTensor;
 use tch::Tensor;
 
-use super::convert::{ids_arg, index_pairs_arg, labels_arg, scores_arg, tensor_arg};
+use super::convert::{ids_arg, index_pairs_arg, labels_arg, scores_arg, scores_arg_native, tensor_arg};
 use super::errors::{guarded, without_gil};
 use super::int_arg::{Int, MAX_COUNT};
 use crate::limits::{check_memory, product};
@@ -61,6 +61,16 @@ fn pair_scores<'py>(
     })
 }
 
+/// Validated and sorted scores of a float32 or float64 host tensor (as `scores_arg_native` gives).
+fn sort_native(func: &str, s: &Tensor, l: &Tensor) -> crate::Result<SortedScores> {
+    let labels = host_slice::<u8>(func, "labels", l)?;
+    if s.kind() == tch::Kind::Float {
+        SortedScores::new(&BinaryScores::new(func, host_slice::<f32>(func, "scores", s)?, labels, true)?)
+    } else {
+        SortedScores::new(&BinaryScores::new(func, host_slice::<f64>(func, "scores", s)?, labels, true)?)
+    }
+}
+
 /// Converts, then runs `f` on the sorted scores without the GIL.
 fn with_sorted<T: Send>(
     py: Python<'_>,
@@ -69,17 +79,9 @@ fn with_sorted<T: Send>(
     labels: &Bound<'_, PyAny>,
     f: impl FnOnce(&SortedScores) -> crate::Result<T> + Send,
 ) -> PyResult<T> {
-    let s: Tensor = scores_arg(scores, func, "scores")?;
+    let s: Tensor = scores_arg_native(scores, func, "scores")?;
     let l: Tensor = labels_arg(labels, func, "labels")?;
-    without_gil(py, move || {
-        let input = BinaryScores::new(
-            func,
-            host_slice::<f64>(func, "scores", &s)?,
-            host_slice::<u8>(func, "labels", &l)?,
-            true,
-        )?;
-        f(&SortedScores::new(&input)?)
-    })
+    without_gil(py, move || f(&sort_native(func, &s, &l)?))
 }
 
 type Array<'py> = Bound<'py, PyArray1<f64>>;
@@ -294,7 +296,7 @@ fn verification_summary<'py>(
     guarded(|| {
         let n_boot: usize = n_bootstrap.get(F, "n_bootstrap", 0, MAX_COUNT)?;
         let seed = seed.any_u64(F, "seed")?;
-        let s: Tensor = scores_arg(scores, F, "scores")?;
+        let s: Tensor = scores_arg_native(scores, F, "scores")?;
         let l: Tensor = labels_arg(labels, F, "labels")?;
         let g = groups.map(|g| ids_arg(g, F, "groups")).transpose()?;
         let g2 = groups2.map(|g| ids_arg(g, F, "groups")).transpose()?;
@@ -306,9 +308,7 @@ fn verification_summary<'py>(
         let row_bytes = 16 * (3 + fars.len() as u128) + 64;
         check_memory(F, &format!("n_bootstrap={n_boot} resamples"), product(&[n_boot as u128, row_bytes]))?;
         let out = without_gil(py, move || {
-            let input =
-                BinaryScores::new(F, host_slice::<f64>(F, "scores", &s)?, host_slice::<u8>(F, "labels", &l)?, true)?;
-            let sorted = SortedScores::new(&input)?;
+            let sorted = sort_native(F, &s, &l)?;
             let summary = metrics::roc::summarize(&sorted, &fars, true)?;
             let counts = (sorted.n_pos(), sorted.n_neg());
             let boot = if n_boot == 0 {
@@ -316,10 +316,20 @@ fn verification_summary<'py>(
             } else {
                 let runs = match &g {
                     None => metrics::ScoreRuns::from_sorted(&sorted),
-                    Some(g) => metrics::ScoreRuns::with_groups(
-                        &input,
-                        &metrics::Groups { first: g, second: g2.as_deref(), n_groups },
-                    )?,
+                    Some(g) => {
+                        // The group bootstrap's own sort keys float64 scores (float32 widen exactly).
+                        let wide = s.f_to_kind(tch::Kind::Double)?;
+                        let input = BinaryScores::new(
+                            F,
+                            host_slice::<f64>(F, "scores", &wide)?,
+                            host_slice::<u8>(F, "labels", &l)?,
+                            true,
+                        )?;
+                        metrics::ScoreRuns::with_groups(
+                            &input,
+                            &metrics::Groups { first: g, second: g2.as_deref(), n_groups },
+                        )?
+                    }
                 };
                 drop(sorted);
                 metrics::bootstrap(&runs, n_boot, seed, &fars)?
