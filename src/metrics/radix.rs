@@ -34,7 +34,7 @@ pub fn radix_sort<K: SortKey>(keys: &mut Vec<K>) {
     let chunks = if n >= PARALLEL_MIN { rayon::current_num_threads().max(1) } else { 1 };
     let chunk_len = n.div_ceil(chunks);
     let mut src = std::mem::take(keys);
-    let mut dst: Vec<K> = Vec::with_capacity(n);
+    let mut dst: Vec<K> = crate::heap::with_capacity_huge(n);
     // SAFETY: every slot of `dst` is written by the scatter below before it is read.
     #[allow(clippy::uninit_vec)]
     unsafe {
@@ -160,7 +160,7 @@ pub fn sort_keys<K: SortKey>(keys: &mut Vec<K>) {
         radix_sort(keys);
         return;
     }
-    let mut dst: Vec<K> = Vec::with_capacity(n);
+    let mut dst: Vec<K> = crate::heap::with_capacity_huge(n);
     // SAFETY: every slot of `dst` is written by the scatter below before it is read.
     #[allow(clippy::uninit_vec)]
     unsafe {

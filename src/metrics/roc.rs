@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use super::binary::{BinaryScores, Score, SortKey};
 use super::radix::sort_keys;
 use crate::error::{MfrError, Result};
+use crate::heap::with_capacity_huge as huge;
 use crate::threads;
 
 /// Genuine and impostor scores as sorted (ascending) order-preserving keys, as wide as the scores
@@ -42,7 +43,7 @@ fn split_keys<S: Score>(scores: &[S], labels: &[u8]) -> (Vec<S::Key>, Vec<S::Key
     let chunk_len = n.div_ceil(4 * rayon::current_num_threads().max(1)).max(1 << 14);
     let genuine: Vec<usize> = labels.par_chunks(chunk_len).map(|c| c.iter().filter(|&&l| l == 1).count()).collect();
     let n_pos: usize = genuine.iter().sum();
-    let (mut pos, mut neg) = (Vec::<S::Key>::with_capacity(n_pos), Vec::<S::Key>::with_capacity(n - n_pos));
+    let (mut pos, mut neg) = (huge::<S::Key>(n_pos), huge::<S::Key>(n - n_pos));
     let mut starts = Vec::with_capacity(genuine.len());
     let (mut p, mut q) = (0, 0);
     for (c, &g) in genuine.iter().enumerate() {
@@ -234,9 +235,9 @@ impl Curve {
             prev: None,
             mid: None,
             len: 0,
-            fpr: Vec::with_capacity(cap),
-            tpr: Vec::with_capacity(cap),
-            thresholds: Vec::with_capacity(cap),
+            fpr: huge(cap),
+            tpr: huge(cap),
+            thresholds: huge(cap),
         };
         c.write(0.0, 0.0, f64::INFINITY, true);
         c
