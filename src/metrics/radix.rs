@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::binary::SortKey;
+use super::binary::{Score, SortKey};
 
 const BITS: usize = 8;
 const BUCKETS: usize = 1 << BITS;
@@ -190,6 +190,147 @@ pub fn sort_keys<K: SortKey>(keys: &mut Vec<K>) {
     *keys = dst;
 }
 
+/// The sorted genuine and impostor keys.
+pub type SortedPair<K> = (Vec<K>, Vec<K>);
+
+/// Where the keys of one class go: `[lo, lo + 2^(bits + shift))` in 2^bits buckets.
+#[derive(Clone, Copy)]
+struct Layout {
+    lo: u64,
+    shift: u32,
+    buckets: usize,
+}
+
+impl Layout {
+    /// About 64 keys per bucket, between 2^8 and 2^16 buckets, over the bits where keys differ
+    /// (as [`sort_keys`]).
+    fn new(n: usize, lo: u64, hi: u64) -> Layout {
+        if n == 0 || lo >= hi {
+            return Layout { lo: lo.min(hi), shift: 0, buckets: 1 };
+        }
+        let span_bits = 64 - (hi - lo).leading_zeros();
+        let bucket_bits = (usize::BITS - n.leading_zeros()).saturating_sub(6).clamp(8, 16).min(span_bits);
+        Layout { lo, shift: span_bits - bucket_bits, buckets: 1 << bucket_bits }
+    }
+
+    #[inline]
+    fn bucket(&self, key: u64) -> usize {
+        ((key - self.lo) >> self.shift) as usize
+    }
+}
+
+/// Per-chunk offsets of every bucket of one class, the buckets' starts, and its largest bucket.
+fn offsets(hists: &[Vec<usize>], buckets: usize) -> (Vec<Vec<usize>>, Vec<usize>, usize) {
+    let mut offsets = vec![vec![0usize; buckets]; hists.len()];
+    let mut starts = Vec::with_capacity(buckets + 1);
+    let (mut running, mut largest) = (0, 0);
+    for b in 0..buckets {
+        starts.push(running);
+        let before = running;
+        for (c, h) in hists.iter().enumerate() {
+            offsets[c][b] = running;
+            running += h[b];
+        }
+        largest = largest.max(running - before);
+    }
+    starts.push(running);
+    (offsets, starts, largest)
+}
+
+/// The genuine (label 1) and impostor keys of `scores`, each sorted ascending, straight from the
+/// scores: a read for each class's count and key range, a read for each chunk's bucket
+/// histograms, one scatter of every key into its bucket's place, then every bucket (mostly a few
+/// dozen keys, in cache) sorted on its own. The keys are never written in input order first, which
+/// saves a write and two reads of them against splitting and then sorting. `None` when the keys pile
+/// into a few buckets (a far outlier stretches a class's range): the caller then splits and uses
+/// [`sort_keys`], whose digit-by-digit fallback stays linear there.
+pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Option<SortedPair<S::Key>> {
+    let n = scores.len();
+    let chunk_len = n.div_ceil(rayon::current_num_threads().max(1)).max(1 << 14);
+    let none = (u64::MAX, 0u64);
+    let widen = |(a, b): (u64, u64), k: u64| (a.min(k), b.max(k));
+    let merge = |(a, b): (u64, u64), (c, d): (u64, u64)| (a.min(c), b.max(d));
+    // (genuine count, genuine key range, impostor key range) per chunk
+    type Range = (u64, u64);
+    let stats: Vec<(usize, Range, Range)> = scores
+        .par_chunks(chunk_len)
+        .zip(labels.par_chunks(chunk_len))
+        .map(|(s, l)| {
+            let (mut g, mut rp, mut rn) = (0usize, none, none);
+            for (&x, &y) in s.iter().zip(l) {
+                let k = x.key().to_u64();
+                if y == 1 {
+                    g += 1;
+                    rp = widen(rp, k);
+                } else {
+                    rn = widen(rn, k);
+                }
+            }
+            (g, rp, rn)
+        })
+        .collect();
+    let n_pos: usize = stats.iter().map(|s| s.0).sum();
+    let range_pos = stats.iter().map(|s| s.1).fold(none, merge);
+    let range_neg = stats.iter().map(|s| s.2).fold(none, merge);
+    let layout = [Layout::new(n_pos, range_pos.0, range_pos.1), Layout::new(n - n_pos, range_neg.0, range_neg.1)];
+    let hists: Vec<[Vec<usize>; 2]> = scores
+        .par_chunks(chunk_len)
+        .zip(labels.par_chunks(chunk_len))
+        .map(|(s, l)| {
+            let mut h = [vec![0usize; layout[0].buckets], vec![0usize; layout[1].buckets]];
+            for (&x, &y) in s.iter().zip(l) {
+                let side = usize::from(y != 1);
+                h[side][layout[side].bucket(x.key().to_u64())] += 1;
+            }
+            h
+        })
+        .collect();
+    let per_side = |side: usize| {
+        let h: Vec<Vec<usize>> = hists.iter().map(|h| h[side].clone()).collect();
+        offsets(&h, layout[side].buckets)
+    };
+    let ((off_pos, starts_pos, big_pos), (off_neg, starts_neg, big_neg)) = (per_side(0), per_side(1));
+    if big_pos > (n_pos / 16).max(1 << 16) || big_neg > ((n - n_pos) / 16).max(1 << 16) {
+        return None;
+    }
+    let mut pos: Vec<S::Key> = crate::heap::with_capacity_huge(n_pos);
+    let mut neg: Vec<S::Key> = crate::heap::with_capacity_huge(n - n_pos);
+    let out = [SharedOut(pos.as_mut_ptr()), SharedOut(neg.as_mut_ptr())];
+    scores.par_chunks(chunk_len).zip(labels.par_chunks(chunk_len)).zip(off_pos.into_par_iter().zip(off_neg)).for_each(
+        |((s, l), (mut op, mut on))| {
+            let out = &out;
+            for (&x, &y) in s.iter().zip(l) {
+                let key = x.key();
+                let side = usize::from(y != 1);
+                let b = layout[side].bucket(key.to_u64());
+                let off = if side == 0 { &mut op[b] } else { &mut on[b] };
+                // SAFETY: the ranges given by the offsets are disjoint across chunks and buckets
+                // and together cover each class's vector exactly once.
+                unsafe { *out[side].0.add(*off) = key };
+                *off += 1;
+            }
+        },
+    );
+    // SAFETY: every slot below the lengths was written by the scatter.
+    unsafe {
+        pos.set_len(n_pos);
+        neg.set_len(n - n_pos);
+    }
+    let mut slices: Vec<&mut [S::Key]> = Vec::new();
+    for (v, starts) in [(&mut pos, &starts_pos), (&mut neg, &starts_neg)] {
+        let mut rest: &mut [S::Key] = v;
+        for w in starts.windows(2) {
+            let (head, tail) = rest.split_at_mut(w[1] - w[0]);
+            if head.len() > 1 {
+                slices.push(head);
+            }
+            rest = tail;
+        }
+    }
+    slices.into_par_iter().with_min_len(64).for_each(|s| s.sort_unstable());
+    Some((pos, neg))
+}
+
 struct SharedOut<K>(*mut K);
 // SAFETY: threads write disjoint indices only (see the scatter above).
 unsafe impl<K> Sync for SharedOut<K> {}
@@ -253,6 +394,34 @@ mod tests {
         let mut two: Vec<u64> = (0..50_000u64).map(|i| if i % 3 == 0 { u64::MAX } else { 0 }).collect();
         sort_keys(&mut two);
         assert!(two.windows(2).all(|p| p[0] <= p[1]));
+    }
+
+    #[test]
+    fn split_sorted_matches_split_then_sort() {
+        let mut seed = 5;
+        for &n in &[70_000usize, 300_001] {
+            for spread in [1.0f64, 1e-6] {
+                let scores: Vec<f64> =
+                    (0..n).map(|_| (lcg(&mut seed) >> 11) as f64 / (1u64 << 53) as f64 * spread).collect();
+                let labels: Vec<u8> = (0..n).map(|i| u8::from(lcg(&mut seed) % 10 < 3 || i % 7 == 0)).collect();
+                let (pos, neg) = split_sorted(&scores, &labels).expect("even buckets");
+                let mut expect_pos: Vec<u64> =
+                    scores.iter().zip(&labels).filter(|p| *p.1 == 1).map(|p| p.0.key()).collect();
+                let mut expect_neg: Vec<u64> =
+                    scores.iter().zip(&labels).filter(|p| *p.1 == 0).map(|p| p.0.key()).collect();
+                expect_pos.sort_unstable();
+                expect_neg.sort_unstable();
+                assert_eq!((pos, neg), (expect_pos, expect_neg), "n={n} spread={spread}");
+                let narrow: Vec<f32> = scores.iter().map(|&x| x as f32).collect();
+                let (pos, _) = split_sorted(&narrow, &labels).expect("even buckets");
+                assert!(pos.windows(2).all(|w| w[0] <= w[1]));
+            }
+        }
+        let mut outlier: Vec<f64> = (0..100_000).map(|i| 1.0 + i as f64 * 1e-9).collect();
+        outlier[3] = 1e300;
+        assert!(split_sorted(&outlier, &vec![0u8; 100_000]).is_none()); // piled up: the caller falls back
+        let one_class = split_sorted(&outlier[..70_000], &vec![1u8; 70_000]);
+        assert!(one_class.is_none() || one_class.unwrap().1.is_empty());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::binary::{BinaryScores, Score, SortKey};
-use super::radix::sort_keys;
+use super::radix::{sort_keys, split_sorted};
 use crate::error::{MfrError, Result};
 use crate::heap::with_capacity_huge as huge;
 use crate::threads;
@@ -85,8 +85,12 @@ impl SortedScores {
     pub fn new<S: Score>(input: &BinaryScores<'_, S>) -> Result<Self> {
         let (scores, labels) = (input.scores, input.labels);
         threads::install(|| {
-            let (mut pos, mut neg) = split_keys(scores, labels);
-            rayon::join(|| sort_keys(&mut pos), || sort_keys(&mut neg));
+            let fused = if scores.len() >= 1 << 16 { split_sorted(scores, labels) } else { None };
+            let (pos, neg) = fused.unwrap_or_else(|| {
+                let (mut pos, mut neg) = split_keys(scores, labels);
+                rayon::join(|| sort_keys(&mut pos), || sort_keys(&mut neg));
+                (pos, neg)
+            });
             S::Key::sorted(pos, neg)
         })
     }
