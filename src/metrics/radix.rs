@@ -141,22 +141,11 @@ pub fn sort_keys<K: SortKey>(keys: &mut Vec<K>) {
             h
         })
         .collect();
-    let mut offsets = vec![vec![0usize; buckets]; hists.len()];
-    let mut starts = Vec::with_capacity(buckets + 1);
-    let mut running = 0;
-    for b in 0..buckets {
-        starts.push(running);
-        for (c, h) in hists.iter().enumerate() {
-            offsets[c][b] = running;
-            running += h[b];
-        }
-    }
-    starts.push(running);
-    debug_assert_eq!(running, n);
+    let (offsets, starts, largest) = offsets(&hists, buckets);
+    debug_assert_eq!(starts[buckets], n);
     // Keys piled into a few buckets (a far outlier stretches the range): one thread would sort most
     // of them by comparison; the digit-by-digit radix sort stays linear there.
-    let largest = starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
-    if largest > (n / 16).max(1 << 16) {
+    if piled_up(largest, n) {
         radix_sort(keys);
         return;
     }
@@ -178,16 +167,26 @@ pub fn sort_keys<K: SortKey>(keys: &mut Vec<K>) {
         }
     });
     let mut slices = Vec::with_capacity(buckets);
-    let mut rest: &mut [K] = &mut dst;
+    bucket_slices(&mut dst, &starts, &mut slices);
+    slices.into_par_iter().with_min_len(64).for_each(|s| s.sort_unstable());
+    *keys = dst;
+}
+
+/// Whether a bucket holds too many of `n` keys for a one-thread comparison sort of it.
+fn piled_up(largest: usize, n: usize) -> bool {
+    largest > (n / 16).max(1 << 16)
+}
+
+/// Appends the buckets of `v` (bounded by `starts`) that hold more than one key to `out`.
+fn bucket_slices<'a, K>(v: &'a mut [K], starts: &[usize], out: &mut Vec<&'a mut [K]>) {
+    let mut rest = v;
     for w in starts.windows(2) {
         let (head, tail) = rest.split_at_mut(w[1] - w[0]);
         if head.len() > 1 {
-            slices.push(head);
+            out.push(head);
         }
         rest = tail;
     }
-    slices.into_par_iter().with_min_len(64).for_each(|s| s.sort_unstable());
-    *keys = dst;
 }
 
 /// The sorted genuine and impostor keys.
@@ -290,7 +289,7 @@ pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Option<SortedPair<
         offsets(&h, layout[side].buckets)
     };
     let ((off_pos, starts_pos, big_pos), (off_neg, starts_neg, big_neg)) = (per_side(0), per_side(1));
-    if big_pos > (n_pos / 16).max(1 << 16) || big_neg > ((n - n_pos) / 16).max(1 << 16) {
+    if piled_up(big_pos, n_pos) || piled_up(big_neg, n - n_pos) {
         return None;
     }
     let mut pos: Vec<S::Key> = crate::heap::with_capacity_huge(n_pos);
@@ -317,16 +316,8 @@ pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Option<SortedPair<
         neg.set_len(n - n_pos);
     }
     let mut slices: Vec<&mut [S::Key]> = Vec::new();
-    for (v, starts) in [(&mut pos, &starts_pos), (&mut neg, &starts_neg)] {
-        let mut rest: &mut [S::Key] = v;
-        for w in starts.windows(2) {
-            let (head, tail) = rest.split_at_mut(w[1] - w[0]);
-            if head.len() > 1 {
-                slices.push(head);
-            }
-            rest = tail;
-        }
-    }
+    bucket_slices(&mut pos, &starts_pos, &mut slices);
+    bucket_slices(&mut neg, &starts_neg, &mut slices);
     slices.into_par_iter().with_min_len(64).for_each(|s| s.sort_unstable());
     Some((pos, neg))
 }
