@@ -54,26 +54,26 @@ PY
 
 START=$(date +%s)
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
-timeout 180 "$PY" -m pytest tests -m cuda -v -p no:cacheprovider --junitxml="$OUT/cuda.xml" 2>&1 | tee "$OUT/cuda.log"
+timeout 150 "$PY" -m pytest tests -m cuda -v -p no:cacheprovider --junitxml="$OUT/cuda.xml" 2>&1 | tee "$OUT/cuda.log"
 CUDA_RC=${PIPESTATUS[0]}
 
 # The meta-step on the device: small CNN, then iresnet50 at 112x112 with amp off and bf16.
-( cd benches && timeout 60 "$PY" meta_step.py --device "$DEVICE" $SMALL ) 2>&1 | tee "$OUT/bench.log"
+( cd benches && timeout 45 "$PY" meta_step.py --device "$DEVICE" $SMALL ) 2>&1 | tee "$OUT/bench.log"
 BENCH_RC=${PIPESTATUS[0]}
 for AMP in off bf16; do
-  ( cd benches && timeout 90 "$PY" meta_step.py --device "$DEVICE" $NET $BENCH_EXTRA --repeats "$REPEATS" --amp "$AMP" ) 2>&1 | tee -a "$OUT/bench.log"
+  ( cd benches && timeout 75 "$PY" meta_step.py --device "$DEVICE" $NET $BENCH_EXTRA --repeats "$REPEATS" --amp "$AMP" ) 2>&1 | tee -a "$OUT/bench.log"
   RC=${PIPESTATUS[0]}; [ "$RC" = 0 ] || BENCH_RC=$RC
 done
 
 # Short real trainings (the Trainer): mfr lean / shared and plain ArcFace, amp off and bf16.
-timeout 120 "$PY" scripts/gpu_training.py --device "$DEVICE" $NET --steps "$STEPS" 2>&1 | tee "$OUT/training.log"
+timeout 90 "$PY" scripts/gpu_training.py --device "$DEVICE" $NET --steps "$STEPS" 2>&1 | tee "$OUT/training.log"
 TRAIN_RC=${PIPESTATUS[0]}
 
 # The data pipeline on the device: faces decoded from disk for every batch (synthetic ones written
 # to a folder: the real faces are not on the GPU machine), sync vs prefetch.
 "$PY" -c "import sys, mfr.synthetic as s; s.synthetic_domains(n_domains=3, ids_per_domain=24, images_per_id=3, size=int(sys.argv[2]), seed=0).to_folder(sys.argv[1])" \
   "$OUT/faces" "$PIPE_SIZE" >/dev/null 2>&1
-( cd benches && timeout 90 "$PY" pipeline.py --device "$DEVICE" --data "$OUT/faces" $PIPE ) 2>&1 | tee "$OUT/pipeline.log"
+( cd benches && timeout 45 "$PY" pipeline.py --device "$DEVICE" --data "$OUT/faces" $PIPE ) 2>&1 | tee "$OUT/pipeline.log"
 PIPE_RC=${PIPESTATUS[0]}
 
 if [ "$DRY" = 1 ]; then
