@@ -235,6 +235,10 @@ def test_progress_lines_when_stderr_is_not_a_terminal(data, monkeypatch, capsys)
     )
     Trainer(cfg(steps=2), data, progress=False).fit()
     assert "mfr train:" not in capsys.readouterr().err
+    Trainer(cfg(steps=2, amp="fp16"), data).fit()  # float16: the loss scale, and skipped steps
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mfr train:")]
+    assert len(lines) == 2 and all(" loss scale " in line for line in lines)
+    assert lines[0].endswith(" skipped") or " loss scale 65536" in lines[0]
 
 
 @pytest.mark.parametrize(

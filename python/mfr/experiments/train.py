@@ -763,11 +763,15 @@ PROGRESS_LINE_SECONDS = 30.0
 
 
 def _progress_line(c: TrainConfig, step: int, row: Mapping[str, Any], elapsed: float, done: int) -> str:
-    """``mfr train: mfr step 120/300 (40%) loss 1.23 img/s 210 ETA 2m14s``."""
+    """``mfr train: mfr step 120/300 (40%) loss 1.23 img/s 210 ETA 2m14s`` (float16 training adds
+    ``loss scale 2048``, and ``skipped`` on a step its overflow skipped)."""
     eta = elapsed / max(1, done) * (c.steps - step)
+    scale = (
+        f" loss scale {row['loss_scale']:g}{' skipped' if row.get('skipped') else ''}" if "loss_scale" in row else ""
+    )
     return (
         f"mfr train: {c.method} step {step}/{c.steps} ({step / c.steps:.0%}) loss {row.get('loss', math.nan):.4g} "
-        f"img/s {row.get('images_per_s', math.nan):.0f} ETA {int(eta // 60)}m{int(eta % 60):02d}s"
+        f"img/s {row.get('images_per_s', math.nan):.0f} ETA {int(eta // 60)}m{int(eta % 60):02d}s{scale}"
     )
 
 
