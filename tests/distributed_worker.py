@@ -2,6 +2,7 @@
 variables set by hand: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Usage:
 ``python distributed_worker.py TASK OUT_DIR``; results go to OUT_DIR/rank<r>.*"""
 
+import faulthandler
 import json
 import os
 import sys
@@ -10,6 +11,8 @@ import time
 import torch
 from cli_args import TINY
 
+# A rank that aborts (SIGABRT from C++) prints where: its Python stacks, in the stderr the test shows.
+faulthandler.enable(all_threads=True)
 torch.set_num_threads(1)
 
 import mfr  # noqa: E402
@@ -127,6 +130,12 @@ def main():
     # Leave the group before the interpreter exits, as the CLI does: tearing gloo down during
     # interpreter shutdown could abort a rank ("terminate called without an active exception").
     mfr.experiments.distributed.shutdown()
+    # Then end without interpreter finalization: a rank still aborted there, rarely, in two
+    # fresh-clone CI runs (never in 40 local runs), after its results were written. What these
+    # tests check is the training, not libtorch's static destructors.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
