@@ -35,6 +35,60 @@ def test_report_agrees_with_the_individual_metrics():
     assert rep.ci == {}
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("genuine", [0.5, 0.01])
+def test_large_report_equals_sklearn_at_every_thread_count(dtype, genuine):
+    # Large enough for the fused sort-and-check and for the walk split over threads; rounded so
+    # runs of tied scores straddle the split points.
+    from sklearn.metrics import roc_curve as sk_roc_curve
+
+    rng = np.random.default_rng(7)
+    n = 400_000
+    scores = np.round(rng.standard_normal(n), 4).astype(dtype)
+    labels = rng.random(n) < genuine
+    fars = (1e-5, 1e-3, 1e-2, 1e-1)
+    reports = []
+    try:
+        for threads in (1, 2, 3):
+            mfr.set_num_threads(threads)
+            reports.append(verification_report(scores, labels, fars=fars))
+    finally:
+        mfr.set_num_threads(0)
+    fpr, tpr, thr = sk_roc_curve(labels, scores, drop_intermediate=True)
+    for rep in reports:
+        np.testing.assert_array_equal(rep.fpr, fpr)
+        np.testing.assert_array_equal(rep.tpr, tpr)
+        np.testing.assert_array_equal(rep.thresholds[1:], thr[1:].astype(np.float64))
+        assert rep.auc == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+        assert rep.auc == roc_auc(scores, labels)
+        assert (rep.eer, rep.eer_threshold) == eer(scores, labels)
+        assert rep.tar_at_far == tar_at_far(scores, labels, fars)
+        assert (rep.best_accuracy, rep.best_accuracy_threshold) == (
+            reports[0].best_accuracy,
+            reports[0].best_accuracy_threshold,
+        )
+    t = reports[0].best_accuracy_threshold
+    assert np.mean((scores >= t) == labels) == pytest.approx(reports[0].best_accuracy, abs=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_large_report_names_bad_input(dtype):
+    # The checks ride on the sort's first read at this size: the messages stay the checks' own.
+    n = 300_000
+    scores = np.linspace(-1, 1, n).astype(dtype)
+    labels = (np.arange(n) % 3 == 0).astype(np.uint8)
+    bad = scores.copy()
+    bad[123_456] = np.nan
+    with pytest.raises(mfr.InvalidInputError, match="scores must be finite, got NaN at index 123456"):
+        verification_report(bad, labels)
+    wrong = labels.copy()
+    wrong[200_001] = 2
+    with pytest.raises(mfr.InvalidInputError, match="labels must be 0/1 or bool, got value 2 at index 200001"):
+        verification_report(scores, wrong)
+    with pytest.raises(mfr.InvalidInputError, match="no impostor"):
+        verification_report(scores, np.ones(n, bool))
+
+
 def test_report_outputs_table_dict_and_plots(tmp_path):
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")

@@ -17,6 +17,7 @@ pub trait Score: Copy + Send + Sync + std::fmt::Display + 'static {
 /// An order-preserving key of a finite score: never 0 (0 marks an exhausted side in the ROC walk).
 pub trait SortKey: Copy + Ord + Default + Send + Sync + 'static {
     const BITS: u32;
+    const MAX: Self;
     fn to_u64(self) -> u64;
     /// The score the key came from, as float64 (exact for both widths).
     fn value(self) -> f64;
@@ -56,6 +57,7 @@ impl Score for f32 {
 
 impl SortKey for u64 {
     const BITS: u32 = 64;
+    const MAX: u64 = u64::MAX;
     #[inline]
     fn to_u64(self) -> u64 {
         self
@@ -71,6 +73,7 @@ impl SortKey for u64 {
 
 impl SortKey for u32 {
     const BITS: u32 = 32;
+    const MAX: u32 = u32::MAX;
     #[inline]
     fn to_u64(self) -> u64 {
         self as u64

@@ -7,6 +7,7 @@ pub mod identification;
 pub mod kfold;
 pub mod radix;
 pub mod roc;
+pub mod summary;
 
 pub use binary::{BinaryScores, Score, SortKey};
 pub use bootstrap::{bootstrap, group_counts, Groups, ScoreRuns};

@@ -189,6 +189,19 @@ fn bucket_slices<'a, K>(v: &'a mut [K], starts: &[usize], out: &mut Vec<&'a mut 
     }
 }
 
+/// Appends the buckets of `v` (bounded by `starts`, laid out by `layout`) that hold more than one
+/// key to `out`, each with the range its keys lie in: `[base, base + 2^bits)`.
+fn ranged_buckets<'a, K>(v: &'a mut [K], starts: &[usize], layout: Layout, out: &mut Vec<(&'a mut [K], u64, u32)>) {
+    let mut rest = v;
+    for (b, w) in starts.windows(2).enumerate() {
+        let (head, tail) = rest.split_at_mut(w[1] - w[0]);
+        if head.len() > 1 {
+            out.push((head, layout.lo + ((b as u64) << layout.shift), layout.shift));
+        }
+        rest = tail;
+    }
+}
+
 /// The sorted genuine and impostor keys.
 pub type SortedPair<K> = (Vec<K>, Vec<K>);
 
@@ -201,14 +214,15 @@ struct Layout {
 }
 
 impl Layout {
-    /// About 64 keys per bucket, between 2^8 and 2^16 buckets, over the bits where keys differ
-    /// (as [`sort_keys`]).
+    /// About 2,000 keys per bucket, between 2^8 and 2^11 buckets, over the bits where keys differ:
+    /// few enough buckets that the scatter's write streams stay in cache, small enough buckets
+    /// that each is sorted in cache ([`sort_bucket`]).
     fn new(n: usize, lo: u64, hi: u64) -> Layout {
         if n == 0 || lo >= hi {
             return Layout { lo: lo.min(hi), shift: 0, buckets: 1 };
         }
         let span_bits = 64 - (hi - lo).leading_zeros();
-        let bucket_bits = (usize::BITS - n.leading_zeros()).saturating_sub(6).clamp(8, 16).min(span_bits);
+        let bucket_bits = (usize::BITS - n.leading_zeros()).saturating_sub(11).clamp(8, 11).min(span_bits);
         Layout { lo, shift: span_bits - bucket_bits, buckets: 1 << bucket_bits }
     }
 
@@ -216,6 +230,81 @@ impl Layout {
     fn bucket(&self, key: u64) -> usize {
         ((key - self.lo) >> self.shift) as usize
     }
+}
+
+/// Sorts one bucket, whose keys lie in `[base, base + 2^bits)`, in cache: a two-digit LSD radix
+/// sort (one read for both digits' counts, two scatters through `scratch`) over the bucket's top
+/// bits, about twice as many as the bucket has keys, which leaves keys that share those bits
+/// (rare unless scores cluster) to an insertion sort; should that one find many, the bucket is
+/// comparison-sorted instead.
+fn sort_bucket<K: SortKey>(v: &mut [K], base: u64, bits: u32, scratch: &mut Vec<K>, counts: &mut Vec<u32>) {
+    let n = v.len();
+    if bits == 0 {
+        return; // one key value
+    }
+    if n <= 32 || n > u32::MAX as usize {
+        if n > 32 || !insertion_sort(v, usize::MAX) {
+            v.sort_unstable();
+        }
+        return;
+    }
+    let digit = (usize::BITS - 1 - n.leading_zeros()).saturating_sub(1).clamp(4, 11);
+    let window = bits.min(2 * digit);
+    let (low, high) = (window / 2, window - window / 2);
+    let shift = bits - window;
+    let top = |k: K| ((k.to_u64() - base) >> shift) as usize;
+    let mask = (1usize << low) - 1;
+    counts.clear();
+    counts.resize((1 << low) + (1 << high), 0);
+    let (c1, c2) = counts.split_at_mut(1 << low);
+    for &k in v.iter() {
+        let r = top(k);
+        c1[r & mask] += 1;
+        c2[r >> low] += 1;
+    }
+    let exclusive = |c: &mut [u32]| {
+        let mut sum = 0;
+        for x in c.iter_mut() {
+            (*x, sum) = (sum, sum + *x);
+        }
+    };
+    exclusive(c1);
+    exclusive(c2);
+    scratch.clear();
+    scratch.resize(n, K::default());
+    for &k in v.iter() {
+        let at = &mut c1[top(k) & mask];
+        scratch[*at as usize] = k;
+        *at += 1;
+    }
+    for &k in scratch.iter() {
+        let at = &mut c2[top(k) >> low];
+        v[*at as usize] = k;
+        *at += 1;
+    }
+    if shift > 0 && !insertion_sort(v, 4 * n) {
+        v.sort_unstable();
+    }
+}
+
+/// Insertion sort, linear on nearly sorted keys; gives up (returning false, `v` still a
+/// permutation) once it has moved keys `budget` times.
+fn insertion_sort<K: SortKey>(v: &mut [K], budget: usize) -> bool {
+    let mut moves = 0;
+    for i in 1..v.len() {
+        let k = v[i];
+        let mut j = i;
+        while j > 0 && v[j - 1] > k {
+            v[j] = v[j - 1];
+            j -= 1;
+        }
+        v[j] = k;
+        moves += i - j;
+        if moves > budget {
+            return false;
+        }
+    }
+    true
 }
 
 /// Per-chunk offsets of every bucket of one class, the buckets' starts, and its largest bucket.
@@ -236,90 +325,112 @@ fn offsets(hists: &[Vec<usize>], buckets: usize) -> (Vec<Vec<usize>>, Vec<usize>
     (offsets, starts, largest)
 }
 
+/// What [`split_sorted`] found.
+pub enum Split<K> {
+    /// The genuine and impostor keys, each sorted ascending.
+    Sorted(Vec<K>, Vec<K>),
+    /// A score is not finite or a label not 0/1 (the caller's checks say which, and where).
+    Invalid,
+    /// The keys pile into a few buckets (a far outlier stretches a class's range): the caller
+    /// splits and uses [`sort_keys`], whose digit-by-digit fallback stays linear there.
+    PiledUp,
+}
+
 /// The genuine (label 1) and impostor keys of `scores`, each sorted ascending, straight from the
-/// scores: a read for each class's count and key range, a read for each chunk's bucket
-/// histograms, one scatter of every key into its bucket's place, then every bucket (mostly a few
-/// dozen keys, in cache) sorted on its own. The keys are never written in input order first, which
-/// saves a write and two reads of them against splitting and then sorting. `None` when the keys pile
-/// into a few buckets (a far outlier stretches a class's range): the caller then splits and uses
-/// [`sort_keys`], whose digit-by-digit fallback stays linear there.
-pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Option<SortedPair<S::Key>> {
+/// scores: a read for each class's count and key range (which also checks the input), a read for
+/// each chunk's bucket histograms, one scatter of every key into its bucket's place, then every
+/// bucket (a few thousand keys, in cache) sorted on its own. The keys are never written in input
+/// order first, which saves a write and two reads of them against splitting and then sorting.
+pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
     let n = scores.len();
     let chunk_len = n.div_ceil(rayon::current_num_threads().max(1)).max(1 << 14);
-    let none = (u64::MAX, 0u64);
-    let widen = |(a, b): (u64, u64), k: u64| (a.min(k), b.max(k));
-    let merge = |(a, b): (u64, u64), (c, d): (u64, u64)| (a.min(c), b.max(d));
-    // (genuine count, genuine key range, impostor key range) per chunk
-    type Range = (u64, u64);
-    let stats: Vec<(usize, Range, Range)> = scores
+    // Per chunk: genuine count, whether anything is invalid, and both classes' key ranges as
+    // [genuine min, genuine max, impostor min, impostor max], in keys of the scores' own width
+    // (32-bit minima and maxima vectorize).
+    let stats: Vec<(usize, bool, [S::Key; 4])> = scores
         .par_chunks(chunk_len)
         .zip(labels.par_chunks(chunk_len))
         .map(|(s, l)| {
-            let (mut g, mut rp, mut rn) = (0usize, none, none);
+            let (mut g, mut bad) = (0usize, false);
+            let zero = S::Key::default();
+            let mut r = [S::Key::MAX, zero, S::Key::MAX, zero];
+            // Without branches on the label (a coin flip for balanced pairs): each key widens its
+            // class's range and leaves the other's unchanged through a neutral value.
             for (&x, &y) in s.iter().zip(l) {
-                let k = x.key().to_u64();
-                if y == 1 {
-                    g += 1;
-                    rp = widen(rp, k);
-                } else {
-                    rn = widen(rn, k);
-                }
+                let k = x.key();
+                let genuine = y == 1;
+                bad |= (y > 1) | !x.is_finite();
+                g += usize::from(genuine);
+                r[0] = r[0].min(if genuine { k } else { S::Key::MAX });
+                r[1] = r[1].max(if genuine { k } else { zero });
+                r[2] = r[2].min(if genuine { S::Key::MAX } else { k });
+                r[3] = r[3].max(if genuine { zero } else { k });
             }
-            (g, rp, rn)
+            (g, bad, r)
         })
         .collect();
+    if stats.iter().any(|s| s.1) {
+        return Split::Invalid;
+    }
     let n_pos: usize = stats.iter().map(|s| s.0).sum();
-    let range_pos = stats.iter().map(|s| s.1).fold(none, merge);
-    let range_neg = stats.iter().map(|s| s.2).fold(none, merge);
+    let lo = |i: usize| stats.iter().map(|s| s.2[i].to_u64()).min().unwrap_or(u64::MAX);
+    let hi = |i: usize| stats.iter().map(|s| s.2[i].to_u64()).max().unwrap_or(0);
+    let (range_pos, range_neg) = ((lo(0), hi(1)), (lo(2), hi(3)));
     let layout = [Layout::new(n_pos, range_pos.0, range_pos.1), Layout::new(n - n_pos, range_neg.0, range_neg.1)];
-    let hists: Vec<[Vec<usize>; 2]> = scores
+    // One flat histogram per chunk, genuine buckets first: a key's slot is found by arithmetic on
+    // its label, never by a branch (the label is a coin flip for balanced pairs).
+    let split = layout[0].buckets;
+    let slot = |x: S, y: u8| {
+        let side = usize::from(y != 1);
+        side * split + layout[side].bucket(x.key().to_u64())
+    };
+    let hists: Vec<Vec<usize>> = scores
         .par_chunks(chunk_len)
         .zip(labels.par_chunks(chunk_len))
         .map(|(s, l)| {
-            let mut h = [vec![0usize; layout[0].buckets], vec![0usize; layout[1].buckets]];
+            let mut h = vec![0usize; split + layout[1].buckets];
             for (&x, &y) in s.iter().zip(l) {
-                let side = usize::from(y != 1);
-                h[side][layout[side].bucket(x.key().to_u64())] += 1;
+                h[slot(x, y)] += 1;
             }
             h
         })
         .collect();
     let per_side = |side: usize| {
-        let h: Vec<Vec<usize>> = hists.iter().map(|h| h[side].clone()).collect();
+        let h: Vec<Vec<usize>> =
+            hists.iter().map(|h| if side == 0 { h[..split].to_vec() } else { h[split..].to_vec() }).collect();
         offsets(&h, layout[side].buckets)
     };
     let ((off_pos, starts_pos, big_pos), (off_neg, starts_neg, big_neg)) = (per_side(0), per_side(1));
     if piled_up(big_pos, n_pos) || piled_up(big_neg, n - n_pos) {
-        return None;
+        return Split::PiledUp;
     }
+    let offsets: Vec<Vec<usize>> = off_pos.into_iter().zip(off_neg).map(|(p, q)| [p, q].concat()).collect();
     let mut pos: Vec<S::Key> = crate::heap::with_capacity_huge(n_pos);
     let mut neg: Vec<S::Key> = crate::heap::with_capacity_huge(n - n_pos);
     let out = [SharedOut(pos.as_mut_ptr()), SharedOut(neg.as_mut_ptr())];
-    scores.par_chunks(chunk_len).zip(labels.par_chunks(chunk_len)).zip(off_pos.into_par_iter().zip(off_neg)).for_each(
-        |((s, l), (mut op, mut on))| {
-            let out = &out;
-            for (&x, &y) in s.iter().zip(l) {
-                let key = x.key();
-                let side = usize::from(y != 1);
-                let b = layout[side].bucket(key.to_u64());
-                let off = if side == 0 { &mut op[b] } else { &mut on[b] };
-                // SAFETY: the ranges given by the offsets are disjoint across chunks and buckets
-                // and together cover each class's vector exactly once.
-                unsafe { *out[side].0.add(*off) = key };
-                *off += 1;
-            }
-        },
-    );
+    scores.par_chunks(chunk_len).zip(labels.par_chunks(chunk_len)).zip(offsets).for_each(|((s, l), mut off)| {
+        let out = &out;
+        for (&x, &y) in s.iter().zip(l) {
+            let at = slot(x, y);
+            // SAFETY: the ranges given by the offsets are disjoint across chunks and buckets and
+            // together cover each class's vector exactly once.
+            unsafe { *out[usize::from(y != 1)].0.add(off[at]) = x.key() };
+            off[at] += 1;
+        }
+    });
     // SAFETY: every slot below the lengths was written by the scatter.
     unsafe {
         pos.set_len(n_pos);
         neg.set_len(n - n_pos);
     }
-    let mut slices: Vec<&mut [S::Key]> = Vec::new();
-    bucket_slices(&mut pos, &starts_pos, &mut slices);
-    bucket_slices(&mut neg, &starts_neg, &mut slices);
-    slices.into_par_iter().with_min_len(64).for_each(|s| s.sort_unstable());
-    Some((pos, neg))
+    let mut buckets: Vec<(&mut [S::Key], u64, u32)> = Vec::new();
+    ranged_buckets(&mut pos, &starts_pos, layout[0], &mut buckets);
+    ranged_buckets(&mut neg, &starts_neg, layout[1], &mut buckets);
+    buckets.into_par_iter().with_min_len(8).for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(scratch, counts), (s, base, bits)| sort_bucket(s, base, bits, scratch, counts),
+    );
+    Split::Sorted(pos, neg)
 }
 
 struct SharedOut<K>(*mut K);
@@ -395,7 +506,7 @@ mod tests {
                 let scores: Vec<f64> =
                     (0..n).map(|_| (lcg(&mut seed) >> 11) as f64 / (1u64 << 53) as f64 * spread).collect();
                 let labels: Vec<u8> = (0..n).map(|i| u8::from(lcg(&mut seed) % 10 < 3 || i % 7 == 0)).collect();
-                let (pos, neg) = split_sorted(&scores, &labels).expect("even buckets");
+                let Split::Sorted(pos, neg) = split_sorted(&scores, &labels) else { panic!("even buckets") };
                 let mut expect_pos: Vec<u64> =
                     scores.iter().zip(&labels).filter(|p| *p.1 == 1).map(|p| p.0.key()).collect();
                 let mut expect_neg: Vec<u64> =
@@ -404,15 +515,24 @@ mod tests {
                 expect_neg.sort_unstable();
                 assert_eq!((pos, neg), (expect_pos, expect_neg), "n={n} spread={spread}");
                 let narrow: Vec<f32> = scores.iter().map(|&x| x as f32).collect();
-                let (pos, _) = split_sorted(&narrow, &labels).expect("even buckets");
+                let Split::Sorted(pos, _) = split_sorted(&narrow, &labels) else { panic!("even buckets") };
                 assert!(pos.windows(2).all(|w| w[0] <= w[1]));
             }
         }
         let mut outlier: Vec<f64> = (0..100_000).map(|i| 1.0 + i as f64 * 1e-9).collect();
         outlier[3] = 1e300;
-        assert!(split_sorted(&outlier, &vec![0u8; 100_000]).is_none()); // piled up: the caller falls back
-        let one_class = split_sorted(&outlier[..70_000], &vec![1u8; 70_000]);
-        assert!(one_class.is_none() || one_class.unwrap().1.is_empty());
+        assert!(matches!(split_sorted(&outlier, &vec![0u8; 100_000]), Split::PiledUp)); // the caller falls back
+        match split_sorted(&outlier[..70_000], &vec![1u8; 70_000]) {
+            Split::Sorted(_, neg) => assert!(neg.is_empty()),
+            Split::PiledUp => {}
+            Split::Invalid => panic!("valid input"),
+        }
+        let mut bad = outlier.clone();
+        bad[99_999] = f64::NAN;
+        assert!(matches!(split_sorted(&bad, &vec![0u8; 100_000]), Split::Invalid));
+        let mut labels = vec![0u8; 100_000];
+        labels[5] = 2;
+        assert!(matches!(split_sorted(&outlier, &labels), Split::Invalid));
     }
 
     #[test]

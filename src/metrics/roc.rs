@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::binary::{BinaryScores, Score, SortKey};
-use super::radix::{sort_keys, split_sorted};
+use super::radix::{sort_keys, split_sorted, Split};
 use crate::error::{MfrError, Result};
 use crate::heap::with_capacity_huge as huge;
 use crate::threads;
@@ -85,14 +85,38 @@ impl SortedScores {
     pub fn new<S: Score>(input: &BinaryScores<'_, S>) -> Result<Self> {
         let (scores, labels) = (input.scores, input.labels);
         threads::install(|| {
-            let fused = if scores.len() >= 1 << 16 { split_sorted(scores, labels) } else { None };
-            let (pos, neg) = fused.unwrap_or_else(|| {
-                let (mut pos, mut neg) = split_keys(scores, labels);
-                rayon::join(|| sort_keys(&mut pos), || sort_keys(&mut neg));
-                (pos, neg)
-            });
-            S::Key::sorted(pos, neg)
+            if scores.len() >= 1 << 16 {
+                if let Split::Sorted(pos, neg) = split_sorted(scores, labels) {
+                    return S::Key::sorted(pos, neg);
+                }
+            }
+            Self::split_then_sort(scores, labels)
         })
+    }
+
+    /// Checks the input as [`BinaryScores::new`] does and sorts it, the checks riding on the
+    /// sort's first read of the scores (one read of them fewer). Errors are the checks' own.
+    pub fn checked<S: Score>(func: &str, scores: &[S], labels: &[u8], need_both_classes: bool) -> Result<Self> {
+        if scores.len() >= 1 << 16 && scores.len() == labels.len() {
+            match threads::install(|| split_sorted(scores, labels))? {
+                Split::Sorted(pos, neg) if !(need_both_classes && (pos.is_empty() || neg.is_empty())) => {
+                    return Ok(S::Key::sorted(pos, neg));
+                }
+                Split::PiledUp => {
+                    BinaryScores::new(func, scores, labels, need_both_classes)?;
+                    return threads::install(|| Self::split_then_sort(scores, labels));
+                }
+                // The checks below name what is wrong.
+                Split::Sorted(..) | Split::Invalid => {}
+            }
+        }
+        Self::new(&BinaryScores::new(func, scores, labels, need_both_classes)?)
+    }
+
+    fn split_then_sort<S: Score>(scores: &[S], labels: &[u8]) -> Self {
+        let (mut pos, mut neg) = split_keys(scores, labels);
+        rayon::join(|| sort_keys(&mut pos), || sort_keys(&mut neg));
+        S::Key::sorted(pos, neg)
     }
 
     pub(crate) fn wide(pos: Vec<u64>, neg: Vec<u64>) -> Self {
@@ -117,6 +141,14 @@ impl SortedScores {
         }
     }
 
+    /// The sorted keys themselves, for walks written for one key width.
+    pub(crate) fn keys(&self) -> KeySlices<'_> {
+        match &self.keys {
+            Keys::Wide { pos, neg } => KeySlices::Wide(pos, neg),
+            Keys::Narrow { pos, neg } => KeySlices::Narrow(pos, neg),
+        }
+    }
+
     /// ROC points by decreasing threshold, one per distinct score (the (0, 0) point at +inf excluded).
     pub fn points(&self) -> RocPoints<'_> {
         match &self.keys {
@@ -124,6 +156,12 @@ impl SortedScores {
             Keys::Narrow { pos, neg } => RocPoints::Narrow(Walk::new(pos, neg)),
         }
     }
+}
+
+/// Sorted genuine and impostor keys, borrowed.
+pub(crate) enum KeySlices<'a> {
+    Wide(&'a [u64], &'a [u64]),
+    Narrow(&'a [u32], &'a [u32]),
 }
 
 /// The merge walk over sorted keys of either width.
@@ -341,52 +379,6 @@ pub fn best_accuracy(sorted: &SortedScores) -> (f64, f64) {
     m.finish()
 }
 
-/// Everything a verification report shows, from one walk over the sorted scores.
-pub struct Summary {
-    pub curve: (Vec<f64>, Vec<f64>, Vec<f64>),
-    pub auc: f64,
-    pub eer: (f64, f64),
-    pub tar_at_far: Vec<(f64, f64)>,
-    pub best_accuracy: (f64, f64),
-}
-
-pub fn summarize(sorted: &SortedScores, fars: &[f64], drop_intermediate: bool) -> Result<Summary> {
-    let (n_pos, n_neg) = (sorted.n_pos(), sorted.n_neg());
-    let (mut auc, mut eer, mut acc) = (Auc::default(), Eer::new(n_pos, n_neg), BestAccuracy::new(n_pos, n_neg));
-    let mut tar = TarAtFar::new(n_pos, n_neg, fars)?;
-    // Two walks on two threads: writing the curve (up to three float64s per score) costs as much
-    // as every other metric together, so it gets a walk of its own.
-    let (curve, ()) = threads::install(|| {
-        rayon::join(
-            || {
-                let mut curve = Curve::new(n_pos, n_neg, drop_intermediate);
-                sorted.points().for_each(|p| curve.push(&p));
-                curve.finish()
-            },
-            || {
-                let (mut eer_done, mut tar_done) = (false, false);
-                sorted.points().for_each(|p| {
-                    auc.push(&p);
-                    acc.push(&p);
-                    if !eer_done {
-                        eer_done = eer.push(&p);
-                    }
-                    if !tar_done {
-                        tar_done = tar.push(&p);
-                    }
-                })
-            },
-        )
-    })?;
-    Ok(Summary {
-        curve,
-        auc: auc.finish(n_pos, n_neg),
-        eer: eer.finish(),
-        tar_at_far: tar.finish(),
-        best_accuracy: acc.finish(),
-    })
-}
-
 // Each metric below consumes ROC points by decreasing threshold (cumulative counts), so one walk
 // can feed several of them; `push` returns true once the metric can no longer change.
 
@@ -399,6 +391,11 @@ pub struct Auc {
 }
 
 impl Auc {
+    /// The accumulator holding a given twice-area (summed over parts of a walk).
+    pub fn from_twice_area(twice_area: u128) -> Self {
+        Auc { twice_area, prev_tp: 0, prev_fp: 0 }
+    }
+
     #[inline]
     pub fn push(&mut self, p: &RocPoint) {
         self.twice_area += u128::from(p.fp - self.prev_fp) * u128::from(p.tp + self.prev_tp);
@@ -496,7 +493,7 @@ impl TarAtFar {
     }
 
     /// max k with `k as f64 / n as f64 <= far`, exactly as that float comparison decides.
-    fn limit(far: f64, n: u64) -> u64 {
+    pub(crate) fn limit(far: f64, n: u64) -> u64 {
         let nf = n as f64;
         let mut k = ((far * nf).floor() as u64).min(n);
         while k > 0 && k as f64 / nf > far {

@@ -65,9 +65,9 @@ fn pair_scores<'py>(
 fn sort_native(func: &str, s: &Tensor, l: &Tensor) -> crate::Result<SortedScores> {
     let labels = host_slice::<u8>(func, "labels", l)?;
     if s.kind() == tch::Kind::Float {
-        SortedScores::new(&BinaryScores::new(func, host_slice::<f32>(func, "scores", s)?, labels, true)?)
+        SortedScores::checked(func, host_slice::<f32>(func, "scores", s)?, labels, true)
     } else {
-        SortedScores::new(&BinaryScores::new(func, host_slice::<f64>(func, "scores", s)?, labels, true)?)
+        SortedScores::checked(func, host_slice::<f64>(func, "scores", s)?, labels, true)
     }
 }
 
@@ -309,12 +309,12 @@ fn verification_summary<'py>(
         check_memory(F, &format!("n_bootstrap={n_boot} resamples"), product(&[n_boot as u128, row_bytes]))?;
         let out = without_gil(py, move || {
             let sorted = sort_native(F, &s, &l)?;
-            let summary = metrics::roc::summarize(&sorted, &fars, true)?;
             let counts = (sorted.n_pos(), sorted.n_neg());
-            let boot = if n_boot == 0 {
-                Vec::new()
+            // The resamples' runs first: the summary takes the sorted keys (and frees them early).
+            let runs = if n_boot == 0 {
+                None
             } else {
-                let runs = match &g {
+                Some(match &g {
                     None => metrics::ScoreRuns::from_sorted(&sorted),
                     Some(g) => {
                         // The group bootstrap's own sort keys float64 scores (float32 widen exactly).
@@ -330,14 +330,17 @@ fn verification_summary<'py>(
                             &metrics::Groups { first: g, second: g2.as_deref(), n_groups },
                         )?
                     }
-                };
-                drop(sorted);
-                metrics::bootstrap(&runs, n_boot, seed, &fars)?
+                })
+            };
+            let summary = metrics::summary::summarize(sorted, &fars, true)?;
+            let boot = match runs {
+                None => Vec::new(),
+                Some(runs) => metrics::bootstrap(&runs, n_boot, seed, &fars)?,
             };
             Ok((summary, counts, boot))
         })?;
         let (
-            metrics::roc::Summary { curve: (fpr, tpr, thr), auc, eer, tar_at_far: tar, best_accuracy },
+            metrics::summary::Summary { curve: (fpr, tpr, thr), auc, eer, tar_at_far: tar, best_accuracy },
             (n_genuine, n_impostor),
             boot,
         ) = out;

@@ -1,0 +1,459 @@
+//! The verification report from the sorted scores: the curve, AUC and best accuracy from one merge
+//! walk split into key ranges walked in parallel, EER and TAR@FAR by binary search.
+//!
+//! The walk is the report's largest cost after the sort, so it is written for it: one iteration per
+//! key taken from either side, no branch on which side holds the next key, on whether a point is
+//! complete (ties are common in float32 scores) or on whether the curve keeps it, and all metrics
+//! that need every point (curve, AUC, best accuracy) computed in that same iteration. EER and TAR
+//! at a FAR depend on one or two points that counting on the sorted keys finds directly. Results
+//! equal the streaming metrics of [`super::roc`] exactly (tested).
+
+use super::binary::SortKey;
+use super::roc::{eer, tar_at_far, validate_fars, SortedScores, TarAtFar};
+use crate::error::Result;
+use crate::heap::with_capacity_huge as huge;
+use crate::threads;
+
+/// Everything a verification report shows.
+pub struct Summary {
+    pub curve: (Vec<f64>, Vec<f64>, Vec<f64>),
+    pub auc: f64,
+    pub eer: (f64, f64),
+    pub tar_at_far: Vec<(f64, f64)>,
+    pub best_accuracy: (f64, f64),
+}
+
+/// Below this many scores one walk is faster than splitting it.
+const PARALLEL_MIN: usize = 1 << 18;
+
+/// The report of `sorted` (the curve as [`super::roc::roc_curve`] gives it). Takes the sorted keys
+/// so it can free them before it joins the curve's parts: the peak holds keys or copies, not both.
+pub fn summarize(sorted: SortedScores, fars: &[f64], drop_intermediate: bool) -> Result<Summary> {
+    validate_fars("tar_at_far", fars)?;
+    let (n_pos, n_neg) = (sorted.n_pos(), sorted.n_neg());
+    if n_pos == 0 || n_neg == 0 {
+        // Degenerate (a class missing): the streaming metrics define every value there.
+        let curve = super::roc::roc_curve(&sorted, drop_intermediate);
+        let auc = super::roc::roc_auc(&sorted);
+        let best_accuracy = super::roc::best_accuracy(&sorted);
+        return Ok(Summary { curve, auc, eer: eer(&sorted), tar_at_far: tar_at_far(&sorted, fars)?, best_accuracy });
+    }
+    let segments = if (n_pos + n_neg) as usize >= PARALLEL_MIN { threads::num_threads().max(1) } else { 1 };
+    let (parts, eer, tar) = threads::install(|| match sorted.keys() {
+        super::roc::KeySlices::Wide(pos, neg) => report_keys(pos, neg, fars, drop_intermediate, segments),
+        super::roc::KeySlices::Narrow(pos, neg) => report_keys(pos, neg, fars, drop_intermediate, segments),
+    })??;
+    drop(sorted);
+    let mut twice_area = 0u128;
+    let mut best: (i64, f64) = (0, f64::INFINITY);
+    for part in &parts {
+        twice_area += part.twice_area;
+        if part.best.0 > best.0 {
+            best = part.best; // strictly better only: ties keep the earlier, higher threshold
+        }
+    }
+    let curve = threads::install(|| join_curve(parts))?;
+    let auc = super::roc::Auc::from_twice_area(twice_area).finish(n_pos, n_neg);
+    let best_accuracy = ((n_neg as i64 + best.0) as f64 / (n_pos + n_neg) as f64, best.1);
+    Ok(Summary { curve, auc, eer, tar_at_far: tar, best_accuracy })
+}
+
+/// Counts at a threshold: genuine and impostor keys `>=` it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Counts {
+    tp: u64,
+    fp: u64,
+}
+
+/// Number of keys of the ascending `v` that are `>= t`.
+fn at_least<K: SortKey>(v: &[K], t: u64) -> u64 {
+    (v.len() - v.partition_point(|x| x.to_u64() < t)) as u64
+}
+
+fn counts_at<K: SortKey>(pos: &[K], neg: &[K], t: u64) -> Counts {
+    Counts { tp: at_least(pos, t), fp: at_least(neg, t) }
+}
+
+/// The smallest key of either side above `t`.
+fn next_above<K: SortKey>(pos: &[K], neg: &[K], t: u64) -> Option<K> {
+    let first = |v: &[K]| v.get(v.partition_point(|x| x.to_u64() <= t)).copied();
+    match (first(pos), first(neg)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The largest key of either side below `t`.
+fn next_below<K: SortKey>(pos: &[K], neg: &[K], t: u64) -> Option<K> {
+    let last = |v: &[K]| v.partition_point(|x| x.to_u64() < t).checked_sub(1).map(|i| v[i]);
+    last(pos).max(last(neg))
+}
+
+type Parts = (Vec<Part>, (f64, f64), Vec<(f64, f64)>);
+
+fn report_keys<K: SortKey>(pos: &[K], neg: &[K], fars: &[f64], drop: bool, segments: usize) -> Result<Parts> {
+    let (n_pos, n_neg) = (pos.len() as u64, neg.len() as u64);
+    let bounds = split_points(pos, neg, segments);
+    let pieces: Vec<Segment<'_, K>> = bounds
+        .windows(2)
+        .filter_map(|w| {
+            // Keys in [lo, hi); hi None is +inf.
+            let (hi, lo) = (w[0], w[1].expect("only the first bound is +inf"));
+            let idx = |v: &[K], t: Option<u64>| t.map_or(v.len(), |t| v.partition_point(|x| x.to_u64() < t));
+            let (p_hi, n_hi) = (idx(pos, hi), idx(neg, hi));
+            let (p_lo, n_lo) = (idx(pos, Some(lo)), idx(neg, Some(lo)));
+            if p_hi == p_lo && n_hi == n_lo {
+                return None;
+            }
+            let after = next_below(pos, neg, lo).map(|key| counts_at(pos, neg, key.to_u64()));
+            Some(Segment {
+                pos: &pos[p_lo..p_hi],
+                neg: &neg[n_lo..n_hi],
+                start: Counts { tp: n_pos - p_hi as u64, fp: n_neg - n_hi as u64 },
+                first: p_hi == pos.len() && n_hi == neg.len(),
+                after,
+            })
+        })
+        .collect();
+    // Every segment but the first holds its points after the first's: only the first writes into
+    // the buffers the curve is returned in (room for all points, plus the (0, 0) start).
+    let total = pos.len() + neg.len();
+    let mut parts: Vec<Part> = Vec::with_capacity(pieces.len());
+    let ((), (eer_value, tar)) = rayon::join(
+        || {
+            use rayon::prelude::*;
+            pieces
+                .par_iter()
+                .enumerate()
+                .map(|(k, seg)| walk(seg, n_pos, n_neg, drop, if k == 0 { total + 2 } else { seg.len() + 1 }))
+                .collect_into_vec(&mut parts)
+        },
+        || (eer_by_search(pos, neg), tar_by_search(pos, neg, fars)),
+    );
+    Ok((parts, eer_value, tar?))
+}
+
+/// Key bounds `[+inf, s_1, ..., s_{T-1}, 0]` splitting the keys into `segments` ranges of about
+/// equal size (`None` is +inf). A run of equal keys is never split: bounds are key values.
+fn split_points<K: SortKey>(pos: &[K], neg: &[K], segments: usize) -> Vec<Option<u64>> {
+    let total = (pos.len() + neg.len()) as u64;
+    let mut bounds = vec![None];
+    for k in 1..segments as u64 {
+        let target = total * k / segments as u64;
+        // The smallest t with at most `target` keys >= t (the count falls as t grows).
+        let (mut lo, mut hi) = (0u64, u64::MAX);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if at_least(pos, mid) + at_least(neg, mid) <= target {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        bounds.push(Some(lo));
+    }
+    bounds.push(Some(0));
+    bounds
+}
+
+/// A key range of the walk: its keys, the counts above it (the point before its first), and the
+/// point after its last.
+struct Segment<'a, K> {
+    pos: &'a [K],
+    neg: &'a [K],
+    start: Counts,
+    /// Whether this range holds the highest keys (its first point is always kept).
+    first: bool,
+    /// The point after this range's last, `None` for the range of the lowest keys.
+    after: Option<Counts>,
+}
+
+impl<K> Segment<'_, K> {
+    fn len(&self) -> usize {
+        self.pos.len() + self.neg.len()
+    }
+}
+
+/// What one range contributes: its kept curve points, twice its share of the area, and its best
+/// `tp - fp` (with that point's threshold; `(0, +inf)` when no point beats rejecting everything).
+struct Part {
+    fpr: Vec<f64>,
+    tpr: Vec<f64>,
+    thresholds: Vec<f64>,
+    twice_area: u128,
+    best: (i64, f64),
+}
+
+#[inline(always)]
+fn top<K: SortKey>(v: &[K], i: usize) -> K {
+    // Keys of finite scores are never 0, so 0 stands for an exhausted side.
+    if i > 0 {
+        v[i - 1]
+    } else {
+        K::default()
+    }
+}
+
+/// The walk over one range, from its highest key down. Each iteration takes the top key of either
+/// side or both (a tie across sides); a point is complete when the next top differs. Decisions on
+/// the pending point (`mid`, kept where the curve bends: sklearn's second differences, in integers)
+/// are made once its successor is complete, by arithmetic rather than branches.
+fn walk<K: SortKey>(seg: &Segment<'_, K>, n_pos: u64, n_neg: u64, drop: bool, cap: usize) -> Part {
+    let (pn, nn) = (n_pos as f64, n_neg as f64);
+    let (mut fpr, mut tpr, mut thr) = (huge::<f64>(cap), huge::<f64>(cap), huge::<f64>(cap));
+    let mut len = 0usize;
+    let (fo, to, ho) = (fpr.as_mut_ptr(), tpr.as_mut_ptr(), thr.as_mut_ptr());
+    let write = |len: usize, fp: u64, tp: u64, key: f64| {
+        assert!(len < cap, "ROC curve capacity");
+        // SAFETY: len < cap, the vectors' capacity.
+        unsafe {
+            *fo.add(len) = fp as f64; // divided once the walk is done, by a pass that vectorizes
+            *to.add(len) = tp as f64;
+            *ho.add(len) = key;
+        }
+    };
+    if seg.first {
+        write(0, 0, 0, f64::INFINITY);
+        len = 1;
+    }
+    let (pos, neg) = (seg.pos, seg.neg);
+    let (mut i, mut j) = (pos.len(), neg.len());
+    let (mut a, mut b) = (top(pos, i), top(neg, j));
+    let (mut tp, mut fp) = (seg.start.tp, seg.start.fp);
+    // prev: the last decided point; mid: the pending one (none yet: the start stands in, and
+    // `started` says whether mid is real).
+    let (mut ptp, mut pfp) = (tp, fp);
+    let (mut mtp, mut mfp, mut mkey) = (tp, fp, K::default());
+    let mut started = 0u64; // 0 until the first point completes, then 1
+    let mut force = u64::from(seg.first); // the range's first point is kept when it is the curve's first
+    let mut twice_area = 0u128;
+    let (mut best_d, mut best_key) = (0i64, K::default());
+    loop {
+        let key = a.max(b);
+        if key == K::default() {
+            break;
+        }
+        let (ta, tb) = (u64::from(a == key), u64::from(b == key));
+        i -= ta as usize;
+        j -= tb as usize;
+        tp += ta;
+        fp += tb;
+        a = top(pos, i);
+        b = top(neg, j);
+        let complete = u64::from(a.max(b) != key);
+        // Decide mid (if there is one) now that its successor (tp, fp) is complete.
+        let decide = complete & started;
+        let bend = u64::from(ptp + tp != 2 * mtp || pfp + fp != 2 * mfp);
+        let keep = decide & (force | bend | u64::from(!drop));
+        write(len, mfp, mtp, mkey.value());
+        len += keep as usize;
+        twice_area += u128::from((mfp - pfp) * decide) * u128::from(mtp + ptp);
+        let d = mtp as i64 - mfp as i64;
+        let better = decide == 1 && d > best_d;
+        best_d = if better { d } else { best_d };
+        best_key = if better { mkey } else { best_key };
+        force &= !decide & 1;
+        // A completed point becomes mid; the old mid becomes prev (when there was one).
+        let c = complete == 1;
+        let s = decide == 1;
+        ptp = if s { mtp } else { ptp };
+        pfp = if s { mfp } else { pfp };
+        mtp = if c { tp } else { mtp };
+        mfp = if c { fp } else { mfp };
+        mkey = if c { key } else { mkey };
+        started |= complete;
+    }
+    if started == 1 {
+        // The range's last point: decided by the point after it, or kept as the curve's last.
+        let keep = match seg.after {
+            Some(next) => force == 1 || !drop || ptp + next.tp != 2 * mtp || pfp + next.fp != 2 * mfp,
+            None => true,
+        };
+        write(len, mfp, mtp, mkey.value());
+        len += usize::from(keep);
+        twice_area += u128::from(mfp - pfp) * u128::from(mtp + ptp);
+        let d = mtp as i64 - mfp as i64;
+        if d > best_d {
+            (best_d, best_key) = (d, mkey);
+        }
+    }
+    // SAFETY: the first `len` slots were written.
+    unsafe {
+        fpr.set_len(len);
+        tpr.set_len(len);
+        thr.set_len(len);
+    }
+    fpr.iter_mut().for_each(|x| *x /= nn);
+    tpr.iter_mut().for_each(|x| *x /= pn);
+    let best = if best_d > 0 { (best_d, best_key.value()) } else { (0, f64::INFINITY) };
+    Part { fpr, tpr, thresholds: thr, twice_area, best }
+}
+
+/// The parts' curves, in order, in the first part's buffers.
+fn join_curve(parts: Vec<Part>) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let mut parts = parts.into_iter();
+    let first = parts.next().expect("at least one part");
+    let (mut fpr, mut tpr, mut thr) = (first.fpr, first.tpr, first.thresholds);
+    let rest: Vec<Part> = parts.collect();
+    let append = |dst: &mut Vec<f64>, pick: fn(&Part) -> &Vec<f64>| {
+        for p in &rest {
+            dst.extend_from_slice(pick(p)); // within capacity: no reallocation
+        }
+        dst.shrink_to_fit();
+    };
+    rayon::join(
+        || append(&mut fpr, |p| &p.fpr),
+        || rayon::join(|| append(&mut tpr, |p| &p.tpr), || append(&mut thr, |p| &p.thresholds)),
+    );
+    (fpr, tpr, thr)
+}
+
+/// Equal error rate, as [`super::roc::Eer`] finds it walking: the first point (highest key) whose
+/// gap `(P - tp) N - fp P` is `<= 0`, the gap falling as the threshold does, so a binary search on
+/// either side's keys finds it.
+fn eer_by_search<K: SortKey>(pos: &[K], neg: &[K]) -> (f64, f64) {
+    let (n_pos, n_neg) = (pos.len() as u64, neg.len() as u64);
+    let gap = |c: Counts| i128::from(n_pos - c.tp) * i128::from(n_neg) - i128::from(c.fp) * i128::from(n_pos);
+    let settled = |x: &K| gap(counts_at(pos, neg, x.to_u64())) <= 0;
+    let highest = |v: &[K]| v.partition_point(settled).checked_sub(1).map(|i| v[i]);
+    let Some(key) = highest(pos).max(highest(neg)) else {
+        return (f64::NAN, f64::NAN);
+    };
+    let here = counts_at(pos, neg, key.to_u64());
+    let prev = next_above(pos, neg, key.to_u64()).map_or(Counts { tp: 0, fp: 0 }, |k| counts_at(pos, neg, k.to_u64()));
+    let (g_here, g_prev) = (gap(here), gap(prev));
+    let t = g_prev as f64 / (g_prev - g_here) as f64;
+    let nn = n_neg as f64;
+    let (far_prev, far_here) = (prev.fp as f64 / nn, here.fp as f64 / nn);
+    (far_prev + t * (far_here - far_prev), key.value())
+}
+
+/// TAR at each FAR, as [`TarAtFar`] finds it walking: the last point (lowest key) whose impostor
+/// count is within the FAR's limit `L`, i.e. the lowest key above the (L+1)-th highest impostor.
+fn tar_by_search<K: SortKey>(pos: &[K], neg: &[K], fars: &[f64]) -> Result<Vec<(f64, f64)>> {
+    let (n_pos, n_neg) = (pos.len() as u64, neg.len() as u64);
+    let (pn, nn) = (n_pos as f64, n_neg as f64);
+    Ok(fars
+        .iter()
+        .map(|&far| {
+            let limit = TarAtFar::limit(far, n_neg);
+            let key = if limit >= n_neg {
+                pos.first().copied().into_iter().chain(neg.first().copied()).min()
+            } else {
+                next_above(pos, neg, neg[(n_neg - 1 - limit) as usize].to_u64())
+            };
+            let (tp, thr) = key.map_or((0, f64::INFINITY), |k| (at_least(pos, k.to_u64()), k.value()));
+            if far * nn < 1.0 {
+                (f64::NAN, f64::NAN)
+            } else {
+                (tp as f64 / pn, thr)
+            }
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::binary::BinaryScores;
+    use crate::metrics::roc::{best_accuracy, roc_auc, roc_curve};
+
+    fn lcg(seed: &mut u64) -> u64 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed >> 11
+    }
+
+    fn check(scores: &[f64], labels: &[u8], fars: &[f64]) {
+        let narrow: Vec<f32> = scores.iter().map(|&x| x as f32).collect();
+        for wide in [true, false] {
+            let sort = || {
+                if wide {
+                    SortedScores::new(&BinaryScores::new("t", scores, labels, false).unwrap()).unwrap()
+                } else {
+                    SortedScores::new(&BinaryScores::new("t", &narrow, labels, false).unwrap()).unwrap()
+                }
+            };
+            let reference = sort();
+            let both = reference.n_pos() > 0 && reference.n_neg() > 0;
+            for drop in [true, false] {
+                for segments in [1usize, 2, 3, 7].into_iter().filter(|_| both) {
+                    let sorted = sort();
+                    let s = match sorted.keys() {
+                        crate::metrics::roc::KeySlices::Wide(p, n) => {
+                            summarize_with(p, n, fars, drop, segments, (sorted.n_pos(), sorted.n_neg()))
+                        }
+                        crate::metrics::roc::KeySlices::Narrow(p, n) => {
+                            summarize_with(p, n, fars, drop, segments, (sorted.n_pos(), sorted.n_neg()))
+                        }
+                    };
+                    let what = format!("wide={wide} drop={drop} segments={segments} n={}", scores.len());
+                    assert_eq!(bits(&s.curve), bits(&roc_curve(&reference, drop)), "{what}");
+                    assert_eq!(s.auc.to_bits(), roc_auc(&reference).to_bits(), "{what}");
+                    assert_eq!(s.best_accuracy, best_accuracy(&reference), "{what}");
+                    let (e, re) = (s.eer, eer(&reference));
+                    assert_eq!((e.0.to_bits(), e.1), (re.0.to_bits(), re.1), "{what}");
+                    let (t, rt) = (s.tar_at_far, tar_at_far(&reference, fars).unwrap());
+                    assert_eq!(t.len(), rt.len());
+                    for (x, y) in t.iter().zip(&rt) {
+                        assert!(
+                            x.0.to_bits() == y.0.to_bits() && (x.1 == y.1 || (x.1.is_nan() && y.1.is_nan())),
+                            "{what}: {t:?} vs {rt:?}"
+                        );
+                    }
+                }
+                let whole = summarize(sort(), fars, drop).unwrap();
+                assert_eq!(bits(&whole.curve), bits(&roc_curve(&reference, drop)));
+            }
+        }
+    }
+
+    fn bits(curve: &(Vec<f64>, Vec<f64>, Vec<f64>)) -> Vec<u64> {
+        [&curve.0, &curve.1, &curve.2].iter().flat_map(|v| v.iter().map(|x| x.to_bits())).collect()
+    }
+
+    /// The report from given keys split into `segments` ranges (summarize picks the thread count).
+    fn summarize_with<K: SortKey>(
+        pos: &[K],
+        neg: &[K],
+        fars: &[f64],
+        drop: bool,
+        segments: usize,
+        (n_pos, n_neg): (u64, u64),
+    ) -> Summary {
+        let (parts, eer, tar) = report_keys(pos, neg, fars, drop, segments).unwrap();
+        let mut twice_area = 0u128;
+        let mut best: (i64, f64) = (0, f64::INFINITY);
+        for part in &parts {
+            twice_area += part.twice_area;
+            if part.best.0 > best.0 {
+                best = part.best;
+            }
+        }
+        let curve = join_curve(parts);
+        let auc = super::super::roc::Auc::from_twice_area(twice_area).finish(n_pos, n_neg);
+        let best_accuracy = ((n_neg as i64 + best.0) as f64 / (n_pos + n_neg) as f64, best.1);
+        Summary { curve, auc, eer, tar_at_far: tar, best_accuracy }
+    }
+
+    #[test]
+    fn equals_the_streaming_metrics() {
+        let fars = [1e-6, 1e-3, 0.01, 0.05, 0.3, 1.0];
+        let mut seed = 3;
+        for &n in &[1usize, 2, 5, 40, 1000, 5000] {
+            for levels in [3u64, 50, 1 << 40] {
+                for genuine in [1u64, 30, 50, 97] {
+                    let scores: Vec<f64> =
+                        (0..n).map(|_| (lcg(&mut seed) % levels) as f64 / levels as f64 - 0.3).collect();
+                    let labels: Vec<u8> = (0..n).map(|_| u8::from(lcg(&mut seed) % 100 < genuine)).collect();
+                    check(&scores, &labels, &fars);
+                }
+            }
+        }
+        // Separated classes, one class only, all scores equal.
+        check(&[0.9, 0.8, 0.7, 0.2, 0.1], &[1, 1, 1, 0, 0], &fars);
+        check(&[0.1, 0.2, 0.7, 0.8, 0.9], &[1, 1, 1, 0, 0], &fars);
+        check(&[0.5; 6], &[1, 0, 1, 0, 0, 1], &fars);
+        check(&[0.3, 0.2], &[1, 1], &fars);
+        check(&[0.3, 0.2], &[0, 0], &fars);
+    }
+}
