@@ -190,13 +190,16 @@ fn bucket_slices<'a, K>(v: &'a mut [K], starts: &[usize], out: &mut Vec<&'a mut 
 }
 
 /// Appends the buckets of `v` (bounded by `starts`, laid out by `layout`) that hold more than one
-/// key to `out`, each with the range its keys lie in: `[base, base + 2^bits)`.
+/// key to `out`, each with the range its keys lie in: `[base, base + 2^bits)`, or `bits` =
+/// `u32::MAX` for the first and last buckets, which take the keys outside the layout's range.
 fn ranged_buckets<'a, K>(v: &'a mut [K], starts: &[usize], layout: Layout, out: &mut Vec<(&'a mut [K], u64, u32)>) {
     let mut rest = v;
     for (b, w) in starts.windows(2).enumerate() {
         let (head, tail) = rest.split_at_mut(w[1] - w[0]);
         if head.len() > 1 {
-            out.push((head, layout.lo + ((b as u64) << layout.shift), layout.shift));
+            // The first and last buckets may hold keys outside their nominal range.
+            let edge = b == 0 || b + 1 == layout.buckets;
+            out.push((head, layout.lo + ((b as u64) << layout.shift), if edge { u32::MAX } else { layout.shift }));
         }
         rest = tail;
     }
@@ -226,9 +229,10 @@ impl Layout {
         Layout { lo, shift: span_bits - bucket_bits, buckets: 1 << bucket_bits }
     }
 
+    /// The bucket of `key`; keys outside the layout's range go to the first or the last.
     #[inline]
     fn bucket(&self, key: u64) -> usize {
-        ((key - self.lo) >> self.shift) as usize
+        ((key.saturating_sub(self.lo) >> self.shift) as usize).min(self.buckets - 1)
     }
 }
 
@@ -239,6 +243,10 @@ impl Layout {
 /// comparison-sorted instead.
 fn sort_bucket<K: SortKey>(v: &mut [K], base: u64, bits: u32, scratch: &mut Vec<K>, counts: &mut Vec<u32>) {
     let n = v.len();
+    if bits == u32::MAX {
+        v.sort_unstable(); // an edge bucket: its keys' range is not known
+        return;
+    }
     if bits == 0 {
         return; // one key value
     }
@@ -337,74 +345,70 @@ pub enum Split<K> {
 }
 
 /// The genuine (label 1) and impostor keys of `scores`, each sorted ascending, straight from the
-/// scores: a read for each class's count and key range (which also checks the input), a read for
-/// each chunk's bucket histograms, one scatter of every key into its bucket's place, then every
+/// scores: buckets laid out from a sample of the keys, a read for each chunk's bucket histograms
+/// (which also checks the input), one scatter of every key into its bucket's place, then every
 /// bucket (a few thousand keys, in cache) sorted on its own. The keys are never written in input
 /// order first, which saves a write and two reads of them against splitting and then sorting.
 pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
     let n = scores.len();
-    let chunk_len = n.div_ceil(rayon::current_num_threads().max(1)).max(1 << 14);
-    // Per chunk: genuine count, whether anything is invalid, and both classes' key ranges as
-    // [genuine min, genuine max, impostor min, impostor max], in keys of the scores' own width
-    // (32-bit minima and maxima vectorize).
-    let stats: Vec<(usize, bool, [S::Key; 4])> = scores
-        .par_chunks(chunk_len)
-        .zip(labels.par_chunks(chunk_len))
-        .map(|(s, l)| {
-            let (mut g, mut bad) = (0usize, false);
-            let zero = S::Key::default();
-            let mut r = [S::Key::MAX, zero, S::Key::MAX, zero];
-            // Without branches on the label (a coin flip for balanced pairs): each key widens its
-            // class's range and leaves the other's unchanged through a neutral value.
-            for (&x, &y) in s.iter().zip(l) {
-                let k = x.key();
-                let genuine = y == 1;
-                bad |= (y > 1) | !x.is_finite();
-                g += usize::from(genuine);
-                r[0] = r[0].min(if genuine { k } else { S::Key::MAX });
-                r[1] = r[1].max(if genuine { k } else { zero });
-                r[2] = r[2].min(if genuine { S::Key::MAX } else { k });
-                r[3] = r[3].max(if genuine { zero } else { k });
-            }
-            (g, bad, r)
-        })
-        .collect();
-    if stats.iter().any(|s| s.1) {
-        return Split::Invalid;
+    if n > u32::MAX as usize {
+        return Split::PiledUp; // 32-bit counts below; the general path takes any size
     }
-    let n_pos: usize = stats.iter().map(|s| s.0).sum();
-    let lo = |i: usize| stats.iter().map(|s| s.2[i].to_u64()).min().unwrap_or(u64::MAX);
-    let hi = |i: usize| stats.iter().map(|s| s.2[i].to_u64()).max().unwrap_or(0);
-    let (range_pos, range_neg) = ((lo(0), hi(1)), (lo(2), hi(3)));
-    let layout = [Layout::new(n_pos, range_pos.0, range_pos.1), Layout::new(n - n_pos, range_neg.0, range_neg.1)];
+    let chunk_len = n.div_ceil(rayon::current_num_threads().max(1)).max(1 << 14);
+    // The buckets' layout from a sample: a full read just for the key ranges would cost as much
+    // as the histograms. Keys outside a sampled range go to the class's first or last bucket,
+    // which are comparison-sorted (see `ranged_buckets`); a sample that misses a large part of
+    // the keys shows up as a piled-up bucket.
+    let step = (n >> 14).max(1);
+    let (mut sampled, mut sampled_pos) = (0usize, 0usize);
+    let mut range = [(u64::MAX, 0u64); 2];
+    for i in (0..n).step_by(step).chain([n - 1]) {
+        let (x, y) = (scores[i], labels[i]);
+        if x.is_finite() && y <= 1 {
+            let (k, side) = (x.key().to_u64(), usize::from(y != 1));
+            range[side] = (range[side].0.min(k), range[side].1.max(k));
+            sampled += 1;
+            sampled_pos += usize::from(y == 1);
+        }
+    }
+    let pos_guess = (sampled_pos as f64 / sampled.max(1) as f64 * n as f64) as usize;
+    let layout = [Layout::new(pos_guess, range[0].0, range[0].1), Layout::new(n - pos_guess, range[1].0, range[1].1)];
     // One flat histogram per chunk, genuine buckets first: a key's slot is found by arithmetic on
-    // its label, never by a branch (the label is a coin flip for balanced pairs).
+    // its label, never by a branch (the label is a coin flip for balanced pairs). The same read
+    // checks the input.
     let split = layout[0].buckets;
     let slot = |x: S, y: u8| {
         let side = usize::from(y != 1);
         side * split + layout[side].bucket(x.key().to_u64())
     };
-    let hists: Vec<Vec<usize>> = scores
+    let hists: Vec<(Vec<u32>, bool)> = scores
         .par_chunks(chunk_len)
         .zip(labels.par_chunks(chunk_len))
         .map(|(s, l)| {
-            let mut h = vec![0usize; split + layout[1].buckets];
+            let mut h = vec![0u32; split + layout[1].buckets];
+            let mut bad = false;
             for (&x, &y) in s.iter().zip(l) {
+                bad |= (y > 1) | !x.is_finite();
                 h[slot(x, y)] += 1;
             }
-            h
+            (h, bad)
         })
         .collect();
+    if hists.iter().any(|h| h.1) {
+        return Split::Invalid;
+    }
     let per_side = |side: usize| {
-        let h: Vec<Vec<usize>> =
-            hists.iter().map(|h| if side == 0 { h[..split].to_vec() } else { h[split..].to_vec() }).collect();
+        let part = |h: &Vec<u32>| if side == 0 { h[..split].to_vec() } else { h[split..].to_vec() };
+        let h: Vec<Vec<usize>> = hists.iter().map(|h| part(&h.0).into_iter().map(|c| c as usize).collect()).collect();
         offsets(&h, layout[side].buckets)
     };
     let ((off_pos, starts_pos, big_pos), (off_neg, starts_neg, big_neg)) = (per_side(0), per_side(1));
+    let n_pos = starts_pos[layout[0].buckets];
     if piled_up(big_pos, n_pos) || piled_up(big_neg, n - n_pos) {
         return Split::PiledUp;
     }
-    let offsets: Vec<Vec<usize>> = off_pos.into_iter().zip(off_neg).map(|(p, q)| [p, q].concat()).collect();
+    let offsets: Vec<Vec<u32>> =
+        off_pos.into_iter().zip(off_neg).map(|(p, q)| p.into_iter().chain(q).map(|o| o as u32).collect()).collect();
     let mut pos: Vec<S::Key> = crate::heap::with_capacity_huge(n_pos);
     let mut neg: Vec<S::Key> = crate::heap::with_capacity_huge(n - n_pos);
     let out = [SharedOut(pos.as_mut_ptr()), SharedOut(neg.as_mut_ptr())];
@@ -414,7 +418,7 @@ pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
             let at = slot(x, y);
             // SAFETY: the ranges given by the offsets are disjoint across chunks and buckets and
             // together cover each class's vector exactly once.
-            unsafe { *out[usize::from(y != 1)].0.add(off[at]) = x.key() };
+            unsafe { *out[usize::from(y != 1)].0.add(off[at] as usize) = x.key() };
             off[at] += 1;
         }
     });
@@ -521,7 +525,15 @@ mod tests {
         }
         let mut outlier: Vec<f64> = (0..100_000).map(|i| 1.0 + i as f64 * 1e-9).collect();
         outlier[3] = 1e300;
-        assert!(matches!(split_sorted(&outlier, &vec![0u8; 100_000]), Split::PiledUp)); // the caller falls back
+        // A far outlier the sample misses lands in the last bucket, which is comparison-sorted.
+        let Split::Sorted(pos, neg) = split_sorted(&outlier, &vec![0u8; 100_000]) else { panic!("sorted") };
+        let mut expect: Vec<u64> = outlier.iter().map(|x| x.key()).collect();
+        expect.sort_unstable();
+        assert!(pos.is_empty() && neg == expect);
+        // A sample that misses most keys: they pile into an edge bucket and the caller falls back.
+        let misled: Vec<f64> =
+            (0..100_000).map(|i| if i % 6 == 0 { i as f64 * 1e-9 } else { 5.0 + i as f64 }).collect();
+        assert!(matches!(split_sorted(&misled, &vec![0u8; 100_000]), Split::PiledUp));
         match split_sorted(&outlier[..70_000], &vec![1u8; 70_000]) {
             Split::Sorted(_, neg) => assert!(neg.is_empty()),
             Split::PiledUp => {}
