@@ -289,22 +289,41 @@ fn walk<K: SortKey>(seg: &Segment<'_, K>, n_pos: u64, n_neg: u64, drop: bool, ca
     Part { fpr, tpr, thresholds: thr, twice_area, best }
 }
 
-/// The parts' curves, in order, in the first part's buffers.
+/// The parts' curves, in order, in the first part's buffers (whose capacity holds them all): every
+/// later part's three arrays are copied in pieces of about equal size, all threads at once.
 fn join_curve(parts: Vec<Part>) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    use rayon::prelude::*;
+    use std::mem::MaybeUninit;
+    const PIECE: usize = 1 << 18;
     let mut parts = parts.into_iter();
     let first = parts.next().expect("at least one part");
     let (mut fpr, mut tpr, mut thr) = (first.fpr, first.tpr, first.thresholds);
     let rest: Vec<Part> = parts.collect();
-    let append = |dst: &mut Vec<f64>, pick: fn(&Part) -> &Vec<f64>| {
-        for p in &rest {
-            dst.extend_from_slice(pick(p)); // within capacity: no reallocation
+    let added: usize = rest.iter().map(|p| p.fpr.len()).sum();
+    {
+        let mut copies: Vec<(&mut [MaybeUninit<f64>], &[f64])> = Vec::new();
+        for (dst, pick) in
+            [(&mut fpr, (|p| &p.fpr) as fn(&Part) -> &Vec<f64>), (&mut tpr, |p| &p.tpr), (&mut thr, |p| &p.thresholds)]
+        {
+            assert!(dst.capacity() - dst.len() >= added, "ROC curve capacity");
+            let mut spare = &mut dst.spare_capacity_mut()[..added];
+            for p in &rest {
+                let (head, tail) = spare.split_at_mut(pick(p).len());
+                copies.extend(head.chunks_mut(PIECE).zip(pick(p).chunks(PIECE)));
+                spare = tail;
+            }
         }
-        dst.shrink_to_fit();
-    };
-    rayon::join(
-        || append(&mut fpr, |p| &p.fpr),
-        || rayon::join(|| append(&mut tpr, |p| &p.tpr), || append(&mut thr, |p| &p.thresholds)),
-    );
+        copies.into_par_iter().for_each(|(d, s)| {
+            for (d, &s) in d.iter_mut().zip(s) {
+                d.write(s);
+            }
+        });
+    }
+    for v in [&mut fpr, &mut tpr, &mut thr] {
+        // SAFETY: the `added` slots after the length were written just above.
+        unsafe { v.set_len(v.len() + added) };
+        v.shrink_to_fit();
+    }
     (fpr, tpr, thr)
 }
 
