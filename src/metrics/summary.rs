@@ -476,35 +476,3 @@ mod tests {
         check(&[0.3, 0.2], &[0, 0], &fars);
     }
 }
-
-#[cfg(test)]
-mod timing {
-    use super::*;
-    #[test]
-    #[ignore]
-    fn time_walk() {
-        let n = 10_000_000usize;
-        let mut seed = 1u64;
-        let mut next = || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            seed >> 11
-        };
-        let scores: Vec<f32> = (0..n).map(|_| (next() as f64 / (1u64 << 53) as f64) as f32).collect();
-        let labels: Vec<u8> = (0..n).map(|_| (next() % 2) as u8).collect();
-        for _ in 0..3 {
-            let t = std::time::Instant::now();
-            let sorted = SortedScores::checked("t", &scores, &labels, true).unwrap();
-            let t_sort = t.elapsed().as_secs_f64();
-            let t = std::time::Instant::now();
-            let (parts, _, _) = match sorted.keys() {
-                crate::metrics::roc::KeySlices::Narrow(p, q) => report_keys(p, q, &[1e-3], true, 2).unwrap(),
-                _ => unreachable!(),
-            };
-            let t_walk = t.elapsed().as_secs_f64();
-            let t = std::time::Instant::now();
-            let c = join_curve(parts);
-            let t_join = t.elapsed().as_secs_f64();
-            eprintln!("sort {t_sort:.4} walk {t_walk:.4} join {t_join:.4} points {}", c.0.len());
-        }
-    }
-}
