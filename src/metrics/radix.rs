@@ -105,15 +105,18 @@ pub fn radix_sort<K: SortKey>(keys: &mut Vec<K>) {
 }
 
 /// Sorts `keys` ascending, in the caller's rayon pool: one read finds the keys' range, one
-/// parallel scatter puts them into up to 2^16 buckets by the bits just below their common prefix
-/// (chunk histograms give every thread disjoint output ranges), then every bucket, mostly a few
-/// hundred keys that fit in L1, is sorted on its own, buckets in parallel. Two passes over memory
-/// instead of one per radix digit; uneven buckets (scores piled on a few values) only cost their
-/// own comparison sort.
+/// parallel scatter puts them into buckets by the bits just below their common prefix (chunk
+/// histograms give every thread disjoint output ranges), then every bucket is sorted in cache on
+/// its own ([`sort_bucket`]), buckets in parallel: the layout [`split_sorted`] uses. Uneven buckets
+/// (a far outlier stretches the range) fall back to the digit-by-digit radix sort.
 pub fn sort_keys<K: SortKey>(keys: &mut Vec<K>) {
     let n = keys.len();
-    if n < 1 << 14 {
-        keys.sort_unstable();
+    if n < 1 << 14 || n > u32::MAX as usize {
+        if n < 1 << 14 {
+            keys.sort_unstable();
+        } else {
+            radix_sort(keys);
+        }
         return;
     }
     let (lo, hi) = keys
@@ -123,28 +126,20 @@ pub fn sort_keys<K: SortKey>(keys: &mut Vec<K>) {
     if lo == hi {
         return;
     }
-    // About 64 keys per bucket, between 2^8 and 2^16 buckets, over the bits where keys differ.
-    let span_bits = 64 - (hi - lo).leading_zeros();
-    let bucket_bits = (usize::BITS - n.leading_zeros()).saturating_sub(6).clamp(8, 16).min(span_bits);
-    let shift = span_bits - bucket_bits;
-    let buckets = 1usize << bucket_bits;
-    let bucket = |k: K| ((k.to_u64() - lo) >> shift) as usize;
-    let chunks = rayon::current_num_threads().max(1);
-    let chunk_len = n.div_ceil(chunks);
+    let layout = Layout::new(n, lo, hi);
+    let chunk_len = n.div_ceil(rayon::current_num_threads().max(1));
     let hists: Vec<Vec<usize>> = keys
         .par_chunks(chunk_len)
         .map(|chunk| {
-            let mut h = vec![0usize; buckets];
+            let mut h = vec![0usize; layout.buckets];
             for &k in chunk {
-                h[bucket(k)] += 1;
+                h[layout.bucket(k.to_u64())] += 1;
             }
             h
         })
         .collect();
-    let (offsets, starts, largest) = offsets(&hists, buckets);
-    debug_assert_eq!(starts[buckets], n);
-    // Keys piled into a few buckets (a far outlier stretches the range): one thread would sort most
-    // of them by comparison; the digit-by-digit radix sort stays linear there.
+    let (offsets, starts, largest) = offsets(&hists, layout.buckets);
+    debug_assert_eq!(starts[layout.buckets], n);
     if piled_up(largest, n) {
         radix_sort(keys);
         return;
@@ -159,16 +154,14 @@ pub fn sort_keys<K: SortKey>(keys: &mut Vec<K>) {
     keys.par_chunks(chunk_len).zip(offsets.into_par_iter()).for_each(|(chunk, mut off)| {
         let out = &out;
         for &k in chunk {
-            let b = bucket(k);
+            let b = layout.bucket(k.to_u64());
             // SAFETY: the ranges given by `offsets` are disjoint across chunks and buckets and
             // together cover 0..n exactly once.
             unsafe { *out.0.add(off[b]) = k };
             off[b] += 1;
         }
     });
-    let mut slices = Vec::with_capacity(buckets);
-    bucket_slices(&mut dst, &starts, &mut slices);
-    slices.into_par_iter().with_min_len(64).for_each(|s| s.sort_unstable());
+    sort_buckets(&mut dst, &starts, layout);
     *keys = dst;
 }
 
@@ -177,36 +170,26 @@ fn piled_up(largest: usize, n: usize) -> bool {
     largest > (n / 16).max(1 << 16)
 }
 
-/// Appends the buckets of `v` (bounded by `starts`) that hold more than one key to `out`.
-fn bucket_slices<'a, K>(v: &'a mut [K], starts: &[usize], out: &mut Vec<&'a mut [K]>) {
-    let mut rest = v;
-    for w in starts.windows(2) {
-        let (head, tail) = rest.split_at_mut(w[1] - w[0]);
-        if head.len() > 1 {
-            out.push(head);
-        }
-        rest = tail;
-    }
-}
-
-/// Appends the buckets of `v` (bounded by `starts`, laid out by `layout`) that hold more than one
-/// key to `out`, each with the range its keys lie in: `[base, base + 2^bits)`, or `bits` =
-/// `u32::MAX` for the first and last buckets, which take the keys outside the layout's range.
-fn ranged_buckets<'a, K>(v: &'a mut [K], starts: &[usize], layout: Layout, out: &mut Vec<(&'a mut [K], u64, u32)>) {
+/// Sorts every bucket of `v` (bounded by `starts`, laid out by `layout`) that holds more than one
+/// key on its own, in parallel, each with the range its keys lie in: `[base, base + 2^bits)`, or
+/// `bits` = `u32::MAX` for the first and last buckets, which take the keys outside the layout's
+/// range.
+fn sort_buckets<K: SortKey>(v: &mut [K], starts: &[usize], layout: Layout) {
+    let mut buckets = Vec::new();
     let mut rest = v;
     for (b, w) in starts.windows(2).enumerate() {
         let (head, tail) = rest.split_at_mut(w[1] - w[0]);
         if head.len() > 1 {
-            // The first and last buckets may hold keys outside their nominal range.
             let edge = b == 0 || b + 1 == layout.buckets;
-            out.push((head, layout.lo + ((b as u64) << layout.shift), if edge { u32::MAX } else { layout.shift }));
+            buckets.push((head, layout.lo + ((b as u64) << layout.shift), if edge { u32::MAX } else { layout.shift }));
         }
         rest = tail;
     }
+    buckets.into_par_iter().with_min_len(8).for_each_init(
+        || (Vec::new(), Vec::new()),
+        |(scratch, counts), (s, base, bits)| sort_bucket(s, base, bits, scratch, counts),
+    );
 }
-
-/// The sorted genuine and impostor keys.
-pub type SortedPair<K> = (Vec<K>, Vec<K>);
 
 /// Where the keys of one class go: `[lo, lo + 2^(bits + shift))` in 2^bits buckets.
 #[derive(Clone, Copy)]
@@ -427,13 +410,7 @@ pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
         pos.set_len(n_pos);
         neg.set_len(n - n_pos);
     }
-    let mut buckets: Vec<(&mut [S::Key], u64, u32)> = Vec::new();
-    ranged_buckets(&mut pos, &starts_pos, layout[0], &mut buckets);
-    ranged_buckets(&mut neg, &starts_neg, layout[1], &mut buckets);
-    buckets.into_par_iter().with_min_len(8).for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(scratch, counts), (s, base, bits)| sort_bucket(s, base, bits, scratch, counts),
-    );
+    rayon::join(|| sort_buckets(&mut pos, &starts_pos, layout[0]), || sort_buckets(&mut neg, &starts_neg, layout[1]));
     Split::Sorted(pos, neg)
 }
 

@@ -44,6 +44,11 @@ pub fn summarize(sorted: SortedScores, fars: &[f64], drop_intermediate: bool) ->
         super::roc::KeySlices::Narrow(pos, neg) => report_keys(pos, neg, fars, drop_intermediate, segments),
     })??;
     drop(sorted);
+    threads::install(|| combine(parts, eer, tar, (n_pos, n_neg)))
+}
+
+/// The report from the parts of the walk (in key order) and the searched metrics.
+fn combine(parts: Vec<Part>, eer: (f64, f64), tar_at_far: Vec<(f64, f64)>, (n_pos, n_neg): (u64, u64)) -> Summary {
     let mut twice_area = 0u128;
     let mut best: (i64, f64) = (0, f64::INFINITY);
     for part in &parts {
@@ -52,10 +57,10 @@ pub fn summarize(sorted: SortedScores, fars: &[f64], drop_intermediate: bool) ->
             best = part.best; // strictly better only: ties keep the earlier, higher threshold
         }
     }
-    let curve = threads::install(|| join_curve(parts))?;
+    let curve = join_curve(parts);
     let auc = super::roc::Auc::from_twice_area(twice_area).finish(n_pos, n_neg);
     let best_accuracy = ((n_neg as i64 + best.0) as f64 / (n_pos + n_neg) as f64, best.1);
-    Ok(Summary { curve, auc, eer, tar_at_far: tar, best_accuracy })
+    Summary { curve, auc, eer, tar_at_far, best_accuracy }
 }
 
 /// Counts at a threshold: genuine and impostor keys `>=` it.
@@ -437,21 +442,10 @@ mod tests {
         fars: &[f64],
         drop: bool,
         segments: usize,
-        (n_pos, n_neg): (u64, u64),
+        counts: (u64, u64),
     ) -> Summary {
         let (parts, eer, tar) = report_keys(pos, neg, fars, drop, segments).unwrap();
-        let mut twice_area = 0u128;
-        let mut best: (i64, f64) = (0, f64::INFINITY);
-        for part in &parts {
-            twice_area += part.twice_area;
-            if part.best.0 > best.0 {
-                best = part.best;
-            }
-        }
-        let curve = join_curve(parts);
-        let auc = super::super::roc::Auc::from_twice_area(twice_area).finish(n_pos, n_neg);
-        let best_accuracy = ((n_neg as i64 + best.0) as f64 / (n_pos + n_neg) as f64, best.1);
-        Summary { curve, auc, eer, tar_at_far: tar, best_accuracy }
+        combine(parts, eer, tar, counts)
     }
 
     #[test]
