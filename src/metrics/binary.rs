@@ -19,6 +19,8 @@ pub trait SortKey: Copy + Ord + Default + Send + Sync + 'static {
     const BITS: u32;
     const MAX: Self;
     fn to_u64(self) -> u64;
+    /// The key whose [`SortKey::to_u64`] is `k`.
+    fn from_u64(k: u64) -> Self;
     /// The score the key came from, as float64 (exact for both widths).
     fn value(self) -> f64;
     /// Sorted genuine and impostor keys of this width, as the metrics hold them.
@@ -63,6 +65,10 @@ impl SortKey for u64 {
         self
     }
     #[inline]
+    fn from_u64(k: u64) -> u64 {
+        k
+    }
+    #[inline]
     fn value(self) -> f64 {
         key_value(self)
     }
@@ -77,6 +83,10 @@ impl SortKey for u32 {
     #[inline]
     fn to_u64(self) -> u64 {
         self as u64
+    }
+    #[inline]
+    fn from_u64(k: u64) -> u32 {
+        k as u32
     }
     #[inline]
     fn value(self) -> f64 {

@@ -43,24 +43,83 @@ pub fn summarize(sorted: SortedScores, fars: &[f64], drop_intermediate: bool) ->
         super::roc::KeySlices::Wide(pos, neg) => report_keys(pos, neg, fars, drop_intermediate, segments),
         super::roc::KeySlices::Narrow(pos, neg) => report_keys(pos, neg, fars, drop_intermediate, segments),
     })??;
+    let value: fn(u64) -> f64 = match sorted.keys() {
+        super::roc::KeySlices::Wide(..) => |k| u64::from_u64(k).value(),
+        super::roc::KeySlices::Narrow(..) => |k| u32::from_u64(k).value(),
+    };
     drop(sorted);
-    threads::install(|| combine(parts, eer, tar, (n_pos, n_neg)))
+    threads::install(|| combine(parts, eer, tar, (n_pos, n_neg), value))
 }
 
-/// The report from the parts of the walk (in key order) and the searched metrics.
-fn combine(parts: Vec<Part>, eer: (f64, f64), tar_at_far: Vec<(f64, f64)>, (n_pos, n_neg): (u64, u64)) -> Summary {
-    let mut twice_area = 0u128;
-    let mut best: (i64, f64) = (0, f64::INFINITY);
-    for part in &parts {
-        twice_area += part.twice_area;
-        if part.best.0 > best.0 {
-            best = part.best; // strictly better only: ties keep the earlier, higher threshold
-        }
-    }
-    let curve = join_curve(parts);
+/// The report from the parts of the walk (in key order, raw: see [`Part`]) and the searched
+/// metrics; `value` turns a raw key into its score.
+fn combine(
+    parts: Vec<Part>,
+    eer: (f64, f64),
+    tar_at_far: Vec<(f64, f64)>,
+    (n_pos, n_neg): (u64, u64),
+    value: fn(u64) -> f64,
+) -> Summary {
+    let mut curve = join_curve(parts);
+    let (twice_area, best) = finish_curve(&mut curve, (n_pos, n_neg), value);
     let auc = super::roc::Auc::from_twice_area(twice_area).finish(n_pos, n_neg);
     let best_accuracy = ((n_neg as i64 + best.0) as f64 / (n_pos + n_neg) as f64, best.1);
     Summary { curve, auc, eer, tar_at_far, best_accuracy }
+}
+
+/// Turns the raw curve (counts and keys) into rates and thresholds in place, in pieces on all
+/// threads, and reads the area and the best accuracy off it on the way. Both need only the kept
+/// points: the trapezoids of collinear points add up to the one trapezoid of their ends (exactly,
+/// in integers), and `tp - fp` is linear along a straight run, so its first maximum is at a kept
+/// end. Returns twice the area (in pairs squared) and the best `tp - fp` with its threshold
+/// (`(0, +inf)` when no point beats rejecting everything).
+fn finish_curve(
+    curve: &mut (Vec<f64>, Vec<f64>, Vec<f64>),
+    (n_pos, n_neg): (u64, u64),
+    value: fn(u64) -> f64,
+) -> (u128, (i64, f64)) {
+    use rayon::prelude::*;
+    const PIECE: usize = 1 << 16;
+    let (fpr, tpr, thr) = (&mut curve.0, &mut curve.1, &mut curve.2);
+    let (pn, nn) = (n_pos as f64, n_neg as f64);
+    // The raw point before each piece, read before any piece is converted.
+    let before: Vec<(u64, u64)> =
+        (0..fpr.len().div_ceil(PIECE)).map(|c| if c == 0 { (0, 0) } else { raw(fpr, tpr, c * PIECE - 1) }).collect();
+    let pieces: Vec<(u128, i64, f64)> = fpr
+        .par_chunks_mut(PIECE)
+        .zip(tpr.par_chunks_mut(PIECE))
+        .zip(thr.par_chunks_mut(PIECE))
+        .zip(before)
+        .map(|(((f, t), h), (mut pfp, mut ptp))| {
+            let (mut twice_area, mut best_d, mut best_at) = (0u128, 0i64, f64::INFINITY);
+            for ((f, t), h) in f.iter_mut().zip(t.iter_mut()).zip(h.iter_mut()) {
+                let (fp, tp, key) = (f.to_bits(), t.to_bits(), h.to_bits());
+                twice_area += u128::from(fp - pfp) * u128::from(tp + ptp);
+                let threshold = if key == 0 { f64::INFINITY } else { value(key) };
+                let d = tp as i64 - fp as i64;
+                if d > best_d {
+                    (best_d, best_at) = (d, threshold);
+                }
+                (*f, *t, *h) = (fp as i64 as f64 / nn, tp as i64 as f64 / pn, threshold);
+                (pfp, ptp) = (fp, tp);
+            }
+            (twice_area, best_d, best_at)
+        })
+        .collect();
+    let mut best = (0i64, f64::INFINITY);
+    let mut twice_area = 0u128;
+    for (area, d, at) in pieces {
+        twice_area += area;
+        if d > best.0 {
+            best = (d, at); // strictly better only: ties keep the earlier, higher threshold
+        }
+    }
+    (twice_area, best)
+}
+
+/// The raw counts `(fp, tp)` of point `k` of a raw curve.
+fn raw(fpr: &[f64], tpr: &[f64], k: usize) -> (u64, u64) {
+    (fpr[k].to_bits(), tpr[k].to_bits())
 }
 
 /// Counts at a threshold: genuine and impostor keys `>=` it.
@@ -130,7 +189,14 @@ fn report_keys<K: SortKey>(pos: &[K], neg: &[K], fars: &[f64], drop: bool, segme
             pieces
                 .par_iter()
                 .enumerate()
-                .map(|(k, seg)| walk(seg, n_pos, n_neg, drop, if k == 0 { total + 2 } else { seg.len() + 1 }))
+                .map(|(k, seg)| {
+                    let cap = if k == 0 { total + 2 } else { seg.len() + 1 };
+                    if drop {
+                        walk::<K, true>(seg, cap)
+                    } else {
+                        walk::<K, false>(seg, cap)
+                    }
+                })
                 .collect_into_vec(&mut parts)
         },
         || (eer_by_search(pos, neg), tar_by_search(pos, neg, fars)),
@@ -179,14 +245,14 @@ impl<K> Segment<'_, K> {
     }
 }
 
-/// What one range contributes: its kept curve points, twice its share of the area, and its best
-/// `tp - fp` (with that point's threshold; `(0, +inf)` when no point beats rejecting everything).
+/// What one range contributes: its kept curve points, raw: the bits of each `f64` slot hold the
+/// point's impostor count, genuine count and key (0 for the +inf threshold of the curve's start),
+/// turned into rates and scores by [`finish_curve`] once the parts are joined. Integers keep the
+/// walk's loop short: no conversions in it.
 struct Part {
     fpr: Vec<f64>,
     tpr: Vec<f64>,
     thresholds: Vec<f64>,
-    twice_area: u128,
-    best: (i64, f64),
 }
 
 #[inline(always)]
@@ -200,98 +266,100 @@ fn top<K: SortKey>(v: &[K], i: usize) -> K {
 }
 
 /// The walk over one range, from its highest key down. Each iteration takes the top key of either
-/// side or both (a tie across sides); a point is complete when the next top differs. Decisions on
-/// the pending point (`mid`, kept where the curve bends: sklearn's second differences, in integers)
-/// are made once its successor is complete, by arithmetic rather than branches.
-fn walk<K: SortKey>(seg: &Segment<'_, K>, n_pos: u64, n_neg: u64, drop: bool, cap: usize) -> Part {
-    let (pn, nn) = (n_pos as f64, n_neg as f64);
+/// side or both (a tie across sides); a point is complete when the next top differs. The pending
+/// point (`mid`) is decided once its successor is complete: kept where the curve bends (sklearn's
+/// second differences, in integers), or always without `DROP`. Positions in the key arrays stand
+/// for counts (`tp = tp_end - i`), and every decision is arithmetic, not a branch.
+fn walk<K: SortKey, const DROP: bool>(seg: &Segment<'_, K>, cap: usize) -> Part {
     let (mut fpr, mut tpr, mut thr) = (huge::<f64>(cap), huge::<f64>(cap), huge::<f64>(cap));
-    let mut len = 0usize;
     let (fo, to, ho) = (fpr.as_mut_ptr(), tpr.as_mut_ptr(), thr.as_mut_ptr());
-    let write = |len: usize, fp: u64, tp: u64, key: f64| {
+    let write = |len: usize, fp: u64, tp: u64, key: u64| {
         assert!(len < cap, "ROC curve capacity");
         // SAFETY: len < cap, the vectors' capacity.
         unsafe {
-            *fo.add(len) = fp as f64; // divided once the walk is done, by a pass that vectorizes
-            *to.add(len) = tp as f64;
-            *ho.add(len) = key;
+            *fo.add(len) = f64::from_bits(fp);
+            *to.add(len) = f64::from_bits(tp);
+            *ho.add(len) = f64::from_bits(key);
         }
     };
+    let mut len = 0usize;
     if seg.first {
-        write(0, 0, 0, f64::INFINITY);
+        write(0, 0, 0, 0); // the start: (0, 0) at +inf
         len = 1;
     }
     let (pos, neg) = (seg.pos, seg.neg);
+    // Counts at the range's bottom: a position i in `pos` stands for tp = tp_end - i.
+    let (tp_end, fp_end) = (seg.start.tp + pos.len() as u64, seg.start.fp + neg.len() as u64);
     let (mut i, mut j) = (pos.len(), neg.len());
     let (mut a, mut b) = (top(pos, i), top(neg, j));
-    let (mut tp, mut fp) = (seg.start.tp, seg.start.fp);
-    // prev: the last decided point; mid: the pending one (none yet: the start stands in, and
-    // `started` says whether mid is real).
-    let (mut ptp, mut pfp) = (tp, fp);
-    let (mut mtp, mut mfp, mut mkey) = (tp, fp, K::default());
-    let mut started = 0u64; // 0 until the first point completes, then 1
-    let mut force = u64::from(seg.first); // the range's first point is kept when it is the curve's first
-    let mut twice_area = 0u128;
-    let (mut best_d, mut best_key) = (0i64, K::default());
+    let zero = K::default();
+    // Takes the next point: its key, and the positions below it.
+    let next = |i: &mut usize, j: &mut usize, a: &mut K, b: &mut K| -> Option<K> {
+        let key = (*a).max(*b);
+        while key != zero && (*a == key || *b == key) {
+            *i -= usize::from(*a == key);
+            *j -= usize::from(*b == key);
+            (*a, *b) = (top(pos, *i), top(neg, *j));
+        }
+        (key != zero).then_some(key)
+    };
+    // prev: the point before the range; mid: its first point.
+    let (mut pi, mut pj) = (i, j);
+    let Some(mut mkey) = next(&mut i, &mut j, &mut a, &mut b) else {
+        return Part { fpr, tpr, thresholds: thr };
+    };
+    let (mut mi, mut mj) = (i, j);
+    if seg.first {
+        // The curve's first point is always kept: decide it now, outside the loop.
+        write(len, fp_end - mj as u64, tp_end - mi as u64, mkey.to_u64());
+        len += 1;
+        let Some(key) = next(&mut i, &mut j, &mut a, &mut b) else {
+            // SAFETY: the first `len` slots were written.
+            unsafe { set_lens(&mut fpr, &mut tpr, &mut thr, len) };
+            return Part { fpr, tpr, thresholds: thr };
+        };
+        (pi, pj, mi, mj, mkey) = (mi, mj, i, j, key);
+    }
     loop {
         let key = a.max(b);
-        if key == K::default() {
+        if key == zero {
             break;
         }
-        let (ta, tb) = (u64::from(a == key), u64::from(b == key));
-        i -= ta as usize;
-        j -= tb as usize;
-        tp += ta;
-        fp += tb;
+        i -= usize::from(a == key);
+        j -= usize::from(b == key);
         a = top(pos, i);
         b = top(neg, j);
-        let complete = u64::from(a.max(b) != key);
-        // Decide mid (if there is one) now that its successor (tp, fp) is complete.
-        let decide = complete & started;
-        let bend = u64::from(ptp + tp != 2 * mtp || pfp + fp != 2 * mfp);
-        let keep = decide & (force | bend | u64::from(!drop));
-        write(len, mfp, mtp, mkey.value());
-        len += keep as usize;
-        twice_area += u128::from((mfp - pfp) * decide) * u128::from(mtp + ptp);
-        let d = mtp as i64 - mfp as i64;
-        let better = decide == 1 && d > best_d;
-        best_d = if better { d } else { best_d };
-        best_key = if better { mkey } else { best_key };
-        force &= !decide & 1;
-        // A completed point becomes mid; the old mid becomes prev (when there was one).
-        let c = complete == 1;
-        let s = decide == 1;
-        ptp = if s { mtp } else { ptp };
-        pfp = if s { mfp } else { pfp };
-        mtp = if c { tp } else { mtp };
-        mfp = if c { fp } else { mfp };
-        mkey = if c { key } else { mkey };
-        started |= complete;
+        let complete = a.max(b) != key;
+        let bend = pi + i != 2 * mi || pj + j != 2 * mj;
+        write(len, fp_end - mj as u64, tp_end - mi as u64, mkey.to_u64());
+        len += usize::from(complete & (bend | !DROP));
+        pi = if complete { mi } else { pi };
+        pj = if complete { mj } else { pj };
+        mi = if complete { i } else { mi };
+        mj = if complete { j } else { mj };
+        mkey = if complete { key } else { mkey };
     }
-    if started == 1 {
-        // The range's last point: decided by the point after it, or kept as the curve's last.
-        let keep = match seg.after {
-            Some(next) => force == 1 || !drop || ptp + next.tp != 2 * mtp || pfp + next.fp != 2 * mfp,
-            None => true,
-        };
-        write(len, mfp, mtp, mkey.value());
-        len += usize::from(keep);
-        twice_area += u128::from(mfp - pfp) * u128::from(mtp + ptp);
-        let d = mtp as i64 - mfp as i64;
-        if d > best_d {
-            (best_d, best_key) = (d, mkey);
-        }
-    }
+    // The range's last point: decided by the point after it, or kept as the curve's last.
+    let (ptp, pfp, mtp, mfp) = (tp_end - pi as u64, fp_end - pj as u64, tp_end - mi as u64, fp_end - mj as u64);
+    let keep = match seg.after {
+        Some(next) => !DROP || ptp + next.tp != 2 * mtp || pfp + next.fp != 2 * mfp,
+        None => true,
+    };
+    write(len, mfp, mtp, mkey.to_u64());
+    len += usize::from(keep);
     // SAFETY: the first `len` slots were written.
-    unsafe {
-        fpr.set_len(len);
-        tpr.set_len(len);
-        thr.set_len(len);
-    }
-    fpr.iter_mut().for_each(|x| *x /= nn);
-    tpr.iter_mut().for_each(|x| *x /= pn);
-    let best = if best_d > 0 { (best_d, best_key.value()) } else { (0, f64::INFINITY) };
-    Part { fpr, tpr, thresholds: thr, twice_area, best }
+    unsafe { set_lens(&mut fpr, &mut tpr, &mut thr, len) };
+    Part { fpr, tpr, thresholds: thr }
+}
+
+/// Sets the three curve vectors' lengths.
+///
+/// # Safety
+/// Their first `len` slots must be initialised.
+unsafe fn set_lens(fpr: &mut Vec<f64>, tpr: &mut Vec<f64>, thr: &mut Vec<f64>, len: usize) {
+    fpr.set_len(len);
+    tpr.set_len(len);
+    thr.set_len(len);
 }
 
 /// The parts' curves, in order, in the first part's buffers (whose capacity holds them all): every
@@ -445,7 +513,7 @@ mod tests {
         counts: (u64, u64),
     ) -> Summary {
         let (parts, eer, tar) = report_keys(pos, neg, fars, drop, segments).unwrap();
-        combine(parts, eer, tar, counts)
+        combine(parts, eer, tar, counts, |k| K::from_u64(k).value())
     }
 
     #[test]
