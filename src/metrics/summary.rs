@@ -333,11 +333,11 @@ fn walk<K: SortKey, const DROP: bool>(seg: &Segment<'_, K>, cap: usize) -> Part 
         let bend = pi + i != 2 * mi || pj + j != 2 * mj;
         write(len, fp_end - mj as u64, tp_end - mi as u64, mkey.to_u64());
         len += usize::from(complete & (bend | !DROP));
-        pi = if complete { mi } else { pi };
-        pj = if complete { mj } else { pj };
-        mi = if complete { i } else { mi };
-        mj = if complete { j } else { mj };
-        mkey = if complete { key } else { mkey };
+        // Marked unpredictable: ties make `complete` a coin flip, and plain selects were compiled
+        // into a branch on it.
+        use std::hint::select_unpredictable as pick;
+        (pi, pj) = (pick(complete, mi, pi), pick(complete, mj, pj));
+        (mi, mj, mkey) = (pick(complete, i, mi), pick(complete, j, mj), pick(complete, key, mkey));
     }
     // The range's last point: decided by the point after it, or kept as the curve's last.
     let (ptp, pfp, mtp, mfp) = (tp_end - pi as u64, fp_end - pj as u64, tp_end - mi as u64, fp_end - mj as u64);
