@@ -43,25 +43,27 @@ pub fn summarize(sorted: SortedScores, fars: &[f64], drop_intermediate: bool) ->
         super::roc::KeySlices::Wide(pos, neg) => report_keys(pos, neg, fars, drop_intermediate, segments),
         super::roc::KeySlices::Narrow(pos, neg) => report_keys(pos, neg, fars, drop_intermediate, segments),
     })??;
-    let value: fn(u64) -> f64 = match sorted.keys() {
-        super::roc::KeySlices::Wide(..) => |k| u64::from_u64(k).value(),
-        super::roc::KeySlices::Narrow(..) => |k| u32::from_u64(k).value(),
-    };
+    let wide = matches!(sorted.keys(), super::roc::KeySlices::Wide(..));
     drop(sorted);
-    threads::install(|| combine(parts, eer, tar, (n_pos, n_neg), value))
+    threads::install(|| {
+        if wide {
+            combine::<u64>(parts, eer, tar, (n_pos, n_neg))
+        } else {
+            combine::<u32>(parts, eer, tar, (n_pos, n_neg))
+        }
+    })
 }
 
-/// The report from the parts of the walk (in key order, raw: see [`Part`]) and the searched
-/// metrics; `value` turns a raw key into its score.
-fn combine(
+/// The report from the parts of the walk (in key order, raw: see [`Part`], keys of type `K`) and
+/// the searched metrics.
+fn combine<K: SortKey>(
     parts: Vec<Part>,
     eer: (f64, f64),
     tar_at_far: Vec<(f64, f64)>,
     (n_pos, n_neg): (u64, u64),
-    value: fn(u64) -> f64,
 ) -> Summary {
     let mut curve = join_curve(parts);
-    let (twice_area, best) = finish_curve(&mut curve, (n_pos, n_neg), value);
+    let (twice_area, best) = finish_curve::<K>(&mut curve, (n_pos, n_neg));
     let auc = super::roc::Auc::from_twice_area(twice_area).finish(n_pos, n_neg);
     let best_accuracy = ((n_neg as i64 + best.0) as f64 / (n_pos + n_neg) as f64, best.1);
     Summary { curve, auc, eer, tar_at_far, best_accuracy }
@@ -73,10 +75,9 @@ fn combine(
 /// in integers), and `tp - fp` is linear along a straight run, so its first maximum is at a kept
 /// end. Returns twice the area (in pairs squared) and the best `tp - fp` with its threshold
 /// (`(0, +inf)` when no point beats rejecting everything).
-fn finish_curve(
+fn finish_curve<K: SortKey>(
     curve: &mut (Vec<f64>, Vec<f64>, Vec<f64>),
     (n_pos, n_neg): (u64, u64),
-    value: fn(u64) -> f64,
 ) -> (u128, (i64, f64)) {
     use rayon::prelude::*;
     const PIECE: usize = 1 << 16;
@@ -91,19 +92,28 @@ fn finish_curve(
         .zip(thr.par_chunks_mut(PIECE))
         .zip(before)
         .map(|(((f, t), h), (mut pfp, mut ptp))| {
-            let (mut twice_area, mut best_d, mut best_at) = (0u128, 0i64, f64::INFINITY);
-            for ((f, t), h) in f.iter_mut().zip(t.iter_mut()).zip(h.iter_mut()) {
-                let (fp, tp, key) = (f.to_bits(), t.to_bits(), h.to_bits());
+            // Counts first (area, best), then the conversions, each loop simple enough to unroll.
+            let (mut twice_area, mut best_d, mut best_k) = (0u128, 0i64, usize::MAX);
+            for (k, (f, t)) in f.iter().zip(t.iter()).enumerate() {
+                let (fp, tp) = (f.to_bits(), t.to_bits());
                 twice_area += u128::from(fp - pfp) * u128::from(tp + ptp);
-                let threshold = if key == 0 { f64::INFINITY } else { value(key) };
                 let d = tp as i64 - fp as i64;
                 if d > best_d {
-                    (best_d, best_at) = (d, threshold);
+                    (best_d, best_k) = (d, k);
                 }
-                (*f, *t, *h) = (fp as i64 as f64 / nn, tp as i64 as f64 / pn, threshold);
                 (pfp, ptp) = (fp, tp);
             }
-            (twice_area, best_d, best_at)
+            for x in f.iter_mut() {
+                *x = x.to_bits() as i64 as f64 / nn;
+            }
+            for x in t.iter_mut() {
+                *x = x.to_bits() as i64 as f64 / pn;
+            }
+            for x in h.iter_mut() {
+                let key = x.to_bits();
+                *x = if key == 0 { f64::INFINITY } else { K::from_u64(key).value() };
+            }
+            (twice_area, best_d, if best_k == usize::MAX { f64::INFINITY } else { h[best_k] })
         })
         .collect();
     let mut best = (0i64, f64::INFINITY);
@@ -513,7 +523,7 @@ mod tests {
         counts: (u64, u64),
     ) -> Summary {
         let (parts, eer, tar) = report_keys(pos, neg, fars, drop, segments).unwrap();
-        combine(parts, eer, tar, counts, |k| K::from_u64(k).value())
+        combine::<K>(parts, eer, tar, counts)
     }
 
     #[test]
