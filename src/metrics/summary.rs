@@ -62,74 +62,10 @@ fn combine<K: SortKey>(
     tar_at_far: Vec<(f64, f64)>,
     (n_pos, n_neg): (u64, u64),
 ) -> Summary {
-    let mut curve = join_curve(parts);
-    let (twice_area, best) = finish_curve::<K>(&mut curve, (n_pos, n_neg));
+    let (curve, twice_area, best) = finish_curve::<K>(parts, (n_pos, n_neg));
     let auc = super::roc::Auc::from_twice_area(twice_area).finish(n_pos, n_neg);
     let best_accuracy = ((n_neg as i64 + best.0) as f64 / (n_pos + n_neg) as f64, best.1);
     Summary { curve, auc, eer, tar_at_far, best_accuracy }
-}
-
-/// Turns the raw curve (counts and keys) into rates and thresholds in place, in pieces on all
-/// threads, and reads the area and the best accuracy off it on the way. Both need only the kept
-/// points: the trapezoids of collinear points add up to the one trapezoid of their ends (exactly,
-/// in integers), and `tp - fp` is linear along a straight run, so its first maximum is at a kept
-/// end. Returns twice the area (in pairs squared) and the best `tp - fp` with its threshold
-/// (`(0, +inf)` when no point beats rejecting everything).
-fn finish_curve<K: SortKey>(
-    curve: &mut (Vec<f64>, Vec<f64>, Vec<f64>),
-    (n_pos, n_neg): (u64, u64),
-) -> (u128, (i64, f64)) {
-    use rayon::prelude::*;
-    const PIECE: usize = 1 << 16;
-    let (fpr, tpr, thr) = (&mut curve.0, &mut curve.1, &mut curve.2);
-    let (pn, nn) = (n_pos as f64, n_neg as f64);
-    // The raw point before each piece, read before any piece is converted.
-    let before: Vec<(u64, u64)> =
-        (0..fpr.len().div_ceil(PIECE)).map(|c| if c == 0 { (0, 0) } else { raw(fpr, tpr, c * PIECE - 1) }).collect();
-    let pieces: Vec<(u128, i64, f64)> = fpr
-        .par_chunks_mut(PIECE)
-        .zip(tpr.par_chunks_mut(PIECE))
-        .zip(thr.par_chunks_mut(PIECE))
-        .zip(before)
-        .map(|(((f, t), h), (mut pfp, mut ptp))| {
-            // Counts first (area, best), then the conversions, each loop simple enough to unroll.
-            let (mut twice_area, mut best_d, mut best_k) = (0u128, 0i64, usize::MAX);
-            for (k, (f, t)) in f.iter().zip(t.iter()).enumerate() {
-                let (fp, tp) = (f.to_bits(), t.to_bits());
-                twice_area += u128::from(fp - pfp) * u128::from(tp + ptp);
-                let d = tp as i64 - fp as i64;
-                if d > best_d {
-                    (best_d, best_k) = (d, k);
-                }
-                (pfp, ptp) = (fp, tp);
-            }
-            for x in f.iter_mut() {
-                *x = x.to_bits() as i64 as f64 / nn;
-            }
-            for x in t.iter_mut() {
-                *x = x.to_bits() as i64 as f64 / pn;
-            }
-            for x in h.iter_mut() {
-                let key = x.to_bits();
-                *x = if key == 0 { f64::INFINITY } else { K::from_u64(key).value() };
-            }
-            (twice_area, best_d, if best_k == usize::MAX { f64::INFINITY } else { h[best_k] })
-        })
-        .collect();
-    let mut best = (0i64, f64::INFINITY);
-    let mut twice_area = 0u128;
-    for (area, d, at) in pieces {
-        twice_area += area;
-        if d > best.0 {
-            best = (d, at); // strictly better only: ties keep the earlier, higher threshold
-        }
-    }
-    (twice_area, best)
-}
-
-/// The raw counts `(fp, tp)` of point `k` of a raw curve.
-fn raw(fpr: &[f64], tpr: &[f64], k: usize) -> (u64, u64) {
-    (fpr[k].to_bits(), tpr[k].to_bits())
 }
 
 /// Counts at a threshold: genuine and impostor keys `>=` it.
@@ -372,43 +308,103 @@ unsafe fn set_lens(fpr: &mut Vec<f64>, tpr: &mut Vec<f64>, thr: &mut Vec<f64>, l
     thr.set_len(len);
 }
 
-/// The parts' curves, in order, in the first part's buffers (whose capacity holds them all): every
-/// later part's three arrays are copied in pieces of about equal size, all threads at once.
-fn join_curve(parts: Vec<Part>) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+/// The curve from the parts of the walk: every part's raw points (counts and keys) turned into
+/// rates and thresholds, the first part's in place and every later part's as they are copied
+/// after it (its buffers have room for all), in pieces on all threads; the area and the best
+/// accuracy are read off the points on the way. Both need only the kept points: the trapezoids of
+/// collinear points add up to the one trapezoid of their ends (exactly, in integers), and
+/// `tp - fp` is linear along a straight run, so its first maximum is at a kept end. Returns the
+/// curve, twice the area (in pairs squared) and the best `tp - fp` with its threshold (`(0, +inf)`
+/// when no point beats rejecting everything).
+#[allow(clippy::type_complexity)]
+fn finish_curve<K: SortKey>(
+    parts: Vec<Part>,
+    (n_pos, n_neg): (u64, u64),
+) -> ((Vec<f64>, Vec<f64>, Vec<f64>), u128, (i64, f64)) {
     use rayon::prelude::*;
-    use std::mem::MaybeUninit;
-    const PIECE: usize = 1 << 18;
+    const PIECE: usize = 1 << 16;
     let mut parts = parts.into_iter();
     let first = parts.next().expect("at least one part");
-    let (mut fpr, mut tpr, mut thr) = (first.fpr, first.tpr, first.thresholds);
     let rest: Vec<Part> = parts.collect();
-    let added: usize = rest.iter().map(|p| p.fpr.len()).sum();
-    {
-        let mut copies: Vec<(&mut [MaybeUninit<f64>], &[f64])> = Vec::new();
-        for (dst, pick) in
-            [(&mut fpr, (|p| &p.fpr) as fn(&Part) -> &Vec<f64>), (&mut tpr, |p| &p.tpr), (&mut thr, |p| &p.thresholds)]
-        {
-            assert!(dst.capacity() - dst.len() >= added, "ROC curve capacity");
-            let mut spare = &mut dst.spare_capacity_mut()[..added];
-            for p in &rest {
-                let (head, tail) = spare.split_at_mut(pick(p).len());
-                copies.extend(head.chunks_mut(PIECE).zip(pick(p).chunks(PIECE)));
-                spare = tail;
-            }
+    let (mut fpr, mut tpr, mut thr) = (first.fpr, first.tpr, first.thresholds);
+    let total = fpr.len() + rest.iter().map(|p| p.fpr.len()).sum::<usize>();
+    assert!(fpr.capacity() >= total && tpr.capacity() >= total && thr.capacity() >= total, "ROC curve capacity");
+    // Every piece: where it reads its raw points, where it writes them converted (the same place
+    // for the first part), how many, and the raw counts of the point before it.
+    let dst = Shared([fpr.as_mut_ptr(), tpr.as_mut_ptr(), thr.as_mut_ptr()]);
+    let sources = std::iter::once([fpr.as_ptr(), tpr.as_ptr(), thr.as_ptr()])
+        .chain(rest.iter().map(|p| [p.fpr.as_ptr(), p.tpr.as_ptr(), p.thresholds.as_ptr()]));
+    let lens = std::iter::once(fpr.len()).chain(rest.iter().map(|p| p.fpr.len()));
+    let mut pieces: Vec<(Shared, usize, usize, (u64, u64))> = Vec::new();
+    let (mut before, mut at) = ((0u64, 0u64), 0);
+    for (src, len) in sources.zip(lens) {
+        for start in (0..len).step_by(PIECE) {
+            let n = (len - start).min(PIECE);
+            // SAFETY: start + n <= len: the piece lies inside the part's initialised points.
+            let (piece, last) = unsafe {
+                (
+                    Shared(src.map(|p| p.add(start) as *mut f64)),
+                    ((*src[0].add(start + n - 1)).to_bits(), (*src[1].add(start + n - 1)).to_bits()),
+                )
+            };
+            pieces.push((piece, at + start, n, before));
+            before = last;
         }
-        copies.into_par_iter().for_each(|(d, s)| {
-            for (d, &s) in d.iter_mut().zip(s) {
-                d.write(s);
-            }
-        });
+        at += len;
     }
+    let (pn, nn) = (n_pos as f64, n_neg as f64);
+    let dst = &dst;
+    let stats: Vec<(u128, i64, f64)> = pieces
+        .into_par_iter()
+        .map(|(src, offset, len, (mut pfp, mut ptp))| {
+            let (mut twice_area, mut best_d, mut best_at) = (0u128, 0i64, f64::INFINITY);
+            for k in 0..len {
+                // SAFETY: pieces read disjoint initialised points and write disjoint slots below
+                // `total` (within the first part's capacity); a piece of the first part reads each
+                // point before it writes that same slot.
+                let (fp, tp, key) = unsafe {
+                    ((*src.0[0].add(k)).to_bits(), (*src.0[1].add(k)).to_bits(), (*src.0[2].add(k)).to_bits())
+                };
+                twice_area += u128::from(fp - pfp) * u128::from(tp + ptp);
+                let threshold = if key == 0 { f64::INFINITY } else { K::from_u64(key).value() };
+                let d = tp as i64 - fp as i64;
+                if d > best_d {
+                    (best_d, best_at) = (d, threshold);
+                }
+                // SAFETY: as above.
+                unsafe {
+                    *dst.0[0].add(offset + k) = fp as i64 as f64 / nn;
+                    *dst.0[1].add(offset + k) = tp as i64 as f64 / pn;
+                    *dst.0[2].add(offset + k) = threshold;
+                }
+                (pfp, ptp) = (fp, tp);
+            }
+            (twice_area, best_d, best_at)
+        })
+        .collect();
+    drop(rest);
     for v in [&mut fpr, &mut tpr, &mut thr] {
-        // SAFETY: the `added` slots after the length were written just above.
-        unsafe { v.set_len(v.len() + added) };
+        // SAFETY: every slot below `total` was written above.
+        unsafe { v.set_len(total) };
         v.shrink_to_fit();
     }
-    (fpr, tpr, thr)
+    let mut best = (0i64, f64::INFINITY);
+    let mut twice_area = 0u128;
+    for (area, d, at) in stats {
+        twice_area += area;
+        if d > best.0 {
+            best = (d, at); // strictly better only: ties keep the earlier, higher threshold
+        }
+    }
+    ((fpr, tpr, thr), twice_area, best)
 }
+
+/// Curve pointers shared by the finishing pieces, which touch disjoint slots.
+#[derive(Clone, Copy)]
+struct Shared([*mut f64; 3]);
+// SAFETY: see finish_curve: pieces read and write disjoint slots.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
 
 /// Equal error rate, as [`super::roc::Eer`] finds it walking: the first point (highest key) whose
 /// gap `(P - tp) N - fp P` is `<= 0`, the gap falling as the threshold does, so a binary search on
