@@ -1,12 +1,14 @@
-//! The verification report from the sorted scores: the curve, AUC and best accuracy from one merge
-//! walk split into key ranges walked in parallel, EER and TAR@FAR by binary search.
+//! The verification report from the sorted scores: the curve from one merge walk split into key
+//! ranges walked in parallel, AUC and best accuracy from the curve's kept points, EER and TAR@FAR
+//! by binary search.
 //!
 //! The walk is the report's largest cost after the sort, so it is written for it: one iteration per
 //! key taken from either side, no branch on which side holds the next key, on whether a point is
-//! complete (ties are common in float32 scores) or on whether the curve keeps it, and all metrics
-//! that need every point (curve, AUC, best accuracy) computed in that same iteration. EER and TAR
-//! at a FAR depend on one or two points that counting on the sorted keys finds directly. Results
-//! equal the streaming metrics of [`super::roc`] exactly (tested).
+//! complete (ties are common in float32 scores) or on whether the curve keeps it, and raw integers
+//! (counts, keys) written, converted later. One pass over the kept points then converts them and
+//! reads the area and the best accuracy off them. EER and TAR at a FAR depend on one or two points
+//! that counting on the sorted keys finds directly. Results equal the streaming metrics of
+//! [`super::roc`] exactly (tested).
 
 use super::binary::SortKey;
 use super::roc::{eer, tar_at_far, validate_fars, SortedScores, TarAtFar};
@@ -101,6 +103,8 @@ fn next_below<K: SortKey>(pos: &[K], neg: &[K], t: u64) -> Option<K> {
 
 type Parts = (Vec<Part>, (f64, f64), Vec<(f64, f64)>);
 
+/// The walk's parts, one per key range (about `segments` of them, walked in parallel), with EER
+/// and TAR@FAR searched meanwhile.
 fn report_keys<K: SortKey>(pos: &[K], neg: &[K], fars: &[f64], drop: bool, segments: usize) -> Result<Parts> {
     let (n_pos, n_neg) = (pos.len() as u64, neg.len() as u64);
     let bounds = split_points(pos, neg, segments);
@@ -252,6 +256,9 @@ fn walk<K: SortKey, const DROP: bool>(seg: &Segment<'_, K>, cap: usize) -> Part 
     // prev: the point before the range; mid: its first point.
     let (mut pi, mut pj) = (i, j);
     let Some(mut mkey) = next(&mut i, &mut j, &mut a, &mut b) else {
+        // An empty range (never made, but then only the start may have been written).
+        // SAFETY: the first `len` slots were written.
+        unsafe { set_lens(&mut fpr, &mut tpr, &mut thr, len) };
         return Part { fpr, tpr, thresholds: thr };
     };
     let (mut mi, mut mj) = (i, j);
