@@ -56,6 +56,48 @@ pub fn summarize(sorted: SortedScores, fars: &[f64], drop_intermediate: bool) ->
     })
 }
 
+/// The ROC curve of `sorted` as [`super::roc::roc_curve`] gives it, from the parallel walk.
+pub fn curve(sorted: &SortedScores, drop_intermediate: bool) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    let (n_pos, n_neg) = (sorted.n_pos(), sorted.n_neg());
+    if n_pos == 0 || n_neg == 0 {
+        return Ok(super::roc::roc_curve(sorted, drop_intermediate));
+    }
+    let segments = if (n_pos + n_neg) as usize >= PARALLEL_MIN { threads::num_threads().max(1) } else { 1 };
+    threads::install(|| match sorted.keys() {
+        super::roc::KeySlices::Wide(pos, neg) => {
+            let (parts, ..) = report_keys(pos, neg, &[], drop_intermediate, segments)?;
+            Ok(finish_curve::<u64>(parts, (n_pos, n_neg)).0)
+        }
+        super::roc::KeySlices::Narrow(pos, neg) => {
+            let (parts, ..) = report_keys(pos, neg, &[], drop_intermediate, segments)?;
+            Ok(finish_curve::<u32>(parts, (n_pos, n_neg)).0)
+        }
+    })?
+}
+
+/// Equal error rate `(rate, threshold)` as [`super::roc::eer`] gives it, by binary search.
+pub fn eer_of(sorted: &SortedScores) -> (f64, f64) {
+    if sorted.n_pos() == 0 || sorted.n_neg() == 0 {
+        return eer(sorted);
+    }
+    match sorted.keys() {
+        super::roc::KeySlices::Wide(pos, neg) => eer_by_search(pos, neg),
+        super::roc::KeySlices::Narrow(pos, neg) => eer_by_search(pos, neg),
+    }
+}
+
+/// `(tar, threshold)` per target FAR as [`super::roc::tar_at_far`] gives them, by binary search.
+pub fn tar_at_far_of(sorted: &SortedScores, fars: &[f64]) -> Result<Vec<(f64, f64)>> {
+    validate_fars("tar_at_far", fars)?;
+    if sorted.n_pos() == 0 || sorted.n_neg() == 0 {
+        return tar_at_far(sorted, fars);
+    }
+    match sorted.keys() {
+        super::roc::KeySlices::Wide(pos, neg) => tar_by_search(pos, neg, fars),
+        super::roc::KeySlices::Narrow(pos, neg) => tar_by_search(pos, neg, fars),
+    }
+}
+
 /// The report from the parts of the walk (in key order, raw: see [`Part`], keys of type `K`) and
 /// the searched metrics.
 fn combine<K: SortKey>(
@@ -480,6 +522,12 @@ mod tests {
             };
             let reference = sort();
             let both = reference.n_pos() > 0 && reference.n_neg() > 0;
+            let (e, re) = (eer_of(&reference), eer(&reference));
+            assert!(e.0.to_bits() == re.0.to_bits() && (e.1 == re.1 || (e.1.is_nan() && re.1.is_nan())));
+            let (t, rt) = (tar_at_far_of(&reference, fars).unwrap(), tar_at_far(&reference, fars).unwrap());
+            for (x, y) in t.iter().zip(&rt) {
+                assert!(x.0.to_bits() == y.0.to_bits() && (x.1 == y.1 || (x.1.is_nan() && y.1.is_nan())));
+            }
             for drop in [true, false] {
                 for segments in [1usize, 2, 3, 7].into_iter().filter(|_| both) {
                     let sorted = sort();
@@ -508,6 +556,7 @@ mod tests {
                 }
                 let whole = summarize(sort(), fars, drop).unwrap();
                 assert_eq!(bits(&whole.curve), bits(&roc_curve(&reference, drop)));
+                assert_eq!(bits(&curve(&reference, drop).unwrap()), bits(&roc_curve(&reference, drop)));
             }
         }
     }

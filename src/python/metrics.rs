@@ -97,7 +97,7 @@ fn roc_curve<'py>(
 ) -> PyResult<(Array<'py>, Array<'py>, Array<'py>)> {
     guarded(|| {
         let (fpr, tpr, thr) =
-            with_sorted(py, "roc_curve", scores, labels, move |s| Ok(metrics::roc_curve(s, drop_intermediate)))?;
+            with_sorted(py, "roc_curve", scores, labels, move |s| metrics::summary::curve(s, drop_intermediate))?;
         Ok((fpr.into_pyarray(py), tpr.into_pyarray(py), thr.into_pyarray(py)))
     })
 }
@@ -111,7 +111,7 @@ fn roc_auc(py: Python<'_>, scores: &Bound<'_, PyAny>, labels: &Bound<'_, PyAny>)
 /// (equal error rate, threshold).
 #[pyfunction]
 fn eer(py: Python<'_>, scores: &Bound<'_, PyAny>, labels: &Bound<'_, PyAny>) -> PyResult<(f64, f64)> {
-    guarded(|| with_sorted(py, "eer", scores, labels, |s| Ok(metrics::eer(s))))
+    guarded(|| with_sorted(py, "eer", scores, labels, |s| Ok(metrics::summary::eer_of(s))))
 }
 
 /// (tar, threshold) arrays, one entry per target FAR; NaN where a target is below 1/N impostors.
@@ -123,7 +123,7 @@ fn tar_at_far<'py>(
     fars: Vec<f64>,
 ) -> PyResult<(Array<'py>, Array<'py>)> {
     guarded(|| {
-        let res = with_sorted(py, "tar_at_far", scores, labels, move |s| metrics::tar_at_far(s, &fars))?;
+        let res = with_sorted(py, "tar_at_far", scores, labels, move |s| metrics::summary::tar_at_far_of(s, &fars))?;
         let (tar, thr): (Vec<f64>, Vec<f64>) = res.into_iter().unzip();
         Ok((tar.into_pyarray(py), thr.into_pyarray(py)))
     })
