@@ -1,10 +1,12 @@
-//! Parallel LSD radix sort of u64 or u32 keys (8-bit digits; 11-bit digits measured slower here).
+//! The metrics' sort: score keys split by label and sorted, straight from the scores.
 //!
-//! Comparison sorts cost O(n log n) branchy work; verification score sets reach 10^8, so the ROC's
-//! one sort is a radix sort. Passes whose digit is the same for every key (common for scores in a
-//! narrow range, whose high bytes barely vary) are skipped. Each pass splits the keys into one
-//! chunk per thread: chunk histograms give every (digit, chunk) a disjoint output range, so threads
-//! scatter without synchronisation and the result does not depend on the thread count.
+//! Comparison sorts cost O(n log n) branchy work; verification score sets reach 10^8, so the
+//! metrics' one sort is a bucket sort ([`split_sorted`], [`sort_keys`]): keys scattered by their
+//! top bits into buckets of a few thousand, each bucket then sorted in cache. Chunk histograms give
+//! every (bucket, chunk) a disjoint output range, so threads scatter without synchronisation and the
+//! result does not depend on the thread count. When keys pile into a few buckets (a far outlier
+//! stretches the range) the digit-by-digit LSD radix sort ([`radix_sort`], 8-bit digits; passes
+//! whose digit is the same for every key skipped) stays linear instead.
 
 use rayon::prelude::*;
 
