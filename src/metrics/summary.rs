@@ -28,6 +28,15 @@ pub struct Summary {
 /// Below this many scores one walk is faster than splitting it.
 const PARALLEL_MIN: usize = 1 << 18;
 
+/// How many key ranges the walk over `n` scores is split into: one per thread, or one.
+fn segments(n: usize) -> usize {
+    if n >= PARALLEL_MIN {
+        threads::num_threads().max(1)
+    } else {
+        1
+    }
+}
+
 /// The report of `sorted` (the curve as [`super::roc::roc_curve`] gives it). Takes the sorted keys
 /// so it can free them before it joins the curve's parts: the peak holds keys or copies, not both.
 pub fn summarize(sorted: SortedScores, fars: &[f64], drop_intermediate: bool) -> Result<Summary> {
@@ -40,7 +49,7 @@ pub fn summarize(sorted: SortedScores, fars: &[f64], drop_intermediate: bool) ->
         let best_accuracy = super::roc::best_accuracy(&sorted);
         return Ok(Summary { curve, auc, eer: eer(&sorted), tar_at_far: tar_at_far(&sorted, fars)?, best_accuracy });
     }
-    let segments = if (n_pos + n_neg) as usize >= PARALLEL_MIN { threads::num_threads().max(1) } else { 1 };
+    let segments = segments((n_pos + n_neg) as usize);
     let (parts, eer, tar) = threads::install(|| match sorted.keys() {
         super::roc::KeySlices::Wide(pos, neg) => report_keys(pos, neg, fars, drop_intermediate, segments),
         super::roc::KeySlices::Narrow(pos, neg) => report_keys(pos, neg, fars, drop_intermediate, segments),
@@ -62,17 +71,15 @@ pub fn curve(sorted: &SortedScores, drop_intermediate: bool) -> Result<(Vec<f64>
     if n_pos == 0 || n_neg == 0 {
         return Ok(super::roc::roc_curve(sorted, drop_intermediate));
     }
-    let segments = if (n_pos + n_neg) as usize >= PARALLEL_MIN { threads::num_threads().max(1) } else { 1 };
+    let segments = segments((n_pos + n_neg) as usize);
     threads::install(|| match sorted.keys() {
         super::roc::KeySlices::Wide(pos, neg) => {
-            let (parts, ..) = report_keys(pos, neg, &[], drop_intermediate, segments)?;
-            Ok(finish_curve::<u64>(parts, (n_pos, n_neg)).0)
+            finish_curve::<u64>(walk_parts(pos, neg, drop_intermediate, segments), (n_pos, n_neg)).0
         }
         super::roc::KeySlices::Narrow(pos, neg) => {
-            let (parts, ..) = report_keys(pos, neg, &[], drop_intermediate, segments)?;
-            Ok(finish_curve::<u32>(parts, (n_pos, n_neg)).0)
+            finish_curve::<u32>(walk_parts(pos, neg, drop_intermediate, segments), (n_pos, n_neg)).0
         }
-    })?
+    })
 }
 
 /// Equal error rate `(rate, threshold)` as [`super::roc::eer`] gives it, by binary search.
@@ -145,9 +152,18 @@ fn next_below<K: SortKey>(pos: &[K], neg: &[K], t: u64) -> Option<K> {
 
 type Parts = (Vec<Part>, (f64, f64), Vec<(f64, f64)>);
 
-/// The walk's parts, one per key range (about `segments` of them, walked in parallel), with EER
-/// and TAR@FAR searched meanwhile.
+/// The walk's parts with EER and TAR@FAR searched meanwhile.
 fn report_keys<K: SortKey>(pos: &[K], neg: &[K], fars: &[f64], drop: bool, segments: usize) -> Result<Parts> {
+    let (parts, (eer_value, tar)) = rayon::join(
+        || walk_parts(pos, neg, drop, segments),
+        || (eer_by_search(pos, neg), tar_by_search(pos, neg, fars)),
+    );
+    Ok((parts, eer_value, tar?))
+}
+
+/// The walk's parts, one per key range (about `segments` of them, walked in parallel).
+fn walk_parts<K: SortKey>(pos: &[K], neg: &[K], drop: bool, segments: usize) -> Vec<Part> {
+    use rayon::prelude::*;
     let (n_pos, n_neg) = (pos.len() as u64, neg.len() as u64);
     let bounds = split_points(pos, neg, segments);
     let pieces: Vec<Segment<'_, K>> = bounds
@@ -174,26 +190,18 @@ fn report_keys<K: SortKey>(pos: &[K], neg: &[K], fars: &[f64], drop: bool, segme
     // Every segment but the first holds its points after the first's: only the first writes into
     // the buffers the curve is returned in (room for all points, plus the (0, 0) start).
     let total = pos.len() + neg.len();
-    let mut parts: Vec<Part> = Vec::with_capacity(pieces.len());
-    let ((), (eer_value, tar)) = rayon::join(
-        || {
-            use rayon::prelude::*;
-            pieces
-                .par_iter()
-                .enumerate()
-                .map(|(k, seg)| {
-                    let cap = if k == 0 { total + 2 } else { seg.len() + 1 };
-                    if drop {
-                        walk::<K, true>(seg, cap)
-                    } else {
-                        walk::<K, false>(seg, cap)
-                    }
-                })
-                .collect_into_vec(&mut parts)
-        },
-        || (eer_by_search(pos, neg), tar_by_search(pos, neg, fars)),
-    );
-    Ok((parts, eer_value, tar?))
+    pieces
+        .par_iter()
+        .enumerate()
+        .map(|(k, seg)| {
+            let cap = if k == 0 { total + 2 } else { seg.len() + 1 };
+            if drop {
+                walk::<K, true>(seg, cap)
+            } else {
+                walk::<K, false>(seg, cap)
+            }
+        })
+        .collect()
 }
 
 /// Key bounds `[+inf, s_1, ..., s_{T-1}, 0]` splitting the keys into `segments` ranges of about
