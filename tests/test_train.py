@@ -224,6 +224,38 @@ def test_cli_never_overwrites_a_run_silently(tmp_path, capsys):
     assert main(["train", *run, "--resume"]) == 0  # finished: nothing to do, still fine
 
 
+def test_cli_refuses_a_bad_init_file_and_keeps_the_run(tmp_path, capsys):
+    """--init of another architecture, a truncated checkpoint and a file that is no checkpoint:
+    one-line error, exit 2, the run in --out untouched even with --overwrite."""
+    from cli_args import TINY_GRAY
+
+    from mfr.experiments.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", *TINY_GRAY, "--steps", "1", "--eval-every", "0", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    other = mfr.nn.Backbone("iresnet18", width=8, input_size=16, embedding_dim=16, in_channels=1)
+    torch.save(other.state_dict(), tmp_path / "iresnet18.pth")
+    whole = (out / "checkpoint.safetensors").read_bytes()
+    (tmp_path / "truncated.safetensors").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "notes.pth").write_text("not a checkpoint")
+    torch.save(other.state_dict(), tmp_path / "whole.pth")
+    (tmp_path / "truncated.pth").write_bytes((tmp_path / "whole.pth").read_bytes()[:3000])
+    cases = [
+        ("iresnet18.pth", "does not fit"),
+        ("truncated.safetensors", "cannot read"),
+        ("notes.pth", "cannot read"),
+        ("truncated.pth", "cannot read"),
+    ]
+    for name, message in cases:
+        capsys.readouterr()
+        args = ["train", *TINY_GRAY, "--steps", "2", "--out", str(out), "--overwrite", "--init", str(tmp_path / name)]
+        assert main(args) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert message in err and "\n" not in err and "Traceback" not in err, (name, err)
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before, name  # nothing lost
+
+
 def test_progress_lines_when_stderr_is_not_a_terminal(data, monkeypatch, capsys):
     import mfr.experiments.train as train_module
 

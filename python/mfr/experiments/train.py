@@ -799,7 +799,9 @@ def load_init_weights(backbone: Backbone, path: str | os.PathLike[str]) -> None:
         try:
             loaded = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # pickle errors, foreign objects refused by weights_only, truncation
-            raise _core.DataError(f"init: cannot read {path} as a state dict: {e}") from None
+            raise _core.DataError(
+                f"init: cannot read {path} as a torch.save state dict (torch.load: {_cause(e)})"
+            ) from None
         if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
             loaded = loaded["state_dict"]
         if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
@@ -811,6 +813,16 @@ def load_init_weights(backbone: Backbone, path: str | os.PathLike[str]) -> None:
     ref = backbone.parameter_list()[0]
     with torch.no_grad():
         backbone.load_state_dict({k: v.to(ref.device) for k, v in state.items()})
+
+
+def _cause(e: BaseException) -> str:
+    """One line saying why torch.load refused a file: its weights-only unpickler explains over many
+    lines (how to load unsafe files, where to file an issue); the text after "WeightsUnpickler
+    error:" is the cause."""
+    text = str(e)
+    _, marker, rest = text.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (rest if marker else text).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
