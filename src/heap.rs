@@ -1,4 +1,5 @@
-//! Reuse of freed CPU heap between meta-steps, and huge pages for large one-off buffers.
+//! Reuse of freed CPU heap between meta-steps, and advice to the kernel on large buffers (huge
+//! pages for one-off buffers, pages handed back when a kept block's contents are done with).
 //!
 //! A CPU meta-step keeps every split's second-order graph alive until its single final backward
 //! (that is what lets the splits share each domain's forward), so it allocates a working set of
@@ -10,7 +11,9 @@
 //! heap, up to [`TRIM_THRESHOLD`] of it unused.
 //!
 //! It is process-wide, so it is applied once, by the first CPU meta-step, and never by importing
-//! `mfr`; `MFR_HEAP_REUSE=0` turns it off. Outside glibc (macOS, musl) nothing changes.
+//! `mfr`; `MFR_HEAP_REUSE=0` turns it off, and with it the extension's keeping of large freed
+//! blocks ([`crate::block_cache`], active from import: it changes no process-wide setting).
+//! Outside glibc (macOS, musl) nothing changes here.
 
 use std::sync::OnceLock;
 
@@ -24,7 +27,7 @@ pub const TRIM_THRESHOLD: i32 = i32::MAX;
 
 static APPLIED: OnceLock<bool> = OnceLock::new();
 
-fn disabled_by_env() -> bool {
+pub(crate) fn disabled_by_env() -> bool {
     std::env::var(ENV_VAR)
         .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false" | "no"))
         .unwrap_or(false)
@@ -63,30 +66,61 @@ pub fn heap_reuse_active() -> bool {
 /// ~20,000 page faults (a third of the report's time measured), with 2 MiB pages ~40.
 pub fn with_capacity_huge<T>(n: usize) -> Vec<T> {
     let v = Vec::with_capacity(n);
-    advise_huge(v.as_ptr() as usize, n * std::mem::size_of::<T>());
+    let bytes = n * std::mem::size_of::<T>();
+    if bytes >= 4 << 20 {
+        advise(v.as_ptr() as usize, bytes, Advice::HugePages);
+    }
     v
 }
 
+/// Drops `v` after handing its whole pages back to the kernel (`MADV_DONTNEED`), so they leave
+/// the process's resident memory now even when the allocator keeps the block for reuse
+/// ([`crate::block_cache`]); a later user of the block gets fresh zeroed pages.
+pub fn discard<T>(v: Vec<T>) {
+    let bytes = v.capacity() * std::mem::size_of::<T>();
+    if bytes >= crate::block_cache::MIN_BLOCK {
+        advise(v.as_ptr() as usize, bytes, Advice::DontNeed);
+    }
+    drop(v);
+}
+
+/// What [`advise`] tells the kernel about a range of memory.
+#[derive(Clone, Copy)]
+pub enum Advice {
+    /// `MADV_HUGEPAGE`: back it with transparent huge pages where possible.
+    HugePages,
+    /// `MADV_FREE`: its contents are not needed; take the pages whenever memory is short (until
+    /// then a write reuses them without a fault).
+    Free,
+    /// `MADV_DONTNEED`: take the pages now; the next touch gets zeroed ones.
+    DontNeed,
+}
+
+/// `madvise` on the whole pages inside `[start, start + len)` (Linux; a no-op elsewhere). The
+/// range must lie inside one allocation that nobody reads meanwhile when the advice drops contents.
 #[cfg(target_os = "linux")]
-fn advise_huge(start: usize, len: usize) {
+pub fn advise(start: usize, len: usize, advice: Advice) {
     extern "C" {
         fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: std::os::raw::c_int) -> std::os::raw::c_int;
     }
-    const MADV_HUGEPAGE: i32 = 14;
     const PAGE: usize = 4096;
-    if len < 4 << 20 {
-        return;
-    }
+    let code = match advice {
+        Advice::HugePages => 14,
+        Advice::Free => 8,
+        Advice::DontNeed => 4,
+    };
     let (lo, hi) = (start.div_ceil(PAGE) * PAGE, (start + len) / PAGE * PAGE);
-    // SAFETY: the range lies inside the vector's own allocation; madvise only changes how the
-    // kernel backs it (a failure, e.g. without THP, leaves it as it was).
-    unsafe {
-        madvise(lo as *mut std::ffi::c_void, hi - lo, MADV_HUGEPAGE);
+    if hi > lo {
+        // SAFETY: the range lies inside the caller's allocation; madvise changes how the kernel
+        // backs it (a failure, e.g. without THP, leaves it as it was).
+        unsafe {
+            madvise(lo as *mut std::ffi::c_void, hi - lo, code);
+        }
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise_huge(_start: usize, _len: usize) {}
+pub fn advise(_start: usize, _len: usize, _advice: Advice) {}
 
 #[cfg(test)]
 mod tests {
@@ -99,6 +133,17 @@ mod tests {
             assert!(v.capacity() >= n && v.is_empty());
             v.extend((0..n as u64).map(|i| i * 3));
             assert!(v.iter().enumerate().all(|(i, &x)| x == 3 * i as u64));
+        }
+    }
+
+    #[test]
+    fn discarded_vectors_are_dropped_and_their_blocks_reusable() {
+        for n in [10usize, 3 << 20] {
+            let mut v: Vec<u64> = with_capacity_huge(n);
+            v.resize(n, 9);
+            discard(v);
+            let w: Vec<u64> = vec![5; n]; // whatever block it gets, it is an ordinary vector
+            assert!(w.iter().all(|&x| x == 5));
         }
     }
 

@@ -25,9 +25,11 @@ from ._core import (
     InvalidInputError,
     MfrError,
     MfrWarning,
+    cached_memory,
     cosine_scores,
     get_num_threads,
     pair_scores,
+    release_cached_memory,
     set_num_threads,
 )
 from ._info import build_info
@@ -111,6 +113,7 @@ __all__ = [
     "Trainer",
     "__version__",
     "build_info",
+    "cached_memory",
     "cosine_scores",
     "data",
     "experiments",
@@ -121,6 +124,7 @@ __all__ = [
     "metrics",
     "nn",
     "pair_scores",
+    "release_cached_memory",
     "sampler",
     "set_num_threads",
     "synthetic",

@@ -37,6 +37,7 @@ __all__ = [
     "_raise_panic_for_tests",
     "backbone_forward",
     "bootstrap_group_counts",
+    "cached_memory",
     "convert_images",
     "cosine_scores",
     "decode_images",
@@ -49,6 +50,7 @@ __all__ = [
     "meta_step",
     "name_seed",
     "pair_scores",
+    "release_cached_memory",
     "roc_auc",
     "roc_curve",
     "set_num_threads",
@@ -92,6 +94,12 @@ def set_num_threads(n: int) -> None:
 
 def get_num_threads() -> int:
     """Threads the Rust pool uses for the next parallel call."""
+
+def release_cached_memory() -> int:
+    """Returns the large freed blocks mfr keeps for reuse to the system now; the bytes released."""
+
+def cached_memory() -> int:
+    """Bytes of large freed blocks mfr keeps for reuse now."""
 
 def cosine_scores(a: torch.Tensor | npt.ArrayLike, b: torch.Tensor | npt.ArrayLike) -> torch.Tensor:
     """Row-wise cosine of two (N, D) float32 contiguous tensors on one device -> (N,) float32 on it.

@@ -81,6 +81,21 @@ struct SharedOut<K>(*mut K);
 unsafe impl<K> Sync for SharedOut<K> {}
 
 impl SortedScores {
+    /// Frees the keys and their pages now: the block cache would keep them resident, and the
+    /// report frees them exactly so that the curve it finishes next does not add to them.
+    pub fn discard(self) {
+        match self.keys {
+            Keys::Wide { pos, neg } => {
+                crate::heap::discard(pos);
+                crate::heap::discard(neg);
+            }
+            Keys::Narrow { pos, neg } => {
+                crate::heap::discard(pos);
+                crate::heap::discard(neg);
+            }
+        }
+    }
+
     /// Sorts in the mfr thread pool.
     pub fn new<S: Score>(input: &BinaryScores<'_, S>) -> Result<Self> {
         let (scores, labels) = (input.scores, input.labels);

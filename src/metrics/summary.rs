@@ -55,7 +55,7 @@ pub fn summarize(sorted: SortedScores, fars: &[f64], drop_intermediate: bool) ->
         super::roc::KeySlices::Narrow(pos, neg) => report_keys(pos, neg, fars, drop_intermediate, segments),
     })??;
     let wide = matches!(sorted.keys(), super::roc::KeySlices::Wide(..));
-    drop(sorted);
+    sorted.discard();
     threads::install(|| {
         if wide {
             combine::<u64>(parts, eer, tar, (n_pos, n_neg))
@@ -443,7 +443,12 @@ fn finish_curve<K: SortKey>(
     for v in [&mut fpr, &mut tpr, &mut thr] {
         // SAFETY: every slot below `total` was written above.
         unsafe { v.set_len(total) };
-        v.shrink_to_fit();
+        // Room for every score was made; the untouched rest costs address space only. Returned
+        // when most of it is unused, kept otherwise: a freed curve then serves the next report's
+        // buffers of the same size (see `block_cache`).
+        if 4 * total < v.capacity() {
+            v.shrink_to_fit();
+        }
     }
     let mut best = (0i64, f64::INFINITY);
     let mut twice_area = 0u128;

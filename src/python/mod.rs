@@ -7,6 +7,7 @@ mod errors;
 mod info;
 mod int_arg;
 mod losses;
+mod memory;
 mod meta;
 mod metrics;
 mod threads;
@@ -19,6 +20,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     info::register(m)?;
     threads::register(m)?;
+    memory::register(m)?;
     metrics::register(m)?;
     data::register(m)?;
     losses::register(m)?;
