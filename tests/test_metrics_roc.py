@@ -309,3 +309,16 @@ def test_float32_keys_on_large_inputs_match_float64(outlier):
         _same_report(a, b)
         for key in a.resamples:
             np.testing.assert_array_equal(a.resamples[key], b.resamples[key])
+
+
+def test_bool_labels_are_read_in_place_and_non_canonical_bytes_refused():
+    rng = np.random.default_rng(3)
+    scores, labels = rng.random(5000), rng.random(5000) < 0.3
+    assert mfr.metrics.roc_auc(scores, labels) == mfr.metrics.roc_auc(scores, labels.astype(np.uint8))
+    assert mfr.metrics.roc_auc(torch.from_numpy(scores), torch.from_numpy(labels)) == mfr.metrics.roc_auc(
+        scores, labels
+    )
+    weird = labels.view(np.uint8).copy()
+    weird[7] = 2  # a byte numpy shows as True
+    with pytest.raises(mfr.InvalidInputError, match="labels must be 0/1 or bool, got value 2 at index 7"):
+        mfr.metrics.roc_auc(scores, weird.view(bool))

@@ -55,7 +55,15 @@ pub fn summarize(sorted: SortedScores, fars: &[f64], drop_intermediate: bool) ->
         super::roc::KeySlices::Narrow(pos, neg) => report_keys(pos, neg, fars, drop_intermediate, segments),
     })??;
     let wide = matches!(sorted.keys(), super::roc::KeySlices::Wide(..));
-    sorted.discard();
+    // Finishing writes the later parts' points after the first's, into pages not touched yet. Where
+    // that is a lot, the keys' pages go first (kept for reuse, they would add to it); else the
+    // keys stay for the next call to reuse.
+    let tail_bytes: usize = parts[1..].iter().map(|p| 3 * 8 * p.fpr.len()).sum();
+    if tail_bytes > crate::block_cache::MIN_BLOCK {
+        sorted.discard();
+    } else {
+        drop(sorted);
+    }
     threads::install(|| {
         if wide {
             combine::<u64>(parts, eer, tar, (n_pos, n_neg))
@@ -443,11 +451,11 @@ fn finish_curve<K: SortKey>(
     for v in [&mut fpr, &mut tpr, &mut thr] {
         // SAFETY: every slot below `total` was written above.
         unsafe { v.set_len(total) };
-        // Room for every score was made; the untouched rest costs address space only. Returned
-        // when most of it is unused, kept otherwise: a freed curve then serves the next report's
-        // buffers of the same size (see `block_cache`).
+        // Room for every score was made; the untouched rest costs address space only. A mostly
+        // unused buffer is copied into one of the curve's size and freed (its block then serves
+        // the next report's buffers, see `block_cache`); a mostly used one is returned as it is.
         if 4 * total < v.capacity() {
-            v.shrink_to_fit();
+            *v = v.to_vec();
         }
     }
     let mut best = (0i64, f64::INFINITY);

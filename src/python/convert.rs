@@ -154,6 +154,12 @@ fn labels_to_u8(t: &Tensor, kind: Kind, func: &str, name: &str) -> crate::Result
             return Err(MfrError::invalid(func, format!("{name} must be 0/1 or bool, got value {v} at index {i}")));
         }
     }
+    if kind == Kind::Bool {
+        // A bool's byte is 0 or 1 already: read in place (a copy of 10M labels costs a report a
+        // few ms). A non-canonical byte (a uint8 array viewed as bool) fails the label check
+        // every metric makes, instead of counting as True.
+        return Ok(t.f_view_dtype(Kind::Uint8)?.f_contiguous()?);
+    }
     Ok(t.f_to_kind(Kind::Uint8)?.f_contiguous()?)
 }
 
