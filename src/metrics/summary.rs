@@ -25,6 +25,9 @@ pub struct Summary {
     pub best_accuracy: (f64, f64),
 }
 
+/// A curve array below this size is copied out of the room made for every score.
+const SMALL_CURVE_BYTES: usize = 1 << 20;
+
 /// Below this many scores one walk is faster than splitting it.
 const PARALLEL_MIN: usize = 1 << 18;
 
@@ -451,10 +454,11 @@ fn finish_curve<K: SortKey>(
     for v in [&mut fpr, &mut tpr, &mut thr] {
         // SAFETY: every slot below `total` was written above.
         unsafe { v.set_len(total) };
-        // Room for every score was made; the untouched rest costs address space only. A mostly
-        // unused buffer is copied into one of the curve's size and freed (its block then serves
-        // the next report's buffers, see `block_cache`); a mostly used one is returned as it is.
-        if 4 * total < v.capacity() {
+        // Room for every score was made; its untouched rest costs address space only, so the
+        // buffer is returned as it is (freed, its block serves the next report's buffers, see
+        // `block_cache`). A small curve is copied out instead, so that a report held on to
+        // holds no more than its points (and the rest of a huge page).
+        if total * std::mem::size_of::<f64>() < SMALL_CURVE_BYTES && total < v.capacity() {
             *v = v.to_vec();
         }
     }
