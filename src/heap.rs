@@ -68,7 +68,8 @@ pub fn with_capacity_huge<T>(n: usize) -> Vec<T> {
     let v = Vec::with_capacity(n);
     let bytes = n * std::mem::size_of::<T>();
     if bytes >= 4 << 20 {
-        advise(v.as_ptr() as usize, bytes, Advice::HugePages);
+        // SAFETY: the vector's own (empty) allocation; this advice keeps contents.
+        unsafe { advise(v.as_ptr() as usize, bytes, Advice::HugePages) };
     }
     v
 }
@@ -79,14 +80,15 @@ pub fn with_capacity_huge<T>(n: usize) -> Vec<T> {
 pub fn discard<T>(v: Vec<T>) {
     let bytes = v.capacity() * std::mem::size_of::<T>();
     if bytes >= crate::block_cache::MIN_BLOCK {
-        advise(v.as_ptr() as usize, bytes, Advice::DontNeed);
+        // SAFETY: the vector's own allocation, which nobody reads again (it is dropped next).
+        unsafe { advise(v.as_ptr() as usize, bytes, Advice::DontNeed) };
     }
     drop(v);
 }
 
 /// What [`advise`] tells the kernel about a range of memory.
 #[derive(Clone, Copy)]
-pub enum Advice {
+pub(crate) enum Advice {
     /// `MADV_HUGEPAGE`: back it with transparent huge pages where possible.
     HugePages,
     /// `MADV_FREE`: its contents are not needed; take the pages whenever memory is short (until
@@ -96,10 +98,13 @@ pub enum Advice {
     DontNeed,
 }
 
-/// `madvise` on the whole pages inside `[start, start + len)` (Linux; a no-op elsewhere). The
-/// range must lie inside one allocation that nobody reads meanwhile when the advice drops contents.
+/// `madvise` on the whole pages inside `[start, start + len)` (Linux; a no-op elsewhere).
+///
+/// # Safety
+/// The range must lie inside one allocation; with an advice that drops contents (`Free`,
+/// `DontNeed`), nobody may read it afterwards expecting what was there.
 #[cfg(target_os = "linux")]
-pub fn advise(start: usize, len: usize, advice: Advice) {
+pub(crate) unsafe fn advise(start: usize, len: usize, advice: Advice) {
     extern "C" {
         fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: std::os::raw::c_int) -> std::os::raw::c_int;
     }
@@ -119,8 +124,12 @@ pub fn advise(start: usize, len: usize, advice: Advice) {
     }
 }
 
+/// No-op outside Linux.
+///
+/// # Safety
+/// None needed; the signature matches the Linux one.
 #[cfg(not(target_os = "linux"))]
-pub fn advise(_start: usize, _len: usize, _advice: Advice) {}
+pub(crate) unsafe fn advise(_start: usize, _len: usize, _advice: Advice) {}
 
 #[cfg(test)]
 mod tests {
