@@ -53,3 +53,30 @@ def test_dataloader_workers_call_the_core():
         np.testing.assert_array_equal(got, mfr.pair_scores(EMB, PAIRS[:800]))
     finally:
         mfr.set_num_threads(0)
+
+
+_BIG = np.random.default_rng(1).random(3_000_000), np.random.default_rng(2).random(3_000_000) < 0.5
+
+
+def _report_in_child(queue):
+    r = mfr.metrics.verification_report(*_BIG, fars=(1e-3,))
+    queue.put((r.auc, r.eer, float(r.fpr.sum())))
+
+
+def test_fork_with_kept_blocks_reports_the_same():
+    # The parent's report leaves large freed blocks kept (block_cache); forked children inherit
+    # them and allocate from them.
+    r = mfr.metrics.verification_report(*_BIG, fars=(1e-3,))
+    expected = (r.auc, r.eer, float(r.fpr.sum()))
+    del r
+    assert mfr.cached_memory() > 0
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_report_in_child, args=(queue,)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    assert [queue.get(timeout=5) for _ in procs] == [expected, expected]
+    mfr.release_cached_memory()
