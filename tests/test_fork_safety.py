@@ -16,20 +16,24 @@ def _score_in_child(queue):
     queue.put(float(mfr.pair_scores(EMB, PAIRS).sum()))
 
 
+def _in_two_forked_children(target):
+    """What `target(queue)` puts, from each of two forked children (which must exit cleanly)."""
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=target, args=(queue,)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    return [queue.get(timeout=5) for _ in procs]
+
+
 def test_multiprocessing_fork_after_parallel_work():
     mfr.set_num_threads(2)
     try:
         expected = float(mfr.pair_scores(EMB, PAIRS).sum())  # the parent's pool now has live threads
-        ctx = mp.get_context("fork")
-        queue = ctx.Queue()
-        procs = [ctx.Process(target=_score_in_child, args=(queue,)) for _ in range(2)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(timeout=60)
-        assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
-        got = [queue.get(timeout=5) for _ in procs]
-        assert got == [expected, expected]
+        assert _in_two_forked_children(_score_in_child) == [expected, expected]
     finally:
         mfr.set_num_threads(0)
 
@@ -70,13 +74,5 @@ def test_fork_with_kept_blocks_reports_the_same():
     expected = (r.auc, r.eer, float(r.fpr.sum()))
     del r
     assert mfr.cached_memory() > 0
-    ctx = mp.get_context("fork")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_report_in_child, args=(queue,)) for _ in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=60)
-    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
-    assert [queue.get(timeout=5) for _ in procs] == [expected, expected]
+    assert _in_two_forked_children(_report_in_child) == [expected, expected]
     mfr.release_cached_memory()
