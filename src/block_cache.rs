@@ -36,6 +36,15 @@ struct Block {
     since: Instant,
 }
 
+impl Block {
+    /// Returns the block to the system allocator.
+    fn unmap(&self) {
+        // SAFETY: every block here came from System with at most this size (its usable size) and
+        // an alignment of at most 16 (see `cacheable`); free() looks at neither.
+        unsafe { System.dealloc(self.ptr as *mut u8, Layout::from_size_align_unchecked(self.size, 16)) };
+    }
+}
+
 /// The allocator: the system allocator, with large freed blocks kept for reuse.
 pub struct BlockCache {
     slots: Mutex<[Option<Block>; SLOTS]>,
@@ -125,11 +134,7 @@ impl BlockCache {
             out[n_out] = Some(block);
             n_out += 1;
         }
-        for b in out[..n_out].iter().flatten() {
-            // SAFETY: every kept block came from System with this size and an alignment of at
-            // most 16 (see `cacheable`), which free() does not look at.
-            unsafe { System.dealloc(b.ptr as *mut u8, Layout::from_size_align_unchecked(b.size, 16)) };
-        }
+        out[..n_out].iter().flatten().for_each(Block::unmap);
     }
 
     /// Unmaps every kept block; returns the bytes released.
@@ -137,13 +142,8 @@ impl BlockCache {
         let Some(mut slots) = self.wait() else { return 0 };
         let taken = std::mem::replace(&mut *slots, [None; SLOTS]);
         drop(slots);
-        let mut bytes = 0;
-        for b in taken.iter().flatten() {
-            bytes += b.size;
-            // SAFETY: as in `keep`.
-            unsafe { System.dealloc(b.ptr as *mut u8, Layout::from_size_align_unchecked(b.size, 16)) };
-        }
-        bytes
+        taken.iter().flatten().for_each(Block::unmap);
+        taken.iter().flatten().map(|b| b.size).sum()
     }
 
     /// Bytes kept now.
@@ -224,6 +224,13 @@ mod tests {
         Layout::from_size_align(size, 8).unwrap()
     }
 
+    /// A cache that keeps blocks (or not), whatever `MFR_HEAP_REUSE` says.
+    fn cache(keeping: bool) -> BlockCache {
+        let cache = BlockCache::new();
+        cache.state.store(if keeping { 1 } else { 2 }, Ordering::Relaxed);
+        cache
+    }
+
     /// Kept bytes count whole blocks: each at most a page over what was asked for.
     fn about(kept: usize, asked: usize, blocks: usize) -> bool {
         (asked..=asked + blocks * 4096).contains(&kept)
@@ -231,8 +238,7 @@ mod tests {
 
     #[test]
     fn a_freed_block_serves_the_next_allocation_of_about_its_size() {
-        let cache = BlockCache::new();
-        cache.state.store(1, Ordering::Relaxed);
+        let cache = cache(true);
         // SAFETY: pointers go back to the cache that made them, with their layouts.
         unsafe {
             let a = cache.alloc(layout(40 * MB));
@@ -263,8 +269,7 @@ mod tests {
 
     #[test]
     fn bounded_by_slots_bytes_and_idle_time() {
-        let cache = BlockCache::new();
-        cache.state.store(1, Ordering::Relaxed);
+        let cache = cache(true);
         let t0 = Instant::now();
         // SAFETY: as above.
         unsafe {
@@ -290,8 +295,7 @@ mod tests {
 
     #[test]
     fn off_keeps_nothing() {
-        let cache = BlockCache::new();
-        cache.state.store(2, Ordering::Relaxed);
+        let cache = cache(false);
         // SAFETY: as above.
         unsafe {
             let a = cache.alloc(layout(20 * MB));

@@ -239,8 +239,7 @@ def test_cli_refuses_a_bad_init_file_and_keeps_the_run(tmp_path, capsys):
     whole = (out / "checkpoint.safetensors").read_bytes()
     (tmp_path / "truncated.safetensors").write_bytes(whole[: len(whole) // 2])
     (tmp_path / "notes.pth").write_text("not a checkpoint")
-    torch.save(other.state_dict(), tmp_path / "whole.pth")
-    (tmp_path / "truncated.pth").write_bytes((tmp_path / "whole.pth").read_bytes()[:3000])
+    (tmp_path / "truncated.pth").write_bytes((tmp_path / "iresnet18.pth").read_bytes()[:3000])
     cases = [
         ("iresnet18.pth", "does not fit"),
         ("truncated.safetensors", "cannot read"),
