@@ -9,7 +9,7 @@ first use of one of its names (``mfr.Trainer``, ``mfr.experiments.train``, ...).
 
 from __future__ import annotations
 
-from . import checkpoint, distributed, evaluate, export, methods, reproduce, search, train
+from . import checkpoint, distributed, evaluate, export, methods, reproduce, search, train, tuned
 from .reproduce import ProtocolResult, run_protocol
 from .train import TrainConfig, Trainer
 
@@ -26,4 +26,5 @@ __all__ = [
     "run_protocol",
     "search",
     "train",
+    "tuned",
 ]

@@ -129,6 +129,28 @@ def _train_config(args: argparse.Namespace, **over: Any) -> TrainConfig:
     return config_from_mapping(fields, "the command line")
 
 
+def _user_fields(args: argparse.Namespace) -> set[str]:
+    """TrainConfig fields the user set (flags given on the command line, the ``--config`` file,
+    ``--set``): a method's tuned setting never replaces them, even where they equal the default."""
+    import dataclasses
+
+    from mfr.experiments.train import TrainConfig, parse_config_file, parse_set
+
+    flag_of = {f.name: _FLAG_OF.get(f.name, f.name) for f in dataclasses.fields(TrainConfig)}
+    explicit: set[str] = getattr(args, "explicit", set())
+    fields = {f for f, flag in flag_of.items() if flag in explicit}
+    if args.config:
+        fields |= set(parse_config_file(args.config))
+    return fields | set(parse_set(args.set))
+
+
+def _tuned(args: argparse.Namespace, config: TrainConfig) -> TrainConfig:
+    """``mfr train``'s configuration with the method's tuned setting (unless ``--untuned``)."""
+    from mfr.experiments.tuned import tuned_config
+
+    return config if args.untuned else tuned_config(config, _user_fields(args))
+
+
 def _search_count(value: int | None) -> int:
     """``--search N``: N >= 1 settings per method (absent: no search)."""
     import mfr
@@ -184,6 +206,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         stage1_fraction=args.stage1_fraction,
         resume=args.resume,
         force=args.force,
+        tuned=not args.untuned,
+        fixed=_user_fields(args),
     )
     print()
     for metric in args.show.split(","):
@@ -250,6 +274,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     replaced = _check_run_folder(args.out, args.resume, args.overwrite)
     config = _train_config(args, method=args.method, seed=args.seed, checkpoint_every=args.checkpoint_every)
     config.check()
+    config = _tuned(args, config)
     data = _load_data(args)
     sources = _csv(args.sources) or data.domain_names
     held_out = [d for d in data.domain_names if d not in {data.domain_names[data.domain_number(s)] for s in sources}]
@@ -393,6 +418,11 @@ def _add_training_args(p: argparse.ArgumentParser, steps: int) -> None:
         default=None,
         metavar="FILE",
         help="TOML or YAML file of TrainConfig fields (any of them); flags given on the command line win over it",
+    )
+    p.add_argument(
+        "--untuned",
+        action="store_true",
+        help="TrainConfig's plain defaults for every method instead of its tuned setting (mfr.experiments.tuned)",
     )
     p.add_argument(
         "--set",

@@ -28,7 +28,7 @@ import os
 import platform
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,7 @@ from .evaluate import METRICS, evaluate_domain, t_quantile
 from .methods import METHODS
 from .search import base_method, search_method, search_summary, split_validation
 from .train import TrainConfig, Trainer, load_init_weights, resolve_device
+from .tuned import tuned_settings
 
 __all__ = [
     "METRIC_TITLES",
@@ -255,6 +256,7 @@ class ProtocolResult:
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     budget: str = "steps"
     stage1_fraction: float | None = None
+    tuned: bool = False
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ProtocolResult:
@@ -576,6 +578,15 @@ class ProtocolResult:
                 search_summary(self.searches),
                 "",
             ]
+        if self.tuned:
+            used = {k.split("|")[0]: v for k, v in self.settings.items() if v}
+            listed = "; ".join(f"{m}: {', '.join(f'{k}={v:.4g}' for k, v in s.items())}" for m, s in used.items())
+            parts += [
+                "Settings: every method started from its tuned setting (`mfr.experiments.tuned.TUNED`, selected by the published run's search on real faces)"
+                + (f": {listed}; " if listed else ": ")
+                + "the other fields as configured.",
+                "",
+            ]
         if self.budget == "time":
             parts += [
                 "Rows `<method>:time` trained for the training time MFR used on the same seed and targets (equal compute; steps in the cost table).",
@@ -888,6 +899,8 @@ def run_protocol(
     stage1_fraction: float = 0.5,
     resume: bool = False,
     force: bool = False,
+    tuned: bool = True,
+    fixed: Collection[str] = (),
 ) -> ProtocolResult:
     """Run ``protocol`` for every method and seed; see the module docstring.
 
@@ -901,6 +914,11 @@ def run_protocol(
       out; ``select_metric``), never by the target; the oracle choice is reported as an upper bound.
       Every seed then trains the selected setting. Two-stage rows use the settings selected for
       their two methods.
+    - ``tuned`` (without a search): every method starts from its tuned setting
+      (:data:`mfr.experiments.tuned.TUNED`, what the published run's search selected) for the
+      fields ``config`` leaves at :class:`TrainConfig`'s defaults and ``fixed`` does not name;
+      ``tuned=False`` trains every method with ``config`` as given. The settings used are recorded
+      (``settings``) and shown in the report.
     - Two-stage rows ``X@P`` (e.g. ``mfr@arcface``): ``P`` trains ``round(stage1_fraction * steps)``
       steps, then ``X`` continues from its backbone (fresh head, fresh optimizer) for the rest.
     - ``budget="time"``: after the equal-steps rows, every other method of :data:`METHODS` trains
@@ -974,6 +992,7 @@ def run_protocol(
         else {}
     )
     result.budget = budget
+    result.tuned = bool(tuned) and not search
     result.stage1_fraction = stage1_fraction if any("@" in m for m in methods) else None
     result.provenance = provenance()
     result.fingerprint = data_fingerprint(data)
@@ -988,6 +1007,15 @@ def run_protocol(
         check_output_folder(out_dir, "out_dir")
         _adopt_earlier(result, Path(out_dir), resume=resume, force=force)
     say = log if (log is not None and main) else (lambda _: None)
+    if result.tuned:
+        parts = dict.fromkeys(part for m in methods for part in m.split("@"))
+        for _, tgts in groups:
+            for method in parts:
+                key, setting = _settings_key(method, tgts), tuned_settings(method, config, fixed)
+                if result.settings.setdefault(key, setting) != setting:  # resumed under other fixed fields
+                    raise _core.InvalidInputError(
+                        f"cannot resume {out_dir}: {method} trained with the tuned setting {result.settings[key]}, now {setting}"
+                    )
     start = time.perf_counter() - result.wall_seconds
     total = result.expected_runs
     done = len({(r["method"], r["seed"], tuple(r["sources"])) for r in result.runs if r["method"] != "untrained"})
@@ -1193,7 +1221,7 @@ def _temporary_checkpoint(trainer: Trainer) -> Path:
 
 
 #: What must match for ``resume`` (methods and seeds may grow).
-_RESUME_KEYS = ("protocol", "targets", "config", "evaluation", "search", "budget", "stage1_fraction")
+_RESUME_KEYS = ("protocol", "targets", "config", "evaluation", "search", "budget", "stage1_fraction", "tuned")
 
 #: TrainConfig fields added after results were first written, with the value that reproduces the
 #: training of that time: a results.json without them resumes only with that value.
@@ -1228,7 +1256,10 @@ def _adopt_earlier(result: ProtocolResult, out: Path, resume: bool, force: bool)
                 detail = f"{diff} (earlier, now)"
             else:
                 detail = f"{a!r} earlier, {b!r} now"
-            raise _core.InvalidInputError(f"cannot resume {out}: it was made with another {key}: {detail}")
+            hint = (
+                " (--untuned or tuned=False: TrainConfig's plain defaults for every method)" if key == "tuned" else ""
+            )
+            raise _core.InvalidInputError(f"cannot resume {out}: it was made with another {key}: {detail}{hint}")
     if earlier.fingerprint.get("sha256") != result.fingerprint.get("sha256"):
         raise _core.InvalidInputError(
             f"cannot resume {out}: it was made from other data ({earlier.fingerprint.get('name')}, {earlier.fingerprint.get('images')} images; now {result.fingerprint.get('name')}, {result.fingerprint.get('images')} images)"
