@@ -3,6 +3,7 @@ evaluated it; the evaluation details (two-way identity bootstrap, identity folds
 probe) against brute-force computations; paired comparisons of methods."""
 
 import csv
+import dataclasses
 import json
 import os
 
@@ -329,3 +330,30 @@ def test_evaluation_bad_input():
         bootstrap_group_counts(-1, 3)
     with pytest.raises(mfr.InvalidInputError, match="folds must lie"):
         mfr.metrics.kfold_accuracy([0.1, 0.9, 0.2, 0.8], [0, 1, 0, 1], n_folds=2, folds=[0, 1, 2, 0])
+
+
+@pytest.mark.parametrize(
+    ("diffs", "answer"),
+    [
+        ([0.05, 0.05, 0.05], "**yes**"),
+        ([0.05, 0.0, -0.05], "**not shown**"),
+        ([-0.05, -0.05, 0.0], "**no**: mfr is worse"),
+    ],
+)
+def test_verdict_answers_with_the_paired_interval(diffs, answer):
+    r = _fake_result(diffs)
+    text = r.verdict()
+    c = r.compare("mfr", "arcface")
+    assert answer in text and f"{c.mean.estimate:+.3f} [{c.mean.low:+.3f}, {c.mean.high:+.3f}]" in text
+    assert "equal compute" not in text and "interim" in text  # no :time rows; not marked complete
+    better = [t for t, d in c.per_target.items() if d.excludes_zero and d.estimate > 0]
+    assert f"better on {', '.join(f'{t} ({c.per_target[t].estimate:+.3f})' for t in better) or 'none'};" in text
+    r.config = dataclasses.asdict(TrainConfig())
+    assert text in r.markdown()
+    if answer == "**yes**":  # a higher EER is worse
+        assert "**no**: mfr is worse" in r.verdict(metric="eer")
+    r.complete = True
+    assert "interim" not in r.verdict()
+    assert r.verdict("mldg") == ""  # not in the result
+    r.runs = [x for x in r.runs if x["method"] == "arcface"]
+    assert r.verdict() == ""  # mfr has not run yet

@@ -408,6 +408,59 @@ class ProtocolResult:
         losses = sum(1 for d in per_target.values() if d.excludes_zero and sign * d.estimate < 0)
         return Comparison(a, b, metric, confidence, per_target, mean, wins, losses, method)
 
+    def verdict(self, method: str = "mfr", metric: str = "tar@far=1e-2", confidence: float = 0.95) -> str:
+        """The question the protocol asks, answered in Markdown: does ``method`` beat the best pooled
+        baseline on the unseen targets? The paired difference of ``metric`` (mean over targets,
+        :meth:`compare`) against the best pooled baseline at equal steps and, when the result has
+        equal-compute rows, against the best of those; which targets the interval calls either
+        way. "" when the result holds no pooled baseline or not ``method``."""
+        if method not in self.rows():
+            return ""
+        sign = -1 if metric in LOWER_IS_BETTER else 1
+        lines = []
+        for budget, label in (
+            ("steps", "equal steps"),
+            ("time", "equal compute (the baselines trained for MFR's time)"),
+        ):
+            baseline = self.best_pooled(metric, budget=budget)
+            if baseline is None or baseline == method:
+                continue
+            try:
+                c = self.compare(method, baseline, metric, confidence)
+            except _core.InvalidInputError:  # no finished run in common yet
+                continue
+            m = c.mean
+            gain = sorted((sign * m.low, sign * m.high))  # the interval of how much better method is
+            if math.isnan(m.low):
+                answer = "no interval (runs without resamples)"
+            elif gain[0] > 0:
+                answer = "**yes**: the interval excludes 0"
+            elif gain[1] < 0:
+                answer = f"**no**: {method} is worse (the interval excludes 0)"
+            else:
+                answer = "**not shown**: the interval includes 0"
+            better = [
+                f"{t} ({d.estimate:+.3f})" for t, d in c.per_target.items() if d.excludes_zero and sign * d.estimate > 0
+            ]
+            worse = [
+                f"{t} ({d.estimate:+.3f})" for t, d in c.per_target.items() if d.excludes_zero and sign * d.estimate < 0
+            ]
+            lines.append(
+                f"- At {label}: {method} - {baseline} = {m.estimate:+.3f} [{m.low:+.3f}, {m.high:+.3f}]: {answer}. "
+                f"Per target, by an interval excluding 0: better on {', '.join(better) or 'none'}; "
+                f"worse on {', '.join(worse) or 'none'} (of {len(c.per_target)})."
+            )
+        if not lines:
+            return ""
+        name = METRIC_SHORT.get(metric, metric)
+        head = (
+            f"**Does {method} beat the best pooled baseline on the unseen targets?** {name}, mean over the "
+            f"{len(self.targets)} targets, paired {round(100 * confidence)}% interval over seeds and identities"
+            + ("" if self.complete else " (an interim reading: the run is incomplete)")
+            + ":"
+        )
+        return "\n".join([head, "", *lines])
+
     def best_pooled(self, metric: str = "tar@far=1e-2", budget: str = "steps") -> str | None:
         """The pooled baseline (softmax/CosFace/ArcFace) with the best mean over targets; with
         ``budget="time"`` among their equal-compute rows (``<method>:time``)."""
@@ -553,6 +606,9 @@ class ProtocolResult:
         ]
         if self.command:
             parts += ["", f"Command: `{self.command}`"]
+        answer = self.verdict()
+        if answer:
+            parts += ["", answer]
         parts += ["", self.overview()]
         for metric in METRICS:
             parts += ["", self.table(metric)]
