@@ -575,7 +575,32 @@ class ProtocolResult:
             "|---|---|---|---|---|---|",
         ]
         lines += [f"| {m} | {k} | {s:.1f} | {1000 * p:.1f} | {p / fastest:.2f} | {n} |" for m, s, p, k, n in rows]
+        odd = self.timing_outliers()
+        if odd:
+            listed = ", ".join(f"{m} on {t} seed {s} ({x:.1f}x)" for m, t, s, x in odd)
+            lines += [
+                "",
+                f"Step times off their method's median by over 2x (another job shared the machine for the whole run, which "
+                f"the per-step rule cannot see; equal-compute rows budgeted from them are off too; delete and rerun them): {listed}.",
+            ]
         return "\n".join(lines)
+
+    def timing_outliers(self, factor: float = 2.0) -> list[tuple[str, str, int, float]]:
+        """Runs whose seconds per step differ from their method's median over this result by more
+        than ``factor`` either way: ``(method, target, seed, ratio)``. A pause is already left out
+        of a run's step time; a machine shared for a whole run is not, and would bend the cost
+        table and the equal-compute budgets taken from it."""
+        odd = []
+        for method in self.rows()[1:]:
+            runs = [r for r in self.runs if r["method"] == method and r.get("steps")]
+            per_step = [r.get("step_seconds", r["train_seconds"]) / r["steps"] for r in runs]
+            if len(runs) < 3:
+                continue
+            mid = float(np.median(per_step))
+            for r, x in zip(runs, per_step):
+                if mid > 0 and not 1 / factor <= x / mid <= factor:
+                    odd.append((method, r["target"], int(r["seed"]), x / mid))
+        return odd
 
     def markdown(self, baseline: str | None = None) -> str:
         c = self.config
