@@ -126,13 +126,31 @@ def test_step_seconds_leave_out_interrupted_steps():
     class Fake:
         step = 12
         train_seconds = 99.0
+        restored_step_seconds = None
         history = [{"seconds": 0.1}] * 10 + [{"seconds": 30.0}]  # one step paused; one step's row missing (resumed)
+        step_seconds = Trainer.step_seconds
 
     assert step_seconds(Fake()) == pytest.approx(0.1 * 12)
     Fake.history = []  # no per-step times: the measured total
     assert step_seconds(Fake()) == 99.0
     Fake.history = [{"seconds": 0.2}, {"seconds": 0.1}, {"seconds": 0.4}]  # nothing over 3x the median: the plain mean
     assert step_seconds(Fake()) == pytest.approx(0.7 / 3 * 12)
+
+
+def test_a_finished_run_loaded_from_its_checkpoint_keeps_its_step_time(data, tmp_path):
+    """Two-stage rows share their first stage: the second row loads it finished, and its cost must
+    still leave out a pause the first stage had (it has no per-step times then)."""
+    first = Trainer(cfg(method="softmax", steps=4), data, out_dir=tmp_path / "s1")
+    first.fit()
+    first.history[1]["seconds"] = 500.0  # paused in one step
+    first.train_seconds += 500.0
+    first.save()
+    robust = first.step_seconds()
+    assert robust < 100
+    again = Trainer(cfg(method="softmax", steps=4), data, out_dir=tmp_path / "s1")
+    again.fit(resume=True)  # finished: loads, trains nothing
+    assert again.history == [] and again.train_seconds > 500
+    assert again.step_seconds() == pytest.approx(robust)
 
 
 @pytest.mark.slow

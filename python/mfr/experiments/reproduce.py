@@ -1280,15 +1280,8 @@ def run_protocol(
 
 
 def step_seconds(trainer: Trainer) -> float:
-    """Seconds the trainer's steps cost: their robust mean times the step count. Steps that took
-    over 3x the median (the process was paused, or another job shared the machine for a moment)
-    are left out of the mean, so that equal-compute budgets and the timing table describe the
-    method, not interruptions. Falls back to the measured total without per-step times."""
-    times = np.asarray([row["seconds"] for row in trainer.history if "seconds" in row], dtype=float)
-    if times.size == 0:
-        return float(trainer.train_seconds)
-    kept = times[times <= 3.0 * np.median(times)]
-    return float(kept.mean()) * trainer.step
+    """Seconds the trainer's steps cost, pauses left out: :meth:`Trainer.step_seconds`."""
+    return trainer.step_seconds()
 
 
 #: Training-log columns kept in results.json (per ``log_every`` steps): losses and MFR's hard-pair counts.

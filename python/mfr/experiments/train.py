@@ -15,6 +15,7 @@ import csv
 import dataclasses
 import math
 import os
+import statistics
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -312,6 +313,8 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.eval_history: list[dict[str, Any]] = []
         self.train_seconds = 0.0
+        # the robust step time of a finished run loaded from its checkpoint (no per-step history then)
+        self.restored_step_seconds: float | None = None
         self._tb: Any = None
         self._csv_fields: dict[str, list[str]] = {}  # header of each log file, read once
 
@@ -558,6 +561,7 @@ class Trainer:
             "mfr": _core.__version__,
             "step": self.step,
             "train_seconds": self.train_seconds,
+            "step_seconds": self.step_seconds(),
             "config": dataclasses.asdict(self.config),
             "backbone": self.backbone.config(),
             "ids_per_domain": self.ids_per_domain,
@@ -650,6 +654,21 @@ class Trainer:
         torch.set_rng_state(tensors["rng/torch"].cpu())
         self.step = int(meta["step"])
         self.train_seconds = float(meta.get("train_seconds", 0.0))
+        saved = meta.get("step_seconds")
+        self.restored_step_seconds = None if saved is None else float(saved)
+
+    def step_seconds(self) -> float:
+        """Seconds the steps cost: their robust mean times the step count. Steps that took over 3x
+        the median (the process was paused, or another job shared the machine for a moment) are
+        left out of the mean, so equal-compute budgets and timing tables describe the method, not
+        interruptions. A run loaded from its checkpoint without training on reports what the
+        checkpoint recorded; without per-step times at all, the measured total."""
+        times = [float(row["seconds"]) for row in self.history if "seconds" in row]
+        if not times:
+            return self.train_seconds if self.restored_step_seconds is None else self.restored_step_seconds
+        median = statistics.median(times)
+        kept = [t for t in times if t <= 3.0 * median]
+        return sum(kept) / len(kept) * self.step
 
 
 def _field_types() -> dict[str, str]:
