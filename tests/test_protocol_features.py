@@ -116,6 +116,19 @@ def test_two_stage_equal_time_and_curves(data, tmp_path):
         and "difference vs softmax:time" in md
         and r.best_pooled(budget="time") == "softmax:time"
     )
+    # the diagnostics in the report: learning curves (mean over runs) and the hard pairs over training
+    curves = r.curve_table()
+    assert "| step 2 | step 4 |" in curves
+    assert (
+        f"| mfr | {mfr_run['eval_curve'][0]['tar@far=1e-2']:.3f} | {mfr_run['metrics']['tar@far=1e-2']['estimate']:.3f} |"
+        in curves
+    )
+    first, last = mfr_run["curve"][0], mfr_run["curve"][-1]
+    hard = r.hard_pair_table()
+    assert f"| mfr | {first['hard_positives']:.1f} / {first['hard_negatives']:.1f} |" in hard
+    assert hard.split("\n")[-2].endswith(f"{last['hard_positives']:.1f} / {last['hard_negatives']:.1f} |")
+    assert "| softmax |" not in hard  # no hard-pair loss
+    assert curves in md and hard in md
     with pytest.raises(mfr.InvalidInputError, match="include mfr"):
         run_protocol(data, "lodo", methods=["softmax"], config=cfg(), budget="time", **quiet())
     with pytest.raises(mfr.InvalidInputError, match="unknown method"):

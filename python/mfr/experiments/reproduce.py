@@ -585,6 +585,73 @@ class ProtocolResult:
             ]
         return "\n".join(lines)
 
+    def curve_table(self, metric: str = "tar@far=1e-2") -> str:
+        """Markdown learning curves: per method, ``metric`` on the unseen targets at each evaluation
+        during training (``eval_every``), the mean over every target and seed. A step is shown for
+        a method only where all its runs evaluated it (equal-compute rows stop at different steps),
+        so each cell averages the same runs; columns past the step budget are its multiples."""
+        curves = {
+            m: [r["eval_curve"] for r in self.runs if r["method"] == m and r.get("eval_curve")] for m in self.rows()
+        }
+        curves = {m: c for m, c in curves.items() if c and len(c) == len(self._method_runs(m))}
+        if not curves:
+            return ""
+        budget = int(self.config.get("steps") or 0)
+        seen = sorted({p["step"] for c in curves.values() for run in c for p in run if metric in p})
+        steps = [x for x in seen if x <= budget or (budget and x % budget == 0)]
+        cells = {}
+        for m, c in curves.items():
+            for x in steps:
+                values = [next((p[metric] for p in run if p["step"] == x and metric in p), None) for run in c]
+                if all(v is not None for v in values):
+                    cells[m, x] = float(np.nanmean(np.asarray(values, dtype=float)))
+        lines = [
+            f"**Learning curves: {METRIC_SHORT.get(metric, metric)} on the unseen targets during training** "
+            "(mean over targets and seeds; a step is shown where every run of the method evaluated it)",
+            "",
+            "| method | " + " | ".join(f"step {x}" for x in steps) + " |",
+            "|---|" + "---|" * len(steps),
+        ]
+        for m in curves:
+            lines.append(
+                f"| {m} | " + " | ".join(f"{cells[m, x]:.3f}" if (m, x) in cells else "" for x in steps) + " |"
+            )
+        return "\n".join(lines)
+
+    def hard_pair_table(self) -> str:
+        """Markdown: MFR-style methods' hard pairs per meta-batch over training (the positives /
+        negatives the hard-pair attention loss mined), the mean over targets and seeds at the first
+        logged step and 10%, 25%, 50% and 100% of the way to each run's last (a two-stage row logs
+        its second stage only)."""
+        fractions = (0.1, 0.25, 0.5, 1.0)
+        rows = []
+        for m in self.rows():
+            runs = [[p for p in r.get("curve", []) if "hard_positives" in p] for r in self._method_runs(m)]
+            runs = [c for c in runs if c]
+            if not runs:
+                continue
+            cells = []
+            for f in (0.0, *fractions):  # 0: the first logged step
+                at = [_nearest_step(c, c[0]["step"] + f * (c[-1]["step"] - c[0]["step"])) for c in runs]
+                pos, neg = (float(np.mean([p[k] for p in at])) for k in ("hard_positives", "hard_negatives"))
+                cells.append(f"{pos:.1f} / {neg:.1f}")
+            rows.append(f"| {m} | " + " | ".join(cells) + " |")
+        if not rows:
+            return ""
+        return "\n".join(
+            [
+                "**Hard pairs per meta-batch over training** (positives / negatives the hard-pair attention loss "
+                "mined; mean over targets and seeds, at the logged step nearest each point)",
+                "",
+                "| method | first step | 10% | 25% | 50% | last step |",
+                "|---|---|---|---|---|---|",
+                *rows,
+            ]
+        )
+
+    def _method_runs(self, method: str) -> list[dict[str, Any]]:
+        return [r for r in self.runs if r["method"] == method]
+
     def timing_outliers(self, factor: float = 2.0) -> list[tuple[str, str, int, float]]:
         """Runs whose seconds per step differ from their method's median over this result by more
         than ``factor`` either way: ``(method, target, seed, ratio)``. A pause is already left out
@@ -681,6 +748,11 @@ class ProtocolResult:
         timing = self.timing_table()
         if timing:
             parts += ["## Cost", "", timing, ""]
+        diagnostics = [t for t in (self.curve_table(), self.hard_pair_table()) if t]
+        if diagnostics:
+            parts += ["## Training diagnostics", ""]
+            for t in diagnostics:
+                parts += [t, ""]
         if any(r.get("eval_curve") for r in self.runs):
             parts += [
                 "Learning curves on the targets and MFR's hard-pair counts over training: `curves_<target>.png` / `.svg`.",
@@ -858,6 +930,11 @@ class ProtocolResult:
             plt.close(fig)
             written.append(path)
         return written
+
+
+def _nearest_step(curve: list[dict[str, Any]], step: float) -> dict[str, Any]:
+    """The logged point of ``curve`` nearest ``step``."""
+    return min(curve, key=lambda p: abs(float(p["step"]) - step))
 
 
 def _figure() -> Any:
