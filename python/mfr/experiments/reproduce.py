@@ -605,6 +605,7 @@ class ProtocolResult:
                 values = [next((p[metric] for p in run if p["step"] == x and metric in p), None) for run in c]
                 if all(v is not None for v in values):
                     cells[m, x] = float(np.nanmean(np.asarray(values, dtype=float)))
+        steps = [x for x in steps if any(key[1] == x for key in cells)]
         lines = [
             f"**Learning curves: {METRIC_SHORT.get(metric, metric)} on the unseen targets during training** "
             "(mean over targets and seeds; a step is shown where every run of the method evaluated it)",
