@@ -1,0 +1,142 @@
+"""Write docs/results.md from the published run's report and the prose of docs/results.template.md.
+
+    python scripts/results_page.py [RUN_DIR] [--out docs/results.md]
+
+RUN_DIR (default docs/runs/faces-lodo-1000) holds the run's results.json. The page's tables are the
+report's own (ProtocolResult.markdown, copied verbatim), its answer is ProtocolResult.verdict, and
+every figure the prose quotes is computed here from the same result, so the page cannot drift from
+the data: tests/test_results_page.py regenerates it and compares.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mfr.experiments.reproduce import Difference, ProtocolResult
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "docs" / "results.template.md"
+METRIC = "tar@far=1e-2"
+
+
+def _section(md: str, start: str, end: str, heading: str | None = None) -> str:
+    """The report's text from ``start`` up to ``end`` (a top-level section becomes a subsection)."""
+    i = md.index(start)
+    text = md[i : md.index(end, i + len(start))].strip()
+    return text.replace(heading, "#" + heading, 1) if heading else text
+
+
+def _interval(d: Difference) -> str:
+    return f"{d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]"
+
+
+def _says(d: Difference) -> str:
+    if d.low > 0:
+        return "an interval above 0"
+    return "an interval below 0" if d.high < 0 else "an interval that includes 0"
+
+
+def _curve_at(r: ProtocolResult, method: str, step: int) -> str:
+    """``METRIC`` on the targets at ``step`` of training, the mean over the method's runs."""
+    values = []
+    for run in r.runs:
+        if run["method"] == method and run.get("eval_curve"):
+            at = [p[METRIC] for p in run["eval_curve"] if p["step"] == step]
+            if not at:
+                return "—"
+            values.append(at[0])
+    return f"{np.mean(values):.3f}" if values else "—"
+
+
+def figures(r: ProtocolResult) -> dict[str, Any]:
+    """Every value the template names."""
+    md = r.markdown()
+    base, base_t = r.best_pooled(METRIC), r.best_pooled(METRIC, budget="time")
+    if base is None or base_t is None:
+        raise SystemExit("results_page: the run has no pooled baseline at equal steps and at equal compute")
+    f: dict[str, Any] = {"base": base, "base_t": base_t, "verdict": r.verdict()}
+    for method, key in (
+        ("mfr", "mfr"),
+        ("mfr_first_order", "fo"),
+        ("mldg", "mldg"),
+        ("mfr@arcface", "two"),
+        ("mldg@arcface", "two_mldg"),
+    ):
+        c = r.compare(method, base, METRIC)
+        f[f"{key}_vs"] = _interval(c.mean)
+        f[f"{key}_vs_t"] = _interval(r.compare(method, base_t, METRIC).mean)
+        f.update({f"{key}_{t}": f"{d.estimate:+.3f}" for t, d in c.per_target.items()})
+    f["time_vs_steps"] = _interval(r.compare(base_t, base, METRIC).mean)
+    summary = r.summary()
+    for method in ("mfr", "mfr_first_order", "mldg", "cosface", "arcface", "softmax", "untrained", "cosface:time"):
+        f.update({f"cell_{method}_{t}": f"{summary[method][t][METRIC]['mean']:.3f}" for t in r.targets})
+    best = []
+    for t in r.targets:
+        value, method = max((summary[m][t][METRIC]["mean"], m) for m in r.rows() if m != "untrained")
+        best.append(f"{t} {method} ({value:.3f})")
+    f["best_per_target"] = ", ".join(best)
+    for method in ("mfr", "mfr_first_order", "mldg", "arcface:time", "cosface:time", "softmax:time"):
+        for step in (250, 1000, 4000):
+            f[f"curve_{method.replace(':', '_')}_{step}"] = _curve_at(r, method, step)
+    steps = [run["steps"] for run in r.runs if run["method"] == base_t]
+    f["time_steps"] = f"{np.median(steps):,.0f}"
+    f["time_ratio"] = f"{np.median(steps) / r.config['steps']:.1f}"
+    c, ct = r.compare("mfr", base, METRIC).mean, r.compare("mfr", base_t, METRIC).mean
+    f["plain"] = (
+        f"At equal steps MFR's mean lead over the best pooled baseline ({base}) is {c.estimate:+.3f} "
+        f"TAR@FAR=1e-2, {_says(c)} ([{c.low:+.3f}, {c.high:+.3f}]); at equal compute (the pooled "
+        f"baselines trained for the time MFR took) it is {ct.estimate:+.3f} against {base_t}, {_says(ct)} "
+        f"([{ct.low:+.3f}, {ct.high:+.3f}])." + ("" if r.complete else " Interim: the run is incomplete.")
+    )
+    done = len({(x["method"], x["target"], x["seed"]) for x in r.runs if x["method"] != "untrained"})
+    f["status_line"] = (
+        f"**Status: complete** ({done} runs)."
+        if r.complete
+        else f"**Status: in progress, {done} of {r.expected_runs} runs**: every figure below is an interim "
+        "reading of the snapshot in `runs/faces-lodo-1000/`, to be replaced when the run completes."
+    )
+    train = sum(x.get("step_seconds", x["train_seconds"]) for x in r.runs)
+    search = sum(cand.get("train_seconds", 0.0) for s in r.searches for cand in s["candidates"])
+    f["train_h"] = f"{(train + search) / 3600:.1f}"
+    f["machine_time"] = (
+        f"Training took {train / 3600:.1f} h of machine time (the runs' steps, pauses left out) and the "
+        f"search {search / 3600:.1f} h; with evaluations during training and the reports, "
+        f"{r.wall_seconds / 3600:.1f} h of wall time, which also counts the pauses when other work "
+        "(builds, tests, benchmarks) had the machine."
+    )
+    f["overview"] = _section(md, "**Overview", "\n\n**TAR @ FAR=1e-3**")
+    f["tar2"] = _section(md, "**TAR @ FAR=1e-2**", "\n\n**AUC**")
+    f["paired"] = _section(md, "**TAR@FAR=1e-2: difference vs", "\n\n**TAR@FAR=1e-3: difference")
+    f["paired_time"] = _section(md, "Equal compute:", "\n\n## Model selection")
+    f["selection"] = _section(md, "## Model selection", "\n\nRows `<method>:time`", "## Model selection")
+    f["diagnostics"] = _section(
+        md, "## Training diagnostics", "\n\nLearning curves on the targets", "## Training diagnostics"
+    )
+    f["cost"] = _section(md, "## Cost", "\n\n## Training diagnostics", "## Cost")
+    return f
+
+
+def page(run_dir: Path) -> str:
+    return TEMPLATE.read_text().format(**figures(ProtocolResult.load(run_dir)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("run_dir", nargs="?", default=str(ROOT / "docs" / "runs" / "faces-lodo-1000"))
+    parser.add_argument("--out", default=str(ROOT / "docs" / "results.md"), help="the page to write (- for stdout)")
+    args = parser.parse_args(argv)
+    text = page(Path(args.run_dir))
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
