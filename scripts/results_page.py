@@ -83,6 +83,12 @@ def figures(r: ProtocolResult) -> dict[str, Any]:
     for method in ("mfr", "mfr_first_order", "mldg", "arcface:time", "cosface:time", "softmax:time"):
         for step in (250, 1000, 4000):
             f[f"curve_{method.replace(':', '_')}_{step}"] = _curve_at(r, method, step)
+    for method, key in (("mfr", "hp"), ("mfr@arcface", "hp_two")):
+        curves = [[p for p in x.get("curve", []) if "hard_positives" in p] for x in r.runs if x["method"] == method]
+        curves = [c for c in curves if c]
+        for end, at in (("first", 0), ("last", -1)):
+            for kind in ("positives", "negatives"):
+                f[f"{key}_{end}_{kind}"] = f"{np.mean([c[at][f'hard_{kind}'] for c in curves]):.0f}"
     steps = [run["steps"] for run in r.runs if run["method"] == base_t]
     f["time_steps"] = f"{np.median(steps):,.0f}"
     f["time_ratio"] = f"{np.median(steps) / r.config['steps']:.1f}"
