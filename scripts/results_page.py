@@ -41,18 +41,6 @@ def _says(d: Difference) -> str:
     return "an interval below 0" if d.high < 0 else "an interval that includes 0"
 
 
-def _curve_at(r: ProtocolResult, method: str, step: int) -> str:
-    """``METRIC`` on the targets at ``step`` of training, the mean over the method's runs."""
-    values = []
-    for run in r.runs:
-        if run["method"] == method and run.get("eval_curve"):
-            at = [p[METRIC] for p in run["eval_curve"] if p["step"] == step]
-            if not at:
-                return "—"
-            values.append(at[0])
-    return f"{np.mean(values):.3f}" if values else "—"
-
-
 def figures(r: ProtocolResult) -> dict[str, Any]:
     """Every value the template names."""
     md = r.markdown()
@@ -82,13 +70,12 @@ def figures(r: ProtocolResult) -> dict[str, Any]:
     f["best_per_target"] = ", ".join(best)
     for method in ("mfr", "mfr_first_order", "mldg", "arcface:time", "cosface:time", "softmax:time"):
         for step in (250, 1000, 4000):
-            f[f"curve_{method.replace(':', '_')}_{step}"] = _curve_at(r, method, step)
+            value = r.curve(method, METRIC).get(step)
+            f[f"curve_{method.replace(':', '_')}_{step}"] = "—" if value is None else f"{value:.3f}"
     for method, key in (("mfr", "hp"), ("mfr@arcface", "hp_two")):
-        curves = [[p for p in x.get("curve", []) if "hard_positives" in p] for x in r.runs if x["method"] == method]
-        curves = [c for c in curves if c]
-        for end, at in (("first", 0), ("last", -1)):
-            for kind in ("positives", "negatives"):
-                f[f"{key}_{end}_{kind}"] = f"{np.mean([c[at][f'hard_{kind}'] for c in curves]):.0f}"
+        at = r.hard_pairs(method, (0.0, 1.0))
+        for end, (pos, neg) in zip(("first", "last"), at):
+            f[f"{key}_{end}_positives"], f[f"{key}_{end}_negatives"] = f"{pos:.0f}", f"{neg:.0f}"
     steps = [run["steps"] for run in r.runs if run["method"] == base_t]
     f["time_steps"] = f"{np.median(steps):,.0f}"
     f["time_ratio"] = f"{np.median(steps) / r.config['steps']:.1f}"

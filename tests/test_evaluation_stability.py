@@ -366,3 +366,23 @@ def test_timing_outliers_name_runs_a_shared_machine_slowed():
     slow["step_seconds"] = 3.5 * slow["train_seconds"]  # every step 3.5x slower: no single step stands out
     assert [(m, t, s, round(x, 2)) for m, t, s, x in r.timing_outliers()] == [("arcface", "t1", 2, 3.5)]
     assert "arcface on t1 seed 2 (3.5x)" in r.timing_table()
+
+
+def test_curve_and_hard_pairs_average_the_same_runs():
+    r = _fake_result([0.0, 0.0, 0.0])
+    mfr_runs = [x for x in r.runs if x["method"] == "mfr"]
+    for i, x in enumerate(mfr_runs):
+        # every run evaluates steps 5 and 10; only the first also step 15 (an equal-compute row went longer)
+        x["eval_curve"] = [{"step": 5, "tar@far=1e-2": 0.1 + i}, {"step": 10, "tar@far=1e-2": 0.2 + i}]
+        x["curve"] = [{"step": s, "hard_positives": 10 - s + i, "hard_negatives": 2 * i} for s in range(11)]
+    mfr_runs[0]["eval_curve"].append({"step": 15, "tar@far=1e-2": 0.9})
+    n = len(mfr_runs)
+    mean_i = (n - 1) / 2
+    assert r.curve("mfr") == pytest.approx({5: 0.1 + mean_i, 10: 0.2 + mean_i})  # step 15: one run only
+    assert r.curve("arcface") == {}  # no run evaluated during training
+    mfr_runs[-1]["eval_curve"] = []
+    assert r.curve("mfr") == {}  # a run without a curve: no mean over fewer runs
+    at = r.hard_pairs("mfr", (0.0, 0.5, 1.0))
+    assert at == [(10 + mean_i, 2 * mean_i), (5 + mean_i, 2 * mean_i), (mean_i, 2 * mean_i)]  # exact: integer means
+    assert r.hard_pairs("arcface") == []
+    assert r.hard_pair_table().startswith("**Hard pairs") and "| arcface |" not in r.hard_pair_table()

@@ -585,27 +585,47 @@ class ProtocolResult:
             ]
         return "\n".join(lines)
 
+    def curve(self, method: str, metric: str = "tar@far=1e-2") -> dict[int, float]:
+        """``metric`` on the unseen targets at each evaluation during ``method``'s training
+        (``eval_every``): step -> the mean over every target and seed. Only steps that all the
+        method's runs evaluated (equal-compute rows stop at different steps), so each value
+        averages the same runs; empty when some run has no curve."""
+        curves = [r.get("eval_curve") or [] for r in self._method_runs(method)]
+        if not curves or not all(curves):
+            return {}
+        out = {}
+        for step in sorted({p["step"] for c in curves for p in c if metric in p}):
+            values = [next((p[metric] for p in c if p["step"] == step and metric in p), None) for c in curves]
+            if all(v is not None for v in values):
+                out[step] = float(np.nanmean(np.asarray(values, dtype=float)))
+        return out
+
+    def hard_pairs(
+        self, method: str, fractions: Sequence[float] = (0.0, 0.1, 0.25, 0.5, 1.0)
+    ) -> list[tuple[float, float]]:
+        """Hard (positives, negatives) per meta-batch that the hard-pair attention loss mined, the
+        mean over targets and seeds at each fraction of the way from every run's first logged step
+        to its last (at the logged step nearest it; a two-stage row logs its second stage only).
+        Empty for methods that mine none."""
+        runs = [[p for p in r.get("curve", []) if "hard_positives" in p] for r in self._method_runs(method)]
+        runs = [c for c in runs if c]
+        if not runs:
+            return []
+        out = []
+        for f in fractions:
+            at = [_nearest_step(c, c[0]["step"] + f * (c[-1]["step"] - c[0]["step"])) for c in runs]
+            pos, neg = (float(np.mean([p[k] for p in at])) for k in ("hard_positives", "hard_negatives"))
+            out.append((pos, neg))
+        return out
+
     def curve_table(self, metric: str = "tar@far=1e-2") -> str:
-        """Markdown learning curves: per method, ``metric`` on the unseen targets at each evaluation
-        during training (``eval_every``), the mean over every target and seed. A step is shown for
-        a method only where all its runs evaluated it (equal-compute rows stop at different steps),
-        so each cell averages the same runs; columns past the step budget are its multiples."""
-        curves = {
-            m: [r["eval_curve"] for r in self.runs if r["method"] == m and r.get("eval_curve")] for m in self.rows()
-        }
-        curves = {m: c for m, c in curves.items() if c and len(c) == len(self._method_runs(m))}
+        """Markdown learning curves: :meth:`curve` for every method; columns past the step budget
+        are its multiples."""
+        curves = {m: c for m in self.rows() if (c := self.curve(m, metric))}
         if not curves:
             return ""
         budget = int(self.config.get("steps") or 0)
-        seen = sorted({p["step"] for c in curves.values() for run in c for p in run if metric in p})
-        steps = [x for x in seen if x <= budget or (budget and x % budget == 0)]
-        cells = {}
-        for m, c in curves.items():
-            for x in steps:
-                values = [next((p[metric] for p in run if p["step"] == x and metric in p), None) for run in c]
-                if all(v is not None for v in values):
-                    cells[m, x] = float(np.nanmean(np.asarray(values, dtype=float)))
-        steps = [x for x in steps if any(key[1] == x for key in cells)]
+        steps = sorted({x for c in curves.values() for x in c if x <= budget or (budget and x % budget == 0)})
         lines = [
             f"**Learning curves: {METRIC_SHORT.get(metric, metric)} on the unseen targets during training** "
             "(mean over targets and seeds; a step is shown where every run of the method evaluated it)",
@@ -613,30 +633,17 @@ class ProtocolResult:
             "| method | " + " | ".join(f"step {x}" for x in steps) + " |",
             "|---|" + "---|" * len(steps),
         ]
-        for m in curves:
-            lines.append(
-                f"| {m} | " + " | ".join(f"{cells[m, x]:.3f}" if (m, x) in cells else "" for x in steps) + " |"
-            )
+        for m, c in curves.items():
+            lines.append(f"| {m} | " + " | ".join(f"{c[x]:.3f}" if x in c else "" for x in steps) + " |")
         return "\n".join(lines)
 
     def hard_pair_table(self) -> str:
-        """Markdown: MFR-style methods' hard pairs per meta-batch over training (the positives /
-        negatives the hard-pair attention loss mined), the mean over targets and seeds at the first
-        logged step and 10%, 25%, 50% and 100% of the way to each run's last (a two-stage row logs
-        its second stage only)."""
-        fractions = (0.1, 0.25, 0.5, 1.0)
+        """Markdown: :meth:`hard_pairs` of every MFR-style method at its first logged step and 10%,
+        25%, 50% and 100% of the way to its last."""
         rows = []
         for m in self.rows():
-            runs = [[p for p in r.get("curve", []) if "hard_positives" in p] for r in self._method_runs(m)]
-            runs = [c for c in runs if c]
-            if not runs:
-                continue
-            cells = []
-            for f in (0.0, *fractions):  # 0: the first logged step
-                at = [_nearest_step(c, c[0]["step"] + f * (c[-1]["step"] - c[0]["step"])) for c in runs]
-                pos, neg = (float(np.mean([p[k] for p in at])) for k in ("hard_positives", "hard_negatives"))
-                cells.append(f"{pos:.1f} / {neg:.1f}")
-            rows.append(f"| {m} | " + " | ".join(cells) + " |")
+            if at := self.hard_pairs(m):
+                rows.append(f"| {m} | " + " | ".join(f"{pos:.1f} / {neg:.1f}" for pos, neg in at) + " |")
         if not rows:
             return ""
         return "\n".join(
@@ -660,7 +667,7 @@ class ProtocolResult:
         table and the equal-compute budgets taken from it."""
         odd = []
         for method in self.rows()[1:]:
-            runs = [r for r in self.runs if r["method"] == method and r.get("steps")]
+            runs = [r for r in self._method_runs(method) if r.get("steps")]
             per_step = [r.get("step_seconds", r["train_seconds"]) / r["steps"] for r in runs]
             if len(runs) < 3:
                 continue
@@ -1166,8 +1173,9 @@ def run_protocol(
         check_output_folder(out_dir, "out_dir")
         _adopt_earlier(result, Path(out_dir), resume=resume, force=force)
     say = log if (log is not None and main) else (lambda _: None)
+    # the methods a setting is chosen for: a two-stage row's parts, each once
+    parts = list(dict.fromkeys(part for m in methods for part in m.split("@")))
     if result.tuned:
-        parts = dict.fromkeys(part for m in methods for part in m.split("@"))
         for _, tgts in groups:
             for method in parts:
                 key, setting = _settings_key(method, tgts), tuned_settings(method, config, fixed)
@@ -1210,8 +1218,7 @@ def run_protocol(
         source_data = data.subset(src)
         target_data = {t: data.subset([t]) for t in tgts}
         train, validation = split_validation(source_data, validation_fraction, eval_seed)
-        needed = list(dict.fromkeys(part for m in methods for part in (m.split("@") if "@" in m else [m])))
-        for method in needed:
+        for method in parts:
             key = _settings_key(method, tgts)
             if key in result.settings:
                 continue
