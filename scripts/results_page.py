@@ -102,6 +102,19 @@ def figures(r: ProtocolResult) -> dict[str, Any]:
         f"{r.wall_seconds / 3600:.1f} h of wall time, which also counts the pauses when other work "
         "(builds, tests, benchmarks) had the machine."
     )
+    # model selection: how often MFR kept its defaults, what selecting on the target would have gained
+    mfr_searches = [x for x in r.searches if x["method"] == "mfr"]
+    f["mfr_defaults"] = f"{sum(x['selected'] == 0 for x in mfr_searches)} of {len(mfr_searches)}"
+    gains = [
+        x["candidates"][o]["target"][t] - x["candidates"][x["selected"]]["target"][t]
+        for x in r.searches
+        for t, o in x["oracle"].items()
+    ]
+    f["oracle_mean"], f["oracle_max"] = f"{np.mean(gains):.3f}", f"{max(gains):.3f}"
+    # cost: median seconds per step, relative to the cheapest pooled baseline
+    per_step = {m: r.seconds_per_step(m) for m in ("mfr", "mfr_first_order", "mldg")}
+    pooled = min(r.seconds_per_step(m) for m in ("arcface", "cosface", "softmax"))
+    f.update({f"cost_{m}": f"{x / pooled:.1f}" for m, x in per_step.items()})
     f["overview"] = _section(md, "**Overview", "\n\n**TAR @ FAR=1e-3**")
     f["tar2"] = _section(md, "**TAR @ FAR=1e-2**", "\n\n**AUC**")
     f["paired"] = _section(md, "**TAR@FAR=1e-2: difference vs", "\n\n**TAR@FAR=1e-3: difference")

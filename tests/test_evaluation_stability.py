@@ -362,6 +362,7 @@ def test_verdict_answers_with_the_paired_interval(diffs, answer):
 def test_timing_outliers_name_runs_a_shared_machine_slowed():
     r = _fake_result([0.0, 0.0, 0.0])
     assert r.timing_outliers() == [] and "off their method's median" not in r.timing_table()
+    assert r.seconds_per_step("arcface") == pytest.approx(0.1) and np.isnan(r.seconds_per_step("mldg"))
     slow = next(x for x in r.runs if x["method"] == "arcface" and x["target"] == "t1" and x["seed"] == 2)
     slow["step_seconds"] = 3.5 * slow["train_seconds"]  # every step 3.5x slower: no single step stands out
     assert [(m, t, s, round(x, 2)) for m, t, s, x in r.timing_outliers()] == [("arcface", "t1", 2, 3.5)]

@@ -554,15 +554,8 @@ class ProtocolResult:
                 continue
             secs = [r["train_seconds"] for r in runs.values()]
             steps = [max(1, r.get("steps") or 1) for r in runs.values()]
-            step_secs = [r.get("step_seconds", r["train_seconds"]) for r in runs.values()]
             rows.append(
-                (
-                    method,
-                    float(np.median(secs)),
-                    float(np.median(np.asarray(step_secs) / np.asarray(steps))),
-                    int(np.median(steps)),
-                    len(runs),
-                )
+                (method, float(np.median(secs)), self.seconds_per_step(method), int(np.median(steps)), len(runs))
             )
         if not rows:
             return ""
@@ -660,6 +653,12 @@ class ProtocolResult:
     def _method_runs(self, method: str) -> list[dict[str, Any]]:
         return [r for r in self.runs if r["method"] == method]
 
+    def seconds_per_step(self, method: str) -> float:
+        """``method``'s training seconds per step, the median over its runs (a run's pauses left
+        out); NaN for a method without runs."""
+        runs = self._method_runs(method)
+        return float(np.median([_seconds_per_step(r) for r in runs])) if runs else float("nan")
+
     def timing_outliers(self, factor: float = 2.0) -> list[tuple[str, str, int, float]]:
         """Runs whose seconds per step differ from their method's median over this result by more
         than ``factor`` either way: ``(method, target, seed, ratio)``. A pause is already left out
@@ -667,8 +666,8 @@ class ProtocolResult:
         table and the equal-compute budgets taken from it."""
         odd = []
         for method in self.rows()[1:]:
-            runs = [r for r in self._method_runs(method) if r.get("steps")]
-            per_step = [r.get("step_seconds", r["train_seconds"]) / r["steps"] for r in runs]
+            runs = self._method_runs(method)
+            per_step = [_seconds_per_step(r) for r in runs]
             if len(runs) < 3:
                 continue
             mid = float(np.median(per_step))
@@ -938,6 +937,11 @@ class ProtocolResult:
             plt.close(fig)
             written.append(path)
         return written
+
+
+def _seconds_per_step(run: dict[str, Any]) -> float:
+    """A run's seconds per training step: its robust step time (pauses left out) where recorded."""
+    return float(run.get("step_seconds", run["train_seconds"])) / max(1, run.get("steps") or 1)
 
 
 def _nearest_step(curve: list[dict[str, Any]], step: float) -> dict[str, Any]:
