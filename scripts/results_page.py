@@ -59,6 +59,8 @@ def figures(r: ProtocolResult) -> dict[str, Any]:
         f[f"{key}_vs"] = _interval(c.mean)
         f[f"{key}_vs_t"] = _interval(r.compare(method, base_t, METRIC).mean)
         f.update({f"{key}_{t}": f"{d.estimate:+.3f}" for t, d in c.per_target.items()})
+    per_target = r.compare("mfr", base, METRIC).per_target
+    f["mfr_top"] = max(r.targets, key=lambda t: per_target[t].estimate)
     f["time_vs_steps"] = _interval(r.compare(base_t, base, METRIC).mean)
     summary = r.summary()
     for method in ("mfr", "mfr_first_order", "mldg", "cosface", "arcface", "softmax", "untrained", "cosface:time"):
@@ -115,6 +117,8 @@ def figures(r: ProtocolResult) -> dict[str, Any]:
     per_step = {m: r.seconds_per_step(m) for m in ("mfr", "mfr_first_order", "mldg")}
     pooled = min(r.seconds_per_step(m) for m in ("arcface", "cosface", "softmax"))
     f.update({f"cost_{m}": f"{x / pooled:.1f}" for m, x in per_step.items()})
+    for kind in ("roc", "curves"):
+        f[f"{kind}_links"] = ", ".join(f"[{t}](runs/faces-lodo-1000/{kind}_{t}.png)" for t in r.targets)
     f["overview"] = _section(md, "**Overview", "\n\n**TAR @ FAR=1e-3**")
     f["tar2"] = _section(md, "**TAR @ FAR=1e-2**", "\n\n**AUC**")
     f["paired"] = _section(md, "**TAR@FAR=1e-2: difference vs", "\n\n**TAR@FAR=1e-3: difference")

@@ -387,3 +387,17 @@ def test_curve_and_hard_pairs_average_the_same_runs():
     assert at == [(10 + mean_i, 2 * mean_i), (5 + mean_i, 2 * mean_i), (mean_i, 2 * mean_i)]  # exact: integer means
     assert r.hard_pairs("arcface") == []
     assert r.hard_pair_table().startswith("**Hard pairs") and "| arcface |" not in r.hard_pair_table()
+
+
+@pytest.mark.parametrize("n_methods", [8, 12])
+def test_plot_styles_tell_every_row_apart(n_methods):
+    r = _fake_result([0.0])
+    r.methods = ["mfr", "arcface", *(f"m{k}" for k in range(n_methods - 2))]
+    r.runs += [{**x, "method": x["method"] + ":time"} for x in r.runs]  # equal-compute rows of both
+    styles = r.line_styles()
+    assert list(styles) == r.rows() and len(set(styles.values())) == len(styles)
+    assert styles["untrained"] == ("#000000", "--")
+    assert styles["mfr:time"] == (styles["mfr"][0], "-.") and styles["arcface:time"][0] == styles["arcface"][0]
+    colours = [styles[m][0] for m in r.methods]
+    assert len(set(colours)) == n_methods  # a colour per trained method; tab10's first colours when they fit
+    assert (colours[:2] == ["#1f77b4", "#ff7f0e"]) == (n_methods <= 10)

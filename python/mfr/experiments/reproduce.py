@@ -844,6 +844,21 @@ class ProtocolResult:
             write(tmp_file)
             os.replace(tmp_file, out / name)
 
+    def line_styles(self) -> dict[str, tuple[str, str]]:
+        """Every row's (colour, line style) in the plots: the untrained network black and dashed,
+        each trained method its own colour (tab10, tab20 past ten methods), and an equal-compute
+        row ``<method>:time`` its method's colour, dash-dotted: no two rows alike up to 20 methods."""
+        base = [m for m in self.rows() if m != "untrained" and not m.endswith(":time")]
+        step = 2 if len(base) <= len(_TAB20) // 2 else 1  # tab20's even entries are tab10
+        colors = {m: _TAB20[(step * k) % len(_TAB20)] for k, m in enumerate(base)}
+        styles = {"untrained": ("#000000", "--")}
+        for m in self.rows():
+            if m in colors:
+                styles[m] = (colors[m], "-")
+            elif m.endswith(":time"):
+                styles[m] = (colors.get(m.removesuffix(":time"), "#999999"), "-.")
+        return styles
+
     def plot_roc(self, out_dir: str | os.PathLike[str], seed: int = 0) -> list[Path]:
         """One ROC figure per target (log FAR axis, PNG and SVG): every method's curve for seed
         ``seed`` with its identity-bootstrap 95% band (TAR at a grid of FARs), and the other seeds'
@@ -854,8 +869,9 @@ class ProtocolResult:
         written = []
         for target in self.targets:
             fig, ax = plt.subplots(figsize=(6, 4.5))
-            for k, method in enumerate(self.rows()):
-                color = f"C{k % 10}"
+            styles = self.line_styles()
+            for method in self.rows():
+                color, ls = styles[method]
                 for r in self.runs:
                     if r["target"] != target or r["method"] != method:
                         continue
@@ -868,7 +884,7 @@ class ProtocolResult:
                         color=color,
                         lw=1.3 if main_seed else 0.5,
                         alpha=1.0 if main_seed else 0.5,
-                        ls="--" if method == "untrained" else "-",
+                        ls=ls,
                         label=method if main_seed else None,
                     )
                     band = r.get("roc_band")
@@ -908,17 +924,19 @@ class ProtocolResult:
             if not any(r.get("eval_curve") for r in runs):
                 continue
             fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4))
+            styles = self.line_styles()
             for r in runs:
+                color, ls = styles.get(r["method"], ("0.5", "-"))
                 pts = [(p["step"], p[metric]) for p in r.get("eval_curve", []) if metric in p]
                 if pts:
-                    ax.plot(*zip(*pts), marker=".", label=r["method"])
+                    ax.plot(*zip(*pts), marker=".", color=color, ls=ls, label=r["method"])
                 hard = [
                     (p["step"], p["hard_positives"] + p["hard_negatives"])
                     for p in r.get("curve", [])
                     if "hard_positives" in p
                 ]
                 if hard:
-                    bx.plot(*zip(*hard), label=r["method"])
+                    bx.plot(*zip(*hard), color=color, ls=ls, lw=0.8, label=r["method"])
             ax.set_xlabel("step")
             ax.set_ylabel(METRIC_SHORT.get(metric, metric))
             ax.set_title(f"unseen target {target}, seed {seed}")
@@ -937,6 +955,14 @@ class ProtocolResult:
             plt.close(fig)
             written.append(path)
         return written
+
+
+# matplotlib's tab20 palette (its even entries are the default tab10 cycle); plain hex so that
+# styles need no matplotlib
+_TAB20 = (
+    "#1f77b4", "#aec7e8", "#ff7f0e", "#ffbb78", "#2ca02c", "#98df8a", "#d62728", "#ff9896", "#9467bd", "#c5b0d5",
+    "#8c564b", "#c49c94", "#e377c2", "#f7b6d2", "#7f7f7f", "#c7c7c7", "#bcbd22", "#dbdb8d", "#17becf", "#9edae5",
+)  # fmt: skip
 
 
 def _seconds_per_step(run: dict[str, Any]) -> float:
