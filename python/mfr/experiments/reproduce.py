@@ -923,7 +923,7 @@ class ProtocolResult:
             ]
             if not any(r.get("eval_curve") for r in runs):
                 continue
-            fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4))
+            fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4))
             styles = self.line_styles()
             for r in runs:
                 color, ls = styles.get(r["method"], ("0.5", "-"))
@@ -941,14 +941,16 @@ class ProtocolResult:
             ax.set_ylabel(METRIC_SHORT.get(metric, metric))
             ax.set_title(f"unseen target {target}, seed {seed}")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
             bx.set_xlabel("step")
             bx.set_ylabel("hard pairs per step (positive + negative)")
             bx.set_title("hard-pair attention: mined pairs")
             bx.grid(alpha=0.3)
-            if bx.lines:
-                bx.legend(fontsize=7)
-            fig.tight_layout()
+            # one legend for both panels (a method keeps its style in each), beside them, off the data
+            handles = dict(zip(*reversed(bx.get_legend_handles_labels())))
+            handles.update(zip(*reversed(ax.get_legend_handles_labels())))  # with markers where both
+            order = [m for m in self.rows() if m in handles]
+            fig.tight_layout(rect=(0, 0, 0.86, 1))
+            fig.legend([handles[m] for m in order], order, loc="center left", bbox_to_anchor=(0.86, 0.5), fontsize=7)
             path = Path(out_dir) / f"curves_{''.join(ch if ch.isalnum() or ch in '-_.' else '_' for ch in target)}.png"
             fig.savefig(path, dpi=110)
             fig.savefig(path.with_suffix(".svg"))
