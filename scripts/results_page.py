@@ -48,6 +48,7 @@ def figures(r: ProtocolResult) -> dict[str, Any]:
     if base is None or base_t is None:
         raise SystemExit("results_page: the run has no pooled baseline at equal steps and at equal compute")
     f: dict[str, Any] = {"base": base, "base_t": base_t, "verdict": r.verdict()}
+    vs, vs_t = {}, {}  # each method against the best pooled baseline at equal steps / equal compute
     for method, key in (
         ("mfr", "mfr"),
         ("mfr_first_order", "fo"),
@@ -55,12 +56,11 @@ def figures(r: ProtocolResult) -> dict[str, Any]:
         ("mfr@arcface", "two"),
         ("mldg@arcface", "two_mldg"),
     ):
-        c = r.compare(method, base, METRIC)
-        f[f"{key}_vs"] = _interval(c.mean)
-        f[f"{key}_vs_t"] = _interval(r.compare(method, base_t, METRIC).mean)
+        c = vs[method] = r.compare(method, base, METRIC)
+        vs_t[method] = r.compare(method, base_t, METRIC)
+        f[f"{key}_vs"], f[f"{key}_vs_t"] = _interval(c.mean), _interval(vs_t[method].mean)
         f.update({f"{key}_{t}": f"{d.estimate:+.3f}" for t, d in c.per_target.items()})
-    per_target = r.compare("mfr", base, METRIC).per_target
-    f["mfr_top"] = max(r.targets, key=lambda t: per_target[t].estimate)
+    f["mfr_top"] = max(r.targets, key=lambda t: vs["mfr"].per_target[t].estimate)
     f["time_vs_steps"] = _interval(r.compare(base_t, base, METRIC).mean)
     summary = r.summary()
     for method in ("mfr", "mfr_first_order", "mldg", "cosface", "arcface", "softmax", "untrained", "cosface:time"):
@@ -71,8 +71,9 @@ def figures(r: ProtocolResult) -> dict[str, Any]:
         best.append(f"{t} {method} ({value:.3f})")
     f["best_per_target"] = ", ".join(best)
     for method in ("mfr", "mfr_first_order", "mldg", "arcface:time", "cosface:time", "softmax:time"):
+        curve = r.curve(method, METRIC)
         for step in (250, 1000, 4000):
-            value = r.curve(method, METRIC).get(step)
+            value = curve.get(step)
             f[f"curve_{method.replace(':', '_')}_{step}"] = "—" if value is None else f"{value:.3f}"
     for method, key in (("mfr", "hp"), ("mfr@arcface", "hp_two")):
         at = r.hard_pairs(method, (0.0, 1.0))
@@ -81,7 +82,7 @@ def figures(r: ProtocolResult) -> dict[str, Any]:
     steps = [run["steps"] for run in r.runs if run["method"] == base_t]
     f["time_steps"] = f"{np.median(steps):,.0f}"
     f["time_ratio"] = f"{np.median(steps) / r.config['steps']:.1f}"
-    c, ct = r.compare("mfr", base, METRIC).mean, r.compare("mfr", base_t, METRIC).mean
+    c, ct = vs["mfr"].mean, vs_t["mfr"].mean
     f["plain"] = (
         f"At equal steps MFR's mean lead over the best pooled baseline ({base}) is {c.estimate:+.3f} "
         f"TAR@FAR=1e-2, {_says(c)} ([{c.low:+.3f}, {c.high:+.3f}]); at equal compute (the pooled "

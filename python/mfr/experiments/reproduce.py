@@ -867,9 +867,9 @@ class ProtocolResult:
         if plt is None:
             return []
         written = []
+        styles = self.line_styles()
         for target in self.targets:
             fig, ax = plt.subplots(figsize=(6, 4.5))
-            styles = self.line_styles()
             for method in self.rows():
                 color, ls = styles[method]
                 for r in self.runs:
@@ -915,6 +915,7 @@ class ProtocolResult:
         if plt is None:
             return []
         written = []
+        styles = self.line_styles()
         for target in self.targets:
             runs = [
                 r
@@ -924,7 +925,6 @@ class ProtocolResult:
             if not any(r.get("eval_curve") for r in runs):
                 continue
             fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4))
-            styles = self.line_styles()
             for r in runs:
                 color, ls = styles.get(r["method"], ("0.5", "-"))
                 pts = [(p["step"], p[metric]) for p in r.get("eval_curve", []) if metric in p]
