@@ -12,7 +12,7 @@ import mfr
 from mfr import FaceData, TrainConfig, Trainer
 from mfr.experiments.cli import main
 from mfr.experiments.evaluate import METRICS
-from mfr.experiments.reproduce import ProtocolResult, run_protocol, step_seconds
+from mfr.experiments.reproduce import ProtocolResult, run_protocol
 from mfr.experiments.search import SPACES, sample_settings
 
 
@@ -141,13 +141,12 @@ def test_step_seconds_leave_out_interrupted_steps():
         train_seconds = 99.0
         restored_step_seconds = None
         history = [{"seconds": 0.1}] * 10 + [{"seconds": 30.0}]  # one step paused; one step's row missing (resumed)
-        step_seconds = Trainer.step_seconds
 
-    assert step_seconds(Fake()) == pytest.approx(0.1 * 12)
+    assert Trainer.step_seconds(Fake()) == pytest.approx(0.1 * 12)
     Fake.history = []  # no per-step times: the measured total
-    assert step_seconds(Fake()) == 99.0
+    assert Trainer.step_seconds(Fake()) == 99.0
     Fake.history = [{"seconds": 0.2}, {"seconds": 0.1}, {"seconds": 0.4}]  # nothing over 3x the median: the plain mean
-    assert step_seconds(Fake()) == pytest.approx(0.7 / 3 * 12)
+    assert Trainer.step_seconds(Fake()) == pytest.approx(0.7 / 3 * 12)
 
 
 def test_a_finished_run_loaded_from_its_checkpoint_keeps_its_step_time(data, tmp_path):

@@ -215,8 +215,9 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         print()
     print(result.difference_table("tar@far=1e-2", baseline=args.baseline))
     print()
-    if result.verdict():
-        print(result.verdict().replace("**", ""))
+    answer = result.verdict()
+    if answer:
+        print(answer.replace("**", ""))
         print()
     print(
         f"done in {result.wall_seconds:.0f} s; all metrics with CIs: {args.out}/results.md, {args.out}/results.json, ROC plots {args.out}/roc_*.png"

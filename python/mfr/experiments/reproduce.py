@@ -199,8 +199,8 @@ class _Paired:
 @dataclass(frozen=True)
 class Comparison:
     """``ProtocolResult.compare(a, b, metric)``: per target and over targets, the paired difference
-    ``a - b``; ``wins`` / ``losses`` count the targets where ``a`` is better / worse with an interval
-    that excludes 0 (better means lower for ``eer``)."""
+    ``a - b``; ``better_on`` / ``worse_on`` name the targets where ``a`` is better / worse with an
+    interval that excludes 0 (better means lower for ``eer``), ``wins`` / ``losses`` count them."""
 
     a: str
     b: str
@@ -208,9 +208,27 @@ class Comparison:
     confidence: float
     per_target: dict[str, Difference]
     mean: Difference
-    wins: int
-    losses: int
     method: str
+
+    def _called(self, direction: int) -> list[str]:
+        sign = -1 if self.metric in LOWER_IS_BETTER else 1
+        return [t for t, d in self.per_target.items() if d.excludes_zero and direction * sign * d.estimate > 0]
+
+    @property
+    def better_on(self) -> list[str]:
+        return self._called(1)
+
+    @property
+    def worse_on(self) -> list[str]:
+        return self._called(-1)
+
+    @property
+    def wins(self) -> int:
+        return len(self.better_on)
+
+    @property
+    def losses(self) -> int:
+        return len(self.worse_on)
 
     def __str__(self) -> str:
         lines = [f"{self.a} - {self.b}, {self.metric} ({round(100 * self.confidence)}% CI, {self.method})"]
@@ -403,10 +421,7 @@ class ProtocolResult:
                 ci = percentile_interval(float(np.mean(ests)), np.mean(np.stack(stacks), axis=0), confidence)
                 mean = Difference(ci.estimate, ci.low, ci.high, [float(x) for x in per_seed])
             method = "paired bootstrap over seeds and identities"
-        sign = -1 if metric in LOWER_IS_BETTER else 1
-        wins = sum(1 for d in per_target.values() if d.excludes_zero and sign * d.estimate > 0)
-        losses = sum(1 for d in per_target.values() if d.excludes_zero and sign * d.estimate < 0)
-        return Comparison(a, b, metric, confidence, per_target, mean, wins, losses, method)
+        return Comparison(a, b, metric, confidence, per_target, mean, method)
 
     def verdict(self, method: str = "mfr", metric: str = "tar@far=1e-2", confidence: float = 0.95) -> str:
         """The question the protocol asks, answered in Markdown: does ``method`` beat the best pooled
@@ -439,12 +454,7 @@ class ProtocolResult:
                 answer = f"**no**: {method} is worse (the interval excludes 0)"
             else:
                 answer = "**not shown**: the interval includes 0"
-            better = [
-                f"{t} ({d.estimate:+.3f})" for t, d in c.per_target.items() if d.excludes_zero and sign * d.estimate > 0
-            ]
-            worse = [
-                f"{t} ({d.estimate:+.3f})" for t, d in c.per_target.items() if d.excludes_zero and sign * d.estimate < 0
-            ]
+            better, worse = ([f"{t} ({c.per_target[t].estimate:+.3f})" for t in ts] for ts in (c.better_on, c.worse_on))
             lines.append(
                 f"- At {label}: {method} - {baseline} = {m.estimate:+.3f} [{m.low:+.3f}, {m.high:+.3f}]: {answer}. "
                 f"Per target, by an interval excluding 0: better on {', '.join(better) or 'none'}; "
@@ -1333,7 +1343,7 @@ def run_protocol(
                     s1 = max(1, round(stage1_fraction * config.steps))
                     stage1_dir = run_dir(f"{pooled}-stage1", tgts, seed)
                     stage1 = fit(config_of(pooled, steps=s1), source_data, stage1_dir)
-                    stage_seconds = step_seconds(stage1)
+                    stage_seconds = stage1.step_seconds()
                     init = (
                         stage1.save(stage1_dir / "stage1.safetensors")
                         if stage1_dir is not None
@@ -1370,7 +1380,7 @@ def run_protocol(
                             "sources": src,
                             **res,
                             "train_seconds": seconds,
-                            "step_seconds": step_seconds(trainer) + stage_seconds,
+                            "step_seconds": trainer.step_seconds() + stage_seconds,
                             "steps": trainer.step + offset,
                             "config": dataclasses.asdict(cfg),
                             "final_loss": trainer.history[-1]["loss"] if trainer.history else None,
@@ -1394,11 +1404,6 @@ def run_protocol(
         result.plot_roc(out_dir)
         result.plot_curves(out_dir)
     return result
-
-
-def step_seconds(trainer: Trainer) -> float:
-    """Seconds the trainer's steps cost, pauses left out: :meth:`Trainer.step_seconds`."""
-    return trainer.step_seconds()
 
 
 #: Training-log columns kept in results.json (per ``log_every`` steps): losses and MFR's hard-pair counts.
