@@ -98,7 +98,7 @@ def figures(r: ProtocolResult) -> dict[str, Any]:
     )
     train = sum(x.get("step_seconds", x["train_seconds"]) for x in r.runs)
     search = sum(cand.get("train_seconds", 0.0) for s in r.searches for cand in s["candidates"])
-    f["train_h"] = f"{(train + search) / 3600:.1f}"
+    f["train_search_h"] = f"{(train + search) / 3600:.1f}"
     f["machine_time"] = (
         f"Training took {train / 3600:.1f} h of machine time (the runs' steps, pauses left out) and the "
         f"search {search / 3600:.1f} h; with evaluations during training and the reports, "
