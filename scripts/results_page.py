@@ -2,8 +2,8 @@
 
     python scripts/results_page.py [RUN_DIR] [--out docs/results.md]
 
-RUN_DIR (default docs/runs/faces-lodo-1000) holds the run's results.json. The page's tables are the
-report's own (ProtocolResult.markdown, copied verbatim), its answer is ProtocolResult.verdict, and
+RUN_DIR (default docs/runs/faces-lodo-1000) holds the run's results. The page's tables are the
+report's own sections (mfr.experiments.reproduce.report), its answer is ProtocolResult.verdict, and
 every figure the prose quotes is computed here from the same result, so the page cannot drift from
 the data: tests/test_results_page.py regenerates it and compares.
 """
@@ -17,18 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from mfr.experiments.reproduce import Difference, ProtocolResult
+from mfr.experiments.reproduce import Difference, ProtocolResult, report
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "docs" / "results.template.md"
 METRIC = "tar@far=1e-2"
-
-
-def _section(md: str, start: str, end: str, heading: str | None = None) -> str:
-    """The report's text from ``start`` up to ``end`` (a top-level section becomes a subsection)."""
-    i = md.index(start)
-    text = md[i : md.index(end, i + len(start))].strip()
-    return text.replace(heading, "#" + heading, 1) if heading else text
 
 
 def _interval(d: Difference) -> str:
@@ -43,7 +36,6 @@ def _says(d: Difference) -> str:
 
 def figures(r: ProtocolResult) -> dict[str, Any]:
     """Every value the template names."""
-    md = r.markdown()
     base, base_t = r.best_pooled(METRIC), r.best_pooled(METRIC, budget="time")
     if base is None or base_t is None:
         raise SystemExit("results_page: the run has no pooled baseline at equal steps and at equal compute")
@@ -89,7 +81,7 @@ def figures(r: ProtocolResult) -> dict[str, Any]:
         f"baselines trained for the time MFR took) it is {ct.estimate:+.3f} against {base_t}, {_says(ct)} "
         f"([{ct.low:+.3f}, {ct.high:+.3f}])." + ("" if r.complete else " Interim: the run is incomplete.")
     )
-    done = len({(x["method"], x["target"], x["seed"]) for x in r.runs if x["method"] != "untrained"})
+    done = r.finished_runs()
     f["status_line"] = (
         f"**Status: complete** ({done} runs)."
         if r.complete
@@ -120,15 +112,13 @@ def figures(r: ProtocolResult) -> dict[str, Any]:
     f.update({f"cost_{m}": f"{x / pooled:.1f}" for m, x in per_step.items()})
     for kind in ("roc", "curves"):
         f[f"{kind}_links"] = ", ".join(f"[{t}](runs/faces-lodo-1000/{kind}_{t}.png)" for t in r.targets)
-    f["overview"] = _section(md, "**Overview", "\n\n**TAR @ FAR=1e-3**")
-    f["tar2"] = _section(md, "**TAR @ FAR=1e-2**", "\n\n**AUC**")
-    f["paired"] = _section(md, "**TAR@FAR=1e-2: difference vs", "\n\n**TAR@FAR=1e-3: difference")
-    f["paired_time"] = _section(md, "Equal compute:", "\n\n## Model selection")
-    f["selection"] = _section(md, "## Model selection", "\n\nRows `<method>:time`", "## Model selection")
-    f["diagnostics"] = _section(
-        md, "## Training diagnostics", "\n\nLearning curves on the targets", "## Training diagnostics"
-    )
-    f["cost"] = _section(md, "## Cost", "\n\n## Training diagnostics", "## Cost")
+    f["overview"] = report.overview(r)
+    f["tar2"] = report.table(r, METRIC)
+    f["paired"] = report.difference_table(r, METRIC)
+    f["paired_time"] = report.equal_compute(r)
+    f["selection"] = report.model_selection(r, level=3)
+    f["diagnostics"] = report.diagnostics(r, level=3)
+    f["cost"] = report.cost(r, level=3)
     return f
 
 

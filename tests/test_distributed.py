@@ -16,6 +16,7 @@ from cli_args import TINY
 from mfr import FaceData, TrainConfig, Trainer
 from mfr.data import normalize_images
 from mfr.experiments.evaluate import evaluate_domain
+from mfr.experiments.reproduce.records import read_folder
 from mfr.meta import domains_from_batch
 
 WORKER = Path(__file__).with_name("distributed_worker.py")
@@ -120,7 +121,7 @@ def test_two_rank_reproduce_and_distributed_evaluation(tmp_path):
     assert all(rc == 0 for rc, _, _ in results), results
     outs = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(o["rc"] == 0 and o["world"] == 2 for o in outs)
-    saved = json.loads((tmp_path / "results" / "results.json").read_text())  # written by rank 0
+    saved = read_folder(tmp_path / "results")  # written by rank 0
     assert saved["hardware"]["world_size"] == 2 and {r["method"] for r in saved["runs"]} == {
         "untrained",
         "mfr",

@@ -18,6 +18,7 @@ from mfr.data import FaceIndex
 from mfr.experiments.cli import main
 from mfr.experiments.evaluate import METRICS, RESAMPLED_METRICS, evaluate_domain, t_quantile
 from mfr.experiments.reproduce import ProtocolResult, run_protocol
+from mfr.experiments.reproduce.records import read_folder
 from mfr.experiments.train import load_backbone
 from mfr.metrics import bootstrap_group_counts, roc_auc, verification_report
 from mfr.synthetic import synthetic_domains
@@ -64,7 +65,7 @@ def test_one_checkpoint_four_entry_points(folder, tmp_path):
         )
         == 0
     )
-    rep = json.loads((tmp_path / "rep" / "results.json").read_text())
+    rep = read_folder(tmp_path / "rep")
     from_reproduce = next(r for r in rep["runs"] if r["method"] == "mfr")
     ckpt = tmp_path / "rep" / "runs" / f"mfr-{target}-seed0" / "checkpoint.safetensors"
     # 2. mfr train with the same configuration: the same checkpoint, and eval.csv of the held-out target.

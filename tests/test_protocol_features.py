@@ -12,8 +12,9 @@ import mfr
 from mfr import FaceData, TrainConfig, Trainer
 from mfr.experiments.cli import main
 from mfr.experiments.evaluate import METRICS
+from mfr.experiments.methods import METHODS
 from mfr.experiments.reproduce import ProtocolResult, run_protocol
-from mfr.experiments.search import SPACES, sample_settings
+from mfr.experiments.search import sample_settings
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,8 @@ def quiet(**kw):
 
 
 def test_search_settings_are_seeded_and_in_range():
-    for method, space in SPACES.items():
+    for method, spec in METHODS.items():
+        space = spec.space
         settings = sample_settings(method, 6, seed=3)
         assert settings[0] == {} and settings == sample_settings(method, 6, seed=3)
         assert settings != sample_settings(method, 6, seed=4)

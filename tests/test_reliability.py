@@ -208,7 +208,7 @@ def test_clear_errors_for_files_states_and_empty_galleries(tmp_path):
     for bad in ({**state, "position": -1}, {**state, "position": len(sampler) + 1}, {**state, "epoch": "x"}):
         with pytest.raises(mfr.InvalidInputError, match=r"DomainSampler\.load_state_dict"):
             sampler.load_state_dict(bad)
-    with pytest.raises(mfr.InvalidInputError, match="gallery are empty"):
+    with pytest.raises(mfr.InvalidInputError, match="the gallery is empty"):
         mfr.metrics.identification(
             np.zeros((0, 4), np.float32), np.zeros(0), np.ones((2, 4), np.float32), np.array([0, 1])
         )

@@ -40,9 +40,8 @@ from .sampler import DomainSampler, MetaBatch
 
 __version__: str = _core.__version__
 
-#: The harness (``mfr.experiments``): its modules and names stay reachable from ``mfr`` as before
-#: (``mfr.Trainer``, ``from mfr.train import TrainConfig``), loaded on first use.
-_HARNESS_MODULES = ("checkpoint", "cli", "distributed", "evaluate", "export", "methods", "reproduce", "search", "train")
+#: Names of the harness (``mfr.experiments``) reachable from ``mfr``, loaded on first use so that
+#: ``import mfr`` stays the library alone.
 _HARNESS_NAMES = {
     "TrainConfig": "train",
     "Trainer": "train",
@@ -56,44 +55,10 @@ def __getattr__(name: str) -> object:
 
     if name == "experiments":
         return importlib.import_module("mfr.experiments")
-    if name in _HARNESS_MODULES:
-        return importlib.import_module(f"mfr.experiments.{name}")
     if name in _HARNESS_NAMES:
         return getattr(importlib.import_module(f"mfr.experiments.{_HARNESS_NAMES[name]}"), name)
     raise AttributeError(f"module 'mfr' has no attribute {name!r}")
 
-
-def _install_harness_aliases() -> None:
-    """``import mfr.train`` (and the other harness modules' old paths) gives the module of
-    ``mfr.experiments``, imported then, so code written before the split keeps working."""
-    import importlib
-    import importlib.abc
-    import importlib.util
-    import sys
-    from types import ModuleType
-
-    class HarnessAlias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-        def find_spec(
-            self, fullname: str, path: object = None, target: object = None
-        ) -> importlib.machinery.ModuleSpec | None:
-            prefix, _, name = fullname.partition(".")
-            if prefix == "mfr" and name in _HARNESS_MODULES:
-                return importlib.util.spec_from_loader(fullname, self)
-            return None
-
-        def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-            module = importlib.import_module(f"mfr.experiments.{spec.name.partition('.')[2]}")
-            self.own_spec = module.__spec__  # the import system sets __spec__ to the alias's
-            return module
-
-        def exec_module(self, module: ModuleType) -> None:
-            module.__spec__ = self.own_spec  # already executed as mfr.experiments.<name>
-
-    if not any(type(f).__name__ == "HarnessAlias" for f in sys.meta_path):
-        sys.meta_path.append(HarnessAlias())
-
-
-_install_harness_aliases()
 
 __all__ = [
     "DataError",

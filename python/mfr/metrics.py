@@ -188,10 +188,10 @@ def identification(
     ks = [int(k) for k in ranks]
     if not ks or min(ks) < 1:
         raise _core.InvalidInputError(f"identification: ranks must be integers >= 1, got {list(ks)}")
-    for name, ids in (("gallery", gallery_ids), ("probes", probe_ids)):
+    for empty, ids in (("the gallery is empty", gallery_ids), ("there are no probes", probe_ids)):
         if (ids.numel() if isinstance(ids, torch.Tensor) else np.size(ids)) == 0:
             raise _core.InvalidInputError(
-                f"identification: the {name} are empty; rank-k accuracy needs at least one gallery entry and one probe"
+                f"identification: {empty}; rank-k accuracy needs at least one gallery entry and one probe"
             )
     probe_ranks = _core.identification_ranks(gallery, gallery_ids, probes, probe_ids)
     cmc = {k: float(np.mean(probe_ranks <= k)) for k in ks}

@@ -80,7 +80,7 @@ def _csv(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
 
-def _load_data(args: argparse.Namespace) -> FaceData:
+def _load_data(args: argparse.Namespace, config: TrainConfig) -> FaceData:
     from mfr.facedata import FaceData
 
     if args.data:
@@ -89,42 +89,41 @@ def _load_data(args: argparse.Namespace) -> FaceData:
         n_domains=args.synthetic_domains,
         ids_per_domain=args.synthetic_ids,
         images_per_id=6,
-        size=args.input_size,
-        channels=args.channels,
+        size=config.input_size,
+        channels=config.channels,
         seed=0,
     )
 
 
-#: TrainConfig field -> the command-line flag's dest that sets it (where they differ or exist).
-_FLAG_OF = {"ids_per_domain": "batch_ids"}
+#: Per command, the TrainConfig fields it sets otherwise than TrainConfig's defaults (a protocol
+#: trains many runs, so shorter ones; a single run evaluates and checkpoints as it goes), and the
+#: fields it takes no flag for (a protocol chooses the method and seed of each run itself).
+_COMMAND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "reproduce": {"steps": 150},
+    "train": {"steps": 300, "eval_every": 100, "checkpoint_every": 50},
+}
+_NO_FLAG = {"reproduce": ("method", "seed"), "train": ()}
 
 
-def _train_config(args: argparse.Namespace, **over: Any) -> TrainConfig:
-    """The run's configuration: the command's flags (and their defaults), then the ``--config``
-    file for every field not given as a flag on the command line, then ``--set``."""
+def _given_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields given as flags on the command line (a flag not given leaves no
+    attribute: its default is ``argparse.SUPPRESS``)."""
+    import dataclasses
+
+    from mfr.experiments.train import TrainConfig
+
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """The run's configuration: the command's defaults, then the ``--config`` file, then the flags
+    given on the command line, then ``--set``."""
     from mfr.experiments.train import config_from_mapping, parse_config_file, parse_set
 
-    fields = dict(
-        backbone=args.backbone,
-        input_size=args.input_size,
-        channels=args.channels,
-        width=args.width,
-        embedding_dim=args.embedding_dim,
-        ids_per_domain=args.batch_ids,
-        split=args.split,
-        steps=args.steps,
-        lr=args.lr,
-        device=args.device,
-        init=args.init,
-        amp=None if args.amp == "off" else args.amp,
-        eval_every=args.eval_every,
-    )
-    fields.update(over)
-    explicit: set[str] = getattr(args, "explicit", set())
+    fields = dict(_COMMAND_DEFAULTS[args.command])
     if args.config:
-        for key, value in parse_config_file(args.config).items():
-            if _FLAG_OF.get(key, key) not in explicit:
-                fields[key] = value
+        fields.update(parse_config_file(args.config))
+    fields.update(_given_fields(args))
     fields.update(parse_set(args.set))
     return config_from_mapping(fields, "the command line")
 
@@ -132,13 +131,9 @@ def _train_config(args: argparse.Namespace, **over: Any) -> TrainConfig:
 def _user_fields(args: argparse.Namespace) -> set[str]:
     """TrainConfig fields the user set (flags given on the command line, the ``--config`` file,
     ``--set``): a method's tuned setting never replaces them, even where they equal the default."""
-    import dataclasses
+    from mfr.experiments.train import parse_config_file, parse_set
 
-    from mfr.experiments.train import TrainConfig, parse_config_file, parse_set
-
-    flag_of = {f.name: _FLAG_OF.get(f.name, f.name) for f in dataclasses.fields(TrainConfig)}
-    explicit: set[str] = getattr(args, "explicit", set())
-    fields = {f for f, flag in flag_of.items() if flag in explicit}
+    fields = set(_given_fields(args))
     if args.config:
         fields |= set(parse_config_file(args.config))
     return fields | set(parse_set(args.set))
@@ -172,16 +167,16 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from mfr.experiments.reproduce import run_protocol
 
     _set_threads(args.threads)
-    data = _load_data(args)
+    config = _train_config(args)
+    data = _load_data(args, config)
     methods = _csv(args.methods) or list(METHODS)
     search = _search_count(args.search)
-    config = _train_config(args)
     _show_config(config, None)  # results.json keeps it with the runs
     print(
         f"mfr reproduce: protocol {args.protocol} on {data.name}: {len(data)} images, domains {', '.join(data.domain_names)}"
     )
     print(
-        f"methods: {', '.join(methods)}; {args.steps} steps each, {args.seeds} seed(s), {args.device}; results in {args.out}/"
+        f"methods: {', '.join(methods)}; {config.steps} steps each, {args.seeds} seed(s), {config.device}; results in {args.out}/"
     )
     command = "mfr " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if args.argv is None else args.argv))
     result = run_protocol(
@@ -276,10 +271,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     check_output_folder(args.out, "--out")
     replaced = _check_run_folder(args.out, args.resume, args.overwrite)
-    config = _train_config(args, method=args.method, seed=args.seed, checkpoint_every=args.checkpoint_every)
-    config.check()
-    config = _tuned(args, config)
-    data = _load_data(args)
+    config = _tuned(args, _train_config(args))
+    data = _load_data(args, config)
     sources = _csv(args.sources) or data.domain_names
     held_out = [d for d in data.domain_names if d not in {data.domain_names[data.domain_number(s)] for s in sources}]
     eval_sets = {"held_out": data.subset(held_out)} if held_out else {}
@@ -294,12 +287,32 @@ def _cmd_train(args: argparse.Namespace) -> int:
     _show_config(config, args.out)
     trainer.fit(resume=args.resume)
     print(
-        f"trained {args.method} for {trainer.step} steps ({trainer.train_seconds:.0f} s); checkpoint: {args.out}/checkpoint.safetensors"
+        f"trained {config.method} for {trainer.step} steps ({trainer.train_seconds:.0f} s); checkpoint: {args.out}/checkpoint.safetensors"
     )
     for row in trainer.eval_history[-len(held_out) :] if held_out else []:
         print(
             f"  {row['domain']}: TAR@FAR=1e-2 {row['tar@far=1e-2']:.3f}  AUC {row['auc']:.3f}  rank-1 {row['rank1']:.3f}"
         )
+    return 0
+
+
+def _cmd_compact(args: argparse.Namespace) -> int:
+    """Rewrite a protocol's results in the current format, the runs gzipped (any earlier format reads)."""
+    from mfr.experiments.reproduce import ProtocolResult
+
+    folder = Path(args.folder)
+    result = ProtocolResult.load(folder)
+    if not result.complete and not args.force:
+        import mfr
+
+        raise mfr.InvalidInputError(
+            f"{folder}: the protocol is incomplete ({result.finished_runs()} of {result.expected_runs} runs); "
+            "a resume appends to a compressed run file too, so --force compacts it anyway"
+        )
+    before = sum(p.stat().st_size for p in folder.glob("*") if p.is_file())
+    result.save(folder, compress=True)
+    after = sum(p.stat().st_size for p in folder.glob("*") if p.is_file())
+    print(f"{folder}: {len(result.runs)} runs; {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB")
     return 0
 
 
@@ -378,7 +391,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_training_args(p: argparse.ArgumentParser, steps: int) -> None:
+def _add_training_args(p: argparse.ArgumentParser, command: str) -> None:
+    """The data flags, then one flag per TrainConfig field (its help, choices and aliases from the
+    field's metadata; ``--set`` reaches every field too)."""
+    import dataclasses
+
+    from mfr.experiments.train import TrainConfig, parse_field
+
     p.add_argument(
         "--data",
         default=None,
@@ -386,37 +405,8 @@ def _add_training_args(p: argparse.ArgumentParser, steps: int) -> None:
     )
     p.add_argument("--synthetic-domains", type=int, default=4, help=argparse.SUPPRESS)
     p.add_argument("--synthetic-ids", type=int, default=40, help=argparse.SUPPRESS)
-    p.add_argument(
-        "--backbone", default="small_cnn", help="small_cnn (default), iresnet18/34/50/100, resnet28, mobilefacenet"
-    )
-    p.add_argument("--input-size", type=int, default=32, help="image side in pixels (default 32)")
-    p.add_argument("--channels", type=int, default=3, choices=(1, 3))
-    p.add_argument("--width", type=int, default=8, help="backbone base width (default 8; published models: 64)")
-    p.add_argument("--embedding-dim", type=int, default=64)
-    p.add_argument("--batch-ids", type=int, default=8, help="identities per domain in a meta-batch (B)")
-    p.add_argument(
-        "--split",
-        default="random",
-        choices=("random", "leave_one_out"),
-        help="meta-test domain per meta-batch: one random (the paper) or every rotation",
-    )
-    p.add_argument("--steps", type=int, default=steps)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (torch and mfr)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument(
-        "--init",
-        default=None,
-        metavar="PATH",
-        help="start the backbone from these weights: an mfr checkpoint or an arcface_torch state dict (.pth/.pt/.safetensors)",
-    )
-    p.add_argument(
-        "--amp",
-        default="off",
-        choices=("off", "bf16", "fp16"),
-        help="mixed precision for the forwards (float32 weights; fp16 with a dynamic loss scale)",
-    )
     p.add_argument(
         "--config",
         default=None,
@@ -435,6 +425,48 @@ def _add_training_args(p: argparse.ArgumentParser, steps: int) -> None:
         metavar="KEY=VALUE",
         help="set any TrainConfig field (repeatable); wins over --config and the flags",
     )
+    fields = p.add_argument_group("training (TrainConfig's fields)")
+    defaults = _COMMAND_DEFAULTS[command]
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in _NO_FLAG[command]:
+            continue
+        default = defaults.get(f.name, f.default)
+        shown = "none" if default is None else ("off" if default is False else default)
+        names = [f"--{f.name.replace('_', '-')}", *f.metadata["aliases"]]
+        help_text = f"{f.metadata['help']} (default: {shown})"
+        if f.type == "bool":
+            fields.add_argument(
+                *names, dest=f.name, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_text
+            )
+            continue
+        choices = f.metadata["choices"]
+        optional = "None" in str(f.type)
+        fields.add_argument(
+            *names,
+            dest=f.name,
+            default=argparse.SUPPRESS,
+            type=_FieldType(f.name, str(f.type), parse_field),
+            choices=[*choices, None] if choices and optional else (list(choices) or None),
+            metavar="{" + ",".join(map(str, choices)) + (",off}" if optional else "}") if choices else None,
+            help=help_text,
+        )
+
+
+class _FieldType:
+    """A flag's value as its TrainConfig field takes it; argparse names the type by ``repr``."""
+
+    def __init__(self, name: str, kind: str, parse: Any) -> None:
+        self.name, self.kind, self.parse = name, kind, parse
+
+    def __call__(self, text: str) -> Any:
+        return self.parse(self.name, text)
+
+    def __repr__(self) -> str:
+        return self.kind
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown, the epilog's method list kept as written."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -453,28 +485,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
 
+    from mfr.experiments.methods import METHODS
+
+    listing = "\n".join(f"  {name:<16} {spec.summary} [{spec.kind}]" for name, spec in METHODS.items())
     rep = sub.add_parser(
         "reproduce",
         help="GFR-style protocol: train every method on source domains, test on unseen ones",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
+        epilog=f"methods (mfr.experiments.methods.METHODS):\n{listing}",
     )
-    _add_training_args(rep, steps=150)
+    _add_training_args(rep, "reproduce")
     rep.add_argument("--protocol", default="lodo", choices=("lodo", "multi"))
     rep.add_argument("--sources", default=None, help="comma-separated source domains (protocol multi)")
     rep.add_argument("--targets", default=None, help="comma-separated target domains (default for lodo: every domain)")
     rep.add_argument(
         "--methods",
         default=None,
-        help="comma-separated, default all: mfr,mfr_no_hp,mfr_no_cls,mfr_no_da,mfr_first_order,mldg,softmax,cosface,arcface; two-stage X@P such as mfr@arcface",
+        help=f"comma-separated, default all: {','.join(METHODS)}; two-stage X@P such as mfr@arcface (the methods are listed below)",
     )
     rep.add_argument("--seeds", type=int, default=1)
     rep.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the CIs")
     rep.add_argument("--bn", default="running", choices=("running", "target"), help="BatchNorm statistics at test time")
     rep.add_argument("--out", default="mfr_results")
     rep.add_argument("--show", default="tar@far=1e-3,tar@far=1e-2,rank1", help="metrics printed as tables")
-    rep.add_argument(
-        "--record-command", action="store_true", help=argparse.SUPPRESS
-    )  # the command is always recorded now
     rep.add_argument(
         "--eval-seed",
         type=int,
@@ -518,12 +551,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.5,
         help="two-stage rows X@P: share of the steps the pooled stage P trains",
     )
-    rep.add_argument(
-        "--eval-every",
-        type=int,
-        default=0,
-        help="also evaluate the targets every N steps (learning curves in the report)",
-    )
     rep.add_argument("--resume", action="store_true", help="continue the protocol in --out (finished runs kept)")
     rep.add_argument("--force", action="store_true", help="start over even if --out holds results")
     rep.set_defaults(func=_cmd_reproduce)
@@ -531,16 +558,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser(
         "train",
         help="train one method with checkpoints; --resume continues a run",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
+        epilog=f"methods (mfr.experiments.methods.METHODS):\n{listing}",
     )
-    _add_training_args(tr, steps=300)
-    tr.add_argument("--method", default="mfr")
+    _add_training_args(tr, "train")
     tr.add_argument(
         "--sources", default=None, help="comma-separated source domains (default: all); the others are evaluated"
     )
-    tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--eval-every", type=int, default=100)
-    tr.add_argument("--checkpoint-every", type=int, default=50)
     tr.add_argument("--out", default="mfr_run")
     tr.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     tr.add_argument("--overwrite", action="store_true", help="start over, replacing the run in --out")
@@ -564,6 +588,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", default=None, metavar="FILE", help="also write every number to FILE as JSON")
     ev.set_defaults(func=_cmd_eval)
 
+    co = sub.add_parser("compact", help="rewrite a finished protocol's results compactly (runs gzipped)")
+    co.add_argument("folder", help="the protocol's output folder (--out of mfr reproduce)")
+    co.add_argument("--force", action="store_true", help="compact an incomplete protocol too")
+    co.set_defaults(func=_cmd_compact)
+
     ex = sub.add_parser("export", help="a checkpoint's backbone as a model that loads without mfr (torch.export; ONNX)")
     ex.add_argument("checkpoint")
     ex.add_argument("out", help="the program file to write (e.g. model.pt2)")
@@ -572,31 +601,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _explicit_dests(argv: Sequence[str] | None) -> set[str]:
-    """The options given on the command line (a parse in which every default is a marker)."""
-    marker: object = object()
-    markers: list[object] = [marker]
-    parser = build_parser()
-    stack = [parser]
-    while stack:
-        p = stack.pop()
-        for action in p._actions:  # argparse keeps no public list of a parser's actions
-            if action.default is not argparse.SUPPRESS and action.dest != "command":
-                # append actions copy a list default before adding to it: give each its own list
-                action.default = [] if isinstance(action, argparse._AppendAction) else marker
-                markers.append(action.default)
-            if isinstance(action, argparse._SubParsersAction):
-                stack.extend(action.choices.values())
-    given = parser.parse_args(argv)
-    return {k for k, v in vars(given).items() if not any(v is m for m in markers)}
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs a command; user errors (bad arguments, data, devices, checkpoints) print one line
     ``mfr: error: ...`` and exit with status 2, without a traceback."""
     args = build_parser().parse_args(argv)
     args.argv = None if argv is None else list(argv)
-    args.explicit = _explicit_dests(argv)
     import os
 
     import mfr

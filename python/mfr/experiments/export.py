@@ -17,6 +17,7 @@ import torch
 
 from .. import _core, reference
 from ..nn import Backbone
+from .checkpoint import check_output_folder
 from .train import load_backbone
 
 __all__ = ["export", "plain_module"]
@@ -52,6 +53,12 @@ def export(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], onnx
 
     if onnx and importlib.util.find_spec("onnx") is None:
         raise _core.InvalidInputError("export: --onnx needs the onnx package (pip install onnx)")
+    out = Path(out)
+    if out.is_dir():
+        raise _core.InvalidInputError(
+            f"export: {out} is a folder; give the program file to write (e.g. {out / 'model.pt2'})"
+        )
+    check_output_folder(out.parent, "export: output folder")
     net, _ = load_backbone(checkpoint)
     module = plain_module(net)
     c, s = net.in_channels, net.input_size
@@ -62,7 +69,6 @@ def export(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], onnx
     if not torch.allclose(got, want, rtol=1e-4, atol=1e-5):
         worst = float((got - want).abs().max())
         raise _core.MfrError(f"export: the exported model differs from the backbone (max {worst:.3g})")
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.export.save(program, str(out))
     written = [out]

@@ -25,7 +25,8 @@ overflow: the step returns ``skipped=True`` and writes nothing.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -37,18 +38,7 @@ from ..nn import Backbone
 from ..reference import inner_update
 from .precision import autocast
 
-__all__ = ["METHODS", "Method", "make_method"]
-
-#: Every method name, in the order results tables list them.
-METHODS = ("mfr", "mfr_no_hp", "mfr_no_cls", "mfr_no_da", "mfr_first_order", "mldg", "softmax", "cosface", "arcface")
-
-_ABLATIONS: dict[str, dict[str, Any]] = {
-    "mfr": {},
-    "mfr_no_hp": {"w_hp": 0.0},
-    "mfr_no_cls": {"w_cls": 0.0},
-    "mfr_no_da": {"w_da": 0.0},
-    "mfr_first_order": {"first_order": True},
-}
+__all__ = ["METHODS", "POOLED", "Method", "MethodSpec", "Range", "make_method", "method_spec"]
 
 
 class MarginHead(torch.nn.Module):
@@ -209,6 +199,164 @@ class PooledMethod(Method):
         return {"loss": float(loss.detach())}
 
 
+#: A search range of one TrainConfig field: ``(kind, low, high)``; kind "log" draws
+#: ``exp(uniform(log low, log high))``, "lin" ``uniform(low, high)``.
+Range = tuple[str, float, float]
+
+#: Builds a method: ``(spec, backbone, n_classes, meta_config, head_scale, margin) -> Method``
+#: (``margin`` already resolved to the spec's default where the configuration leaves it None).
+Builder = Callable[["MethodSpec", Backbone, int, MetaStepConfig, float, float], Method]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """Everything the harness knows of a method, declared once (as DomainBed's ``algorithms.py``
+    with ``hparams_registry``): the trainer builds it, the search draws from ``space``, tuned
+    defaults come from ``tuned``, the protocol checks rows and picks baselines by ``kind`` and
+    ``stage1``, the CLI's help and the report read ``summary`` and ``reference``.
+
+    - ``kind``: ``"meta"`` (a meta-learning method), ``"ablation"`` (MFR with one part removed) or
+      ``"pooled"`` (all source domains in one batch; the comparison baselines).
+    - ``meta``: :class:`mfr.MetaStepConfig` fields this method fixes (an ablation's zero weight).
+    - ``margin``: the classifier head's default margin (``TrainConfig.margin`` None), for methods with a margin head.
+    - ``space``: the search ranges (TrainConfig fields); ``tuned``: the published run's selected setting
+      (:mod:`mfr.experiments.tuned`), empty where the defaults won.
+    - ``stage1``: the pooled methods a two-stage row ``<name>@<P>`` may fine-tune from (empty: no two-stage rows).
+    """
+
+    name: str
+    kind: str
+    summary: str
+    reference: str
+    build: Builder
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    margin: float | None = None
+    space: Mapping[str, Range] = field(default_factory=dict)
+    tuned: Mapping[str, float] = field(default_factory=dict)
+    stage1: tuple[str, ...] = ()
+
+
+def _build_mfr(
+    spec: MethodSpec, backbone: Backbone, n_classes: int, cfg: MetaStepConfig, scale: float, margin: float
+) -> Method:
+    return MFRMethod(spec.name, backbone, replace(cfg, **spec.meta))
+
+
+def _build_mldg(
+    spec: MethodSpec, backbone: Backbone, n_classes: int, cfg: MetaStepConfig, scale: float, margin: float
+) -> Method:
+    return MLDGMethod(backbone, n_classes, replace(cfg, **spec.meta), scale)
+
+
+def _build_pooled(
+    spec: MethodSpec, backbone: Backbone, n_classes: int, cfg: MetaStepConfig, scale: float, margin: float
+) -> Method:
+    return PooledMethod(spec.name, backbone, n_classes, scale, margin, cfg.amp)
+
+
+_LR: Range = ("log", 0.01, 0.2)
+_HEAD_SCALE: Range = ("lin", 16.0, 64.0)
+_META_SPACE: dict[str, Range] = {"alpha": ("log", 0.001, 0.1), "gamma": ("lin", 0.2, 0.8)}
+_MFR_SPACE: dict[str, Range] = {
+    **_META_SPACE,
+    "tau_p": ("lin", 0.2, 0.8),
+    "tau_n": ("lin", 0.0, 0.6),
+    "w_hp": ("log", 0.3, 3.0),
+    "w_cls": ("log", 0.3, 3.0),
+    "w_da": ("log", 0.3, 3.0),
+    "lr": _LR,
+}
+_MFR_PAPER = "Guo et al., Learning Meta Face Recognition in Unseen Domains, CVPR 2020 (arXiv:2003.07733)"
+_POOLED_STAGES = ("softmax", "cosface", "arcface")
+
+
+def _without(space: Mapping[str, Range], *names: str) -> dict[str, Range]:
+    return {k: v for k, v in space.items() if k not in names}
+
+
+def _ablation(name: str, summary: str, meta: Mapping[str, Any], space: Mapping[str, Range]) -> MethodSpec:
+    return MethodSpec(name, "ablation", summary, _MFR_PAPER, _build_mfr, meta=meta, space=space, stage1=_POOLED_STAGES)
+
+
+#: Every method, in the order results tables list them. Adding a method: its :class:`Method`
+#: subclass above and one entry here.
+METHODS: dict[str, MethodSpec] = {
+    spec.name: spec
+    for spec in (
+        MethodSpec(
+            "mfr",
+            "meta",
+            "MFR: hard-pair attention + soft classification + domain alignment, second-order meta-gradient",
+            _MFR_PAPER,
+            _build_mfr,
+            space=_MFR_SPACE,
+            stage1=_POOLED_STAGES,
+        ),
+        _ablation(
+            "mfr_no_hp",
+            "MFR without the hard-pair attention loss",
+            {"w_hp": 0.0},
+            _without(_MFR_SPACE, "w_hp", "tau_p", "tau_n"),
+        ),
+        _ablation(
+            "mfr_no_cls", "MFR without the soft-classification loss", {"w_cls": 0.0}, _without(_MFR_SPACE, "w_cls")
+        ),
+        _ablation("mfr_no_da", "MFR without the domain-alignment loss", {"w_da": 0.0}, _without(_MFR_SPACE, "w_da")),
+        _ablation("mfr_first_order", "MFR with the first-order meta-gradient", {"first_order": True}, _MFR_SPACE),
+        MethodSpec(
+            "mldg",
+            "meta",
+            "MLDG: meta-train / meta-test objective with a normalized-softmax head, no MFR losses",
+            "Li et al., Learning to Generalize: Meta-Learning for Domain Generalization, AAAI 2018",
+            _build_mldg,
+            space={**_META_SPACE, "lr": _LR},
+            tuned={"alpha": 0.0015761622162194123, "gamma": 0.695555241002179, "lr": 0.043969126990653876},
+            stage1=_POOLED_STAGES,
+        ),
+        MethodSpec(
+            "softmax",
+            "pooled",
+            "pooled domains, linear softmax classifier",
+            "pooled-domain training (ERM) with a softmax head",
+            _build_pooled,
+            margin=0.0,
+            space={"lr": _LR, "head_scale": _HEAD_SCALE},
+            tuned={"lr": 0.0853419694438763, "head_scale": 37.20403228420183},
+        ),
+        MethodSpec(
+            "cosface",
+            "pooled",
+            "pooled domains, CosFace head (additive cosine margin)",
+            "Wang et al., CosFace: Large Margin Cosine Loss for Deep Face Recognition, CVPR 2018",
+            _build_pooled,
+            margin=0.35,
+            space={"lr": _LR, "head_scale": _HEAD_SCALE, "margin": ("lin", 0.1, 0.5)},
+        ),
+        MethodSpec(
+            "arcface",
+            "pooled",
+            "pooled domains, ArcFace head (additive angular margin)",
+            "Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face Recognition, CVPR 2019",
+            _build_pooled,
+            margin=0.5,
+            space={"lr": _LR, "head_scale": _HEAD_SCALE, "margin": ("lin", 0.1, 0.6)},
+            tuned={"lr": 0.14223158619385007, "head_scale": 17.832807663753723, "margin": 0.5693679021113686},
+        ),
+    )
+}
+
+#: The pooled baselines, among which a protocol's comparison baseline is chosen.
+POOLED: tuple[str, ...] = tuple(name for name, spec in METHODS.items() if spec.kind == "pooled")
+
+
+def method_spec(name: str) -> MethodSpec:
+    """The registry entry of ``name``, or an error that lists the methods."""
+    spec = METHODS.get(name)
+    if spec is None:
+        raise _core.InvalidInputError(f"unknown method {name!r}; available: {', '.join(METHODS)}")
+    return spec
+
+
 def make_method(
     name: str,
     backbone: Backbone,
@@ -218,12 +366,6 @@ def make_method(
     margin: float | None = None,
 ) -> Method:
     """The method ``name`` (see :data:`METHODS`) for ``backbone`` and ``n_classes`` source identities."""
-    if name in _ABLATIONS:
-        cfg = replace(meta_config, **_ABLATIONS[name])
-        return MFRMethod(name, backbone, cfg)
-    if name == "mldg":
-        return MLDGMethod(backbone, n_classes, meta_config, head_scale)
-    if name in ("softmax", "cosface", "arcface"):
-        m = margin if margin is not None else {"softmax": 0.0, "cosface": 0.35, "arcface": 0.5}[name]
-        return PooledMethod(name, backbone, n_classes, head_scale, m, meta_config.amp)
-    raise _core.InvalidInputError(f"unknown method {name!r}; available: {', '.join(METHODS)}")
+    spec = method_spec(name)
+    resolved = margin if margin is not None else (spec.margin if spec.margin is not None else 0.0)
+    return spec.build(spec, backbone, n_classes, meta_config, head_scale, resolved)

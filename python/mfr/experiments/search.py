@@ -9,8 +9,8 @@ source domains and is scored on the held-out ones (mean over source domains of
 (selection on the target), labelled as an upper bound; it never selects anything.
 
 Candidate 0 of every method is its default setting, so the search can only improve validation over
-the defaults; candidates 1..N-1 are drawn from :data:`SPACES` (log-uniform where a range spans
-orders of magnitude).
+the defaults; candidates 1..N-1 are drawn from the method's ``space`` in :data:`mfr.experiments.methods.METHODS`
+(log-uniform where a range spans orders of magnitude).
 """
 
 from __future__ import annotations
@@ -25,52 +25,22 @@ import numpy as np
 from .. import _core
 from ..facedata import FaceData
 from .evaluate import evaluate_domain
+from .methods import METHODS
 
-__all__ = ["SPACES", "base_method", "sample_settings", "search_method", "split_validation"]
-
-# (kind, low, high): "log" draws exp(uniform(log low, log high)), "lin" uniform(low, high).
-_LR = ("log", 0.01, 0.2)
-_META = {"alpha": ("log", 0.001, 0.1), "gamma": ("lin", 0.2, 0.8)}
-_MFR = {
-    **_META,
-    "tau_p": ("lin", 0.2, 0.8),
-    "tau_n": ("lin", 0.0, 0.6),
-    "w_hp": ("log", 0.3, 3.0),
-    "w_cls": ("log", 0.3, 3.0),
-    "w_da": ("log", 0.3, 3.0),
-    "lr": _LR,
-}
-
-#: Search ranges per method (TrainConfig fields). MLDG's beta = (1 - gamma) / gamma (see mfr.meta).
-SPACES: dict[str, dict[str, tuple[str, float, float]]] = {
-    "mfr": _MFR,
-    "mfr_first_order": _MFR,
-    "mfr_no_hp": {k: v for k, v in _MFR.items() if k not in ("w_hp", "tau_p", "tau_n")},
-    "mfr_no_cls": {k: v for k, v in _MFR.items() if k != "w_cls"},
-    "mfr_no_da": {k: v for k, v in _MFR.items() if k != "w_da"},
-    "mldg": {**_META, "lr": _LR},
-    "softmax": {"lr": _LR, "head_scale": ("lin", 16.0, 64.0)},
-    "cosface": {"lr": _LR, "head_scale": ("lin", 16.0, 64.0), "margin": ("lin", 0.1, 0.5)},
-    "arcface": {"lr": _LR, "head_scale": ("lin", 16.0, 64.0), "margin": ("lin", 0.1, 0.6)},
-}
-
-
-def base_method(method: str) -> str:
-    """The trained method of a protocol row: ``mfr@arcface`` -> ``mfr``, ``arcface:time`` -> ``arcface``."""
-    return method.split("@")[0].split(":")[0]
+__all__ = ["sample_settings", "search_method", "search_summary", "split_validation"]
 
 
 def sample_settings(method: str, n: int, seed: int = 0) -> list[dict[str, float]]:
     """``n`` settings of ``method``: ``{}`` (its defaults) first, then seeded draws from
-    :data:`SPACES` (keyed by the method's name and ``seed``, so adding a method changes no other
-    method's candidates)."""
+    the method's search space (:attr:`MethodSpec.space`; keyed by the method's name and ``seed``,
+    so adding a method changes no other method's candidates)."""
     if n < 1:
         raise _core.InvalidInputError(f"search: the number of settings must be >= 1, got {n}")
-    space = SPACES.get(method)
-    if space is None:
-        raise _core.InvalidInputError(
-            f"search: no search space for method {method!r}; spaces exist for {', '.join(SPACES)}"
-        )
+    spec = METHODS.get(method)
+    if spec is None or not spec.space:
+        with_space = ", ".join(m for m, s in METHODS.items() if s.space)
+        raise _core.InvalidInputError(f"search: no search space for method {method!r}; spaces exist for {with_space}")
+    space = spec.space
     rng = np.random.default_rng(_core.name_seed(int(seed), [method, "search"]))
     out: list[dict[str, float]] = [{}]
     for _ in range(n - 1):

@@ -53,6 +53,13 @@ _FORMAT = "mfr-checkpoint-1"
 _META_DEFAULTS = MetaStepConfig()
 
 
+def _field(default: Any, help: str, choices: tuple[Any, ...] = (), aliases: tuple[str, ...] = ()) -> Any:
+    """A TrainConfig field with its default, help text, allowed values and command-line aliases,
+    declared once: the command line's flags (:mod:`mfr.experiments.cli`) and :meth:`TrainConfig.check`
+    read them."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "aliases": aliases})
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run (saved in checkpoints and results).
@@ -76,60 +83,63 @@ class TrainConfig:
     see :func:`load_init_weights`); heads and optimizer always start fresh.
     """
 
-    method: str = "mfr"
-    backbone: str = "small_cnn"
-    input_size: int = 32
-    channels: int = 3
-    width: int | None = 8
-    embedding_dim: int | None = 64
-    ids_per_domain: int = 8
-    # "random": one seeded meta-train/meta-test split per meta-batch, as the paper's algorithm;
-    # "leave_one_out": every rotation of the source domains in every meta-batch.
-    split: str = "random"
-    steps: int = 200
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    warmup_steps: int = 10
-    grad_clip: float | None = 5.0
+    method: str = _field("mfr", "the training method (mfr.experiments.methods.METHODS)")
+    backbone: str = _field("small_cnn", "small_cnn, iresnet18/34/50/100, resnet28, mobilefacenet")
+    input_size: int = _field(32, "image side in pixels")
+    channels: int = _field(3, "image channels", choices=(1, 3))
+    width: int | None = _field(8, "backbone base width (published models: 64)")
+    embedding_dim: int | None = _field(64, "embedding size")
+    ids_per_domain: int = _field(8, "identities per source domain in a meta-batch (B)", aliases=("--batch-ids",))
+    split: str = _field(
+        "random",
+        "meta-test domain per meta-batch: one random (the paper's algorithm) or every rotation",
+        choices=("random", "leave_one_out"),
+    )
+    steps: int = _field(200, "training steps")
+    optimizer: str = _field("sgd", "optimizer (sgd with momentum and weight decay)", choices=("sgd", "adam"))
+    lr: float = _field(0.05, "learning rate after warm-up")
+    momentum: float = _field(0.9, "SGD momentum")
+    weight_decay: float = _field(5e-4, "weight decay")
+    schedule: str = _field(
+        "cosine", "learning-rate decay after warm-up (step: /10 at 1/3 and 2/3)", choices=("cosine", "step", "constant")
+    )
+    warmup_steps: int = _field(10, "linear learning-rate warm-up steps")
+    grad_clip: float | None = _field(5.0, "max global gradient norm (none: off)")
     # MFR / MLDG meta-step: MetaStepConfig's fields with its (Rust) defaults, flat here so the CLI,
     # the search spaces and results.json name them directly (a test keeps the two in step).
-    alpha: float = _META_DEFAULTS.alpha
-    gamma: float = _META_DEFAULTS.gamma
-    tau_p: float = _META_DEFAULTS.tau_p
-    tau_n: float = _META_DEFAULTS.tau_n
-    scale: float = _META_DEFAULTS.scale
-    w_hp: float = _META_DEFAULTS.w_hp
-    w_cls: float = _META_DEFAULTS.w_cls
-    w_da: float = _META_DEFAULTS.w_da
-    first_order: bool = _META_DEFAULTS.first_order
-    # the meta-step's memory-lean schedule (same gradient; see MetaStepConfig.lean)
-    lean: bool = _META_DEFAULTS.lean
-    # mixed precision for every method's forwards: None, "bf16" or "fp16" (float32 weights; fp16
-    # with a dynamic loss scale); tf32: TensorFloat-32 matmuls and convolutions on CUDA
-    amp: str | None = _META_DEFAULTS.amp
-    tf32: bool = False
-    # classification heads (mldg, softmax, cosface, arcface)
-    head_scale: float = 30.0
-    margin: float | None = None
-    seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"
-    # torch.distributed (torchrun): seconds a collective may wait for a peer before failing
-    dist_timeout: float = 300.0
-    eval_every: int = 0
-    log_every: int = 10
-    checkpoint_every: int = 0
-    init: str | None = None
-    # augmentation: a random horizontal flip of each training image (p = 0.5, seeded by seed, step
-    # and rank: runs stay deterministic and resume bit-identical), on as in arcface_torch
-    flip: bool = True
-    # meta-batches decoded ahead in a background thread while a step runs (0: decode in the step;
+    alpha: float = _field(_META_DEFAULTS.alpha, "meta-step: inner learning rate (theta' = theta - alpha grad L_S)")
+    gamma: float = _field(_META_DEFAULTS.gamma, "meta-step: weight of L_S against L_T(theta')")
+    tau_p: float = _field(_META_DEFAULTS.tau_p, "MFR: hard-positive similarity threshold")
+    tau_n: float = _field(_META_DEFAULTS.tau_n, "MFR: hard-negative similarity threshold")
+    scale: float = _field(_META_DEFAULTS.scale, "MFR: scale of the soft-classification logits")
+    w_hp: float = _field(_META_DEFAULTS.w_hp, "MFR: weight of the hard-pair attention loss")
+    w_cls: float = _field(_META_DEFAULTS.w_cls, "MFR: weight of the soft-classification loss")
+    w_da: float = _field(_META_DEFAULTS.w_da, "MFR: weight of the domain-alignment loss")
+    first_order: bool = _field(_META_DEFAULTS.first_order, "meta-step: first-order meta-gradient")
+    lean: bool = _field(_META_DEFAULTS.lean, "meta-step: the memory-lean schedule (same gradient)")
+    amp: str | None = _field(
+        _META_DEFAULTS.amp,
+        "mixed precision for every method's forwards (float32 weights; fp16 with a dynamic loss scale)",
+        choices=("bf16", "fp16"),
+    )
+    tf32: bool = _field(False, "TensorFloat-32 matmuls and convolutions on CUDA")
+    head_scale: float = _field(30.0, "classifier heads (mldg, softmax, cosface, arcface): logit scale")
+    margin: float | None = _field(None, "margin of the margin heads (none: the method's own default)")
+    seed: int = _field(0, "training seed")
+    device: str = _field("cpu", "cpu, cuda or cuda:N")
+    dtype: str = _field("float32", "parameter dtype", choices=("float32", "float64"))
+    dist_timeout: float = _field(300.0, "torch.distributed: seconds a collective may wait for a peer before failing")
+    eval_every: int = _field(0, "evaluate the held-out domains every N steps (0: never)")
+    log_every: int = _field(10, "log the losses every N steps (0: every step)")
+    checkpoint_every: int = _field(0, "write a checkpoint every N steps (0: at the end only)")
+    init: str | None = _field(
+        None,
+        "start the backbone from these weights: an mfr checkpoint or an arcface_torch state dict (.pth/.pt/.safetensors)",
+    )
+    flip: bool = _field(True, "random horizontal flips of the training images (p = 0.5, seeded)")
     # None: 2 on CUDA, 0 on the CPU, where the step already takes the cores and decoding is ~1% of
-    # a step: benches/pipeline.py measured a prefetching CPU step 1.7x slower)
-    prefetch: int | None = None
+    # a step (benches/pipeline.py measured a prefetching CPU step 1.7x slower)
+    prefetch: int | None = _field(None, "meta-batches decoded ahead in a background thread (none: 2 on CUDA, 0 on CPU)")
 
     def meta_config(self) -> MetaStepConfig:
         return MetaStepConfig(**{name: getattr(self, name) for name in config_fields(MetaStepConfig)})
@@ -155,14 +165,13 @@ class TrainConfig:
             errors.append(f"unknown method {self.method!r}; available: {', '.join(METHODS)}")
         if self.backbone not in BACKBONES:
             errors.append(f"unknown backbone {self.backbone!r}; available: {', '.join(BACKBONES)}")
-        if self.optimizer not in ("sgd", "adam"):
-            errors.append(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if self.split not in ("random", "leave_one_out"):
-            errors.append(f"split must be 'random' or 'leave_one_out', got {self.split!r}")
-        if self.schedule not in ("cosine", "step", "constant"):
-            errors.append(f"schedule must be 'cosine', 'step' or 'constant', got {self.schedule!r}")
-        if self.dtype not in ("float32", "float64"):
-            errors.append(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
+        for f in dataclasses.fields(self):
+            choices, value = f.metadata.get("choices"), getattr(self, f.name)
+            if choices and value is not None and value not in choices:
+                errors.append(f"{f.name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+        for name in ("eval_every", "checkpoint_every", "warmup_steps", "log_every"):
+            if getattr(self, name) < 0:
+                errors.append(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.amp is not None and self.dtype != "float32":
             errors.append(f"amp needs float32 weights (dtype='float32'), got dtype {self.dtype!r}")
         numbers = {
@@ -741,6 +750,25 @@ def parse_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return dict(values)
 
 
+def parse_field(key: str, text: str) -> Any:
+    """``text`` as TrainConfig's field ``key`` takes it (``none`` or ``off`` for an optional
+    field); a ValueError names the type expected."""
+    kind = _field_types()[key]
+    base = kind.replace(" | None", "")
+    if text.lower() in ("none", "null", "off") and "None" in kind:
+        return None
+    try:
+        if base == "bool":
+            return {"true": True, "1": True, "false": False, "0": False}[text.lower()]
+        if base == "int":
+            return int(text)
+        if base == "float":
+            return float(text)
+    except (KeyError, ValueError):
+        raise ValueError(f"{key} must be {kind}, got {text!r}") from None
+    return text
+
+
 def parse_set(items: Sequence[str]) -> dict[str, Any]:
     """``--set key=value`` items as typed TrainConfig fields (``none`` for an optional field)."""
     out: dict[str, Any] = {}
@@ -752,22 +780,10 @@ def parse_set(items: Sequence[str]) -> dict[str, Any]:
             raise _core.InvalidInputError(
                 f"--set {item!r}: expected KEY=VALUE with KEY a TrainConfig field ({', '.join(known)})"
             )
-        kind = known[key]
-        base = kind.replace(" | None", "")
         try:
-            if text.lower() in ("none", "null") and "None" in kind:
-                value: Any = None
-            elif base == "bool":
-                value = {"true": True, "1": True, "false": False, "0": False}[text.lower()]
-            elif base == "int":
-                value = int(text)
-            elif base == "float":
-                value = float(text)
-            else:
-                value = text
-        except (KeyError, ValueError):
-            raise _core.InvalidInputError(f"--set {item!r}: {key} must be {kind}") from None
-        out[key] = value
+            out[key] = parse_field(key, text)
+        except ValueError:
+            raise _core.InvalidInputError(f"--set {item!r}: {key} must be {known[key]}") from None
     return out
 
 

@@ -5,7 +5,8 @@ A method can win or lose a comparison by its hand-picked defaults. The published
 method on each of its 7 source-domain sets, selected by training-domain validation (never the
 target; :mod:`mfr.experiments.search`). :data:`TUNED` holds, per method, the setting selected on the
 most of those 7 (:func:`tuned_from_result` derives it from a results.json; a test checks the table
-against the committed run). Where the defaults won, the method has no entry.
+against the committed run). Where the defaults won, the method has no entry. The values live in
+the method registry (:data:`mfr.experiments.methods.METHODS`); this module applies them.
 
 ``mfr reproduce`` and ``mfr train`` start each method from its tuned setting for every field the
 user left at :class:`TrainConfig`'s default (``--untuned``: the plain defaults for every method);
@@ -20,21 +21,16 @@ from collections import Counter
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from .search import base_method
+from .methods import METHODS
+from .rows import Row
 from .train import TrainConfig
 
 __all__ = ["TUNED", "tuned_config", "tuned_from_result", "tuned_settings"]
 
-#: Per method: the setting the published run's search selected on the most source-domain sets
-#: (count out of 7 in the comment). mfr (6 of 7), mfr_first_order (5) and cosface (4) kept the defaults.
-TUNED: dict[str, dict[str, float]] = {
-    # 3 of 7 (the defaults 2, another setting 2)
-    "mldg": {"alpha": 0.0015761622162194123, "gamma": 0.695555241002179, "lr": 0.043969126990653876},
-    # 4 of 7
-    "softmax": {"lr": 0.0853419694438763, "head_scale": 37.20403228420183},
-    # 4 of 7
-    "arcface": {"lr": 0.14223158619385007, "head_scale": 17.832807663753723, "margin": 0.5693679021113686},
-}
+#: Per method: its registry entry's ``tuned`` setting (:attr:`MethodSpec.tuned`), the setting the
+#: published run's search selected on the most source-domain sets. mfr (6 of 7), mfr_first_order
+#: (5) and cosface (4) kept the defaults; mldg 3 of 7, softmax and arcface 4 of 7.
+TUNED: dict[str, dict[str, float]] = {name: dict(spec.tuned) for name, spec in METHODS.items() if spec.tuned}
 
 _DEFAULTS = TrainConfig()
 
@@ -46,7 +42,7 @@ def tuned_settings(method: str, config: TrainConfig | None = None, fixed: Collec
     config = config or _DEFAULTS
     return {
         name: value
-        for name, value in TUNED.get(base_method(method), {}).items()
+        for name, value in TUNED.get(Row.parse(method).method, {}).items()
         if name not in fixed and getattr(config, name) == getattr(_DEFAULTS, name)
     }
 
