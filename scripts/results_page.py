@@ -5,7 +5,7 @@
 RUN_DIR (default docs/runs/faces-lodo-1000) holds the run's results. The page's tables are the
 report's own sections (mfr.experiments.reproduce.report), its answer is ProtocolResult.verdict, and
 every figure the prose quotes is computed here from the same result, so the page cannot drift from
-the data: tests/test_results_page.py regenerates it and compares.
+the data: tests/experiments/test_results_page.py regenerates it and compares.
 """
 
 from __future__ import annotations

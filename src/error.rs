@@ -8,6 +8,11 @@ pub enum MfrError {
     /// Bad argument: wrong dtype, shape, value, length... (`mfr.InvalidInputError`).
     #[error("{0}")]
     InvalidInput(String),
+    /// A request larger than the memory this process can have: available memory, its
+    /// address-space limit, or any address space (`mfr.OutOfMemoryError`, an `InvalidInputError`
+    /// and a `MemoryError`). Refused before allocating, since a failed Rust allocation aborts.
+    #[error("{0}")]
+    OutOfMemory(String),
     /// Unreadable, missing or corrupt data on disk (`mfr.DataError`).
     #[error("{0}")]
     Data(String),
@@ -28,6 +33,10 @@ impl MfrError {
     /// `func: message`, the convention for argument errors.
     pub fn invalid(func: &str, message: impl std::fmt::Display) -> Self {
         MfrError::InvalidInput(format!("{func}: {message}"))
+    }
+
+    pub fn out_of_memory(func: &str, message: impl std::fmt::Display) -> Self {
+        MfrError::OutOfMemory(format!("{func}: {message}"))
     }
 
     pub fn device(func: &str, message: impl std::fmt::Display) -> Self {

@@ -17,6 +17,20 @@ pub fn available_memory() -> Option<u64> {
     kib.checked_mul(1024)
 }
 
+/// What the process may still map under its address-space limit (`RLIMIT_AS`, as `ulimit -v`
+/// sets it): the soft limit of `/proc/self/limits` less the `VmSize` of `/proc/self/status`. `None`
+/// where there is no such limit or it is unknown. Past it every allocation fails, and a failed Rust
+/// allocation aborts the process: so requests are refused against this bound too.
+pub fn address_space_left() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max address space"))?;
+    let soft: u64 = line.split_whitespace().nth(3)?.parse().ok()?; // "unlimited" does not parse
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let vm = status.lines().find(|l| l.starts_with("VmSize:"))?;
+    let used = vm.split_whitespace().nth(1)?.parse::<u64>().ok()?.checked_mul(1024)?;
+    Some(soft.saturating_sub(used))
+}
+
 fn gib(bytes: u128) -> String {
     format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
@@ -28,18 +42,36 @@ pub fn check_memory(func: &str, what: &str, bytes: u128) -> Result<()> {
         return Ok(());
     }
     if bytes > isize::MAX as u128 {
-        return Err(MfrError::invalid(
+        return Err(MfrError::out_of_memory(
             func,
             format!("{what} would need {}, more than any machine can address", gib(bytes)),
         ));
     }
-    match available_memory() {
-        Some(free) if bytes > u128::from(free) => Err(MfrError::invalid(
-            func,
-            format!("{what} would need {}, more than the {} of memory available", gib(bytes), gib(u128::from(free))),
-        )),
-        _ => Ok(()),
+    if let Some(free) = available_memory() {
+        if bytes > u128::from(free) {
+            return Err(MfrError::out_of_memory(
+                func,
+                format!(
+                    "{what} would need {}, more than the {} of memory available",
+                    gib(bytes),
+                    gib(u128::from(free))
+                ),
+            ));
+        }
     }
+    if let Some(left) = address_space_left() {
+        if bytes > u128::from(left) {
+            return Err(MfrError::out_of_memory(
+                func,
+                format!(
+                    "{what} would need {}, more than the {} this process may still allocate (its address-space limit, ulimit -v)",
+                    gib(bytes),
+                    gib(u128::from(left))
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `a * b * ...` without overflow (u128 holds any product of a few `usize`s that matters here;

@@ -196,7 +196,7 @@ def test_clear_errors_for_files_states_and_empty_galleries(tmp_path):
     import numpy as np
 
     from mfr.data import read_lfw_pairs
-    from mfr.experiments.train import load_backbone
+    from mfr.experiments.weights import load_backbone
     from mfr.sampler import DomainSampler
 
     (tmp_path / "pairs.txt").write_bytes(bytes(range(256)))
@@ -359,6 +359,26 @@ def test_huge_sizes_are_refused_with_the_figure():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split("\n")[:-1] == [f"{name} refused" for name in HUGE_REQUESTS], proc.stdout
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux's")
+def test_requests_past_an_address_space_limit_raise_memory_error():
+    """Under ``ulimit -v`` a request the machine could hold but the process may not map is refused
+    as a MemoryError (mfr.OutOfMemoryError), not an abort: decode_images at 2 GiB of output."""
+    code = (
+        "import resource, mfr\n"
+        "used = int(open('/proc/self/status').read().split('VmSize:')[1].split()[0]) * 1024\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (used + (1 << 30), resource.RLIM_INFINITY))\n"
+        "try:\n"
+        "    mfr.data.decode_images([b'x'] * 8, size=(8192, 8192))\n"
+        "    print('ACCEPTED')\n"
+        "except MemoryError as e:\n"
+        "    assert isinstance(e, mfr.OutOfMemoryError) and isinstance(e, mfr.InvalidInputError)\n"
+        "    print('refused:', e)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith("refused: decode_images:") and "address-space limit" in proc.stdout, proc.stdout
 
 
 # ---- file names and corrupt files (item 4) -------------------------------------------------------

@@ -25,6 +25,7 @@ from ._core import (
     InvalidInputError,
     MfrError,
     MfrWarning,
+    OutOfMemoryError,
     cached_memory,
     cosine_scores,
     get_num_threads,
@@ -43,7 +44,7 @@ __version__: str = _core.__version__
 #: Names of the harness (``mfr.experiments``) reachable from ``mfr``, loaded on first use so that
 #: ``import mfr`` stays the library alone.
 _HARNESS_NAMES = {
-    "TrainConfig": "train",
+    "TrainConfig": "config",
     "Trainer": "train",
     "run_protocol": "reproduce",
     "ProtocolResult": "reproduce",
@@ -74,6 +75,7 @@ __all__ = [
     "MetaStepConfig",
     "MfrError",
     "MfrWarning",
+    "OutOfMemoryError",
     "TrainConfig",
     "Trainer",
     "__version__",

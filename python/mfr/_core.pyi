@@ -28,6 +28,7 @@ __all__ = [
     "MetaStepResult",
     "MfrError",
     "MfrWarning",
+    "OutOfMemoryError",
     "RecordFile",
     "UndefinedMetricWarning",
     "ValAtFar",
@@ -65,6 +66,9 @@ class MfrError(Exception):
 
 class InvalidInputError(MfrError, ValueError):
     """An argument has the wrong dtype, shape, device layout or value."""
+
+class OutOfMemoryError(InvalidInputError, MemoryError):
+    """A request needs more memory than the process can have (available memory, its address-space limit); refused before allocating."""
 
 class DataError(MfrError, OSError):
     """Data on disk is missing, unreadable or corrupt."""

@@ -328,46 +328,56 @@ impl Step<'_> {
     }
 
     fn run(&self, splits: &[Split], out: &mut StepOutput) -> Result<()> {
-        let (cfg, params) = (self.cfg, self.params);
-        let k = splits.len() as f64;
-        // Forwards at theta in order of first use in both schedules: the first forward of a domain
-        // updates BatchNorm's running statistics (the same sequence either way) and gives the
-        // step's report; a recomputed forward (lean) uses the batch statistics without updating.
-        let n_domains = self.domains.len();
-        let mut at_theta: Vec<Option<DomainPass>> = (0..n_domains).map(|_| None).collect();
-        let mut stats: Vec<Option<DomainStats>> = (0..n_domains).map(|_| None).collect();
-        let mut forward_at_theta = |d: usize, at_theta: &mut [Option<DomainPass>]| -> Result<()> {
-            if at_theta[d].is_none() {
-                let mode = if stats[d].is_some() { BnMode::TrainNoUpdate } else { BnMode::TrainUpdate };
-                let pass = domain_pass(self.forward(params, &self.domains[d], mode)?, cfg)?;
-                if stats[d].is_none() {
-                    stats[d] = Some(DomainStats::of(&pass)?);
-                }
-                at_theta[d] = Some(pass);
-            }
-            Ok(())
+        let mut theta = ThetaPasses::new(self.domains.len());
+        let grads = if self.cfg.lean {
+            Some(self.run_lean(splits, &mut theta, out)?)
+        } else {
+            self.run_shared(splits, &mut theta, out)?
         };
-        if !cfg.lean {
-            for &d in splits.iter().flat_map(|s| &s.meta_train) {
-                forward_at_theta(d, &mut at_theta)?;
-            }
+        if let Some(grads) = grads {
+            self.write_grads(&grads, out)?;
         }
-        let mut objective_terms = Vec::with_capacity(splits.len());
-        let mut lean_grads: Vec<Option<Tensor>> = (0..params.len()).map(|_| None).collect();
+        self.report(theta, splits.len() as f64, out)
+    }
+
+    /// The shared schedule: every meta-train domain's forward at theta once, every split's term
+    /// built on them, one backward of their mean. Under float16 the gradient comes back instead
+    /// (checked before anything is written); otherwise the backward writes `.grad` itself.
+    fn run_shared(
+        &self,
+        splits: &[Split],
+        theta: &mut ThetaPasses,
+        out: &mut StepOutput,
+    ) -> Result<Option<Vec<Option<Tensor>>>> {
+        for &d in splits.iter().flat_map(|s| &s.meta_train) {
+            theta.ensure(self, d)?;
+        }
+        let terms = splits.iter().map(|s| self.split_term(s, &theta.passes, out)).collect::<Result<Vec<_>>>()?;
+        let mut objective = mean(&terms)?;
+        if self.loss_scale != 1.0 {
+            objective = objective.f_mul_scalar(self.loss_scale)?;
+        }
+        // Its value is not J (L_T stands in as <theta', v>), but a NaN in v shows here too.
+        finite("the meta objective's gradient", &objective, out)?;
+        if self.amp != Some(Amp::Fp16) {
+            objective.f_backward()?;
+            return Ok(None);
+        }
+        let grads = Tensor::f_run_backward(&[&objective], self.params, false, false)?;
+        Ok(Some(grads.into_iter().map(|g| g.defined().then_some(g)).collect()))
+    }
+
+    /// The lean schedule: split by split, the meta-train forwards it needs, its term, and its
+    /// backward at once, so its second-order graph is freed before the next split builds its own.
+    /// Returns the summed gradient (nothing is written to `.grad` until every split is finite).
+    fn run_lean(&self, splits: &[Split], theta: &mut ThetaPasses, out: &mut StepOutput) -> Result<Vec<Option<Tensor>>> {
+        let k = splits.len() as f64;
+        let mut sum: Vec<Option<Tensor>> = (0..self.params.len()).map(|_| None).collect();
         for (i, s) in splits.iter().enumerate() {
-            if cfg.lean {
-                for &d in &s.meta_train {
-                    forward_at_theta(d, &mut at_theta)?;
-                }
+            for &d in &s.meta_train {
+                theta.ensure(self, d)?;
             }
-            let term = self.split_term(s, &at_theta, out)?;
-            if !cfg.lean {
-                objective_terms.push(term);
-                continue;
-            }
-            // Differentiate this split's term now, so its second-order graph is freed before the
-            // next split builds its own.
-            let term = term.f_mul_scalar(self.loss_scale / k)?;
+            let term = self.split_term(s, &theta.passes, out)?.f_mul_scalar(self.loss_scale / k)?;
             finite("the meta objective's gradient", &term, out)?;
             // A domain's forward is kept only for the next split (retaining this split's graph
             // through its backward); one that skips a split is computed again when needed (a
@@ -375,8 +385,8 @@ impl Step<'_> {
             // meta-train domains are held, as in the per-split reference.
             let next = splits.get(i + 1).map_or(&[][..], |n| &n.meta_train[..]);
             let keep: Vec<usize> = s.meta_train.iter().copied().filter(|d| next.contains(d)).collect();
-            let grads = Tensor::f_run_backward(&[&term], params, !keep.is_empty(), false)?;
-            for (acc, g) in lean_grads.iter_mut().zip(grads) {
+            let grads = Tensor::f_run_backward(&[&term], self.params, !keep.is_empty(), false)?;
+            for (acc, g) in sum.iter_mut().zip(grads) {
                 if g.defined() {
                     match acc {
                         Some(a) => drop(a.f_add_(&g)?),
@@ -387,48 +397,44 @@ impl Step<'_> {
             drop(term);
             for &d in &s.meta_train {
                 if !keep.contains(&d) {
-                    at_theta[d] = None;
+                    theta.passes[d] = None;
                 }
             }
         }
-        if !cfg.lean {
-            let mut objective = mean(&objective_terms)?;
-            if self.loss_scale != 1.0 {
-                objective = objective.f_mul_scalar(self.loss_scale)?;
-            }
-            // Its value is not J (L_T stands in as <theta', v>), but a NaN in v shows here too.
-            finite("the meta objective's gradient", &objective, out)?;
-            if self.amp != Some(Amp::Fp16) {
-                objective.f_backward()?;
-            } else {
-                let grads = Tensor::f_run_backward(&[&objective], params, false, false)?;
-                lean_grads = grads.into_iter().map(|g| g.defined().then_some(g)).collect();
+        Ok(sum)
+    }
+
+    /// Adds a gradient computed apart to `.grad` the way a backward does, through
+    /// `sum_i <p_i, g_i>`; under float16 each part is checked finite first (float16 may overflow
+    /// in a backward even when the losses are finite).
+    fn write_grads(&self, grads: &[Option<Tensor>], out: &mut StepOutput) -> Result<()> {
+        if self.amp == Some(Amp::Fp16) {
+            for g in grads.iter().flatten() {
+                finite("the combined gradient", &g.f_sum(tch::Kind::Float)?, out)?;
             }
         }
-        if cfg.lean || self.amp == Some(Amp::Fp16) {
-            if self.amp == Some(Amp::Fp16) {
-                // float16 may overflow in a backward even when the losses are finite.
-                for g in lean_grads.iter().flatten() {
-                    finite("the combined gradient", &g.f_sum(tch::Kind::Float)?, out)?;
-                }
-            }
-            // Nothing was written so far (a non-finite split stops the step before this): add the
-            // summed gradient to .grad the way a backward does, through sum_i <p_i, g_i>.
-            let mut write: Option<Tensor> = None;
-            for (p, g) in params.iter().zip(&lean_grads) {
-                if let Some(g) = g {
-                    let dot = p.f_mul(g)?.f_sum(p.kind())?;
-                    write = Some(match write {
-                        Some(w) => w.f_add(&dot)?,
-                        None => dot,
-                    });
-                }
-            }
-            if let Some(w) = write {
-                w.f_backward()?;
+        let mut write: Option<Tensor> = None;
+        for (p, g) in self.params.iter().zip(grads) {
+            if let Some(g) = g {
+                let dot = p.f_mul(g)?.f_sum(p.kind())?;
+                write = Some(match write {
+                    Some(w) => w.f_add(&dot)?,
+                    None => dot,
+                });
             }
         }
-        drop(at_theta);
+        if let Some(w) = write {
+            w.f_backward()?;
+        }
+        Ok(())
+    }
+
+    /// The step's report: mean L_S and L_T over the `k` splits, the objective, and per domain
+    /// (its first forward at theta) the losses and hard-pair counts.
+    fn report(&self, theta: ThetaPasses, k: f64, out: &mut StepOutput) -> Result<()> {
+        let cfg = self.cfg;
+        let ThetaPasses { passes, stats } = theta;
+        drop(passes);
         out.loss_s /= k;
         out.loss_t /= k;
         out.objective = cfg.gamma * out.loss_s + (1.0 - cfg.gamma) * out.loss_t;
@@ -506,5 +512,31 @@ impl DomainStats {
             hard: pass.hard,
             emb: pass.emb.f_detach()?,
         })
+    }
+}
+/// The meta-train domains' forwards at theta, in order of first use in both schedules: the first
+/// forward of a domain updates BatchNorm's running statistics (the same sequence either way) and
+/// gives the step's report; a recomputed forward (lean) uses the batch statistics without updating.
+struct ThetaPasses {
+    passes: Vec<Option<DomainPass>>,
+    stats: Vec<Option<DomainStats>>,
+}
+
+impl ThetaPasses {
+    fn new(n_domains: usize) -> Self {
+        ThetaPasses { passes: (0..n_domains).map(|_| None).collect(), stats: (0..n_domains).map(|_| None).collect() }
+    }
+
+    /// Domain `d`'s forward at theta, computed unless held.
+    fn ensure(&mut self, step: &Step<'_>, d: usize) -> Result<()> {
+        if self.passes[d].is_none() {
+            let mode = if self.stats[d].is_some() { BnMode::TrainNoUpdate } else { BnMode::TrainUpdate };
+            let pass = domain_pass(step.forward(step.params, &step.domains[d], mode)?, step.cfg)?;
+            if self.stats[d].is_none() {
+                self.stats[d] = Some(DomainStats::of(&pass)?);
+            }
+            self.passes[d] = Some(pass);
+        }
+        Ok(())
     }
 }

@@ -13,8 +13,10 @@
 
 use rayon::prelude::*;
 
-use super::binary::{ordered_key, BinaryScores};
-use super::roc::{validate_fars, Auc, BestAccuracy, Eer, RocPoint, SortedScores, TarAtFar};
+use super::binary::BinaryScores;
+use super::keys::ordered_key;
+use super::roc::{validate_fars, Auc, BestAccuracy, Eer, TarAtFar};
+use super::sorted::{RocPoint, SortedScores};
 use crate::error::{MfrError, Result};
 use crate::rng::Rng;
 use crate::threads;

@@ -10,7 +10,8 @@
 
 use rayon::prelude::*;
 
-use super::binary::{Score, SortKey};
+use super::disjoint::Disjoint;
+use super::keys::{Score, SortKey};
 
 const BITS: usize = 8;
 const BUCKETS: usize = 1 << BITS;
@@ -90,14 +91,13 @@ pub fn radix_sort<K: SortKey>(keys: &mut Vec<K>) {
             }
         }
         debug_assert_eq!(running, n);
-        let out = SharedOut(dst.as_mut_ptr());
+        let out = Disjoint::new(dst.as_mut_ptr());
         src.par_chunks(chunk_len).zip(offsets.into_par_iter()).for_each(|(chunk, mut off)| {
-            let out = &out;
             for &k in chunk {
                 let d = digit(k, pass);
                 // SAFETY: the ranges given by `offsets` are disjoint across chunks and digits and
                 // together cover 0..n exactly once.
-                unsafe { *out.0.add(off[d]) = k };
+                unsafe { out.write(off[d], k) };
                 off[d] += 1;
             }
         });
@@ -152,14 +152,13 @@ pub fn sort_keys<K: SortKey>(keys: &mut Vec<K>) {
     unsafe {
         dst.set_len(n)
     };
-    let out = SharedOut(dst.as_mut_ptr());
+    let out = Disjoint::new(dst.as_mut_ptr());
     keys.par_chunks(chunk_len).zip(offsets.into_par_iter()).for_each(|(chunk, mut off)| {
-        let out = &out;
         for &k in chunk {
             let b = layout.bucket(k.to_u64());
             // SAFETY: the ranges given by `offsets` are disjoint across chunks and buckets and
             // together cover 0..n exactly once.
-            unsafe { *out.0.add(off[b]) = k };
+            unsafe { out.write(off[b], k) };
             off[b] += 1;
         }
     });
@@ -400,14 +399,13 @@ pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
         off_pos.into_iter().zip(off_neg).map(|(p, q)| p.into_iter().chain(q).map(|o| o as u32).collect()).collect();
     let mut pos: Vec<S::Key> = crate::heap::with_capacity_huge(n_pos);
     let mut neg: Vec<S::Key> = crate::heap::with_capacity_huge(n - n_pos);
-    let out = [SharedOut(pos.as_mut_ptr()), SharedOut(neg.as_mut_ptr())];
+    let out = [Disjoint::new(pos.as_mut_ptr()), Disjoint::new(neg.as_mut_ptr())];
     scores.par_chunks(chunk_len).zip(labels.par_chunks(chunk_len)).zip(offsets).for_each(|((s, l), mut off)| {
-        let out = &out;
         for (&x, &y) in s.iter().zip(l) {
             let at = slot(x, y);
             // SAFETY: the ranges given by the offsets are disjoint across chunks and buckets and
             // together cover each class's vector exactly once.
-            unsafe { *out[usize::from(y != 1)].0.add(off[at] as usize) = x.key() };
+            unsafe { out[usize::from(y != 1)].write(off[at] as usize, x.key()) };
             off[at] += 1;
         }
     });
@@ -419,10 +417,6 @@ pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
     rayon::join(|| sort_buckets(&mut pos, &starts_pos, layout[0]), || sort_buckets(&mut neg, &starts_neg, layout[1]));
     Split::Sorted(pos, neg)
 }
-
-struct SharedOut<K>(*mut K);
-// SAFETY: threads write disjoint indices only (see the scatter above).
-unsafe impl<K> Sync for SharedOut<K> {}
 
 #[cfg(test)]
 mod tests {

@@ -10,8 +10,10 @@
 //! that counting on the sorted keys finds directly. Results equal the streaming metrics of
 //! [`super::roc`] exactly (tested).
 
-use super::binary::SortKey;
-use super::roc::{eer, tar_at_far, validate_fars, SortedScores, TarAtFar};
+use super::disjoint::Disjoint;
+use super::keys::SortKey;
+use super::roc::{eer, tar_at_far, validate_fars, TarAtFar};
+use super::sorted::{KeySlices, SortedScores};
 use crate::error::Result;
 use crate::heap::with_capacity_huge as huge;
 use crate::threads;
@@ -54,10 +56,10 @@ pub fn summarize(sorted: SortedScores, fars: &[f64], drop_intermediate: bool) ->
     }
     let segments = segments((n_pos + n_neg) as usize);
     let (parts, eer, tar) = threads::install(|| match sorted.keys() {
-        super::roc::KeySlices::Wide(pos, neg) => report_keys(pos, neg, fars, drop_intermediate, segments),
-        super::roc::KeySlices::Narrow(pos, neg) => report_keys(pos, neg, fars, drop_intermediate, segments),
+        KeySlices::Wide(pos, neg) => report_keys(pos, neg, fars, drop_intermediate, segments),
+        KeySlices::Narrow(pos, neg) => report_keys(pos, neg, fars, drop_intermediate, segments),
     })??;
-    let wide = matches!(sorted.keys(), super::roc::KeySlices::Wide(..));
+    let wide = matches!(sorted.keys(), KeySlices::Wide(..));
     // Finishing writes the later parts' points after the first's, into pages not touched yet. Where
     // that is a lot, the keys' pages go first (kept for reuse, they would add to it); else the
     // keys stay for the next call to reuse.
@@ -84,10 +86,10 @@ pub fn curve(sorted: &SortedScores, drop_intermediate: bool) -> Result<(Vec<f64>
     }
     let segments = segments((n_pos + n_neg) as usize);
     threads::install(|| match sorted.keys() {
-        super::roc::KeySlices::Wide(pos, neg) => {
+        KeySlices::Wide(pos, neg) => {
             finish_curve::<u64>(walk_parts(pos, neg, drop_intermediate, segments), (n_pos, n_neg)).0
         }
-        super::roc::KeySlices::Narrow(pos, neg) => {
+        KeySlices::Narrow(pos, neg) => {
             finish_curve::<u32>(walk_parts(pos, neg, drop_intermediate, segments), (n_pos, n_neg)).0
         }
     })
@@ -99,8 +101,8 @@ pub fn eer_of(sorted: &SortedScores) -> (f64, f64) {
         return eer(sorted);
     }
     match sorted.keys() {
-        super::roc::KeySlices::Wide(pos, neg) => eer_by_search(pos, neg),
-        super::roc::KeySlices::Narrow(pos, neg) => eer_by_search(pos, neg),
+        KeySlices::Wide(pos, neg) => eer_by_search(pos, neg),
+        KeySlices::Narrow(pos, neg) => eer_by_search(pos, neg),
     }
 }
 
@@ -111,8 +113,8 @@ pub fn tar_at_far_of(sorted: &SortedScores, fars: &[f64]) -> Result<Vec<(f64, f6
         return tar_at_far(sorted, fars);
     }
     match sorted.keys() {
-        super::roc::KeySlices::Wide(pos, neg) => tar_by_search(pos, neg, fars),
-        super::roc::KeySlices::Narrow(pos, neg) => tar_by_search(pos, neg, fars),
+        KeySlices::Wide(pos, neg) => tar_by_search(pos, neg, fars),
+        KeySlices::Narrow(pos, neg) => tar_by_search(pos, neg, fars),
     }
 }
 
@@ -399,11 +401,11 @@ fn finish_curve<K: SortKey>(
     assert!(fpr.capacity() >= total && tpr.capacity() >= total && thr.capacity() >= total, "ROC curve capacity");
     // Every piece: where it reads its raw points, where it writes them converted (the same place
     // for the first part), how many, and the raw counts of the point before it.
-    let dst = Shared([fpr.as_mut_ptr(), tpr.as_mut_ptr(), thr.as_mut_ptr()]);
+    let dst = [fpr.as_mut_ptr(), tpr.as_mut_ptr(), thr.as_mut_ptr()].map(Disjoint::new);
     let sources = std::iter::once([fpr.as_ptr(), tpr.as_ptr(), thr.as_ptr()])
         .chain(rest.iter().map(|p| [p.fpr.as_ptr(), p.tpr.as_ptr(), p.thresholds.as_ptr()]));
     let lens = std::iter::once(fpr.len()).chain(rest.iter().map(|p| p.fpr.len()));
-    let mut pieces: Vec<(Shared, usize, usize, (u64, u64))> = Vec::new();
+    let mut pieces: Vec<([Disjoint<f64>; 3], usize, usize, (u64, u64))> = Vec::new();
     let (mut before, mut at) = ((0u64, 0u64), 0);
     for (src, len) in sources.zip(lens) {
         for start in (0..len).step_by(PIECE) {
@@ -411,7 +413,7 @@ fn finish_curve<K: SortKey>(
             // SAFETY: start + n <= len: the piece lies inside the part's initialised points.
             let (piece, last) = unsafe {
                 (
-                    Shared(src.map(|p| p.add(start) as *mut f64)),
+                    src.map(|p| Disjoint::new(p as *mut f64).offset(start)),
                     ((*src[0].add(start + n - 1)).to_bits(), (*src[1].add(start + n - 1)).to_bits()),
                 )
             };
@@ -421,7 +423,6 @@ fn finish_curve<K: SortKey>(
         at += len;
     }
     let (pn, nn) = (n_pos as f64, n_neg as f64);
-    let dst = &dst;
     let stats: Vec<(u128, i64, f64)> = pieces
         .into_par_iter()
         .map(|(src, offset, len, (mut pfp, mut ptp))| {
@@ -430,9 +431,8 @@ fn finish_curve<K: SortKey>(
                 // SAFETY: pieces read disjoint initialised points and write disjoint slots below
                 // `total` (within the first part's capacity); a piece of the first part reads each
                 // point before it writes that same slot.
-                let (fp, tp, key) = unsafe {
-                    ((*src.0[0].add(k)).to_bits(), (*src.0[1].add(k)).to_bits(), (*src.0[2].add(k)).to_bits())
-                };
+                let (fp, tp, key) =
+                    unsafe { (src[0].read(k).to_bits(), src[1].read(k).to_bits(), src[2].read(k).to_bits()) };
                 twice_area += u128::from(fp - pfp) * u128::from(tp + ptp);
                 let threshold = if key == 0 { f64::INFINITY } else { K::from_u64(key).value() };
                 let d = tp as i64 - fp as i64;
@@ -441,9 +441,9 @@ fn finish_curve<K: SortKey>(
                 }
                 // SAFETY: as above.
                 unsafe {
-                    *dst.0[0].add(offset + k) = fp as i64 as f64 / nn;
-                    *dst.0[1].add(offset + k) = tp as i64 as f64 / pn;
-                    *dst.0[2].add(offset + k) = threshold;
+                    dst[0].write(offset + k, fp as i64 as f64 / nn);
+                    dst[1].write(offset + k, tp as i64 as f64 / pn);
+                    dst[2].write(offset + k, threshold);
                 }
                 (pfp, ptp) = (fp, tp);
             }
@@ -472,13 +472,6 @@ fn finish_curve<K: SortKey>(
     }
     ((fpr, tpr, thr), twice_area, best)
 }
-
-/// Curve pointers shared by the finishing pieces, which touch disjoint slots.
-#[derive(Clone, Copy)]
-struct Shared([*mut f64; 3]);
-// SAFETY: see finish_curve: pieces read and write disjoint slots.
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
 
 /// Equal error rate, as [`super::roc::Eer`] finds it walking: the first point (highest key) whose
 /// gap `(P - tp) N - fp P` is `<= 0`, the gap falling as the threshold does, so a binary search on
@@ -557,10 +550,10 @@ mod tests {
                 for segments in [1usize, 2, 3, 7].into_iter().filter(|_| both) {
                     let sorted = sort();
                     let s = match sorted.keys() {
-                        crate::metrics::roc::KeySlices::Wide(p, n) => {
+                        crate::metrics::sorted::KeySlices::Wide(p, n) => {
                             summarize_with(p, n, fars, drop, segments, (sorted.n_pos(), sorted.n_neg()))
                         }
-                        crate::metrics::roc::KeySlices::Narrow(p, n) => {
+                        crate::metrics::sorted::KeySlices::Narrow(p, n) => {
                             summarize_with(p, n, fars, drop, segments, (sorted.n_pos(), sorted.n_neg()))
                         }
                     };

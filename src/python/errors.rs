@@ -2,6 +2,7 @@
 //!
 //! MfrError(Exception)
 //! ├── InvalidInputError(MfrError, ValueError)
+//! │   └── OutOfMemoryError(InvalidInputError, MemoryError)
 //! ├── DataError(MfrError, OSError)
 //! ├── DeviceError(MfrError, RuntimeError)
 //! └── DistributedError(MfrError, RuntimeError)
@@ -16,7 +17,7 @@
 
 use std::panic::AssertUnwindSafe;
 
-use pyo3::exceptions::{PyException, PyOSError, PyRuntimeError, PyUserWarning, PyValueError};
+use pyo3::exceptions::{PyException, PyMemoryError, PyOSError, PyRuntimeError, PyUserWarning, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::GILOnceCell;
 use pyo3::types::{PyDict, PyTuple, PyType};
@@ -26,6 +27,7 @@ use crate::error::MfrError;
 struct ExceptionTypes {
     base: Py<PyType>,
     invalid_input: Py<PyType>,
+    out_of_memory: Py<PyType>,
     data: Py<PyType>,
     device: Py<PyType>,
     distributed: Py<PyType>,
@@ -74,13 +76,21 @@ fn types(py: Python<'_>) -> PyResult<&ExceptionTypes> {
             vec![warning.bind(py).clone()],
             "A requested metric cannot be measured from the given pairs (and is reported as NaN).",
         )?;
+        let invalid_input = make_type(
+            py,
+            "InvalidInputError",
+            vec![b(), py.get_type::<PyValueError>()],
+            "An argument has the wrong dtype, shape, device layout or value.",
+        )?;
+        let out_of_memory = make_type(
+            py,
+            "OutOfMemoryError",
+            vec![invalid_input.bind(py).clone(), py.get_type::<PyMemoryError>()],
+            "A request needs more memory than the process can have (available memory, its address-space limit); refused before allocating.",
+        )?;
         Ok(ExceptionTypes {
-            invalid_input: make_type(
-                py,
-                "InvalidInputError",
-                vec![b(), py.get_type::<PyValueError>()],
-                "An argument has the wrong dtype, shape, device layout or value.",
-            )?,
+            invalid_input,
+            out_of_memory,
             data: make_type(
                 py,
                 "DataError",
@@ -113,6 +123,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let t = types(py)?;
     m.add("MfrError", t.base.bind(py))?;
     m.add("InvalidInputError", t.invalid_input.bind(py))?;
+    m.add("OutOfMemoryError", t.out_of_memory.bind(py))?;
     m.add("DataError", t.data.bind(py))?;
     m.add("DeviceError", t.device.bind(py))?;
     m.add("DistributedError", t.distributed.bind(py))?;
@@ -133,6 +144,7 @@ impl From<MfrError> for PyErr {
             };
             let ty = match &err {
                 MfrError::InvalidInput(_) => &t.invalid_input,
+                MfrError::OutOfMemory(_) => &t.out_of_memory,
                 MfrError::Data(_) => &t.data,
                 MfrError::Device(_) => &t.device,
                 MfrError::Torch(_) | MfrError::Internal(_) => &t.base,

@@ -11,7 +11,7 @@ use super::convert::{ids_arg, index_pairs_arg, labels_arg, scores_arg, scores_ar
 use super::errors::{guarded, without_gil};
 use super::int_arg::{Int, MAX_COUNT};
 use crate::limits::{check_memory, product};
-use crate::metrics::{self, BinaryScores, SortedScores};
+use crate::metrics::{self, verification_report, BinaryScores, Report, Resampling, SortedScores};
 use crate::tensor_check::host_slice;
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -307,54 +307,37 @@ fn verification_summary<'py>(
         // Each resample is a row of 3 + len(fars) float64s, held twice while collected.
         let row_bytes = 16 * (3 + fars.len() as u128) + 64;
         check_memory(F, &format!("n_bootstrap={n_boot} resamples"), product(&[n_boot as u128, row_bytes]))?;
-        let out = without_gil(py, move || {
+        let report = without_gil(py, move || {
             let sorted = sort_native(F, &s, &l)?;
-            let counts = (sorted.n_pos(), sorted.n_neg());
-            // The resamples' runs first: the summary takes the sorted keys (and frees them early).
-            let runs = if n_boot == 0 {
-                None
-            } else {
-                Some(match &g {
-                    None => metrics::ScoreRuns::from_sorted(&sorted),
-                    Some(g) => {
-                        // The group bootstrap's own sort keys float64 scores (float32 widen exactly).
-                        let wide = s.f_to_kind(tch::Kind::Double)?;
-                        let input = BinaryScores::new(
-                            F,
-                            host_slice::<f64>(F, "scores", &wide)?,
-                            host_slice::<u8>(F, "labels", &l)?,
-                            true,
-                        )?;
-                        metrics::ScoreRuns::with_groups(
-                            &input,
-                            &metrics::Groups { first: g, second: g2.as_deref(), n_groups },
-                        )?
-                    }
-                })
+            // The group bootstrap's own sort keys float64 scores (float32 widen exactly).
+            let wide = match &g {
+                Some(_) if n_boot > 0 => Some(s.f_to_kind(tch::Kind::Double)?),
+                _ => None,
             };
-            let summary = metrics::summary::summarize(sorted, &fars, true)?;
-            let boot = match runs {
-                None => Vec::new(),
-                Some(runs) => metrics::bootstrap(&runs, n_boot, seed, &fars)?,
+            let resampling = match (&g, &wide) {
+                _ if n_boot == 0 => Resampling::None,
+                (Some(g), Some(wide)) => Resampling::Groups {
+                    n: n_boot,
+                    seed,
+                    input: BinaryScores::new(
+                        F,
+                        host_slice::<f64>(F, "scores", wide)?,
+                        host_slice::<u8>(F, "labels", &l)?,
+                        true,
+                    )?,
+                    groups: metrics::Groups { first: g, second: g2.as_deref(), n_groups },
+                },
+                _ => Resampling::Pairs { n: n_boot, seed },
             };
-            Ok((summary, counts, boot))
+            verification_report(sorted, &fars, resampling)
         })?;
-        let (
-            metrics::summary::Summary { curve: (fpr, tpr, thr), auc, eer, tar_at_far: tar, best_accuracy },
-            (n_genuine, n_impostor),
-            boot,
-        ) = out;
-        let (tar_v, tar_t): (Vec<f64>, Vec<f64>) = tar.into_iter().unzip();
-        // Resample rows are [auc, eer, best_accuracy, tar@fars...]: split into named columns here,
-        // the one place that knows the order.
-        let width = 3 + tar_v.len();
-        let rows = boot.len() / width;
-        let column = |j: usize| array(py, (0..rows).map(|r| boot[r * width + j]).collect());
-        let boot_tar: Vec<f64> = (0..rows).flat_map(|r| boot[r * width + 3..(r + 1) * width].to_vec()).collect();
+        let Report { curve, auc, eer, tar_at_far, best_accuracy, n_genuine, n_impostor, resamples } = report;
+        let (tar_v, tar_t): (Vec<f64>, Vec<f64>) = tar_at_far.into_iter().unzip();
+        let rows = resamples.len();
         Ok(PyVerificationSummary {
-            fpr: array(py, fpr),
-            tpr: array(py, tpr),
-            thresholds: array(py, thr),
+            fpr: array(py, curve.fpr),
+            tpr: array(py, curve.tpr),
+            thresholds: array(py, curve.thresholds),
             auc,
             eer,
             tar: array(py, tar_v),
@@ -362,10 +345,10 @@ fn verification_summary<'py>(
             best_accuracy,
             n_genuine,
             n_impostor,
-            boot_auc: column(0),
-            boot_eer: column(1),
-            boot_accuracy: column(2),
-            boot_tar: boot_tar.into_pyarray(py).reshape([rows, width - 3])?.unbind(),
+            boot_auc: array(py, resamples.auc),
+            boot_eer: array(py, resamples.eer),
+            boot_accuracy: array(py, resamples.accuracy),
+            boot_tar: resamples.tar.into_pyarray(py).reshape([rows, resamples.n_fars])?.unbind(),
         })
     })
 }

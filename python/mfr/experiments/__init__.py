@@ -9,22 +9,26 @@ first use of one of its names (``mfr.Trainer``, ``mfr.experiments.train``, ...).
 
 from __future__ import annotations
 
-from . import checkpoint, distributed, evaluate, export, methods, reproduce, search, train, tuned
+from . import checkpoint, config, distributed, evaluate, export, methods, reproduce, rows, search, train, tuned, weights
+from .config import TrainConfig
 from .reproduce import ProtocolResult, run_protocol
-from .train import TrainConfig, Trainer
+from .train import Trainer
 
 __all__ = [
     "ProtocolResult",
     "TrainConfig",
     "Trainer",
     "checkpoint",
+    "config",
     "distributed",
     "evaluate",
     "export",
     "methods",
     "reproduce",
+    "rows",
     "run_protocol",
     "search",
     "train",
     "tuned",
+    "weights",
 ]

@@ -18,7 +18,7 @@ import torch
 from .. import _core, reference
 from ..nn import Backbone
 from .checkpoint import check_output_folder
-from .train import load_backbone
+from .weights import load_backbone
 
 __all__ = ["export", "plain_module"]
 

@@ -21,9 +21,9 @@ from collections import Counter
 from collections.abc import Collection, Mapping
 from typing import Any
 
+from .config import TrainConfig
 from .methods import METHODS
 from .rows import Row
-from .train import TrainConfig
 
 __all__ = ["TUNED", "tuned_config", "tuned_from_result", "tuned_settings"]
 

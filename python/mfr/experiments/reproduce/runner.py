@@ -18,12 +18,14 @@ from ... import _core
 from ...facedata import FaceData
 from .. import distributed
 from ..checkpoint import check_output_folder
+from ..config import TrainConfig, resolve_device
 from ..evaluate import METRICS, evaluate_domain
 from ..methods import METHODS
 from ..rows import Row
 from ..search import search_method, split_validation
-from ..train import TrainConfig, Trainer, load_init_weights, resolve_device
+from ..train import Trainer
 from ..tuned import tuned_settings
+from ..weights import load_init_weights
 from . import records, spec, stats
 from .provenance import data_fingerprint, provenance
 from .records import RunRecord
@@ -168,7 +170,8 @@ def run_protocol(
     runner = _Runner(
         result,
         config,
-        out if main else None,
+        out,
+        main,
         device,
         resume,
         progress,
@@ -249,6 +252,7 @@ class _Runner:
         result: ProtocolResult,
         config: TrainConfig,
         out: Path | None,
+        main: bool,
         device: torch.device,
         resume: bool,
         progress: bool | None,
@@ -257,6 +261,8 @@ class _Runner:
         stage1_fraction: float,
     ) -> None:
         self.result, self.config, self.out, self.device = result, config, out, device
+        # every rank trains in the run folders (checkpoints, resume); rank 0 alone writes the result
+        self.writes = out if main else None
         self.resume, self.progress, self.eval_kw = resume, progress, eval_kw
         self.stage1_fraction = stage1_fraction
         self.say: Callable[[str], None] = log if log is not None else (lambda _: None)
@@ -266,17 +272,17 @@ class _Runner:
     def start(self) -> None:
         """Write the folder afresh: the header and every run taken over (a resumed run's file
         rewritten clean, in its compression; a schema-1 results.json converted)."""
-        if self.out is not None:
-            compress = (self.out / records.RUNS_GZ).exists()
+        if self.writes is not None:
+            compress = (self.writes / records.RUNS_GZ).exists()
             self.result.wall_seconds = time.perf_counter() - self.start_time
-            self.result.save(self.out, compress=compress)
+            self.result.save(self.writes, compress=compress)
 
     def save(self, finished: Sequence[RunRecord] = ()) -> None:
         """Append ``finished`` runs to the runs file, then rewrite the header and the report."""
         self.result.wall_seconds = time.perf_counter() - self.start_time
-        if self.out is not None:
-            records.append_runs(self.out, finished)
-            self.result.save_header(self.out)
+        if self.writes is not None:
+            records.append_runs(self.writes, finished)
+            self.result.save_header(self.writes)
 
     def have(self, name: str, seed: int, tgts: Sequence[str]) -> bool:
         return all(

@@ -19,7 +19,7 @@ from mfr.experiments.cli import main
 from mfr.experiments.evaluate import METRICS, RESAMPLED_METRICS, evaluate_domain, t_quantile
 from mfr.experiments.reproduce import ProtocolResult, run_protocol
 from mfr.experiments.reproduce.records import read_folder
-from mfr.experiments.train import load_backbone
+from mfr.experiments.weights import load_backbone
 from mfr.metrics import bootstrap_group_counts, roc_auc, verification_report
 from mfr.synthetic import synthetic_domains
 

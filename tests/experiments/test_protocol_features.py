@@ -373,7 +373,7 @@ def test_fine_tune_from_arcface_torch_weights_with_a_config_file(tmp_path, capsy
         ]
     )
     assert rc == 0, capsys.readouterr().err
-    net, meta = mfr.experiments.train.load_backbone(out / "checkpoint.safetensors")
+    net, meta = mfr.experiments.weights.load_backbone(out / "checkpoint.safetensors")
     assert meta["config"]["init"].endswith("arcface_r18.pth") and net.spec.name == "iresnet18"
     assert not torch.equal(net.state_dict()["conv1.weight"], donor.state_dict()["conv1.weight"])  # it trained
 

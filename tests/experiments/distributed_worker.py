@@ -1,4 +1,4 @@
-"""One rank of the distributed tests (run by tests/test_distributed.py with torchrun's environment
+"""One rank of the distributed tests (run by tests/experiments/test_distributed.py with torchrun's environment
 variables set by hand: RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Usage:
 ``python distributed_worker.py TASK OUT_DIR``; results go to OUT_DIR/rank<r>.*"""
 

@@ -84,7 +84,7 @@ def test_checkpoint_contents_and_load_backbone(data, tmp_path):
     tensors, meta = load_checkpoint(tmp_path / "checkpoint.safetensors")
     assert meta["step"] == 2 and meta["config"]["method"] == "mfr" and meta["sampler"]["position"] >= 1
     assert any(k.startswith("optimizer/") for k in tensors) and "rng/torch" in tensors
-    net, _meta2 = mfr.experiments.train.load_backbone(tmp_path / "checkpoint.safetensors")
+    net, _meta2 = mfr.experiments.weights.load_backbone(tmp_path / "checkpoint.safetensors")
     assert not net.training
     for a, b in zip(net.state_dict().values(), tr.backbone.state_dict().values()):
         assert torch.equal(a, b)
@@ -285,7 +285,7 @@ def test_export_loads_without_mfr_and_embeds_as_the_backbone(data, tmp_path, nam
     import sys
 
     from mfr.experiments.cli import main
-    from mfr.experiments.train import load_backbone
+    from mfr.experiments.weights import load_backbone
 
     if kw["channels"] == 3:
         rgb = FaceData.synthetic(n_domains=3, ids_per_domain=6, images_per_id=3, size=16, channels=3, seed=0)

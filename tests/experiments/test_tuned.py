@@ -14,7 +14,7 @@ from mfr.experiments.cli import main
 from mfr.experiments.reproduce import run_protocol
 from mfr.experiments.tuned import TUNED, tuned_config, tuned_from_result, tuned_settings
 
-PUBLISHED = Path(__file__).resolve().parents[1] / "docs" / "runs" / "faces-lodo-1000" / "results.json"
+PUBLISHED = Path(__file__).resolve().parents[2] / "docs" / "runs" / "faces-lodo-1000" / "results.json"
 
 
 @pytest.fixture(scope="module")

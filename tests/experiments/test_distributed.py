@@ -43,6 +43,8 @@ def launch(task, out, world=2, timeout=240, extra_env=None):
             MASTER_PORT=str(port),
             OMP_NUM_THREADS="1",
             MFR_NUM_THREADS="1",
+            # the worker imports the shared test helpers (cli_args) from tests/
+            PYTHONPATH=os.pathsep.join(filter(None, [str(WORKER.parents[1]), os.environ.get("PYTHONPATH")])),
         )
         env.update(extra_env or {})
         procs.append(
@@ -197,7 +199,7 @@ def test_torchrun_launches_mfr_train(tmp_path):
     assert proc.stdout.count("trained mfr for 4 steps") == 1  # rank 0 only
     import mfr
 
-    _, meta = mfr.experiments.train.load_backbone(tmp_path / "run" / "checkpoint.safetensors")
+    _, meta = mfr.experiments.weights.load_backbone(tmp_path / "run" / "checkpoint.safetensors")
     assert meta["world_size"] == 2 and len(meta["samplers"]) == 2 and meta["samplers"][1]["rank"] == 1
 
 

@@ -4,7 +4,7 @@ must be what scripts/results_page.py writes today, so no figure on the page drif
 import importlib.util
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _script():
