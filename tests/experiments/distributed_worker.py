@@ -70,6 +70,17 @@ def main():
         mfr.experiments.distributed.init_from_env()
         world = mfr.experiments.distributed.world_size()
         res = evaluate_domain(net, data, 1, n_bootstrap=20)
+        if rank == 1 and os.environ.get("MFR_TEST_SLOW_READER"):
+            # rank 1 reads the output folder late: rank 0 must not have written it yet
+            from mfr.experiments.reproduce import runner
+
+            adopt = runner.adopt_earlier
+
+            def late(*args, **kw):
+                time.sleep(float(os.environ["MFR_TEST_SLOW_READER"]))
+                return adopt(*args, **kw)
+
+            runner.adopt_earlier = late
         rc = cli(
             [
                 "reproduce",

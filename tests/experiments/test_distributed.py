@@ -119,7 +119,8 @@ def test_two_ranks_equal_one_process_averaging_their_batches(tmp_path):
 
 @pytest.mark.slow
 def test_two_rank_reproduce_and_distributed_evaluation(tmp_path):
-    results = launch("reproduce", tmp_path)
+    # rank 1 reads the output folder 3 s late, as a slower rank does: it must still find it empty
+    results = launch("reproduce", tmp_path, extra_env={"MFR_TEST_SLOW_READER": "3"})
     assert all(rc == 0 for rc, _, _ in results), results
     outs = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(o["rc"] == 0 and o["world"] == 2 for o in outs)

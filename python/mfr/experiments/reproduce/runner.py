@@ -157,6 +157,9 @@ def run_protocol(
     if out is not None:
         check_output_folder(out, "out_dir")
         adopt_earlier(result, out, resume=resume, force=force)
+        # every rank reads the folder before rank 0 writes it (runner.start): a rank that read it
+        # after would find this run's own results and refuse them
+        distributed.barrier()
     # the methods a setting is chosen for: a two-stage row's parts, each once
     parts = list(dict.fromkeys(part for m in methods for part in Row.parse(m).parts))
     if result.tuned:
