@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from mfr.experiments.reproduce import Difference, ProtocolResult, report
+from mfr.experiments.reproduce.stats import run_step_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "docs" / "results.template.md"
@@ -88,7 +89,7 @@ def figures(r: ProtocolResult) -> dict[str, Any]:
         else f"**Status: in progress, {done} of {r.expected_runs} runs**: every figure below is an interim "
         "reading of the snapshot in `runs/faces-lodo-1000/`, to be replaced when the run completes."
     )
-    train = sum(x.get("step_seconds", x["train_seconds"]) for x in r.runs)
+    train = sum(run_step_seconds(x) for x in r.runs)
     search = sum(cand.get("train_seconds", 0.0) for s in r.searches for cand in s["candidates"])
     f["train_search_h"] = f"{(train + search) / 3600:.1f}"
     f["machine_time"] = (

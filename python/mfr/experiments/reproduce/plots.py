@@ -85,11 +85,7 @@ def plot_roc(res: ProtocolResult, out_dir: str | os.PathLike[str], seed: int = 0
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        path = Path(out_dir) / f"roc_{''.join(ch if ch.isalnum() or ch in '-_.' else '_' for ch in target)}.png"
-        fig.savefig(path, dpi=110)
-        fig.savefig(path.with_suffix(".svg"))  # vector format for papers
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(plt, fig, out_dir, "roc", target))
     return written
 
 
@@ -138,12 +134,19 @@ def plot_curves(
         order = [m for m in res.rows() if m in handles]
         fig.tight_layout(rect=(0, 0, 0.86, 1))
         fig.legend([handles[m] for m in order], order, loc="center left", bbox_to_anchor=(0.86, 0.5), fontsize=7)
-        path = Path(out_dir) / f"curves_{''.join(ch if ch.isalnum() or ch in '-_.' else '_' for ch in target)}.png"
-        fig.savefig(path, dpi=110)
-        fig.savefig(path.with_suffix(".svg"))
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(plt, fig, out_dir, "curves", target))
     return written
+
+
+def _save(plt: Any, fig: Any, out_dir: str | os.PathLike[str], kind: str, target: str) -> Path:
+    """Write ``fig`` as ``<kind>_<target>.png`` and ``.svg`` (vector format for papers), the
+    target's name made safe for a file name, and close it."""
+    name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in target)
+    path = Path(out_dir) / f"{kind}_{name}.png"
+    fig.savefig(path, dpi=110)
+    fig.savefig(path.with_suffix(".svg"))
+    plt.close(fig)
+    return path
 
 
 def _figure() -> Any:

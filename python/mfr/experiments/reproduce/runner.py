@@ -390,9 +390,7 @@ class _Runner:
                 for r in self.result.runs
                 if r["method"] == row.method and r["seed"] == seed and r["target"] == tgts[0]
             )
-            steps = max(
-                1, round(mfr_run.get("step_seconds", mfr_run["train_seconds"]) / stats.run_seconds_per_step(own))
-            )
+            steps = max(1, round(stats.run_step_seconds(mfr_run) / stats.run_seconds_per_step(own)))
             return self.config_of(
                 row.method, seed, tgts, steps=steps, warmup_steps=min(config.warmup_steps, steps - 1)
             ), 0.0

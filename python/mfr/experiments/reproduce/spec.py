@@ -81,7 +81,8 @@ def check_methods(methods: Sequence[str]) -> None:
     (a method fine-tuned from a pooled baseline its registry entry accepts)."""
     if not methods:
         raise _core.InvalidInputError("no methods given")
-    bad = [m for m in methods if Row.parse(m).budget != "steps" or Row.parse(m).problem() is not None]
+    rows = {m: Row.parse(m) for m in methods}
+    bad = [m for m, row in rows.items() if row.budget != "steps" or row.problem() is not None]
     if bad:
         two = ", ".join(f"{x}@{p}" for x in ("mfr", "mldg") for p in POOLED)
         raise _core.InvalidInputError(

@@ -328,9 +328,15 @@ def timing_outliers(
     return odd
 
 
+def run_step_seconds(run: RunRecord) -> float:
+    """A run's training seconds: its robust step time (pauses left out) where recorded, else its
+    wall time."""
+    return float(run.get("step_seconds", run["train_seconds"]))
+
+
 def run_seconds_per_step(run: RunRecord) -> float:
-    """A run's seconds per training step: its robust step time (pauses left out) where recorded."""
-    return float(run.get("step_seconds", run["train_seconds"])) / max(1, run.get("steps") or 1)
+    """A run's seconds per training step (:func:`run_step_seconds` over its steps)."""
+    return run_step_seconds(run) / max(1, run.get("steps") or 1)
 
 
 def _nearest_step(log: list[dict[str, float]], step: float) -> dict[str, float]:
