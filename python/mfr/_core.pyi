@@ -381,6 +381,8 @@ class BackboneSpec:
     @property
     def embedding_dim(self) -> int: ...
     @property
+    def style_points(self) -> int: ...
+    @property
     def params(self) -> list[tuple[str, list[int], str]]: ...
     @property
     def buffers(self) -> list[tuple[str, list[int], str]]: ...
@@ -394,8 +396,10 @@ def backbone_forward(
     images: torch.Tensor,
     mode: str,
     momentum: float | None = None,
+    mix: tuple[torch.Tensor, torch.Tensor, list[int]] | None = None,
 ) -> torch.Tensor:
-    """Embeddings with explicit parameters; mode: train | train_no_update | eval."""
+    """Embeddings with explicit parameters; mode: train | train_no_update | eval; mix: MixStyle's
+    (partners, weights, style points) in the training modes."""
 
 def meta_step(
     spec: BackboneSpec,

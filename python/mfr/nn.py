@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ import torch
 from . import _core
 from ._core import BackboneSpec
 
-__all__ = ["BACKBONES", "Backbone", "BackboneSpec"]
+__all__ = ["BACKBONES", "Backbone", "BackboneSpec", "StyleMix"]
 
 #: Every architecture :class:`Backbone` accepts.
 BACKBONES: tuple[str, ...] = tuple(_core.BACKBONES)
@@ -45,6 +46,19 @@ def _init(t: torch.Tensor, kind: str) -> None:
             t.fill_(0.25)
         else:  # pragma: no cover - specs come from the Rust core
             raise ValueError(kind)
+
+
+@dataclass(frozen=True)
+class StyleMix:
+    """MixStyle for one training forward (Zhou et al., ICLR 2021): at each of ``points`` (the
+    backbone's style points, 0 = after its first stage; ``Backbone.spec.style_points`` of them),
+    every sample's channel means and standard deviations (over height and width, detached) become
+    ``weights[i] * own + (1 - weights[i]) * those of sample partners[i]``; the normalized features
+    keep their gradient. ``partners``: int64 (N,); ``weights``: (N,) in [0, 1]."""
+
+    partners: torch.Tensor
+    weights: torch.Tensor
+    points: tuple[int, ...]
 
 
 class Backbone(torch.nn.Module):
@@ -142,8 +156,13 @@ class Backbone(torch.nn.Module):
         return [self.get_buffer(n) for n in self.buffer_names]
 
     def forward(
-        self, images: torch.Tensor, params: Sequence[torch.Tensor] | Mapping[str, torch.Tensor] | None = None
+        self,
+        images: torch.Tensor,
+        params: Sequence[torch.Tensor] | Mapping[str, torch.Tensor] | None = None,
+        mix: StyleMix | None = None,
     ) -> torch.Tensor:
+        """Embeddings of ``images``; ``params`` substituted for the module's own (theta'); ``mix``:
+        MixStyle at some style points (training mode only)."""
         if self.training and isinstance(images, torch.Tensor) and images.dim() == 4 and images.shape[0] == 1:
             # As torch.nn.BatchNorm: one image has no batch variance, and its statistics would
             # make the running variance non-finite.
@@ -161,7 +180,11 @@ class Backbone(torch.nn.Module):
                 "Backbone.forward: the parameters are inference tensors (the backbone was built or loaded inside torch.inference_mode()) "
                 "and cannot take part in autograd; build it outside inference mode, or call it under torch.inference_mode()/torch.no_grad()"
             )
-        return _core.backbone_forward(self.spec, ps, self.buffer_list(), images, mode)
+        if mix is None:
+            return _core.backbone_forward(self.spec, ps, self.buffer_list(), images, mode)
+        return _core.backbone_forward(
+            self.spec, ps, self.buffer_list(), images, mode, None, (mix.partners, mix.weights, list(mix.points))
+        )
 
     @torch.no_grad()
     def embed(

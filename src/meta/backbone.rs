@@ -11,7 +11,7 @@
 use tch::{Device, Kind, Tensor};
 
 use super::iresnet::iresnet;
-use super::layers::{BnMode, Layers, Runner, ShapeRecorder, TensorSpec, BN_MOMENTUM};
+use super::layers::{BnMode, Layers, Runner, ShapeRecorder, StyleMix, TensorSpec, BN_MOMENTUM};
 use super::mobilefacenet::mobilefacenet;
 use super::small_cnn::small_cnn;
 use crate::error::{MfrError, Result};
@@ -88,6 +88,8 @@ pub struct Backbone {
     pub embedding_dim: i64,
     pub params: Vec<TensorSpec>,
     pub buffers: Vec<TensorSpec>,
+    /// The points between stages where MixStyle may mix (see [`StyleMix`]).
+    pub style_points: usize,
 }
 
 impl Backbone {
@@ -124,13 +126,14 @@ impl Backbone {
             embedding_dim,
             params: Vec::new(),
             buffers: Vec::new(),
+            style_points: 0,
         };
         let mut rec = ShapeRecorder::new(&func);
         let out = arch.build(&net, &mut rec, &vec![in_channels, input_size, input_size])?;
         if out != [embedding_dim] {
             return Err(MfrError::internal(format!("{func} produces {out:?}, not ({embedding_dim},)")));
         }
-        (net.params, net.buffers) = (rec.params, rec.buffers);
+        (net.params, net.buffers, net.style_points) = (rec.params, rec.buffers, rec.style_points);
         Ok(net)
     }
 
@@ -235,10 +238,66 @@ impl Backbone {
         mode: BnMode,
         momentum: f64,
     ) -> Result<Tensor> {
-        let mut run = Runner::new(params, buffers, mode, momentum);
+        self.forward_mixed(params, buffers, images, mode, momentum, None)
+    }
+
+    /// As [`forward_with_momentum`](Self::forward_with_momentum), mixing feature statistics at
+    /// `mix`'s style points (MixStyle; checked by [`check_mix`](Self::check_mix)).
+    pub fn forward_mixed(
+        &self,
+        params: &[Tensor],
+        buffers: &[Tensor],
+        images: &Tensor,
+        mode: BnMode,
+        momentum: f64,
+        mix: Option<&StyleMix>,
+    ) -> Result<Tensor> {
+        let mut run = Runner::new(params, buffers, mode, momentum).with_mix(mix);
         let out = self.arch.build(self, &mut run, images)?;
         run.finish()?;
         Ok(out)
+    }
+
+    /// A MixStyle request fits this backbone and a batch of `n` images on `device`: a partner index
+    /// in [0, n) and a weight in [0, 1] per image, style points this architecture has.
+    pub fn check_mix(&self, func: &str, mix: &StyleMix, n: i64, device: Device) -> Result<()> {
+        let bad = |what: String| Err(MfrError::invalid(func, what));
+        if mix.perm.kind() != Kind::Int64 || mix.perm.size() != [n] || mix.perm.device() != device {
+            return bad(format!(
+                "mix partners must be an int64 tensor of shape ({n},) on {device:?}, got {:?} {:?} on {:?}",
+                mix.perm.kind(),
+                mix.perm.size(),
+                mix.perm.device()
+            ));
+        }
+        if !mix.lam.is_floating_point() || mix.lam.size() != [n] || mix.lam.device() != device {
+            return bad(format!(
+                "mix weights must be a floating-point tensor of shape ({n},) on {device:?}, got {:?} {:?} on {:?}",
+                mix.lam.kind(),
+                mix.lam.size(),
+                mix.lam.device()
+            ));
+        }
+        if n > 0 {
+            let (lo, hi) = (mix.perm.f_min()?.int64_value(&[]), mix.perm.f_max()?.int64_value(&[]));
+            if lo < 0 || hi >= n {
+                return bad(format!("mix partners must lie in [0, {n}), got values in [{lo}, {hi}]"));
+            }
+            let (lo, hi) = (mix.lam.f_min()?.double_value(&[]), mix.lam.f_max()?.double_value(&[]));
+            if !(0.0..=1.0).contains(&lo) || !(0.0..=1.0).contains(&hi) {
+                return bad(format!("mix weights must lie in [0, 1], got values in [{lo}, {hi}]"));
+            }
+        }
+        if let Some(&p) = mix.points.iter().find(|&&p| p >= self.style_points) {
+            return bad(format!(
+                "style point {p} does not exist: {} has {} (after its first {} stages: 0 to {})",
+                self.name,
+                self.style_points,
+                self.style_points,
+                self.style_points.saturating_sub(1)
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! IR-ResNet as in insightface's arcface_torch (`iresnet18/34/50/100`): a 3x3 stem, four stages
 //! of improved residual blocks (BN -> conv3x3 -> BN -> PReLU -> conv3x3(stride) -> BN, plus a
 //! 1x1-conv + BN shortcut on each stage's first, strided block), then BN -> flatten -> fc ->
-//! BatchNorm1d with its scale frozen at 1. Channels w, 2w, 4w, 8w (w = 64 in the published
+//! BatchNorm1d with its scale frozen at 1. Style points after the first three stages. Channels w, 2w, 4w, 8w (w = 64 in the published
 //! models); 112x112 input gives 7x7 maps before the fc. Names follow arcface_torch's state_dict.
 
 use super::layers::{Conv, Init, Layers, Scale};
@@ -30,6 +30,9 @@ pub fn iresnet<L: Layers>(l: &mut L, x: &L::X, blocks: [usize; 4], width: i64, e
                 x
             };
             x = l.add(&h, &shortcut)?;
+        }
+        if stage < 3 {
+            x = l.style_point(stage, &x)?;
         }
     }
     x = l.batch_norm("bn2", &x, Scale::Learned)?;

@@ -85,6 +85,39 @@ pub trait Layers {
     fn max_pool2(&mut self, x: &Self::X) -> Result<Self::X>;
     fn flatten(&mut self, x: &Self::X) -> Result<Self::X>;
     fn add(&mut self, a: &Self::X, b: &Self::X) -> Result<Self::X>;
+    /// A point between stages where MixStyle may mix feature statistics (`point` counts from 0,
+    /// after the first stage; see [`StyleMix`]); the identity otherwise.
+    fn style_point(&mut self, point: usize, x: &Self::X) -> Result<Self::X>;
+}
+
+/// MixStyle (Zhou et al., ICLR 2021) at some of an architecture's style points: each sample's
+/// channel statistics (mean and standard deviation over the spatial dimensions, both detached)
+/// are replaced by a mix with those of its partner `perm[i]`: `lam * own + (1 - lam) * partner`.
+pub struct StyleMix {
+    /// (N,) int64: each sample's partner.
+    pub perm: Tensor,
+    /// (N,) floating point: each sample's mixing weight, in [0, 1].
+    pub lam: Tensor,
+    /// The style points mixed at.
+    pub points: Vec<usize>,
+}
+
+/// Added to the variance before its square root, as the MixStyle reference code does.
+pub const STYLE_EPS: f64 = 1e-6;
+
+impl StyleMix {
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let dims: &[i64] = &[2, 3];
+        let mu = x.f_mean_dim(dims, true, None::<tch::Kind>)?.f_detach()?;
+        let sig = x.f_var_dim(dims, true, true)?.f_add_scalar(STYLE_EPS)?.f_sqrt()?.f_detach()?;
+        let normed = x.f_sub(&mu)?.f_div(&sig)?;
+        let lam = self.lam.f_to_kind(x.kind())?.f_view([-1, 1, 1, 1])?;
+        let rest = lam.f_neg()?.f_add_scalar(1.0)?;
+        let mix = |s: &Tensor| -> Result<Tensor> {
+            Ok(s.f_mul(&lam)?.f_add(&s.f_index_select(0, &self.perm)?.f_mul(&rest)?)?)
+        };
+        Ok(normed.f_mul(&mix(&sig)?)?.f_add(&mix(&mu)?)?)
+    }
 }
 
 /// Collects specs and propagates shapes (C, H, W) or (F,) without touching tensors.
@@ -92,11 +125,13 @@ pub struct ShapeRecorder {
     pub func: String,
     pub params: Vec<TensorSpec>,
     pub buffers: Vec<TensorSpec>,
+    /// How many style points the architecture has.
+    pub style_points: usize,
 }
 
 impl ShapeRecorder {
     pub fn new(func: &str) -> Self {
-        ShapeRecorder { func: func.to_string(), params: Vec::new(), buffers: Vec::new() }
+        ShapeRecorder { func: func.to_string(), params: Vec::new(), buffers: Vec::new(), style_points: 0 }
     }
 
     fn param(&mut self, name: String, shape: Vec<i64>, init: Init) {
@@ -180,6 +215,11 @@ impl Layers for ShapeRecorder {
         }
         Ok(a.clone())
     }
+
+    fn style_point(&mut self, point: usize, x: &Vec<i64>) -> Result<Vec<i64>> {
+        self.style_points = self.style_points.max(point + 1);
+        Ok(x.clone())
+    }
 }
 
 /// Runs the forward pass, taking parameters and buffers in spec order.
@@ -190,11 +230,17 @@ pub struct Runner<'a> {
     next_buffer: usize,
     mode: BnMode,
     momentum: f64,
+    mix: Option<&'a StyleMix>,
 }
 
 impl<'a> Runner<'a> {
     pub fn new(params: &'a [Tensor], buffers: &'a [Tensor], mode: BnMode, momentum: f64) -> Self {
-        Runner { params, buffers, next_param: 0, next_buffer: 0, mode, momentum }
+        Runner { params, buffers, next_param: 0, next_buffer: 0, mode, momentum, mix: None }
+    }
+
+    /// Mix styles at `mix`'s points (training passes of MixStyle).
+    pub fn with_mix(self, mix: Option<&'a StyleMix>) -> Self {
+        Runner { mix, ..self }
     }
 
     fn param(&mut self) -> Result<&'a Tensor> {
@@ -263,5 +309,12 @@ impl Layers for Runner<'_> {
 
     fn add(&mut self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         Ok(a.f_add(b)?)
+    }
+
+    fn style_point(&mut self, point: usize, x: &Tensor) -> Result<Tensor> {
+        match self.mix {
+            Some(mix) if mix.points.contains(&point) => mix.apply(x),
+            _ => Ok(x.shallow_clone()),
+        }
     }
 }

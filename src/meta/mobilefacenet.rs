@@ -3,7 +3,8 @@
 //! -> linear 1x1, residual when shapes allow), a 1x1 conv to 4w channels and the GDC head (a
 //! global depth-wise conv over the whole map, linear without bias, BatchNorm1d). `width` w is
 //! arcface_torch's 64 x scale (128); every channel and group count scales with it, so w = 128
-//! reproduces the published model and its state_dict names.
+//! reproduces the published model and its state_dict names. Style points after the three
+//! residual stages.
 
 use super::layers::{Conv, Init, Layers, Scale};
 use crate::error::Result;
@@ -47,10 +48,13 @@ pub fn mobilefacenet<L: Layers>(l: &mut L, x: &L::X, w: i64, embedding_dim: i64,
     x = conv_block(l, "layers.1", &x, Conv::new(w, 3, 1, 1, Init::Conv).groups(w / 2))?;
     x = depth_wise(l, "layers.2", &x, w, 2, w)?;
     x = residual(l, "layers.3", &x, w, 4, w)?;
+    x = l.style_point(0, &x)?;
     x = depth_wise(l, "layers.4", &x, 2 * w, 2, 2 * w)?;
     x = residual(l, "layers.5", &x, 2 * w, 6, 2 * w)?;
+    x = l.style_point(1, &x)?;
     x = depth_wise(l, "layers.6", &x, 2 * w, 2, 4 * w)?;
     x = residual(l, "layers.7", &x, 2 * w, 2, 2 * w)?;
+    x = l.style_point(2, &x)?;
     x = conv_block(l, "conv_sep", &x, Conv::new(4 * w, 1, 1, 0, Init::Conv))?;
     // GDC: a depth-wise conv whose kernel covers the whole final map (7x7 at 112x112).
     let side = (0..4).fold(input_size, |s, _| (s - 1) / 2 + 1);

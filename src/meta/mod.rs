@@ -11,6 +11,6 @@ pub mod step;
 
 pub use autocast::Amp;
 pub use backbone::{common_kind, Arch, Backbone, ARCH_NAMES};
-pub use layers::{BnMode, Init, TensorSpec};
+pub use layers::{BnMode, Init, StyleMix, TensorSpec};
 pub use losses::{domain_alignment, hard_pair_attention, soft_classification, HardPairStats};
 pub use step::{meta_step, Split, StepConfig, StepOutput};

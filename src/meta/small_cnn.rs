@@ -1,5 +1,5 @@
 //! The small CNN for CPU work: four blocks of conv3x3 -> BatchNorm -> PReLU -> max-pool 2x2
-//! (channels w, 2w, 4w, 8w), then flatten -> linear (`fc`) -> BatchNorm1d (`features`) -> embedding.
+//! (channels w, 2w, 4w, 8w; style points after the first three), then flatten -> linear (`fc`) -> BatchNorm1d (`features`) -> embedding.
 
 use super::layers::{Conv, Init, Layers, Scale};
 use crate::error::Result;
@@ -13,6 +13,9 @@ pub fn small_cnn<L: Layers>(l: &mut L, x: &L::X, width: i64, embedding_dim: i64)
         x = l.batch_norm(&format!("block{i}.bn"), &x, Scale::Learned)?;
         x = l.prelu(&format!("block{i}.prelu"), &x)?;
         x = l.max_pool2(&x)?;
+        if i < 3 {
+            x = l.style_point(i, &x)?;
+        }
     }
     let x = l.flatten(&x)?;
     let x = l.linear("fc", &x, embedding_dim, true)?;

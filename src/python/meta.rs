@@ -10,7 +10,7 @@ use super::errors::{guarded, without_gil};
 use super::int_arg::{ints, Int};
 use crate::error::MfrError;
 use crate::limits::{check_memory, product};
-use crate::meta::{self, Amp, Backbone, BnMode, Init, Split, StepConfig, StepOutput};
+use crate::meta::{self, Amp, Backbone, BnMode, Init, Split, StepConfig, StepOutput, StyleMix};
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyBackboneSpec>()?;
@@ -87,6 +87,12 @@ impl PyBackboneSpec {
     #[getter]
     fn embedding_dim(&self) -> i64 {
         self.inner.embedding_dim
+    }
+
+    /// How many points between stages MixStyle can mix at (0, 1, ... after the first stages).
+    #[getter]
+    fn style_points(&self) -> usize {
+        self.inner.style_points
     }
 
     /// ``(name, shape, init)`` of every parameter, in forward order.
@@ -169,9 +175,11 @@ fn bn_mode(mode: &str) -> PyResult<BnMode> {
 }
 
 /// Embeddings of `images` with explicit parameters (`mode`: train | train_no_update | eval);
-/// `momentum` of the running-statistics update in mode train (default 0.1).
+/// `momentum` of the running-statistics update in mode train (default 0.1); `mix`: MixStyle's
+/// `(partners, weights, points)` (training modes only).
 #[pyfunction]
-#[pyo3(signature = (spec, params, buffers, images, mode, momentum=None))]
+#[pyo3(signature = (spec, params, buffers, images, mode, momentum=None, mix=None))]
+#[allow(clippy::too_many_arguments)]
 fn backbone_forward(
     py: Python<'_>,
     spec: &PyBackboneSpec,
@@ -180,6 +188,7 @@ fn backbone_forward(
     images: &Bound<'_, PyAny>,
     mode: &str,
     momentum: Option<f64>,
+    mix: Option<(Bound<'_, PyAny>, Bound<'_, PyAny>, Vec<usize>)>,
 ) -> PyResult<PyTensor> {
     const F: &str = "Backbone.forward";
     let momentum = momentum.unwrap_or(meta::layers::BN_MOMENTUM);
@@ -191,9 +200,23 @@ fn backbone_forward(
         let (p, b) = (tensors(&params, F, "params")?, tensors(&buffers, F, "buffers")?);
         let x = tensor_arg(images, F, "images")?;
         let mode = bn_mode(mode)?;
+        let mix = match mix {
+            None => None,
+            Some((perm, lam, points)) => {
+                if mode == BnMode::Eval {
+                    return Err(MfrError::invalid(F, "MixStyle mixes in training passes only, not in mode 'eval'").into());
+                }
+                let perm = tensor_arg(&perm, F, "mix partners")?;
+                let lam = tensor_arg(&lam, F, "mix weights")?;
+                Some(StyleMix { perm, lam, points })
+            }
+        };
         without_gil(py, move || {
             n.check_inputs(F, &p, &b, &x)?;
-            n.forward_with_momentum(&p, &b, &x, mode, momentum)
+            if let Some(mix) = &mix {
+                n.check_mix(F, mix, x.size()[0], x.device())?;
+            }
+            n.forward_mixed(&p, &b, &x, mode, momentum, mix.as_ref())
         })
         .map(PyTensor)
     })

@@ -17,7 +17,7 @@ def test_every_method_is_one_entry_that_the_harness_reads():
     assert {n: dict(s.tuned) for n, s in METHODS.items() if s.tuned} == TUNED
     fields = set(TrainConfig.__dataclass_fields__)
     for spec in METHODS.values():
-        assert spec.kind in ("meta", "ablation", "pooled") and spec.summary and spec.reference
+        assert spec.kind in ("meta", "ablation", "pooled", "dg") and spec.summary and spec.reference
         assert set(spec.space) <= fields and set(spec.tuned) <= set(spec.space)
         assert all(p in POOLED for p in spec.stage1)
     help_text = build_parser()._subparsers._group_actions[0].choices["reproduce"].format_help()

@@ -24,6 +24,9 @@ __all__ = ["TrainConfig", "config_from_mapping", "parse_config_file", "parse_fie
 
 _META_DEFAULTS = MetaStepConfig()
 
+#: SWAD's window opens once the loss stops falling over this many evaluations (its n_converge).
+SWAD_MIN_EVALUATIONS = 3
+
 
 def _field(default: Any, help: str, choices: tuple[Any, ...] = (), aliases: tuple[str, ...] = ()) -> Any:
     """A TrainConfig field with its default, help text, allowed values and command-line aliases,
@@ -97,6 +100,15 @@ class TrainConfig:
     tf32: bool = _field(False, "TensorFloat-32 matmuls and convolutions on CUDA")
     head_scale: float = _field(30.0, "classifier heads (mldg, softmax, cosface, arcface): logit scale")
     margin: float | None = _field(None, "margin of the margin heads (none: the method's own default)")
+    coral_weight: float = _field(1.0, "coral: weight of the CORAL penalty (mean and covariance differences)")
+    mixstyle_p: float = _field(0.5, "mixstyle: probability that a training batch mixes styles at each style point")
+    mixstyle_alpha: float = _field(0.1, "mixstyle: Beta(alpha, alpha) parameter of the mixing weights")
+    cdt_weight: float = _field(1.0, "cdt: weight of the (cross-domain) triplet losses against the classification loss")
+    cdt_margin: float = _field(0.5, "cdt: triplet margin (squared distances of unit embeddings)")
+    swad: bool = _field(
+        False, "SWAD: average the weights densely inside the window its rule picks from source-validation loss"
+    )
+    swad_every: int = _field(0, "SWAD: evaluate the source-validation loss every N steps (0: steps // 20)")
     seed: int = _field(0, "training seed")
     device: str = _field("cpu", "cpu, cuda or cuda:N")
     dtype: str = _field("float32", "parameter dtype", choices=("float32", "float64"))
@@ -112,6 +124,11 @@ class TrainConfig:
     # None: 2 on CUDA, 0 on the CPU, where the step already takes the cores and decoding is ~1% of
     # a step (benches/pipeline.py measured a prefetching CPU step 1.7x slower)
     prefetch: int | None = _field(None, "meta-batches decoded ahead in a background thread (none: 2 on CUDA, 0 on CPU)")
+
+    @property
+    def swad_interval(self) -> int:
+        """Steps between SWAD's source-validation evaluations."""
+        return self.swad_every or max(1, self.steps // 20)
 
     def meta_config(self) -> MetaStepConfig:
         return MetaStepConfig(**{name: getattr(self, name) for name in config_fields(MetaStepConfig)})
@@ -170,6 +187,24 @@ class TrainConfig:
             errors.append(f"prefetch must lie in [0, 16] or be None (auto), got {self.prefetch}")
         if not self.head_scale > 0:
             errors.append(f"head_scale must be > 0, got {self.head_scale}")
+        for name in ("coral_weight", "cdt_weight", "cdt_margin", "mixstyle_p", "mixstyle_alpha"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                errors.append(f"{name} must be a finite number, got {value!r}")
+            elif value < 0:
+                errors.append(f"{name} must be >= 0, got {value}")
+        if not 0 <= self.mixstyle_p <= 1:
+            errors.append(f"mixstyle_p is a probability and must lie in [0, 1], got {self.mixstyle_p}")
+        if not self.mixstyle_alpha > 0:
+            errors.append(f"mixstyle_alpha must be > 0 (the Beta distribution's parameter), got {self.mixstyle_alpha}")
+        if self.swad_every < 0:
+            errors.append(f"swad_every must be >= 0, got {self.swad_every}")
+        if self.swad and self.steps > 0 and self.steps // self.swad_interval < SWAD_MIN_EVALUATIONS:
+            errors.append(
+                f"swad: {self.steps} steps with the source-validation loss every {self.swad_interval} give "
+                f"{self.steps // self.swad_interval} evaluations; SWAD's window can only open after {SWAD_MIN_EVALUATIONS} "
+                "(lower swad_every or train longer)"
+            )
         try:
             self.meta_config()
         except _core.InvalidInputError as e:

@@ -15,6 +15,11 @@ optimizer.
   one BatchNorm batch) with a classification head over all source identities: a linear layer, or
   normalized weights with scale ``head_scale`` and an additive cosine margin (CosFace, default
   0.35) or additive angular margin (ArcFace, default 0.5).
+- Domain-generalization baselines (kind ``"dg"``), each on the CosFace head: ``coral`` (pooled,
+  plus CORAL's penalty between every pair of source domains), ``mixstyle`` (pooled, MixStyle with
+  partners from other domains after the backbone's first stages) and ``cdt`` (the Cross-Domain
+  Triplet loss in a meta-train / meta-test loop). Their losses: :mod:`.dg_losses`; SWAD, an
+  option of every method: :mod:`.swad`. ``docs/methods.md`` states each formula.
 
 Mixed precision (``MetaStepConfig.amp``): every method runs its backbone forwards under autocast
 (MFR inside the Rust step, the others with ``torch.autocast``) and its losses in float32; a
@@ -34,11 +39,12 @@ import torch.nn.functional as F
 
 from .. import _core
 from ..meta import MetaStep, MetaStepConfig, _split_pairs, as_dict, replace
-from ..nn import Backbone
+from ..nn import Backbone, StyleMix
 from ..reference import inner_update
+from .dg_losses import coral_penalty, cross_domain_triplet, pair_covariances
 from .precision import autocast
 
-__all__ = ["METHODS", "POOLED", "Method", "MethodSpec", "Range", "make_method", "method_spec"]
+__all__ = ["METHODS", "POOLED", "Method", "MethodSpec", "Range", "draw_style_mix", "make_method", "method_spec"]
 
 
 class MarginHead(torch.nn.Module):
@@ -88,14 +94,18 @@ class Method:
 
     name: str
     head: torch.nn.Module | None = None
+    #: Whether a training forward normalizes every source domain together (one BatchNorm batch).
+    pooled = False
 
     def __init__(self, name: str, backbone: Backbone, amp: str | None = None) -> None:
         self.name, self.backbone, self.amp = name, backbone, amp
 
-    def embed(self, images: torch.Tensor, params: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def embed(
+        self, images: torch.Tensor, params: list[torch.Tensor] | None = None, mix: StyleMix | None = None
+    ) -> torch.Tensor:
         """The backbone's training-mode embeddings (autocast forward under amp; float32 out)."""
         with autocast(images.device, self.amp):
-            emb: torch.Tensor = self.backbone(images, params=params)
+            emb: torch.Tensor = self.backbone(images, params=params, mix=mix)
         return emb.float() if self.amp else emb
 
     def _not_finite(self, what: str, value: torch.Tensor) -> dict[str, Any]:
@@ -177,6 +187,8 @@ class MLDGMethod(Method):
 
 
 class PooledMethod(Method):
+    pooled = True
+
     def __init__(
         self, name: str, backbone: Backbone, n_classes: int, head_scale: float, margin: float, amp: str | None = None
     ) -> None:
@@ -199,13 +211,175 @@ class PooledMethod(Method):
         return {"loss": float(loss.detach())}
 
 
+class CoralMethod(PooledMethod):
+    """Pooled training on the CosFace head plus ``weight`` times CORAL's penalty between the
+    embeddings of every pair of source domains in the batch (:func:`.dg_losses.coral_penalty`)."""
+
+    def __init__(
+        self, backbone: Backbone, n_classes: int, head_scale: float, margin: float, weight: float, amp: str | None
+    ) -> None:
+        super().__init__("cosface", backbone, n_classes, head_scale, margin, amp)
+        self.name, self.weight = "coral", weight
+
+    def step(
+        self,
+        domains: Sequence[torch.Tensor],
+        labels: Sequence[torch.Tensor],
+        splits: Sequence[Any],
+        loss_scale: float = 1.0,
+    ) -> dict[str, Any]:
+        assert isinstance(self.head, MarginHead)
+        emb = self.embed(torch.cat(list(domains)))
+        cls = self.head.loss(emb, torch.cat(list(labels)))
+        penalty = coral_penalty(torch.split(emb, [d.shape[0] for d in domains]))
+        loss = cls + self.weight * penalty
+        if not torch.isfinite(loss):
+            return self._not_finite("the loss", loss)
+        (loss * loss_scale).backward()  # type: ignore[no-untyped-call]
+        return {"loss": float(loss.detach()), "loss_cls": float(cls.detach()), "coral": float(penalty.detach())}
+
+
+def draw_style_mix(
+    sizes: Sequence[int], p: float, alpha: float, points: Sequence[int], device: torch.device
+) -> StyleMix | None:
+    """One batch's MixStyle draw (torch's global RNG, so a resumed run draws the same): each style
+    point mixes with probability ``p``; every sample's partner is drawn uniformly from the samples
+    of the other domains (the domains come one after another, ``sizes`` samples each); its weight
+    from Beta(alpha, alpha). None when no point mixes."""
+    chosen = tuple(pt for pt in points if float(torch.rand(())) < p)
+    if not chosen:
+        return None
+    domain = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(list(sizes)))
+    partners = torch.empty(len(domain), dtype=torch.int64)
+    for d in range(len(sizes)):
+        mine, others = (domain == d).nonzero()[:, 0], (domain != d).nonzero()[:, 0]
+        pick = (torch.rand(len(mine)) * len(others)).long().clamp_max(len(others) - 1)
+        partners[mine] = others[pick]
+    beta = torch.distributions.Beta(torch.tensor(float(alpha)), torch.tensor(float(alpha)))
+    weights = beta.sample((len(domain),)).clamp(0.0, 1.0)
+    return StyleMix(partners.to(device), weights.to(device), chosen)
+
+
+#: MixStyle's default insertion: after the first two stages (res1 and res2 in its paper's ResNets).
+MIXSTYLE_POINTS = (0, 1)
+
+
+class MixStyleMethod(PooledMethod):
+    """Pooled training on the CosFace head with MixStyle at the backbone's first two style points
+    (training only: evaluation never mixes)."""
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        n_classes: int,
+        head_scale: float,
+        margin: float,
+        p: float,
+        alpha: float,
+        amp: str | None,
+    ) -> None:
+        super().__init__("cosface", backbone, n_classes, head_scale, margin, amp)
+        self.name, self.p, self.alpha = "mixstyle", p, alpha
+
+    def step(
+        self,
+        domains: Sequence[torch.Tensor],
+        labels: Sequence[torch.Tensor],
+        splits: Sequence[Any],
+        loss_scale: float = 1.0,
+    ) -> dict[str, Any]:
+        assert isinstance(self.head, MarginHead)
+        images = torch.cat(list(domains))
+        mix = draw_style_mix([d.shape[0] for d in domains], self.p, self.alpha, MIXSTYLE_POINTS, images.device)
+        emb = self.embed(images, mix=mix)
+        loss = self.head.loss(emb, torch.cat(list(labels)))
+        if not torch.isfinite(loss):
+            return self._not_finite("the loss", loss)
+        (loss * loss_scale).backward()  # type: ignore[no-untyped-call]
+        return {"loss": float(loss.detach()), "mixed_points": len(mix.points) if mix is not None else 0}
+
+
+class CDTMethod(Method):
+    """The Cross-Domain Triplet loss (Faraki et al., CVPR 2021) in a meta-train / meta-test loop
+    on the CosFace head, for each split of the meta-batch (``docs/methods.md``):
+
+    - ``L_S(theta)``: mean over meta-train domains of CosFace + ``weight`` x the triplet loss
+      (``Sigma = I``);
+    - ``theta' = theta - alpha grad L_S`` (head adapted too);
+    - ``L_T(theta')``: mean over meta-test domains of CosFace + ``weight`` x the mean over meta-train
+      domains ``j`` of the cross-domain triplet loss of the meta-test domain's triplets under
+      ``Sigma_+, Sigma_-`` of domain ``j`` (at theta, with their gradient);
+    - objective ``gamma L_S + (1 - gamma) L_T(theta')``, second order unless ``first_order``.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        n_classes: int,
+        config: MetaStepConfig,
+        head_scale: float,
+        margin: float,
+        weight: float,
+        triplet_margin: float,
+    ) -> None:
+        super().__init__("cdt", backbone, config.amp)
+        self.config, self.weight, self.triplet_margin = config, weight, triplet_margin
+        self.head = MarginHead("cosface", backbone.embedding_dim, n_classes, head_scale, margin)
+
+    def step(
+        self,
+        domains: Sequence[torch.Tensor],
+        labels: Sequence[torch.Tensor],
+        splits: Sequence[Any],
+        loss_scale: float = 1.0,
+    ) -> dict[str, Any]:
+        cfg, head, w, m = self.config, self.head, self.weight, self.triplet_margin
+        assert isinstance(head, MarginHead)
+        theta = self.backbone.parameter_list()
+        params = [*theta, head.weight]
+        pairs = _split_pairs(splits)
+        train_domains = sorted({d for train, _ in pairs for d in train})
+        emb = {d: self.embed(domains[d]) for d in train_domains}  # shared across splits
+        unit = {d: F.normalize(e) for d, e in emb.items()}
+        metrics = {d: pair_covariances(u) for d, u in unit.items()}
+        objective = torch.zeros((), device=theta[0].device, dtype=theta[0].dtype)
+        ls_sum, lt_sum, trip_sum, cdt_sum = 0.0, 0.0, 0.0, 0.0
+        for train, test in pairs:
+            trip = torch.stack([cross_domain_triplet(unit[d], None, None, m) for d in train]).mean()
+            l_s = torch.stack([head.loss(emb[d], labels[d]) for d in train]).mean() + w * trip
+            adapted = inner_update(l_s * loss_scale, params, cfg.alpha / loss_scale, cfg.first_order)
+            l_t = emb.get(train[0], theta[0]).new_zeros(())
+            cdt = l_t
+            for t in test:
+                e = self.embed(domains[t], params=adapted[:-1])
+                cross = torch.stack([cross_domain_triplet(F.normalize(e), *metrics[j], m) for j in train]).mean()
+                l_t = l_t + (head.loss(e, labels[t], weight=adapted[-1]) + w * cross) / len(test)
+                cdt = cdt + cross / len(test)
+            objective = objective + (cfg.gamma * l_s + (1 - cfg.gamma) * l_t) / len(splits)
+            ls_sum += float(l_s.detach()) / len(splits)
+            lt_sum += float(l_t.detach()) / len(splits)
+            trip_sum += float(trip.detach()) / len(splits)
+            cdt_sum += float(cdt.detach()) / len(splits)
+        if not torch.isfinite(objective):
+            return self._not_finite("the objective", objective)
+        (objective * loss_scale).backward()  # type: ignore[no-untyped-call]
+        return {
+            "loss": float(objective.detach()),
+            "loss_s": ls_sum,
+            "loss_t": lt_sum,
+            "triplet": trip_sum,
+            "cdt": cdt_sum,
+        }
+
+
 #: A search range of one TrainConfig field: ``(kind, low, high)``; kind "log" draws
 #: ``exp(uniform(log low, log high))``, "lin" ``uniform(low, high)``.
 Range = tuple[str, float, float]
 
-#: Builds a method: ``(spec, backbone, n_classes, meta_config, head_scale, margin) -> Method``
-#: (``margin`` already resolved to the spec's default where the configuration leaves it None).
-Builder = Callable[["MethodSpec", Backbone, int, MetaStepConfig, float, float], Method]
+#: Builds a method: ``(spec, backbone, n_classes, meta_config, head_scale, margin, options) -> Method``
+#: (``margin`` already resolved to the spec's default where the configuration leaves it None;
+#: ``options``: the TrainConfig fields of the method's own settings, e.g. ``coral_weight``).
+Builder = Callable[["MethodSpec", Backbone, int, MetaStepConfig, float, float, Mapping[str, Any]], Method]
 
 
 @dataclass(frozen=True)
@@ -215,8 +389,9 @@ class MethodSpec:
     defaults come from ``tuned``, the protocol checks rows and picks baselines by ``kind`` and
     ``stage1``, the CLI's help and the report read ``summary`` and ``reference``.
 
-    - ``kind``: ``"meta"`` (a meta-learning method), ``"ablation"`` (MFR with one part removed) or
-      ``"pooled"`` (all source domains in one batch; the comparison baselines).
+    - ``kind``: ``"meta"`` (a meta-learning method), ``"ablation"`` (MFR with one part removed),
+      ``"pooled"`` (all source domains in one batch; the comparison baselines) or ``"dg"`` (a
+      domain-generalization baseline: compared with MFR, never MFR's comparison baseline).
     - ``meta``: :class:`mfr.MetaStepConfig` fields this method fixes (an ablation's zero weight).
     - ``margin``: the classifier head's default margin (``TrainConfig.margin`` None), for methods with a margin head.
     - ``space``: the search ranges (TrainConfig fields); ``tuned``: the published run's selected setting
@@ -237,21 +412,83 @@ class MethodSpec:
 
 
 def _build_mfr(
-    spec: MethodSpec, backbone: Backbone, n_classes: int, cfg: MetaStepConfig, scale: float, margin: float
+    spec: MethodSpec,
+    backbone: Backbone,
+    n_classes: int,
+    cfg: MetaStepConfig,
+    scale: float,
+    margin: float,
+    options: Mapping[str, Any],
 ) -> Method:
     return MFRMethod(spec.name, backbone, replace(cfg, **spec.meta))
 
 
 def _build_mldg(
-    spec: MethodSpec, backbone: Backbone, n_classes: int, cfg: MetaStepConfig, scale: float, margin: float
+    spec: MethodSpec,
+    backbone: Backbone,
+    n_classes: int,
+    cfg: MetaStepConfig,
+    scale: float,
+    margin: float,
+    options: Mapping[str, Any],
 ) -> Method:
     return MLDGMethod(backbone, n_classes, replace(cfg, **spec.meta), scale)
 
 
 def _build_pooled(
-    spec: MethodSpec, backbone: Backbone, n_classes: int, cfg: MetaStepConfig, scale: float, margin: float
+    spec: MethodSpec,
+    backbone: Backbone,
+    n_classes: int,
+    cfg: MetaStepConfig,
+    scale: float,
+    margin: float,
+    options: Mapping[str, Any],
 ) -> Method:
     return PooledMethod(spec.name, backbone, n_classes, scale, margin, cfg.amp)
+
+
+def _option(options: Mapping[str, Any], name: str) -> float:
+    from .config import TrainConfig  # the defaults live there (config imports this module)
+
+    return float(options.get(name, TrainConfig.__dataclass_fields__[name].default))
+
+
+def _build_coral(
+    spec: MethodSpec,
+    backbone: Backbone,
+    n_classes: int,
+    cfg: MetaStepConfig,
+    scale: float,
+    margin: float,
+    options: Mapping[str, Any],
+) -> Method:
+    return CoralMethod(backbone, n_classes, scale, margin, _option(options, "coral_weight"), cfg.amp)
+
+
+def _build_mixstyle(
+    spec: MethodSpec,
+    backbone: Backbone,
+    n_classes: int,
+    cfg: MetaStepConfig,
+    scale: float,
+    margin: float,
+    options: Mapping[str, Any],
+) -> Method:
+    p, alpha = _option(options, "mixstyle_p"), _option(options, "mixstyle_alpha")
+    return MixStyleMethod(backbone, n_classes, scale, margin, p, alpha, cfg.amp)
+
+
+def _build_cdt(
+    spec: MethodSpec,
+    backbone: Backbone,
+    n_classes: int,
+    cfg: MetaStepConfig,
+    scale: float,
+    margin: float,
+    options: Mapping[str, Any],
+) -> Method:
+    weight, triplet_margin = _option(options, "cdt_weight"), _option(options, "cdt_margin")
+    return CDTMethod(backbone, n_classes, replace(cfg, **spec.meta), scale, margin, weight, triplet_margin)
 
 
 _LR: Range = ("log", 0.01, 0.2)
@@ -268,6 +505,7 @@ _MFR_SPACE: dict[str, Range] = {
 }
 _MFR_PAPER = "Guo et al., Learning Meta Face Recognition in Unseen Domains, CVPR 2020 (arXiv:2003.07733)"
 _POOLED_STAGES = ("softmax", "cosface", "arcface")
+_COSFACE_SPACE: dict[str, Range] = {"lr": _LR, "head_scale": _HEAD_SCALE, "margin": ("lin", 0.1, 0.5)}
 
 
 def _without(space: Mapping[str, Range], *names: str) -> dict[str, Range]:
@@ -330,7 +568,7 @@ METHODS: dict[str, MethodSpec] = {
             "Wang et al., CosFace: Large Margin Cosine Loss for Deep Face Recognition, CVPR 2018",
             _build_pooled,
             margin=0.35,
-            space={"lr": _LR, "head_scale": _HEAD_SCALE, "margin": ("lin", 0.1, 0.5)},
+            space=_COSFACE_SPACE,
         ),
         MethodSpec(
             "arcface",
@@ -341,6 +579,38 @@ METHODS: dict[str, MethodSpec] = {
             margin=0.5,
             space={"lr": _LR, "head_scale": _HEAD_SCALE, "margin": ("lin", 0.1, 0.6)},
             tuned={"lr": 0.14223158619385007, "head_scale": 17.832807663753723, "margin": 0.5693679021113686},
+        ),
+        MethodSpec(
+            "coral",
+            "dg",
+            "pooled domains, CosFace head + CORAL penalty between every pair of source domains",
+            "Sun & Saenko, Deep CORAL, ECCV-W 2016; in DomainBed's form (Gulrajani & Lopez-Paz, ICLR 2021)",
+            _build_coral,
+            margin=0.35,
+            space={**_COSFACE_SPACE, "coral_weight": ("log", 0.1, 10.0)},
+        ),
+        MethodSpec(
+            "mixstyle",
+            "dg",
+            "pooled domains, CosFace head, MixStyle across domains after the first two stages",
+            "Zhou et al., Domain Generalization with MixStyle, ICLR 2021",
+            _build_mixstyle,
+            margin=0.35,
+            space={**_COSFACE_SPACE, "mixstyle_p": ("lin", 0.1, 0.9), "mixstyle_alpha": ("log", 0.05, 0.5)},
+        ),
+        MethodSpec(
+            "cdt",
+            "dg",
+            "Cross-Domain Triplet loss + CosFace in a meta-train / meta-test loop",
+            "Faraki et al., Cross-Domain Similarity Learning for Face Recognition in Unseen Domains, CVPR 2021 (arXiv:2103.07503)",
+            _build_cdt,
+            margin=0.35,
+            space={
+                **_META_SPACE,
+                **_COSFACE_SPACE,
+                "cdt_weight": ("log", 0.1, 10.0),
+                "cdt_margin": ("lin", 0.1, 1.0),
+            },
         ),
     )
 }
@@ -364,8 +634,11 @@ def make_method(
     meta_config: MetaStepConfig,
     head_scale: float = 30.0,
     margin: float | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Method:
-    """The method ``name`` (see :data:`METHODS`) for ``backbone`` and ``n_classes`` source identities."""
+    """The method ``name`` (see :data:`METHODS`) for ``backbone`` and ``n_classes`` source
+    identities; ``options``: TrainConfig fields of the method's own settings (``coral_weight``,
+    ``mixstyle_p``, ...; TrainConfig's defaults where absent)."""
     spec = method_spec(name)
     resolved = margin if margin is not None else (spec.margin if spec.margin is not None else 0.0)
-    return spec.build(spec, backbone, n_classes, meta_config, head_scale, resolved)
+    return spec.build(spec, backbone, n_classes, meta_config, head_scale, resolved, options or {})

@@ -6,7 +6,11 @@ A row name is one of:
 - ``X``: method ``X`` of :data:`mfr.experiments.methods.METHODS`, trained for the step budget;
 - ``X@P``: two-stage: pooled method ``P`` trains the first part of the steps, ``X`` fine-tunes its
   backbone for the rest;
-- ``X:time``: equal compute: ``X`` trains for as many steps as fit in the time MFR used.
+- ``X:time``: equal compute: ``X`` trains for as many steps as fit in the time MFR used;
+- ``X+swad`` (also ``X+swad@P``, ``X+swad:time``): ``X`` with SWAD's weight averaging
+  (:mod:`mfr.experiments.swad`) on its last stage, with ``X``'s selected setting.
+
+The grammar: ``<method>[+<option>...][@<first stage>][:<budget>]``; options: ``swad``.
 """
 
 from __future__ import annotations
@@ -16,31 +20,51 @@ from dataclasses import dataclass
 from .. import _core
 from .methods import METHODS
 
-__all__ = ["UNTRAINED", "Row"]
+__all__ = ["OPTIONS", "UNTRAINED", "Row"]
 
 #: The row of the untrained network.
 UNTRAINED = "untrained"
+
+#: Training options a row may add to its method (``X+swad``): each a boolean TrainConfig field.
+OPTIONS = ("swad",)
 
 
 @dataclass(frozen=True)
 class Row:
     """One row: the ``method`` that trains last, the pooled ``stage1`` it fine-tunes from (``X@P``),
-    and its ``budget`` (``"steps"``, or ``"time"`` for ``X:time``). ``str(row)`` is its name."""
+    its ``budget`` (``"steps"``, or ``"time"`` for ``X:time``) and the ``options`` it trains with
+    (``X+swad``). ``str(row)`` is its name."""
 
     method: str
     stage1: str | None = None
     budget: str = "steps"
+    options: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, name: str) -> Row:
         """The row a name spells (no check that its methods exist: :meth:`check` does that)."""
         body, sep, budget = name.partition(":")
-        method, at, stage1 = body.partition("@")
-        return cls(method, stage1 if at else None, budget if sep else "steps")
+        head, at, stage1 = body.partition("@")
+        method, *options = head.split("+")
+        return cls(method, stage1 if at else None, budget if sep else "steps", tuple(options))
 
     def __str__(self) -> str:
-        name = self.method if self.stage1 is None else f"{self.method}@{self.stage1}"
+        name = "+".join((self.method, *self.options))
+        name = name if self.stage1 is None else f"{name}@{self.stage1}"
         return name if self.budget == "steps" else f"{name}:{self.budget}"
+
+    @property
+    def swad(self) -> bool:
+        return "swad" in self.options
+
+    @property
+    def at_steps(self) -> Row:
+        """This row with the step budget: the equal-steps row an ``X:time`` row is timed against."""
+        return Row(self.method, self.stage1, "steps", self.options)
+
+    def config_fields(self) -> dict[str, bool]:
+        """The TrainConfig fields this row's options set (the last stage's)."""
+        return {option: True for option in self.options}
 
     @property
     def untrained(self) -> bool:
@@ -62,6 +86,11 @@ class Row:
         spec = METHODS.get(self.method)
         if spec is None:
             return f"unknown method {self.method!r}"
+        unknown = [o for o in self.options if o not in OPTIONS]
+        if unknown:
+            return f"unknown option(s) {', '.join(map(repr, unknown))} (options: {', '.join(OPTIONS)}, as in {self.method}+swad)"
+        if len(set(self.options)) != len(self.options):
+            return f"an option repeats: {'+'.join(self.options)}"
         if self.stage1 is not None and self.stage1 not in spec.stage1:
             accepted = ", ".join(spec.stage1) or "none"
             return f"{self.method} cannot fine-tune from {self.stage1!r} (first stages it accepts: {accepted})"

@@ -31,6 +31,7 @@ from ..facedata import FaceData
 from ..meta import domains_from_batch
 from ..sampler import DomainSampler
 from . import distributed as dist_utils
+from . import swad
 from .checkpoint import (
     flatten_optimizer_state,
     load_checkpoint,
@@ -68,6 +69,11 @@ class Trainer:
         progress: bool | None = None,
     ) -> None:
         config.check()
+        validation = None
+        if config.swad:  # SWAD's source-validation loss needs identities no step trains on
+            from .search import split_validation
+
+            data, validation = split_validation(data, swad.VALIDATION_FRACTION, config.seed)
         self.config, self.data = config, data
         self.device = resolve_device(config.device)
         # torch.distributed: join torchrun's group if there is one (see mfr.experiments.distributed).
@@ -107,9 +113,15 @@ class Trainer:
             config.meta_config(),
             config.head_scale,
             config.margin,
+            dataclasses.asdict(config),
         )
         if self.method.head is not None:
             self.method.head.to(self.device, self.dtype)
+        self.swad = (
+            swad.SwadTraining(self.backbone, validation, config.swad_interval, config.scale)
+            if validation is not None
+            else None
+        )
         params = self.method.parameters()
         # Every rank starts from rank 0's weights; gradients and BatchNorm statistics are averaged.
         dist_utils.broadcast_tensors(params + self.backbone.buffer_list())
@@ -271,6 +283,8 @@ class Trainer:
         try:
             while self.step < c.steps:
                 row = self.train_step()
+                if self.swad is not None:
+                    self.swad.after_step(self.step, c.steps)
                 now = time.perf_counter()
                 if self.progress_lines and (now - last_line >= PROGRESS_LINE_SECONDS or self.step == c.steps):
                     last_line = now
@@ -299,11 +313,23 @@ class Trainer:
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None
+        if self.swad is not None and self.step >= c.steps:
+            self.swad.finish(self._bn_batches(swad.BN_BATCHES))
         if self.out_dir is not None:
             self.save()
         if self._tb is not None:
             self._tb.close()
         return self.history
+
+    def _bn_batches(self, n: int) -> Any:
+        """``n`` training meta-batches after the last step, each as the method's training forward
+        normalizes it: every domain alone (meta-learning methods) or all together (pooled)."""
+        pooled = self.method.pooled
+        for _ in range(n):
+            mb = self._next_batch()
+            images = normalize_images(self._decode(mb).to(self.device)).to(self.dtype)
+            domains = domains_from_batch(mb, images)
+            yield [torch.cat(list(domains))] if pooled else list(domains)
 
     def _evaluate_held_out(self) -> None:
         for name, data in self.eval_sets.items():
@@ -380,6 +406,10 @@ class Trainer:
         opt_tensors, opt_meta = flatten_optimizer_state(self.optimizer.state_dict())
         tensors.update(opt_tensors)
         tensors["rng/torch"] = torch.get_rng_state()
+        swad_meta = None
+        if self.swad is not None:
+            swad_tensors, swad_meta = self.swad.state()
+            tensors.update(swad_tensors)
         meta = {
             "format": CHECKPOINT_FORMAT,
             "mfr": _core.__version__,
@@ -395,6 +425,7 @@ class Trainer:
             "world_size": self.world_size,
             "optimizer": opt_meta,
             "loss_scaler": self.scaler.state_dict(),
+            "swad": swad_meta,
         }
         return tensors, meta
 
@@ -475,6 +506,8 @@ class Trainer:
             raise
         if "loss_scaler" in meta:
             self.scaler.load_state_dict(meta["loss_scaler"])
+        if self.swad is not None and meta.get("swad") is not None:
+            self.swad.load_state(tensors, meta["swad"])
         torch.set_rng_state(tensors["rng/torch"].cpu())
         self.step = int(meta["step"])
         self.train_seconds = float(meta.get("train_seconds", 0.0))
@@ -492,7 +525,8 @@ class Trainer:
             return self.train_seconds if self.restored_step_seconds is None else self.restored_step_seconds
         median = statistics.median(times)
         kept = [t for t in times if t <= 3.0 * median]
-        return sum(kept) / len(kept) * self.step
+        extra = self.swad.seconds if self.swad is not None else 0.0  # SWAD's evaluations belong to its cost
+        return sum(kept) / len(kept) * self.step + extra
 
 
 def _random_flips(images: torch.Tensor, seed: int) -> torch.Tensor:

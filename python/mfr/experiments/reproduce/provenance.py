@@ -14,7 +14,7 @@ from ... import _core
 from ..._core import __version__
 from ...facedata import FaceData
 
-__all__ = ["data_fingerprint", "hardware", "provenance"]
+__all__ = ["data_fingerprint", "hardware", "machine_name", "provenance"]
 
 
 def hardware() -> dict[str, Any]:
@@ -31,6 +31,12 @@ def hardware() -> dict[str, Any]:
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
+
+
+def machine_name(hw: dict[str, Any]) -> str:
+    """What decides a run's speed, in one line: the GPU or the CPU model, cores and torch threads."""
+    device = hw.get("gpu") or hw.get("processor") or hw.get("machine") or "unknown"
+    return f"{device}, {hw.get('cpu_count')} cores, {hw.get('torch_threads')} torch threads"
 
 
 def _cpu_model() -> str:

@@ -59,6 +59,8 @@ class RunRecord(TypedDict, total=False):
     final_loss: float | None
     curve: list[dict[str, float]]  # training log every log_every steps
     eval_curve: list[dict[str, float]]  # target metrics every eval_every steps
+    machine: str  # what timed it (ProtocolResult.machines); absent: the result's first machine
+    swad: dict[str, Any]  # SWAD rows: the window, its segments, threshold and losses
 
 
 def runs_path(folder: Path) -> Path:

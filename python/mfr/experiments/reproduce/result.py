@@ -16,7 +16,7 @@ from ... import _core
 from ..evaluate import METRICS
 from ..rows import Row
 from . import plots, records, report, stats
-from .provenance import hardware
+from .provenance import hardware, machine_name
 from .records import RunRecord
 
 __all__ = ["ProtocolResult"]
@@ -53,6 +53,25 @@ class ProtocolResult:
     budget: str = "steps"
     stage1_fraction: float | None = None
     tuned: bool = False
+    #: Every machine that trained runs of this result (name -> hardware), the first the one runs
+    #: without a ``machine`` field were timed on; a run records the name it was timed on.
+    machines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Seconds per step measured on a machine by a short run (machine -> method -> seconds), where
+    #: equal-compute budgets or the cost table need a method's speed on a machine it has no runs on.
+    calibration: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.machines:
+            self.machines = {machine_name(self.hardware): dict(self.hardware)}
+
+    @property
+    def machine(self) -> str:
+        """The name of the machine this result's hardware describes (the current one while running)."""
+        return machine_name(self.hardware)
+
+    def run_machine(self, run: RunRecord) -> str:
+        """The machine ``run`` was timed on (runs written before machines were recorded: the first)."""
+        return str(run.get("machine") or next(iter(self.machines)))
 
     # -- files ---------------------------------------------------------------------------------
 

@@ -17,7 +17,20 @@ _RESUME_KEYS = ("protocol", "targets", "config", "evaluation", "search", "budget
 
 #: TrainConfig fields added after results were first written, with the value that reproduces the
 #: training of that time: a results.json without them resumes only with that value.
-_CONFIG_ADDED = {"flip": False, "lean": False, "amp": None, "tf32": False}
+_CONFIG_ADDED = {
+    "flip": False,
+    "lean": False,
+    "amp": None,
+    "tf32": False,
+    # the settings of the methods added by issue 25: no earlier method reads them
+    "coral_weight": 1.0,
+    "mixstyle_p": 0.5,
+    "mixstyle_alpha": 0.1,
+    "cdt_weight": 1.0,
+    "cdt_margin": 0.5,
+    "swad": False,
+    "swad_every": 0,
+}
 #: TrainConfig fields that change speed, not results.
 _PERFORMANCE_ONLY = ("prefetch",)
 
@@ -57,6 +70,10 @@ def adopt_earlier(result: ProtocolResult, out: Path, resume: bool, force: bool) 
         raise _core.InvalidInputError(
             f"cannot resume {out}: it was made from other data ({earlier.fingerprint.get('name')}, {earlier.fingerprint.get('images')} images; now {result.fingerprint.get('name')}, {result.fingerprint.get('images')} images)"
         )
+    machines = dict(earlier.machines)
+    machines.setdefault(result.machine, dict(result.hardware))
+    result.machines = machines
+    result.calibration = copy.deepcopy(earlier.calibration)
     result.runs = list(earlier.runs)
     result.searches = list(earlier.searches)
     result.settings = dict(earlier.settings)

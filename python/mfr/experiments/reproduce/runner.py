@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import statistics
 import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
@@ -195,6 +196,12 @@ def run_protocol(
             for name in [*methods, *time_rows]:
                 if not runner.have(name, seed, tgts):
                     runner.train_row(Row.parse(name), seed, src, source_data, target_data)
+    if "cosface" in result.rows() and main and distributed.world_size() == 1:
+        # the cost table compares every row with CosFace on the machine that timed it
+        here = [r for r in result.runs if result.run_machine(r) == result.machine and r["method"] != "untrained"]
+        if here and not any(r["method"] == "cosface" for r in here):
+            src, tgts = plan[0]
+            runner.calibrate("cosface", 0, tgts, data.subset(src))
     result.complete = True
     runner.save()
     if out is not None and main:
@@ -372,6 +379,7 @@ class _Runner:
                         **res,
                         "train_seconds": 0.0,
                         "steps": 0,
+                        "machine": self.result.machine,
                     },
                 )
             )
@@ -385,14 +393,19 @@ class _Runner:
             mfr_run = next(
                 r for r in self.result.runs if r["method"] == "mfr" and r["seed"] == seed and r["target"] == tgts[0]
             )
+            at_steps = str(row.at_steps)
             own = next(
-                r
-                for r in self.result.runs
-                if r["method"] == row.method and r["seed"] == seed and r["target"] == tgts[0]
+                r for r in self.result.runs if r["method"] == at_steps and r["seed"] == seed and r["target"] == tgts[0]
             )
-            steps = max(1, round(stats.run_step_seconds(mfr_run) / stats.run_seconds_per_step(own)))
+            mfr_seconds = self.mfr_step_seconds(mfr_run, seed, tgts, source_data)
+            steps = max(1, round(mfr_seconds / stats.run_seconds_per_step(own)))
             return self.config_of(
-                row.method, seed, tgts, steps=steps, warmup_steps=min(config.warmup_steps, steps - 1)
+                row.method,
+                seed,
+                tgts,
+                steps=steps,
+                warmup_steps=min(config.warmup_steps, steps - 1),
+                **row.config_fields(),
             ), 0.0
         if row.stage1 is not None:
             s1 = max(1, round(self.stage1_fraction * config.steps))
@@ -405,10 +418,38 @@ class _Runner:
             )
             rest = config.steps - s1
             cfg = self.config_of(
-                row.method, seed, tgts, steps=rest, init=str(init), warmup_steps=min(config.warmup_steps, rest - 1)
+                row.method,
+                seed,
+                tgts,
+                steps=rest,
+                init=str(init),
+                warmup_steps=min(config.warmup_steps, rest - 1),
+                **row.config_fields(),
             )
             return cfg, stage1.step_seconds()
-        return self.config_of(row.method, seed, tgts), 0.0
+        return self.config_of(row.method, seed, tgts, **row.config_fields()), 0.0
+
+    def mfr_step_seconds(self, mfr_run: RunRecord, seed: int, tgts: list[str], source_data: FaceData) -> float:
+        """The seconds MFR's run trained for, on this machine: its own where it ran here; else its
+        step count times MFR's seconds per step measured here (:meth:`calibrate`), so that an
+        equal-compute row added on another machine gets the budget this machine allows."""
+        if self.result.run_machine(mfr_run) == self.result.machine:
+            return stats.run_step_seconds(mfr_run)
+        return self.calibrate("mfr", seed, tgts, source_data) * max(1, mfr_run.get("steps") or 1)
+
+    def calibrate(self, method: str, seed: int, tgts: list[str], source_data: FaceData) -> float:
+        """``method``'s seconds per step on this machine, measured once (recorded in ``calibration``):
+        the median step of a short run after its first steps (start-up costs left out)."""
+        here = self.result.calibration.setdefault(self.result.machine, {})
+        if method not in here:
+            cfg = self.config_of(method, seed, tgts, steps=CALIBRATION_STEPS, eval_every=0, checkpoint_every=0)
+            trainer = Trainer(cfg, source_data, out_dir=None, progress=False)
+            trainer.fit()
+            times = [float(h["seconds"]) for h in trainer.history[CALIBRATION_SKIP:]]
+            here[method] = float(statistics.median(times))
+            self.save()
+            self.say(f"calibration: {method} takes {1000 * here[method]:.1f} ms per step on {self.result.machine}")
+        return here[method]
 
     def train_row(
         self, row: Row, seed: int, src: list[str], source_data: FaceData, target_data: dict[str, FaceData]
@@ -452,6 +493,8 @@ class _Runner:
                             for e in trainer.eval_history
                             if e["domain"] == t
                         ],
+                        "machine": self.result.machine,
+                        **({"swad": trainer.swad.swad.record()} if trainer.swad is not None else {}),
                     },
                 )
             )
@@ -465,6 +508,10 @@ class _Runner:
             f"[{self.done}/{self.result.expected_runs}] seed {seed} {name:<16} {seconds:6.1f} s  " + "; ".join(cells)
         )
 
+
+#: A calibration run's steps, and the first ones its median leaves out.
+CALIBRATION_STEPS = 40
+CALIBRATION_SKIP = 5
 
 #: Training-log columns kept with a run (per ``log_every`` steps): losses and MFR's hard-pair counts.
 _CURVE_KEYS = ("step", "loss", "loss_s", "loss_t", "hard_positives", "hard_negatives", "lr")

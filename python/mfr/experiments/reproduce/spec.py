@@ -85,16 +85,22 @@ def check_methods(methods: Sequence[str]) -> None:
     bad = [m for m, row in rows.items() if row.budget != "steps" or row.problem() is not None]
     if bad:
         two = ", ".join(f"{x}@{p}" for x in ("mfr", "mldg") for p in POOLED)
+        problems = "; ".join(
+            f"{m!r}: {rows[m].problem() or 'a budget is not chosen per row (budget=time adds X:time rows)'}"
+            for m in bad
+        )
         raise _core.InvalidInputError(
-            f"unknown method(s) {', '.join(map(repr, bad))}; available: {', '.join(METHODS)}, and two-stage variants X@P such as {two}"
+            f"unknown method(s) {problems}. Available: {', '.join(METHODS)}; two-stage variants X@P such as {two}; options X+swad"
         )
     if len(set(methods)) != len(methods):
         raise _core.InvalidInputError(f"methods repeat: {list(methods)}")
 
 
 def time_rows(methods: Sequence[str]) -> list[str]:
-    """The equal-compute rows of ``budget="time"``: every single-stage method but MFR, ``X:time``."""
-    return [str(Row(m, budget="time")) for m in methods if not Row.parse(m).two_stage and m != "mfr"]
+    """The equal-compute rows of ``budget="time"``: ``X:time`` for every single-stage row whose
+    method is not MFR (MFR with an option, as ``mfr+swad``, is timed against nothing)."""
+    rows = [Row.parse(m) for m in methods]
+    return [str(Row(r.method, None, "time", r.options)) for r in rows if not r.two_stage and r.method != "mfr"]
 
 
 def settings_key(method: str, targets: Sequence[str]) -> str:
