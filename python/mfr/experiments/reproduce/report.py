@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -15,7 +16,7 @@ from ... import _core
 from ..evaluate import METRICS
 from ..search import search_summary
 from .spec import LOWER_IS_BETTER, METRIC_SHORT, METRIC_TITLES
-from .stats import Difference
+from .stats import Difference, run_seconds_per_step
 
 if TYPE_CHECKING:
     from .result import ProtocolResult
@@ -70,20 +71,51 @@ def header(res: ProtocolResult) -> str:
 
 
 def verdict(res: ProtocolResult, method: str = "mfr", metric: str = "tar@far=1e-2", confidence: float = 0.95) -> str:
-    """The question the protocol asks, answered in Markdown: does ``method`` beat the best pooled
-    baseline on the unseen targets? The paired difference of ``metric`` (mean over targets,
-    :meth:`compare`) against the best pooled baseline at equal steps and, when the result has
-    equal-compute rows, against the best of those; which targets the interval calls either
-    way. "" when the result holds no pooled baseline or not ``method``."""
+    """The questions the protocol asks, answered in Markdown: does ``method`` beat the best pooled
+    baseline on the unseen targets, and the best method that is not MFR (pooled, MLDG, the
+    domain-generalization baselines and their variants)? The paired difference of ``metric`` (mean
+    over targets, :meth:`compare`) against each at equal steps and, when the result has
+    equal-compute rows, against the best of those; which targets the interval calls either way.
+    "" when the result holds neither or not ``method``."""
     if method not in res.rows():
         return ""
+    name = METRIC_SHORT.get(metric, metric)
+    tail = (
+        f"{name}, mean over the {len(res.targets)} targets, paired {round(100 * confidence)}% interval over seeds and identities"
+        + ("" if res.complete else " (an interim reading: the run is incomplete)")
+        + ":"
+    )
+    blocks = []
+    pooled = _verdict_lines(res, method, metric, confidence, res.best_pooled)
+    if pooled:
+        blocks.append(
+            "\n".join([f"**Does {method} beat the best pooled baseline on the unseen targets?** {tail}", "", *pooled])
+        )
+    others = _verdict_lines(res, method, metric, confidence, res.best_other)
+    if others:
+        blocks.append(
+            "\n".join(
+                [f"**Does {method} beat the best method that is not MFR on the unseen targets?** {tail}", "", *others]
+            )
+        )
+    return "\n\n".join(blocks)
+
+
+def _verdict_lines(
+    res: ProtocolResult,
+    method: str,
+    metric: str,
+    confidence: float,
+    pick: Callable[[str, str], str | None],
+) -> list[str]:
+    """One line per budget: ``method`` minus the row ``pick(metric, budget)`` names."""
     sign = -1 if metric in LOWER_IS_BETTER else 1
     lines = []
     for budget, label in (
         ("steps", "equal steps"),
         ("time", "equal compute (the baselines trained for MFR's time)"),
     ):
-        baseline = res.best_pooled(metric, budget=budget)
+        baseline = pick(metric, budget)
         if baseline is None or baseline == method:
             continue
         try:
@@ -106,16 +138,7 @@ def verdict(res: ProtocolResult, method: str = "mfr", metric: str = "tar@far=1e-
             f"Per target, by an interval excluding 0: better on {', '.join(better) or 'none'}; "
             f"worse on {', '.join(worse) or 'none'} (of {len(c.per_target)})."
         )
-    if not lines:
-        return ""
-    name = METRIC_SHORT.get(metric, metric)
-    head = (
-        f"**Does {method} beat the best pooled baseline on the unseen targets?** {name}, mean over the "
-        f"{len(res.targets)} targets, paired {round(100 * confidence)}% interval over seeds and identities"
-        + ("" if res.complete else " (an interim reading: the run is incomplete)")
-        + ":"
-    )
-    return "\n".join([head, "", *lines])
+    return lines
 
 
 def table(res: ProtocolResult, metric: str = "tar@far=1e-2") -> str:
@@ -183,8 +206,10 @@ def difference_table(
 
 
 def timing_table(res: ProtocolResult) -> str:
-    """Markdown: per method, median training seconds per run and per step, and the ratio to the
-    fastest method."""
+    """Markdown: per row, median training seconds per run and per step, and its cost per step
+    relative to the fastest row and to CosFace timed on the same machine (its runs there, else its
+    calibration run: :attr:`ProtocolResult.calibration`). A result timed on several machines names
+    each row's."""
     rows = []
     for method in res.rows()[1:]:
         runs = {(r["target"], r["seed"]): r for r in res.runs if r["method"] == method}
@@ -192,18 +217,46 @@ def timing_table(res: ProtocolResult) -> str:
             continue
         secs = [r["train_seconds"] for r in runs.values()]
         steps = [max(1, r.get("steps") or 1) for r in runs.values()]
-        rows.append((method, float(np.median(secs)), res.seconds_per_step(method), int(np.median(steps)), len(runs)))
+        machines = [res.run_machine(r) for r in runs.values()]
+        machine = max(set(machines), key=machines.count)
+        rows.append(
+            (method, float(np.median(secs)), res.seconds_per_step(method), int(np.median(steps)), len(runs), machine)
+        )
     if not rows:
         return ""
-    fastest = min(r[2] for r in rows)
+    several = len({r[5] for r in rows}) > 1
+
+    def cosface_on(machine: str) -> float:
+        timed = [
+            run_seconds_per_step(r) for r in res.runs if r["method"] == "cosface" and res.run_machine(r) == machine
+        ]
+        if timed:
+            return float(np.median(timed))
+        return float(res.calibration.get(machine, {}).get("cosface", float("nan")))
+
+    fastest = min(r[2] for r in rows if r[5] == rows[0][5])
     lines = [
         "**Training time** (median over runs; s per run is wall time including evaluations during training; ms per step only the steps, "
-        "their mean without steps over 3x the median, which a pause or another job interrupted)",
+        "their mean without steps over 3x the median, which a pause or another job interrupted, plus SWAD's evaluations)",
         "",
-        "| method | steps | s per run | ms per step | x fastest | runs |",
-        "|---|---|---|---|---|---|",
+        "| method | steps | s per run | ms per step | x fastest | x cosface | runs |"
+        + (" machine |" if several else ""),
+        "|---|---|---|---|---|---|---|" + ("---|" if several else ""),
     ]
-    lines += [f"| {m} | {k} | {s:.1f} | {1000 * p:.1f} | {p / fastest:.2f} | {n} |" for m, s, p, k, n in rows]
+    names = list(dict.fromkeys(r[5] for r in rows))
+    for m, sec, p, k, n, machine in rows:
+        vs_fastest = f"{p / fastest:.2f}" if machine == rows[0][5] else "—"
+        ref = cosface_on(machine)
+        vs_cosface = "—" if math.isnan(ref) else f"{p / ref:.2f}"
+        where = f" {names.index(machine) + 1} |" if several else ""
+        lines.append(f"| {m} | {k} | {sec:.1f} | {1000 * p:.1f} | {vs_fastest} | {vs_cosface} | {n} |{where}")
+    if several:
+        lines += [
+            "",
+            "Machines: " + "; ".join(f"{i + 1}: {name}" for i, name in enumerate(names)) + ". "
+            "x fastest compares rows timed on the first machine only; x cosface compares each row with CosFace on its own machine "
+            "(where CosFace has no runs there, a short calibration run of it measured that machine).",
+        ]
     odd = res.timing_outliers()
     if odd:
         listed = ", ".join(f"{m} on {t} seed {s} ({x:.1f}x)" for m, t, s, x in odd)

@@ -190,9 +190,14 @@ class ProtocolResult:
         ``budget="time"`` among their equal-compute rows (``<method>:time``)."""
         return stats.best_pooled(self.grid(metric), metric, budget)
 
+    def best_other(self, metric: str = "tar@far=1e-2", budget: str = "steps") -> str | None:
+        """The best row that is not MFR or an MFR ablation (:func:`.stats.best_other`); with
+        ``budget="time"`` among the equal-compute rows."""
+        return stats.best_other(self.grid(metric), metric, budget)
+
     def verdict(self, method: str = "mfr", metric: str = "tar@far=1e-2", confidence: float = 0.95) -> str:
-        """Does ``method`` beat the best pooled baseline on the unseen targets? (Markdown; "" when
-        the result holds no pooled baseline or not ``method``; see :func:`.report.verdict`.)"""
+        """Does ``method`` beat the best pooled baseline, and the best non-MFR method, on the unseen
+        targets? (Markdown; "" when the result holds neither or not ``method``; see :func:`.report.verdict`.)"""
         return report.verdict(self, method, metric, confidence)
 
     def curve(self, method: str, metric: str = "tar@far=1e-2") -> dict[int, float]:

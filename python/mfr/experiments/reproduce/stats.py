@@ -22,7 +22,7 @@ import numpy.typing as npt
 from ... import _core
 from ...metrics import percentile_interval
 from ..evaluate import METRICS, t_quantile
-from ..methods import POOLED
+from ..methods import METHODS, POOLED
 from ..rows import Row
 from .records import RunRecord
 from .spec import LOWER_IS_BETTER
@@ -32,6 +32,7 @@ __all__ = [
     "Comparison",
     "Difference",
     "Summary",
+    "best_other",
     "best_pooled",
     "compare",
     "curve",
@@ -266,6 +267,25 @@ def best_pooled(table: Grid, metric: str = "tar@far=1e-2", budget: str = "steps"
     sign = -1 if metric in LOWER_IS_BETTER else 1
     names = {str(Row(p, budget=budget)) for p in POOLED}
     scored = [(sign * avg, m) for m, _, avg in table if m in names and not math.isnan(avg)]
+    return max(scored)[1] if scored else None
+
+
+def is_mfr_row(name: str) -> bool:
+    """Whether a row trains MFR or one of its ablations last (``mfr``, ``mfr_no_da``, ``mfr@arcface``, ``mfr+swad``...)."""
+    spec = METHODS.get(Row.parse(name).method)
+    return spec is not None and (spec.name == "mfr" or spec.kind == "ablation")
+
+
+def best_other(table: Grid, metric: str = "tar@far=1e-2", budget: str = "steps") -> str | None:
+    """The row with the best mean over targets in ``table`` (a :func:`grid`) among every trained
+    row that is not MFR or an MFR ablation (pooled baselines, MLDG, the domain-generalization
+    baselines, their SWAD and two-stage variants); with ``budget="time"`` among the equal-compute rows."""
+    sign = -1 if metric in LOWER_IS_BETTER else 1
+    scored = [
+        (sign * avg, m)
+        for m, _, avg in table
+        if m != "untrained" and not is_mfr_row(m) and Row.parse(m).budget == budget and not math.isnan(avg)
+    ]
     return max(scored)[1] if scored else None
 
 
