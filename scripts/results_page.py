@@ -23,6 +23,8 @@ from mfr.experiments.reproduce.stats import run_step_seconds
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "docs" / "results.template.md"
 METRIC = "tar@far=1e-2"
+#: The rows of the domain-generalization methods added to the published run (issue 25).
+DG_ROWS = ("coral", "mixstyle", "cdt", "cosface+swad", "mfr+swad")
 
 
 def _interval(d: Difference) -> str:
@@ -60,7 +62,9 @@ def figures(r: ProtocolResult) -> dict[str, Any]:
         f.update({f"cell_{method}_{t}": f"{summary[method][t][METRIC]['mean']:.3f}" for t in r.targets})
     best = []
     for t in r.targets:
-        value, method = max((summary[m][t][METRIC]["mean"], m) for m in r.rows() if m != "untrained")
+        value, method = max(
+            (summary[m][t][METRIC]["mean"], m) for m in r.rows() if m != "untrained" and t in summary.get(m, {})
+        )
         best.append(f"{t} {method} ({value:.3f})")
     f["best_per_target"] = ", ".join(best)
     for method in ("mfr", "mfr_first_order", "mldg", "arcface:time", "cosface:time", "softmax:time"):
@@ -113,6 +117,23 @@ def figures(r: ProtocolResult) -> dict[str, Any]:
     f.update({f"cost_{m}": f"{x / pooled:.1f}" for m, x in per_step.items()})
     for kind in ("roc", "curves"):
         f[f"{kind}_links"] = ", ".join(f"[{t}](runs/faces-lodo-1000/{kind}_{t}.png)" for t in r.targets)
+    dg = report.versus_table(r, DG_ROWS)
+    dg_in = [m for m in DG_ROWS if m in r.rows()]
+    f["dg_table"] = dg or (
+        f"*(in progress: the rows {', '.join(dg_in)} are part of this run; none of their runs has finished yet)*"
+        if dg_in
+        else "*(not part of this run)*"
+    )
+    names = list(r.machines)
+    f["machines_line"] = (
+        f"{names[0]}, CPU only"
+        if len(names) == 1
+        else "; ".join(
+            f"{name} ({', '.join(m for m in r.rows() if r.main_machine(m) == name) or 'no rows yet'})"
+            for name in names
+        )
+        + " (each run records its machine; the cost table compares rows with CosFace on their own machine)"
+    )
     f["overview"] = report.overview(r)
     f["tar2"] = report.table(r, METRIC)
     f["paired"] = report.difference_table(r, METRIC)

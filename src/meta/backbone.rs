@@ -346,6 +346,30 @@ mod tests {
     }
 
     #[test]
+    fn style_mixing_with_oneself_changes_nothing_and_bad_mixes_are_refused() {
+        for name in ARCH_NAMES {
+            let n = Backbone::new(name, 1, 32, Some(4), Some(8)).unwrap();
+            assert_eq!(n.style_points, 3, "{name}");
+            let (p, b) = (tensors(&n.params), tensors(&n.buffers));
+            let x = Tensor::randn([4, 1, 32, 32], (Kind::Float, Device::Cpu));
+            let plain = n.forward(&p, &b, &x, BnMode::TrainNoUpdate).unwrap();
+            let own = StyleMix {
+                perm: Tensor::arange(4, (Kind::Int64, Device::Cpu)),
+                lam: Tensor::full([4], 0.3, (Kind::Float, Device::Cpu)),
+                points: vec![0, 1, 2],
+            };
+            n.check_mix("t", &own, 4, Device::Cpu).unwrap();
+            let mixed = n.forward_mixed(&p, &b, &x, BnMode::TrainNoUpdate, BN_MOMENTUM, Some(&own)).unwrap();
+            assert!(mixed.allclose(&plain, 1e-4, 1e-5, false), "{name}");
+            let swapped = StyleMix { perm: Tensor::from_slice(&[1i64, 0, 3, 2]), ..own };
+            let changed = n.forward_mixed(&p, &b, &x, BnMode::TrainNoUpdate, BN_MOMENTUM, Some(&swapped)).unwrap();
+            assert!(!changed.allclose(&plain, 1e-4, 1e-5, false), "{name}");
+            let far = StyleMix { perm: Tensor::from_slice(&[1i64, 0, 3, 9]), ..swapped };
+            assert!(n.check_mix("t", &far, 4, Device::Cpu).unwrap_err().to_string().contains("[0, 4)"));
+        }
+    }
+
+    #[test]
     fn too_small_inputs_and_wrong_tensors_are_errors() {
         let err = Backbone::new("mobilefacenet", 3, 16, Some(7), None).unwrap_err().to_string();
         assert!(err.contains("do not split into"), "{err}");

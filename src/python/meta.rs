@@ -204,7 +204,9 @@ fn backbone_forward(
             None => None,
             Some((perm, lam, points)) => {
                 if mode == BnMode::Eval {
-                    return Err(MfrError::invalid(F, "MixStyle mixes in training passes only, not in mode 'eval'").into());
+                    return Err(
+                        MfrError::invalid(F, "MixStyle mixes in training passes only, not in mode 'eval'").into()
+                    );
                 }
                 let perm = tensor_arg(&perm, F, "mix partners")?;
                 let lam = tensor_arg(&lam, F, "mix weights")?;

@@ -19,10 +19,12 @@ from mfr.meta import MetaStepConfig
 from mfr.nn import Backbone, StyleMix
 from mfr.reference import inner_update
 
-torch.set_default_dtype(torch.float64)  # parity at float64 precision; reset at the end of the module
 
-
-def teardown_module():
+@pytest.fixture(autouse=True)
+def float64_by_default():
+    """Parity at float64 precision (the trainers below name their dtype)."""
+    torch.set_default_dtype(torch.float64)
+    yield
     torch.set_default_dtype(torch.float32)
 
 
@@ -406,3 +408,15 @@ def test_make_method_reads_the_options_and_their_defaults():
     assert (mix.p, mix.alpha) == (0.2, 0.3)
     cdt = make_method("cdt", net, 5, meta, margin=0.1, options={"cdt_weight": 3.0, "cdt_margin": 0.7})
     assert (cdt.weight, cdt.triplet_margin, cdt.head.margin) == (3.0, 0.7, 0.1)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("row", ["coral", "mixstyle", "cdt", "cosface+swad", "mfr+swad"])
+def test_new_rows_train_on_cuda_tensors(row, data):
+    r = Row.parse(row)
+    torch.manual_seed(0)
+    c = cfg(method=r.method, steps=12, device="cuda", dtype="float32", log_every=1, **r.config_fields())
+    tr = Trainer(c, data, progress=False)
+    history = tr.fit()
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in history)
+    assert all(p.device.type == "cuda" for p in tr.method.parameters())

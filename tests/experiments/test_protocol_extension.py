@@ -100,3 +100,21 @@ def test_the_verdict_names_the_best_method_that_is_not_mfr(data):
     text = result.verdict()
     assert "best pooled baseline" in text and "best method that is not MFR" in text
     assert f"mfr - {other} =" in text
+
+
+def test_cli_reproduce_runs_every_new_row(tmp_path, capsys):
+    """The issue's command, on the built-in synthetic data (made tiny)."""
+    from cli_args import TINY_GRAY
+
+    from mfr.experiments.cli import main
+
+    out = tmp_path / "o"
+    methods = "coral,mixstyle,cdt,cosface+swad,mfr+swad"
+    code = main(["reproduce", *TINY_GRAY, "--methods", methods, "--steps", "20", "--bootstrap", "5", "--out", str(out)])
+    assert code == 0
+    result = ProtocolResult.load(out)
+    assert result.complete and result.rows() == ["untrained", *methods.split(",")]
+    for row in methods.split(","):
+        assert {r["target"] for r in result.runs if r["method"] == row} == set(result.targets)
+    text = (out / "results.md").read_text()
+    assert all(f"| {row} |" in text for row in methods.split(","))

@@ -142,6 +142,7 @@ def test_step_seconds_leave_out_interrupted_steps():
         step = 12
         train_seconds = 99.0
         restored_step_seconds = None
+        swad = None
         history = [{"seconds": 0.1}] * 10 + [{"seconds": 30.0}]  # one step paused; one step's row missing (resumed)
 
     assert Trainer.step_seconds(Fake()) == pytest.approx(0.1 * 12)

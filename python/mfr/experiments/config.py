@@ -18,7 +18,7 @@ import torch
 from .. import _core
 from ..meta import MetaStepConfig, config_fields
 from ..nn import BACKBONES, Backbone
-from .methods import METHODS
+from .methods import METHODS, OPTION_DEFAULTS
 
 __all__ = ["TrainConfig", "config_from_mapping", "parse_config_file", "parse_field", "parse_set", "resolve_device"]
 
@@ -100,11 +100,22 @@ class TrainConfig:
     tf32: bool = _field(False, "TensorFloat-32 matmuls and convolutions on CUDA")
     head_scale: float = _field(30.0, "classifier heads (mldg, softmax, cosface, arcface): logit scale")
     margin: float | None = _field(None, "margin of the margin heads (none: the method's own default)")
-    coral_weight: float = _field(1.0, "coral: weight of the CORAL penalty (mean and covariance differences)")
-    mixstyle_p: float = _field(0.5, "mixstyle: probability that a training batch mixes styles at each style point")
-    mixstyle_alpha: float = _field(0.1, "mixstyle: Beta(alpha, alpha) parameter of the mixing weights")
-    cdt_weight: float = _field(1.0, "cdt: weight of the (cross-domain) triplet losses against the classification loss")
-    cdt_margin: float = _field(0.5, "cdt: triplet margin (squared distances of unit embeddings)")
+    coral_weight: float = _field(
+        OPTION_DEFAULTS["coral_weight"], "coral: weight of the CORAL penalty (mean and covariance differences)"
+    )
+    mixstyle_p: float = _field(
+        OPTION_DEFAULTS["mixstyle_p"], "mixstyle: probability that a training batch mixes styles at each style point"
+    )
+    mixstyle_alpha: float = _field(
+        OPTION_DEFAULTS["mixstyle_alpha"], "mixstyle: Beta(alpha, alpha) parameter of the mixing weights"
+    )
+    cdt_weight: float = _field(
+        OPTION_DEFAULTS["cdt_weight"],
+        "cdt: weight of the (cross-domain) triplet losses against the classification loss",
+    )
+    cdt_margin: float = _field(
+        OPTION_DEFAULTS["cdt_margin"], "cdt: triplet margin (squared distances of unit embeddings)"
+    )
     swad: bool = _field(
         False, "SWAD: average the weights densely inside the window its rule picks from source-validation loss"
     )

@@ -348,7 +348,7 @@ class CDTMethod(Method):
             trip = torch.stack([cross_domain_triplet(unit[d], None, None, m) for d in train]).mean()
             l_s = torch.stack([head.loss(emb[d], labels[d]) for d in train]).mean() + w * trip
             adapted = inner_update(l_s * loss_scale, params, cfg.alpha / loss_scale, cfg.first_order)
-            l_t = emb.get(train[0], theta[0]).new_zeros(())
+            l_t = objective.new_zeros(())
             cdt = l_t
             for t in test:
                 e = self.embed(domains[t], params=adapted[:-1])
@@ -447,10 +447,18 @@ def _build_pooled(
     return PooledMethod(spec.name, backbone, n_classes, scale, margin, cfg.amp)
 
 
-def _option(options: Mapping[str, Any], name: str) -> float:
-    from .config import TrainConfig  # the defaults live there (config imports this module)
+#: The defaults of the methods' own settings (TrainConfig fields; declared here, read there).
+OPTION_DEFAULTS: dict[str, float] = {
+    "coral_weight": 1.0,
+    "mixstyle_p": 0.5,
+    "mixstyle_alpha": 0.1,
+    "cdt_weight": 1.0,
+    "cdt_margin": 0.5,
+}
 
-    return float(options.get(name, TrainConfig.__dataclass_fields__[name].default))
+
+def _option(options: Mapping[str, Any], name: str) -> float:
+    return float(options.get(name, OPTION_DEFAULTS[name]))
 
 
 def _build_coral(

@@ -43,6 +43,7 @@ from .config import TrainConfig, resolve_device
 from .evaluate import evaluate_domain
 from .methods import Method, make_method
 from .precision import LossScaler
+from .search import split_validation
 from .weights import CHECKPOINT_FORMAT, load_init_weights, tensors_under
 
 __all__ = ["TrainConfig", "Trainer", "resolve_device"]
@@ -71,8 +72,6 @@ class Trainer:
         config.check()
         validation = None
         if config.swad:  # SWAD's source-validation loss needs identities no step trains on
-            from .search import split_validation
-
             data, validation = split_validation(data, swad.VALIDATION_FRACTION, config.seed)
         self.config, self.data = config, data
         self.device = resolve_device(config.device)

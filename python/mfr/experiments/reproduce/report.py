@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,7 +16,7 @@ from ... import _core
 from ..evaluate import METRICS
 from ..search import search_summary
 from .spec import LOWER_IS_BETTER, METRIC_SHORT, METRIC_TITLES
-from .stats import Difference, run_seconds_per_step
+from .stats import Difference
 
 if TYPE_CHECKING:
     from .result import ProtocolResult
@@ -33,6 +33,7 @@ __all__ = [
     "overview",
     "table",
     "verdict",
+    "versus_table",
     "write_csv",
 ]
 
@@ -205,6 +206,46 @@ def difference_table(
     return "\n".join(lines)
 
 
+def versus_table(
+    res: ProtocolResult,
+    rows: Sequence[str],
+    references: Sequence[str] = ("mfr", "cosface"),
+    metric: str = "tar@far=1e-2",
+    confidence: float = 0.95,
+) -> str:
+    """Markdown: each of ``rows`` that has runs, with its mean ``metric`` over targets, its paired
+    difference to each of ``references`` (the row minus the reference, :meth:`compare`: an interval
+    over seeds and identities, and how many targets the interval calls either way), and its cost
+    per step relative to CosFace on its own machine. "" when none of ``rows`` has runs."""
+    present = [m for m in rows if any(r["method"] == m for r in res.runs)]
+    refs = [x for x in references if x in res.rows()]
+    if not present:
+        return ""
+    grid = {m: avg for m, _, avg in res.grid(metric)}
+    short = METRIC_SHORT.get(metric, metric)
+    head = f"| row | runs | mean {short} | " + " | ".join(f"row - {x}" for x in refs) + " | cost per step (x cosface) |"
+    lines = [head, "|---|---|---|" + "---|" * len(refs) + "---|"]
+    for m in present:
+        n = sum(r["method"] == m for r in res.runs)
+        cells = []
+        for x in refs:
+            try:
+                c = res.compare(m, x, metric, confidence)
+            except _core.InvalidInputError:  # no run in common yet
+                cells.append("—")
+                continue
+            d = c.mean
+            calls = f"; better on {len(c.better_on)}, worse on {len(c.worse_on)} of {len(c.per_target)}"
+            cells.append(f"{d.estimate:+.3f} [{d.low:+.3f}, {d.high:+.3f}]{calls}")
+        cost = res.relative_cost(m)
+        cost_text = "—" if math.isnan(cost) else f"{cost:.2f}"
+        mean = grid.get(m, float("nan"))
+        lines.append(
+            f"| {m} | {n} | {'—' if math.isnan(mean) else f'{mean:.3f}'} | " + " | ".join(cells) + f" | {cost_text} |"
+        )
+    return "\n".join(lines)
+
+
 def timing_table(res: ProtocolResult) -> str:
     """Markdown: per row, median training seconds per run and per step, and its cost per step
     relative to the fastest row and to CosFace timed on the same machine (its runs there, else its
@@ -217,22 +258,13 @@ def timing_table(res: ProtocolResult) -> str:
             continue
         secs = [r["train_seconds"] for r in runs.values()]
         steps = [max(1, r.get("steps") or 1) for r in runs.values()]
-        machines = [res.run_machine(r) for r in runs.values()]
-        machine = max(set(machines), key=machines.count)
+        machine = res.main_machine(method) or ""
         rows.append(
             (method, float(np.median(secs)), res.seconds_per_step(method), int(np.median(steps)), len(runs), machine)
         )
     if not rows:
         return ""
     several = len({r[5] for r in rows}) > 1
-
-    def cosface_on(machine: str) -> float:
-        timed = [
-            run_seconds_per_step(r) for r in res.runs if r["method"] == "cosface" and res.run_machine(r) == machine
-        ]
-        if timed:
-            return float(np.median(timed))
-        return float(res.calibration.get(machine, {}).get("cosface", float("nan")))
 
     fastest = min(r[2] for r in rows if r[5] == rows[0][5])
     lines = [
@@ -246,7 +278,7 @@ def timing_table(res: ProtocolResult) -> str:
     names = list(dict.fromkeys(r[5] for r in rows))
     for m, sec, p, k, n, machine in rows:
         vs_fastest = f"{p / fastest:.2f}" if machine == rows[0][5] else "—"
-        ref = cosface_on(machine)
+        ref = res.seconds_per_step_on("cosface", machine)
         vs_cosface = "—" if math.isnan(ref) else f"{p / ref:.2f}"
         where = f" {names.index(machine) + 1} |" if several else ""
         lines.append(f"| {m} | {k} | {sec:.1f} | {1000 * p:.1f} | {vs_fastest} | {vs_cosface} | {n} |{where}")

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ... import _core
 from ..evaluate import METRICS
 from ..rows import Row
@@ -72,6 +74,29 @@ class ProtocolResult:
     def run_machine(self, run: RunRecord) -> str:
         """The machine ``run`` was timed on (runs written before machines were recorded: the first)."""
         return str(run.get("machine") or next(iter(self.machines)))
+
+    def main_machine(self, method: str) -> str | None:
+        """The machine that timed most of ``method``'s runs (None without runs)."""
+        names = [self.run_machine(r) for r in self.runs if r["method"] == method]
+        return max(dict.fromkeys(names), key=names.count) if names else None
+
+    def seconds_per_step_on(self, method: str, machine: str) -> float:
+        """``method``'s seconds per step on ``machine``: the median over its runs there, else its
+        calibration run there, else NaN."""
+        timed = [
+            stats.run_seconds_per_step(r) for r in self.runs if r["method"] == method and self.run_machine(r) == machine
+        ]
+        if timed:
+            return float(np.median(timed))
+        return float(self.calibration.get(machine, {}).get(method, float("nan")))
+
+    def relative_cost(self, method: str, reference: str = "cosface") -> float:
+        """``method``'s seconds per step over ``reference``'s, both on the machine that timed
+        ``method`` (NaN where either is unknown there)."""
+        machine = self.main_machine(method)
+        if machine is None:
+            return float("nan")
+        return self.seconds_per_step_on(method, machine) / self.seconds_per_step_on(reference, machine)
 
     # -- files ---------------------------------------------------------------------------------
 

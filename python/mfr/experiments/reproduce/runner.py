@@ -19,7 +19,7 @@ from ... import _core
 from ...facedata import FaceData
 from .. import distributed
 from ..checkpoint import check_output_folder
-from ..config import TrainConfig, resolve_device
+from ..config import SWAD_MIN_EVALUATIONS, TrainConfig, resolve_device
 from ..evaluate import METRICS, evaluate_domain
 from ..methods import METHODS
 from ..rows import Row
@@ -399,6 +399,9 @@ class _Runner:
             )
             mfr_seconds = self.mfr_step_seconds(mfr_run, seed, tgts, source_data)
             steps = max(1, round(mfr_seconds / stats.run_seconds_per_step(own)))
+            steps = int(distributed.gather_objects(steps)[0])  # every rank trains rank 0's budget
+            if row.swad:  # SWAD's rule needs 3 evaluations; a budget below that gets them (tiny runs only)
+                steps = max(steps, SWAD_MIN_EVALUATIONS)
             return self.config_of(
                 row.method,
                 seed,
@@ -446,7 +449,8 @@ class _Runner:
             trainer = Trainer(cfg, source_data, out_dir=None, progress=False)
             trainer.fit()
             times = [float(h["seconds"]) for h in trainer.history[CALIBRATION_SKIP:]]
-            here[method] = float(statistics.median(times))
+            # under torchrun every rank calibrates in step; all take rank 0's figure
+            here[method] = float(distributed.gather_objects(statistics.median(times))[0])
             self.save()
             self.say(f"calibration: {method} takes {1000 * here[method]:.1f} ms per step on {self.result.machine}")
         return here[method]
