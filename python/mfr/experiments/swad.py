@@ -230,7 +230,9 @@ class SwadTraining:
         self.backbone, self.interval, self.scale = backbone, interval, scale
         self.swad = Swad(backbone.parameter_list())
         self.applied = False
-        self.seconds = 0.0
+        self.seconds = 0.0  # everything SWAD added: the evaluations and the BatchNorm pass
+        self.bn_seconds = 0.0  # the BatchNorm pass alone
+        self.evaluations = 0
         device, dtype = backbone.parameter_list()[0].device, backbone.parameter_list()[0].dtype
         index = validation.index
         self.domains: list[tuple[torch.Tensor, torch.Tensor]] = []
@@ -257,6 +259,7 @@ class SwadTraining:
             loss = source_validation_loss(self.backbone, self.domains, self.scale)
             self.backbone.train(was)
             self.swad.end_segment(step, loss)
+            self.evaluations += 1
         self.seconds += time.perf_counter() - t0
 
     def finish(self, batches: Iterable[list[torch.Tensor]]) -> None:
@@ -268,12 +271,15 @@ class SwadTraining:
         if self.swad.finish():
             self.backbone.adapt_batchnorm(x for group in batches for x in group)
         self.applied = True
-        self.seconds += time.perf_counter() - t0
+        self.bn_seconds = time.perf_counter() - t0
+        self.seconds += self.bn_seconds
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         tensors, meta = self.swad.state()
-        return tensors, {**meta, "applied": self.applied, "seconds": self.seconds}
+        extra = {"applied": self.applied, "seconds": self.seconds, "bn_seconds": self.bn_seconds}
+        return tensors, {**meta, **extra, "evaluations": self.evaluations}
 
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         self.swad.load_state(tensors, meta)
         self.applied, self.seconds = bool(meta["applied"]), float(meta["seconds"])
+        self.bn_seconds, self.evaluations = float(meta.get("bn_seconds", 0.0)), int(meta.get("evaluations", 0))
