@@ -86,7 +86,9 @@ class Swad:
 
     @torch.no_grad()
     def accumulate(self, step: int) -> None:
-        """Add the weights after ``step`` to the current segment."""
+        """Add the weights after ``step`` to the current segment (nothing once the window closed)."""
+        if self.closed:
+            return
         if self.count == 0:
             self.start = step
         for s, p in zip(self.sum, self.parameters):
@@ -95,6 +97,9 @@ class Swad:
 
     def end_segment(self, step: int, loss: float) -> None:
         """Close the current segment with the source-validation ``loss`` of the weights at ``step``."""
+        if self.closed:  # the window is final; the loss is still kept for the record
+            self.losses.append((step, float(loss)))
+            return
         if self.count == 0:
             return
         weights = [(s / self.count).to(p.dtype) for s, p in zip(self.sum, self.parameters)]
@@ -103,8 +108,6 @@ class Swad:
         segment = _Segment(self.start, step, float(loss), weights)
         self.count = 0
         self.losses.append((step, float(loss)))
-        if self.closed:
-            return
         self.segments.append(segment)
         if self.threshold is None:
             recent = self.segments[-N_CONVERGE:]
