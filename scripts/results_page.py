@@ -125,13 +125,11 @@ def figures(r: ProtocolResult) -> dict[str, Any]:
         else "*(not part of this run)*"
     )
     names = list(r.machines)
+    rows_on = {n: ", ".join(m for m in r.rows() if r.main_machine(m) == n) or "no rows yet" for n in names}
     f["machines_line"] = (
         f"{names[0]}, CPU only"
         if len(names) == 1
-        else "; ".join(
-            f"{name} ({', '.join(m for m in r.rows() if r.main_machine(m) == name) or 'no rows yet'})"
-            for name in names
-        )
+        else "; ".join(f"{n} ({rows_on[n]})" for n in names)
         + " (each run records its machine; the cost table compares rows with CosFace on their own machine)"
     )
     f["overview"] = report.overview(r)
