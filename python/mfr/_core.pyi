@@ -22,6 +22,8 @@ __all__ = [
     "DomainSamplerCore",
     "EpochBatches",
     "FaceIndex",
+    "FolderInUseError",
+    "FolderLockWarning",
     "InvalidInputError",
     "KFoldResult",
     "MetaStepConfig",
@@ -73,6 +75,9 @@ class OutOfMemoryError(InvalidInputError, MemoryError):
 class DataError(MfrError, OSError):
     """Data on disk is missing, unreadable or corrupt."""
 
+class FolderInUseError(DataError):
+    """Another process is writing the output folder (it holds the folder's lock)."""
+
 class DeviceError(MfrError, RuntimeError):
     """A tensor is on the wrong or an unavailable device."""
 
@@ -87,6 +92,9 @@ class DataWarning(MfrWarning):
 
 class DecodeWarning(DataWarning):
     """Some images could not be read or decoded and were left out of the batch."""
+
+class FolderLockWarning(MfrWarning):
+    """The output folder's filesystem has no working locks: the run goes on without one."""
 
 class UndefinedMetricWarning(MfrWarning):
     """A requested metric cannot be measured from the given pairs (and is reported as NaN)."""

@@ -4,12 +4,14 @@
 //! ├── InvalidInputError(MfrError, ValueError)
 //! │   └── OutOfMemoryError(InvalidInputError, MemoryError)
 //! ├── DataError(MfrError, OSError)
+//! │   └── FolderInUseError(DataError): another process writes the output folder (the harness)
 //! ├── DeviceError(MfrError, RuntimeError)
 //! └── DistributedError(MfrError, RuntimeError)
 //!
 //! MfrWarning(UserWarning)
 //! ├── DataWarning(MfrWarning)
 //! │   └── DecodeWarning(DataWarning)
+//! ├── FolderLockWarning(MfrWarning): the output folder's filesystem has no working locks
 //! └── UndefinedMetricWarning(MfrWarning)
 //!
 //! The classes need two bases each, which `create_exception!` cannot express, so they are made with
@@ -29,11 +31,13 @@ struct ExceptionTypes {
     invalid_input: Py<PyType>,
     out_of_memory: Py<PyType>,
     data: Py<PyType>,
+    folder_in_use: Py<PyType>,
     device: Py<PyType>,
     distributed: Py<PyType>,
     warning: Py<PyType>,
     data_warning: Py<PyType>,
     decode_warning: Py<PyType>,
+    folder_lock_warning: Py<PyType>,
     undefined_metric_warning: Py<PyType>,
 }
 
@@ -76,6 +80,24 @@ fn types(py: Python<'_>) -> PyResult<&ExceptionTypes> {
             vec![warning.bind(py).clone()],
             "A requested metric cannot be measured from the given pairs (and is reported as NaN).",
         )?;
+        let folder_lock_warning = make_type(
+            py,
+            "FolderLockWarning",
+            vec![warning.bind(py).clone()],
+            "The output folder's filesystem has no working locks: the run goes on without one.",
+        )?;
+        let data = make_type(
+            py,
+            "DataError",
+            vec![b(), py.get_type::<PyOSError>()],
+            "Data on disk is missing, unreadable or corrupt.",
+        )?;
+        let folder_in_use = make_type(
+            py,
+            "FolderInUseError",
+            vec![data.bind(py).clone()],
+            "Another process is writing the output folder (it holds the folder's lock).",
+        )?;
         let invalid_input = make_type(
             py,
             "InvalidInputError",
@@ -91,12 +113,8 @@ fn types(py: Python<'_>) -> PyResult<&ExceptionTypes> {
         Ok(ExceptionTypes {
             invalid_input,
             out_of_memory,
-            data: make_type(
-                py,
-                "DataError",
-                vec![b(), py.get_type::<PyOSError>()],
-                "Data on disk is missing, unreadable or corrupt.",
-            )?,
+            data,
+            folder_in_use,
             device: make_type(
                 py,
                 "DeviceError",
@@ -113,6 +131,7 @@ fn types(py: Python<'_>) -> PyResult<&ExceptionTypes> {
             warning,
             data_warning,
             decode_warning,
+            folder_lock_warning,
             undefined_metric_warning,
         })
     })
@@ -125,11 +144,13 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidInputError", t.invalid_input.bind(py))?;
     m.add("OutOfMemoryError", t.out_of_memory.bind(py))?;
     m.add("DataError", t.data.bind(py))?;
+    m.add("FolderInUseError", t.folder_in_use.bind(py))?;
     m.add("DeviceError", t.device.bind(py))?;
     m.add("DistributedError", t.distributed.bind(py))?;
     m.add("MfrWarning", t.warning.bind(py))?;
     m.add("DataWarning", t.data_warning.bind(py))?;
     m.add("DecodeWarning", t.decode_warning.bind(py))?;
+    m.add("FolderLockWarning", t.folder_lock_warning.bind(py))?;
     m.add("UndefinedMetricWarning", t.undefined_metric_warning.bind(py))?;
     m.add_function(wrap_pyfunction!(_raise_panic_for_tests, m)?)?;
     Ok(())

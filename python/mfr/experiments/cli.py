@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 import warnings
@@ -112,12 +114,23 @@ def _search_count(value: int | None) -> int:
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     """The GFR-style protocol: every method trained on source domains, evaluated on unseen ones."""
+    from mfr.experiments import folder_lock
+    from mfr.experiments.checkpoint import check_output_folder
+
+    _set_threads(args.threads)
+    check_output_folder(args.out, "--out")
+    with contextlib.ExitStack() as held:  # as in `mfr train`; run_protocol holds it again
+        if int(os.environ.get("RANK", "0")) == 0:
+            held.enter_context(folder_lock.hold(args.out, "--out"))
+        return _reproduce_held(args)
+
+
+def _reproduce_held(args: argparse.Namespace) -> int:
     import shlex
 
     from mfr.experiments.methods import METHODS
     from mfr.experiments.reproduce import run_protocol
 
-    _set_threads(args.threads)
     config = train_config(args)
     data = _load_data(args, config)
     methods = _csv(args.methods) or list(METHODS)
@@ -215,12 +228,23 @@ def _remove(paths: list[Path]) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     """Train one method on source domains with checkpoints (resumable), evaluating the rest."""
-    from mfr.experiments.train import Trainer
-
-    _set_threads(args.threads)
+    from mfr.experiments import folder_lock
     from mfr.experiments.checkpoint import check_output_folder
 
+    _set_threads(args.threads)
     check_output_folder(args.out, "--out")
+
+    # held from before the resume/overwrite decision to the end (under torchrun by rank 0; a
+    # refused rank 0 exits and torchrun stops its peers)
+    with contextlib.ExitStack() as held:
+        if int(os.environ.get("RANK", "0")) == 0:
+            held.enter_context(folder_lock.hold(args.out, "--out"))
+        return _train_held(args)
+
+
+def _train_held(args: argparse.Namespace) -> int:
+    from mfr.experiments.train import Trainer
+
     replaced = _check_run_folder(args.out, args.resume, args.overwrite)
     config = tuned_config_of(args, train_config(args))
     data = _load_data(args, config)
@@ -483,8 +507,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``mfr: error: ...`` and exit with status 2, without a traceback."""
     args = build_parser().parse_args(argv)
     args.argv = None if argv is None else list(argv)
-    import os
-
     import mfr
 
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun only rank 0 prints results

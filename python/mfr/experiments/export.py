@@ -11,6 +11,7 @@ mode: ``float32 (N, C, S, S)`` images normalized as for training -> ``(N, D)`` e
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -70,17 +71,31 @@ def export(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], onnx
         worst = float((got - want).abs().max())
         raise _core.MfrError(f"export: the exported model differs from the backbone (max {worst:.3g})")
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.export.save(program, str(out))
+    _write_replacing(out, lambda tmp: torch.export.save(program, tmp))
     written = [out]
     if onnx:
         onnx_path = out.with_suffix(".onnx")
-        torch.onnx.export(
-            module,
-            (example,),
-            str(onnx_path),
-            input_names=["images"],
-            output_names=["embeddings"],
-            dynamic_axes={"images": {0: "n"}, "embeddings": {0: "n"}},
+        _write_replacing(
+            onnx_path,
+            lambda tmp: torch.onnx.export(
+                module,
+                (example,),
+                tmp,
+                input_names=["images"],
+                output_names=["embeddings"],
+                dynamic_axes={"images": {0: "n"}, "embeddings": {0: "n"}},
+            ),
         )
         written.append(onnx_path)
     return written
+
+
+def _write_replacing(path: Path, write: Callable[[str], object]) -> None:
+    """``write`` a temporary file beside ``path``, then put it in place in one rename: two exports to
+    one file never interleave (the last one wins whole), and a reader never sees half a file."""
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        write(str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

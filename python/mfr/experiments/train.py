@@ -31,7 +31,7 @@ from ..facedata import FaceData
 from ..meta import domains_from_batch
 from ..sampler import DomainSampler
 from . import distributed as dist_utils
-from . import swad
+from . import folder_lock, swad
 from .checkpoint import (
     flatten_optimizer_state,
     load_checkpoint,
@@ -266,7 +266,14 @@ class Trainer:
 
     def fit(self, resume: bool = False) -> list[dict[str, Any]]:
         """Train to ``config.steps``; with ``resume``, first load ``<out_dir>/checkpoint.safetensors``
-        when it exists. Returns the per-step history."""
+        when it exists. Returns the per-step history. ``out_dir`` is held for the whole fit (rank 0
+        holds it; :mod:`.folder_lock`): another writer of it raises :class:`mfr.FolderInUseError`."""
+        if self.out_dir is None:
+            return self._fit(resume)
+        with folder_lock.hold_on_main(self.out_dir, "out_dir", self.rank == 0):
+            return self._fit(resume)
+
+    def _fit(self, resume: bool) -> list[dict[str, Any]]:
         if self.out_dir is not None and self.rank == 0:
             remove_stale_temp_files(self.out_dir / CHECKPOINT_NAME)
         if resume and self.out_dir is not None and (self.out_dir / CHECKPOINT_NAME).exists():

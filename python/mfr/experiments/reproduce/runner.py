@@ -4,6 +4,7 @@ search, and for every seed the untrained network and every row, each a named ste
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -17,7 +18,7 @@ import torch
 
 from ... import _core
 from ...facedata import FaceData
-from .. import distributed
+from .. import distributed, folder_lock
 from ..checkpoint import check_output_folder
 from ..config import SWAD_MIN_EVALUATIONS, TrainConfig, resolve_device
 from ..evaluate import METRICS, evaluate_domain
@@ -155,59 +156,62 @@ def run_protocol(
         result.command = " ".join(shlex.quote(a) for a in sys.argv) if sys.argv and sys.argv[0] else None
     main = distributed.is_main()  # under torchrun every rank trains and evaluates; rank 0 writes
     out = Path(out_dir) if out_dir is not None else None
-    if out is not None:
-        check_output_folder(out, "out_dir")
-        adopt_earlier(result, out, resume=resume, force=force)
-        # every rank reads the folder before rank 0 writes it (runner.start): a rank that read it
-        # after would find this run's own results and refuse them
-        distributed.barrier()
-    # the methods a setting is chosen for: a two-stage row's parts, each once
-    parts = list(dict.fromkeys(part for m in methods for part in Row.parse(m).parts))
-    if result.tuned:
-        for _, tgts in plan:
-            for method in parts:
-                key, setting = spec.settings_key(method, tgts), tuned_settings(method, config, fixed)
-                if result.settings.setdefault(key, setting) != setting:  # resumed under other fixed fields
-                    raise _core.InvalidInputError(
-                        f"cannot resume {out_dir}: {method} trained with the tuned setting {result.settings[key]}, now {setting}"
-                    )
-    runner = _Runner(
-        result,
-        config,
-        out,
-        main,
-        device,
-        resume,
-        progress,
-        log if (log is not None and main) else None,
-        {"seed": eval_seed, "n_bootstrap": n_bootstrap, "bn": bn, "n_gallery_draws": n_gallery_draws},
-        stage1_fraction,
-    )
-    runner.start()
-    if search:
-        for src, tgts in plan:
-            runner.search(data, src, tgts, parts, search, search_steps, select_metric, validation_fraction)
-    for seed in range(seeds):
-        for src, tgts in plan:
-            source_data = data.subset(src)
-            target_data = {t: data.subset([t]) for t in tgts}
-            if not runner.have("untrained", seed, tgts):
-                runner.evaluate_untrained(seed, src, target_data)
-            for name in [*methods, *time_rows]:
-                if not runner.have(name, seed, tgts):
-                    runner.train_row(Row.parse(name), seed, src, source_data, target_data)
-    if "cosface" in result.rows() and main and distributed.world_size() == 1:
-        # the cost table compares every row with CosFace on the machine that timed it
-        here = [r for r in result.runs if result.run_machine(r) == result.machine and r["method"] != "untrained"]
-        if here and not any(r["method"] == "cosface" for r in here):
-            src, tgts = plan[0]
-            runner.calibrate("cosface", 0, tgts, data.subset(src))
-    result.complete = True
-    runner.save()
-    if out is not None and main:
-        result.plot_roc(out)
-        result.plot_curves(out)
-    return result
+    with contextlib.ExitStack() as held:
+        if out is not None:
+            check_output_folder(out, "out_dir")
+            # held from the resume decision to the end, by rank 0 (every rank learns the outcome)
+            held.enter_context(folder_lock.hold_on_main(out, "out_dir", main))
+            adopt_earlier(result, out, resume=resume, force=force)
+            # every rank reads the folder before rank 0 writes it (runner.start): a rank that read it
+            # after would find this run's own results and refuse them
+            distributed.barrier()
+        # the methods a setting is chosen for: a two-stage row's parts, each once
+        parts = list(dict.fromkeys(part for m in methods for part in Row.parse(m).parts))
+        if result.tuned:
+            for _, tgts in plan:
+                for method in parts:
+                    key, setting = spec.settings_key(method, tgts), tuned_settings(method, config, fixed)
+                    if result.settings.setdefault(key, setting) != setting:  # resumed under other fixed fields
+                        raise _core.InvalidInputError(
+                            f"cannot resume {out_dir}: {method} trained with the tuned setting {result.settings[key]}, now {setting}"
+                        )
+        runner = _Runner(
+            result,
+            config,
+            out,
+            main,
+            device,
+            resume,
+            progress,
+            log if (log is not None and main) else None,
+            {"seed": eval_seed, "n_bootstrap": n_bootstrap, "bn": bn, "n_gallery_draws": n_gallery_draws},
+            stage1_fraction,
+        )
+        runner.start()
+        if search:
+            for src, tgts in plan:
+                runner.search(data, src, tgts, parts, search, search_steps, select_metric, validation_fraction)
+        for seed in range(seeds):
+            for src, tgts in plan:
+                source_data = data.subset(src)
+                target_data = {t: data.subset([t]) for t in tgts}
+                if not runner.have("untrained", seed, tgts):
+                    runner.evaluate_untrained(seed, src, target_data)
+                for name in [*methods, *time_rows]:
+                    if not runner.have(name, seed, tgts):
+                        runner.train_row(Row.parse(name), seed, src, source_data, target_data)
+        if "cosface" in result.rows() and main and distributed.world_size() == 1:
+            # the cost table compares every row with CosFace on the machine that timed it
+            here = [r for r in result.runs if result.run_machine(r) == result.machine and r["method"] != "untrained"]
+            if here and not any(r["method"] == "cosface" for r in here):
+                src, tgts = plan[0]
+                runner.calibrate("cosface", 0, tgts, data.subset(src))
+        result.complete = True
+        runner.save()
+        if out is not None and main:
+            result.plot_roc(out)
+            result.plot_curves(out)
+        return result
 
 
 def _check_arguments(
