@@ -136,6 +136,17 @@ def main():
         torch.save(
             {"step": tr.step, "params": [p.detach() for p in tr.method.parameters()]}, f"{out}/rank{rank}.resumed.pt"
         )
+    elif task == "locked":
+        # OUT/run is held by another process: rank 0 is refused, and rank 1 learns it at once
+        # (not after the collective timeout); neither touches the folder.
+        t0 = time.monotonic()
+        try:
+            Trainer(config(steps=4), small_data(), out_dir=f"{out}/run", progress=False).fit()
+            got = "trained"
+        except mfr.FolderInUseError as e:
+            got = str(e)
+        with open(f"{out}/rank{rank}.locked.json", "w") as f:
+            json.dump({"error": got, "seconds": time.monotonic() - t0}, f)
     else:
         raise SystemExit(f"unknown task {task}")
     # Leave the group before the interpreter exits, as the CLI does: tearing gloo down during

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_args import TINY
+from lock_holder import start_holder, stop
 
 from mfr import FaceData, TrainConfig, Trainer
 from mfr.data import normalize_images
@@ -216,3 +217,20 @@ def test_gradient_buckets_group_by_size_dtype_and_device():
     assert world_size() == 1
     GradientAverager([p])()
     assert torch.equal(p.grad, torch.full((3,), 2.0))
+
+
+@pytest.mark.slow
+def test_a_held_folder_refuses_every_rank_at_once(tmp_path):
+    # one lock per run, held by rank 0: with another process holding the folder, every rank raises
+    # mfr.FolderInUseError together, long before the 20 s collective timeout, and nothing is written
+    holder = start_holder(tmp_path / "run")
+    try:
+        results = launch("locked", tmp_path)
+    finally:
+        stop(holder)
+    assert all(rc == 0 for rc, _, _ in results), results
+    for rank in (0, 1):
+        got = json.loads((tmp_path / f"rank{rank}.locked.json").read_text())
+        assert f"out_dir {tmp_path / 'run'} is being written by pid {holder.pid} " in got["error"]
+        assert got["seconds"] < 10
+    assert [p.name for p in (tmp_path / "run").iterdir()] == [".mfr-lock"]

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import warnings
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from cli_args import TINY_GRAY
+from lock_holder import start_holder, stop
 
 import mfr
 from mfr.experiments import folder_lock
@@ -27,28 +27,6 @@ from mfr.experiments.train import Trainer
 from mfr.facedata import FaceData
 
 BUSY = r"is being written by pid \d+ on .+, started \d{4}-\d\d-\d\d \d\d:\d\d:\d\d; wait for it or use another"
-
-#: A process that holds a folder until it is killed (prints "held" once it does).
-HOLDER = textwrap.dedent(
-    """
-    import sys, time
-    from mfr.experiments import folder_lock
-    with folder_lock.hold(sys.argv[1], "--out"):
-        print("held", flush=True)
-        time.sleep(600)
-    """
-)
-
-
-def _start_holder(folder: Path) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
-    return proc
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    proc.kill()
-    proc.communicate()
 
 
 def test_a_folder_made_for_a_refused_run_is_removed(tmp_path):
@@ -64,7 +42,7 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 def test_a_second_process_is_refused_with_the_holder_and_changes_nothing(tmp_path):
     folder = tmp_path / "run"
-    holder = _start_holder(folder)
+    holder = start_holder(folder)
     try:
         details = json.loads((folder / folder_lock.LOCK_NAME).read_text())
         assert details["pid"] == holder.pid and details["host"] and details["started"]
@@ -76,7 +54,7 @@ def test_a_second_process_is_refused_with_the_holder_and_changes_nothing(tmp_pat
         assert isinstance(e.value, mfr.DataError) and isinstance(e.value, OSError)
         assert _snapshot(folder) == before
     finally:
-        _stop(holder)
+        stop(holder)
     with folder_lock.hold(folder, "--out"):  # the killed holder left no lock
         assert (folder / folder_lock.LOCK_NAME).exists()
     assert not (folder / folder_lock.LOCK_NAME).exists()  # let go: the lock file is gone
@@ -109,7 +87,7 @@ def test_the_apis_refuse_a_held_folder(tmp_path):
     config = TrainConfig(
         steps=2, input_size=16, channels=1, width=4, embedding_dim=16, ids_per_domain=3, warmup_steps=0
     )
-    holder = _start_holder(tmp_path)
+    holder = start_holder(tmp_path)
     try:
         before = _snapshot(tmp_path)
         with pytest.raises(mfr.FolderInUseError, match="out_dir .* " + BUSY + " out_dir"):
@@ -118,7 +96,7 @@ def test_the_apis_refuse_a_held_folder(tmp_path):
             run_protocol(data, methods=["cosface"], config=config, out_dir=tmp_path, log=None, n_bootstrap=0)
         assert _snapshot(tmp_path) == before
     finally:
-        _stop(holder)
+        stop(holder)
     Trainer(config, data, out_dir=tmp_path, progress=False).fit()  # free again
     assert (tmp_path / "checkpoint.safetensors").exists() and not (tmp_path / folder_lock.LOCK_NAME).exists()
 
