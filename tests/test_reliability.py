@@ -15,6 +15,7 @@ import mfr
 from mfr import FaceData, TrainConfig, Trainer
 from mfr.experiments.checkpoint import check_output_folder, remove_stale_temp_files
 from mfr.experiments.cli import main
+from mfr.experiments.reproduce import run_protocol
 from mfr.meta import MetaStep, MetaStepConfig
 
 
@@ -188,7 +189,9 @@ def test_unusable_output_folders_are_user_errors(tmp_path, capsys):
             )
             == 2
         )
-        assert "out_dir" in capsys.readouterr().err
+        assert "mfr: error: --out" in capsys.readouterr().err  # the command names its flag, as train does
+        with pytest.raises(mfr.InvalidInputError, match="out_dir"):  # the API its argument
+            run_protocol(FaceData.synthetic(n_domains=3, ids_per_domain=4, size=16, channels=1), log=None, out_dir=bad)
     check_output_folder(tmp_path / "new" / "deeper", "--out")  # creatable: fine
 
 
