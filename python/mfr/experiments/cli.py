@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,20 +113,29 @@ def _search_count(value: int | None) -> int:
     return value
 
 
+def _holding_out(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """``command`` run with ``--out`` held (:mod:`mfr.experiments.folder_lock`) from before it
+    decides whether the folder may be resumed or overwritten to its end; under torchrun rank 0
+    holds it (a refused rank 0 exits 2 and torchrun stops its peers)."""
+
+    @functools.wraps(command)
+    def held(args: argparse.Namespace) -> int:
+        from mfr.experiments import folder_lock
+        from mfr.experiments.checkpoint import check_output_folder
+
+        _set_threads(args.threads)
+        check_output_folder(args.out, "--out")
+        with contextlib.ExitStack() as stack:
+            if int(os.environ.get("RANK", "0")) == 0:
+                stack.enter_context(folder_lock.hold(args.out, "--out"))
+            return command(args)
+
+    return held
+
+
+@_holding_out
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     """The GFR-style protocol: every method trained on source domains, evaluated on unseen ones."""
-    from mfr.experiments import folder_lock
-    from mfr.experiments.checkpoint import check_output_folder
-
-    _set_threads(args.threads)
-    check_output_folder(args.out, "--out")
-    with contextlib.ExitStack() as held:  # as in `mfr train`; run_protocol holds it again
-        if int(os.environ.get("RANK", "0")) == 0:
-            held.enter_context(folder_lock.hold(args.out, "--out"))
-        return _reproduce_held(args)
-
-
-def _reproduce_held(args: argparse.Namespace) -> int:
     import shlex
 
     from mfr.experiments.methods import METHODS
@@ -226,23 +236,9 @@ def _remove(paths: list[Path]) -> None:
             p.unlink()
 
 
+@_holding_out
 def _cmd_train(args: argparse.Namespace) -> int:
     """Train one method on source domains with checkpoints (resumable), evaluating the rest."""
-    from mfr.experiments import folder_lock
-    from mfr.experiments.checkpoint import check_output_folder
-
-    _set_threads(args.threads)
-    check_output_folder(args.out, "--out")
-
-    # held from before the resume/overwrite decision to the end (under torchrun by rank 0; a
-    # refused rank 0 exits and torchrun stops its peers)
-    with contextlib.ExitStack() as held:
-        if int(os.environ.get("RANK", "0")) == 0:
-            held.enter_context(folder_lock.hold(args.out, "--out"))
-        return _train_held(args)
-
-
-def _train_held(args: argparse.Namespace) -> int:
     from mfr.experiments.train import Trainer
 
     replaced = _check_run_folder(args.out, args.resume, args.overwrite)
