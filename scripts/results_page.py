@@ -25,6 +25,8 @@ TEMPLATE = ROOT / "docs" / "results.template.md"
 METRIC = "tar@far=1e-2"
 #: The rows of the domain-generalization methods added to the published run (issue 25).
 DG_ROWS = ("coral", "mixstyle", "cdt", "cosface+swad", "mfr+swad")
+#: Records (lines of runs.jsonl.gz) the run held when it was first published, before the extension.
+PUBLISHED_RECORDS = 294
 
 
 def _interval(d: Difference) -> str:
@@ -35,6 +37,59 @@ def _says(d: Difference) -> str:
     if d.low > 0:
         return "an interval above 0"
     return "an interval below 0" if d.high < 0 else "an interval that includes 0"
+
+
+def _calls(c: Any) -> str:
+    """The targets a comparison's per-target intervals call, as the verdict names them."""
+    better = ", ".join(c.better_on) or "none"
+    worse = ", ".join(c.worse_on) or "none"
+    return f"better on {better}, worse on {worse}"
+
+
+def dg_reading(r: ProtocolResult) -> str:
+    """What the added domain-generalization rows show, in words computed from the result."""
+    other, other_t = r.best_other(METRIC), r.best_other(METRIC, budget="time")
+    grid = {m: avg for m, _, avg in r.grid(METRIC)}
+    parts = []
+    if other is not None:
+        c = r.compare("mfr", other, METRIC).mean
+        v = r.compare(other, "cosface", METRIC).mean
+        text = (
+            f"The strongest method that is not MFR is {other} (mean {grid[other]:.3f}, MFR {grid['mfr']:.3f}): "
+            f"MFR minus {other} is {_interval(c)}, {_says(c)}"
+        )
+        if other_t is not None:
+            ct = r.compare("mfr", other_t, METRIC).mean
+            text += f", and {_interval(ct)} against {other_t} at equal compute, {_says(ct)}"
+        text += (
+            f"; {other} itself leads CosFace by {_interval(v)}, {_says(v)}, at "
+            f"{r.relative_cost(other):.1f}x CosFace's cost per step (MFR: {r.relative_cost('mfr'):.1f}x). "
+        )
+        both_above = c.low <= 0 <= c.high
+        text += (
+            "This run cannot tell the two meta-learned losses apart on these targets; both beat pooled training."
+            if both_above and v.low > 0
+            else ""
+        )
+        parts.append(text)
+    level = [m for m in ("coral", "mixstyle", "cosface+swad") if m in r.rows()]
+    if level:
+        cells = {m: r.compare(m, "cosface", METRIC) for m in level}
+        under = {m: r.compare(m, "mfr", METRIC) for m in level}
+        parts.append(
+            "The cheap add-ons to pooled training stay where CosFace is ("
+            + "; ".join(f"{m} - cosface {_interval(cells[m].mean)}, {_says(cells[m].mean)}" for m in level)
+            + "), as DomainBed found for such methods against ERM, and below MFR ("
+            + "; ".join(f"{m} - mfr {_interval(under[m].mean)}" for m in level)
+            + ")."
+        )
+    if "mfr+swad" in r.rows():
+        s = r.compare("mfr+swad", "mfr", METRIC)
+        parts.append(
+            f"SWAD's weight averaging does not add to MFR here: mfr+swad - mfr = {_interval(s.mean)}, "
+            f"{_says(s.mean)} ({_calls(s)})."
+        )
+    return " ".join(p.strip() for p in parts)
 
 
 def figures(r: ProtocolResult) -> dict[str, Any]:
@@ -124,6 +179,11 @@ def figures(r: ProtocolResult) -> dict[str, Any]:
         if dg_in
         else "*(not part of this run)*"
     )
+    f["dg_reading"] = f"**Reading of the added rows.** {dg_reading(r)}" if dg else ""
+    f["calibration_line"] = "; ".join(
+        f"{m} {1000 * sec:.1f} ms per step" for cal in r.calibration.values() for m, sec in cal.items()
+    )
+    f["published_records"] = PUBLISHED_RECORDS
     names = list(r.machines)
     rows_on = {n: ", ".join(m for m in r.rows() if r.main_machine(m) == n) or "no rows yet" for n in names}
     f["machines_line"] = (

@@ -596,6 +596,12 @@ METHODS: dict[str, MethodSpec] = {
             _build_coral,
             margin=0.35,
             space={**_COSFACE_SPACE, "coral_weight": ("log", 0.1, 10.0)},
+            tuned={
+                "lr": 0.15233559257273374,
+                "head_scale": 29.66571088504653,
+                "margin": 0.40722157441607887,
+                "coral_weight": 0.17050859219633935,
+            },
         ),
         MethodSpec(
             "mixstyle",
@@ -605,6 +611,13 @@ METHODS: dict[str, MethodSpec] = {
             _build_mixstyle,
             margin=0.35,
             space={**_COSFACE_SPACE, "mixstyle_p": ("lin", 0.1, 0.9), "mixstyle_alpha": ("log", 0.05, 0.5)},
+            tuned={
+                "lr": 0.09330583173476147,
+                "head_scale": 23.593201119830397,
+                "margin": 0.2758601243287273,
+                "mixstyle_p": 0.181883027310825,
+                "mixstyle_alpha": 0.13427629608784475,
+            },
         ),
         MethodSpec(
             "cdt",

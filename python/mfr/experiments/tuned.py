@@ -29,7 +29,8 @@ __all__ = ["TUNED", "tuned_config", "tuned_from_result", "tuned_settings"]
 
 #: Per method: its registry entry's ``tuned`` setting (:attr:`MethodSpec.tuned`), the setting the
 #: published run's search selected on the most source-domain sets. mfr (6 of 7), mfr_first_order
-#: (5) and cosface (4) kept the defaults; mldg 3 of 7, softmax and arcface 4 of 7.
+#: (5), cosface (4) and cdt (6) kept the defaults; mldg 3 of 7, softmax and arcface 4 of 7, coral 7
+#: of 7, mixstyle 4 of 7 (the last three searched by the extension of issue 25).
 TUNED: dict[str, dict[str, float]] = {name: dict(spec.tuned) for name, spec in METHODS.items() if spec.tuned}
 
 _DEFAULTS = TrainConfig()
