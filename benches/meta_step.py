@@ -5,10 +5,10 @@ of the same backbone over the same images (every domain once), same thread count
 Gradients of mfr and the reference are checked equal before timing. mfr's advantages: each domain's
 forward at theta is shared by the splits that use it, and its PReLU is written as
 `relu(x) - a relu(-x)` (same values) whose second-order backward is much cheaper than aten::prelu's,
-and its first CPU step makes glibc keep freed heap for reuse (`MFR_HEAP_REUSE`; the step frees its
-whole working set at its end, which glibc otherwise returns to the kernel only to page-fault it
-back in next step). That setting is process-wide, so the reference and plain timings run under it
-too (the gradient check runs mfr's step before any timing). Peak memory (RSS growth) of all three
+and the library leaves glibc's malloc policy alone. `--tune-heap` calls `mfr.tune_heap()` first (what
+`mfr train` / `mfr reproduce` do on CPU: glibc keeps freed heap for reuse, where by default it returns
+the step's working set to the kernel at the end of every step and page-faults it back in next step);
+it is process-wide, so every contestant runs under it then. Peak memory (RSS growth) of all three
 is reported: on CPU the RSS high-water mark one call adds in a fresh process of its own.
 
 mfr runs in both schedules: `lean` (the default: each split differentiated at once, peak memory
@@ -136,8 +136,13 @@ def peak_memory_mib(fn, name, n_domains, args):
         fn()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - before) / 2**20
+
+    def flag(k: str, v: object) -> str:
+        k = k.replace("_", "-")
+        return (f"--{k}" if v else f"--no-{k}") if isinstance(v, bool) else f"--{k}={v}"
+
     argv = [sys.executable, __file__, "--measure-rss", name, "--domains", str(n_domains)] + [
-        f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if k not in ("measure_rss", "domains", "memory")
+        flag(k, v) for k, v in vars(args).items() if k not in ("measure_rss", "domains", "memory")
     ]
     # The median of three fresh processes: one process's high-water mark varies by ~5% with how
     # glibc happens to place its arenas.
@@ -201,9 +206,17 @@ def main():
         default=True,
         help="measure peak memory (on CPU: 3 fresh processes per contestant)",
     )
+    parser.add_argument(
+        "--tune-heap",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="call mfr.tune_heap() first, as the mfr command does on CPU (default: the library's own behaviour)",
+    )
     parser.add_argument("--measure-rss", choices=CONTESTANTS, help=argparse.SUPPRESS)
     parser.add_argument("--domains", type=int, default=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.tune_heap:
+        mfr.tune_heap()
     if args.measure_rss:
         return measure_rss(args)
     print(
@@ -230,7 +243,7 @@ def main():
         if n == 3:
             result = ratios["mfr"]
             lean = (ratios["mfr_lean"][0], m["mfr_lean"] / m["reference"])
-    print(f"heap reuse (MFR_HEAP_REUSE): {'on' if mfr.build_info()['heap_reuse'] else 'off'}")
+    print(f"heap tuned (mfr.tune_heap, --tune-heap): {'yes' if mfr.build_info()['heap_tuned'] else 'no'}")
     if args.backbone != "small_cnn":
         print("(the last line's contract is the small CNN; this run used another backbone)")
     print(f"meta_step_lean: vs_reference={lean[0]:.2f} mem_vs_reference={lean[1]:.2f}")

@@ -1,24 +1,21 @@
-//! Reuse of freed CPU heap between meta-steps, and advice to the kernel on large buffers (huge
-//! pages for one-off buffers, pages handed back when a kept block's contents are done with).
+//! Heap tuning for CPU training, as an explicit opt-in, and advice to the kernel on large
+//! buffers (huge pages for one-off buffers).
 //!
 //! A CPU meta-step keeps every split's second-order graph alive until its single final backward
 //! (that is what lets the splits share each domain's forward), so it allocates a working set of
 //! hundreds of MB and frees all of it when the step ends. glibc's default policy then returns the
-//! freed top of the heap to the kernel, and the next step page-faults every page back in: on the
-//! benchmark's small CNN (leave-one-out over 3 domains) that was ~137,000 minor faults and 0.25 s
-//! of system time per ~1 s step. Fixing glibc's thresholds keeps freed memory for reuse instead
-//! (the same trade PyTorch's CUDA caching allocator makes on GPUs): the process keeps its peak
-//! heap, up to [`TRIM_THRESHOLD`] of it unused.
+//! freed top of the heap to the kernel, and the next step page-faults every page back in. Raising
+//! glibc's thresholds keeps freed memory for reuse instead (the same trade PyTorch's CUDA caching
+//! allocator makes on GPUs): the process keeps its peak heap, up to [`TRIM_THRESHOLD`] of it unused.
 //!
-//! It is process-wide, so it is applied once, by the first CPU meta-step, and never by importing
-//! `mfr`; `MFR_HEAP_REUSE=0` turns it off, and with it the extension's keeping of large freed
-//! blocks ([`crate::block_cache`], active from import: it changes no process-wide setting).
-//! Outside glibc (macOS, musl) nothing changes here.
+//! That changes the whole process's malloc policy (the interpreter's, libtorch's, every other
+//! library's), so the library never does it on its own: [`tune_heap`] is called by the `mfr`
+//! command (an application, which says so in its log) or by a user who asks for it
+//! (`mfr.tune_heap()`); glibc's own `MALLOC_TRIM_THRESHOLD_` / `MALLOC_MMAP_THRESHOLD_` environment
+//! variables do the same from outside. Outside glibc (macOS, musl) nothing changes here.
 
 use std::sync::OnceLock;
 
-/// Environment variable that turns heap reuse off when set to `0`, `false` or `no`.
-pub const ENV_VAR: &str = "MFR_HEAP_REUSE";
 /// Allocations up to this size come from the heap (glibc's largest allowed value on 64-bit, and
 /// the ceiling its own dynamic threshold grows to); larger ones are still mapped and unmapped.
 pub const MMAP_THRESHOLD: i32 = 32 << 20;
@@ -26,12 +23,6 @@ pub const MMAP_THRESHOLD: i32 = 32 << 20;
 pub const TRIM_THRESHOLD: i32 = i32::MAX;
 
 static APPLIED: OnceLock<bool> = OnceLock::new();
-
-pub(crate) fn disabled_by_env() -> bool {
-    std::env::var(ENV_VAR)
-        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false" | "no"))
-        .unwrap_or(false)
-}
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn set_thresholds() -> bool {
@@ -50,13 +41,14 @@ fn set_thresholds() -> bool {
     false
 }
 
-/// Applies heap reuse once per process (unless `MFR_HEAP_REUSE=0`); returns whether it is active.
-pub fn reuse_freed_heap() -> bool {
-    *APPLIED.get_or_init(|| !disabled_by_env() && set_thresholds())
+/// Sets glibc's mmap and trim thresholds for this whole process, once (later calls change
+/// nothing); returns whether they are set (false outside glibc).
+pub fn tune_heap() -> bool {
+    *APPLIED.get_or_init(set_thresholds)
 }
 
-/// Whether an earlier [`reuse_freed_heap`] turned heap reuse on in this process.
-pub fn heap_reuse_active() -> bool {
+/// Whether an earlier [`tune_heap`] set the thresholds in this process.
+pub fn heap_tuned() -> bool {
     APPLIED.get().copied().unwrap_or(false)
 }
 
@@ -72,18 +64,6 @@ pub fn with_capacity_huge<T>(n: usize) -> Vec<T> {
         unsafe { advise(v.as_ptr() as usize, bytes, Advice::HugePages) };
     }
     v
-}
-
-/// Drops `v` after handing its whole pages back to the kernel (`MADV_DONTNEED`), so they leave
-/// the process's resident memory now even when the allocator keeps the block for reuse
-/// ([`crate::block_cache`]); a later user of the block gets fresh zeroed pages.
-pub fn discard<T>(v: Vec<T>) {
-    let bytes = v.capacity() * std::mem::size_of::<T>();
-    if bytes >= crate::block_cache::MIN_BLOCK {
-        // SAFETY: the vector's own allocation, which nobody reads again (it is dropped next).
-        unsafe { advise(v.as_ptr() as usize, bytes, Advice::DontNeed) };
-    }
-    drop(v);
 }
 
 /// What [`advise`] tells the kernel about a range of memory.
@@ -146,22 +126,12 @@ mod tests {
     }
 
     #[test]
-    fn discarded_vectors_are_dropped_and_their_blocks_reusable() {
-        for n in [10usize, 3 << 20] {
-            let mut v: Vec<u64> = with_capacity_huge(n);
-            v.resize(n, 9);
-            discard(v);
-            let w: Vec<u64> = vec![5; n]; // whatever block it gets, it is an ordinary vector
-            assert!(w.iter().all(|&x| x == 5));
-        }
-    }
-
-    #[test]
     fn applied_once_and_reported() {
-        let first = reuse_freed_heap();
-        assert_eq!(reuse_freed_heap(), first);
-        assert_eq!(heap_reuse_active(), first);
-        if cfg!(all(target_os = "linux", target_env = "gnu")) && !disabled_by_env() {
+        assert!(!heap_tuned(), "nothing tunes the heap unasked");
+        let first = tune_heap();
+        assert_eq!(tune_heap(), first);
+        assert_eq!(heap_tuned(), first);
+        if cfg!(all(target_os = "linux", target_env = "gnu")) {
             assert!(first, "glibc accepts both thresholds");
         }
     }

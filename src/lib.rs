@@ -5,7 +5,6 @@
 //! Python binding, lives in `python` behind the cargo feature of the same name and only converts,
 //! validates, releases the GIL and maps errors.
 
-pub mod block_cache;
 pub mod data;
 pub mod error;
 pub mod heap;
@@ -19,12 +18,6 @@ pub mod threads;
 
 #[cfg(feature = "python")]
 mod python;
-
-/// The extension keeps large freed blocks for reuse (see [`block_cache`]); a Rust program using
-/// the crate keeps its own allocator.
-#[cfg(feature = "python")]
-#[global_allocator]
-pub static ALLOCATOR: block_cache::BlockCache = block_cache::BlockCache::new();
 
 pub use error::{MfrError, Result};
 

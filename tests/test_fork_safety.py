@@ -67,9 +67,9 @@ def _report_in_child(queue):
     queue.put((r.auc, r.eer, float(r.fpr.sum())))
 
 
-def test_fork_with_kept_blocks_reports_the_same():
-    # The parent's report leaves large freed blocks kept (block_cache); forked children inherit
-    # them and allocate from them.
+def test_fork_with_kept_buffers_reports_the_same():
+    # The parent's report leaves its key buffers in the metrics' scratch pool; forked children
+    # inherit the pool and sort into them.
     r = mfr.metrics.verification_report(*_BIG, fars=(1e-3,))
     expected = (r.auc, r.eer, float(r.fpr.sum()))
     del r

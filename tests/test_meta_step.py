@@ -2,7 +2,6 @@
 training progress, determinism and bad input."""
 
 import copy
-import os
 import platform
 import subprocess
 import sys
@@ -327,20 +326,21 @@ def test_safetensors_roundtrip(tmp_path):
 
 _FAULTS_PER_STEP = textwrap.dedent(
     """
-    import resource, torch, mfr
+    import resource, sys, torch, mfr
     from mfr import MetaStep, MetaStepConfig
     from mfr.nn import Backbone
     torch.manual_seed(0); torch.set_num_threads(1)
     net = Backbone("small_cnn", embedding_dim=64, in_channels=3, input_size=32, width=16)
     doms = [torch.randn(32, 3, 32, 32) for _ in range(3)]
     step, splits = MetaStep(net, MetaStepConfig()), [([1, 2], [0]), ([0, 2], [1]), ([0, 1], [2])]
-    assert not mfr.build_info()["heap_reuse"]  # importing mfr changes nothing
+    if sys.argv[1] == "tune":
+        mfr.tune_heap()
     for _ in range(3):  # the heap settles at the step's working set
         step.step(doms, splits)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(4):
         step.step(doms, splits)
-    print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 4, mfr.build_info()["heap_reuse"])
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 4, mfr.build_info()["heap_tuned"])
     """
 )
 
@@ -348,20 +348,20 @@ _FAULTS_PER_STEP = textwrap.dedent(
 @pytest.mark.skipif(
     sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="heap reuse is glibc's mallopt"
 )
-def test_cpu_meta_steps_reuse_freed_heap_instead_of_page_faulting():
-    # Each step frees its whole working set; without heap reuse glibc hands it back to the kernel
-    # and the next step page-faults it in again. Fresh processes: the setting is process-wide.
-    def faults(env_value):
-        env = {**os.environ, "MFR_HEAP_REUSE": env_value}
+def test_tune_heap_makes_cpu_meta_steps_reuse_freed_heap():
+    # Each step frees its whole working set; with glibc's defaults it is handed back to the kernel
+    # and the next step page-faults it in again. The library leaves that alone (meta-steps do not
+    # tune the heap); mfr.tune_heap() is the opt-in. Fresh processes: the setting is process-wide.
+    def faults(mode):
         out = subprocess.run(
-            [sys.executable, "-c", _FAULTS_PER_STEP], env=env, capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", _FAULTS_PER_STEP, mode], capture_output=True, text=True, timeout=120
         )
         assert out.returncode == 0, out.stderr
         per_step, active = out.stdout.split()
         return float(per_step), active == "True"
 
-    reused, active = faults("1")
-    trimmed, inactive = faults("0")
+    reused, active = faults("tune")
+    trimmed, inactive = faults("default")
     assert active and not inactive
     assert reused * 5 < trimmed, (reused, trimmed)  # measured ~100-1,500 vs ~35,000-47,000
 

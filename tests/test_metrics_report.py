@@ -217,20 +217,20 @@ def _cache_run(env_value):
     import subprocess
     import sys
 
-    env = {**os.environ, "MFR_HEAP_REUSE": env_value}
+    env = {**os.environ, "MFR_SCRATCH_POOL": env_value}
     out = subprocess.run([sys.executable, "-c", _CACHE_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return [int(x) for x in out.stdout.split()]
 
 
-def test_large_freed_blocks_are_kept_for_the_next_report_and_released_on_request():
-    # A fresh process each: the cache is process-wide. A 4M-score report frees blocks of 8 MB and
-    # more (keys, the curve's parts, the curve); kept, the next report reuses them.
+def test_sort_keys_are_kept_for_the_next_report_and_released_on_request():
+    # A fresh process each: the metrics' scratch pool is process-wide. A 4M-score report sorts
+    # into key buffers of 8 MB and more; kept, the next report reuses them.
     distinct, kept, released, after, peak_on = _cache_run("1")
     assert distinct == 1  # the same numbers every time
     assert kept > 0 and released == kept and after == 0
     distinct, kept, released, after, peak_off = _cache_run("0")
     assert distinct == 1 and kept == released == after == 0
-    # Blocks freed during a report are kept, but the sort keys are handed back before the curve is
-    # finished: the first report's peak is that of a report without the cache (2.6x the input).
+    # The sort keys are handed back with their pages before the curve is finished: the first
+    # report's peak is that of a report without the pool (2.3x the input).
     assert peak_on <= peak_off + 10, (peak_on, peak_off)

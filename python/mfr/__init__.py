@@ -34,6 +34,7 @@ from ._core import (
     pair_scores,
     release_cached_memory,
     set_num_threads,
+    tune_heap,
 )
 from ._info import build_info
 from .data import FaceIndex
@@ -99,4 +100,5 @@ __all__ = [
     "sampler",
     "set_num_threads",
     "synthetic",
+    "tune_heap",
 ]

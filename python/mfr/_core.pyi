@@ -59,6 +59,7 @@ __all__ = [
     "set_num_threads",
     "soft_classification",
     "tar_at_far",
+    "tune_heap",
     "verification_summary",
     "write_images",
 ]
@@ -108,10 +109,16 @@ def get_num_threads() -> int:
     """Threads the Rust pool uses for the next parallel call."""
 
 def release_cached_memory() -> int:
-    """Returns the large freed blocks mfr keeps for reuse to the system now; the bytes released."""
+    """Frees the key buffers the metrics keep for their next sort now; the bytes released."""
 
 def cached_memory() -> int:
-    """Bytes of large freed blocks mfr keeps for reuse now."""
+    """Bytes of key buffers the metrics keep for their next sort now."""
+
+def tune_heap() -> bool:
+    """Opt-in: sets glibc's malloc thresholds for the whole process (mmap 32 MiB, trim 2 GiB) so that
+    CPU training reuses freed heap instead of page-faulting it back every step; once per process.
+    Returns whether they are set (False outside glibc). The library never calls it; `mfr train` and
+    `mfr reproduce` do on CPU, and say so."""
 
 def cosine_scores(a: torch.Tensor | npt.ArrayLike, b: torch.Tensor | npt.ArrayLike) -> torch.Tensor:
     """Row-wise cosine of two (N, D) float32 contiguous tensors on one device -> (N,) float32 on it.

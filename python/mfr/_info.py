@@ -18,8 +18,8 @@ def build_info() -> dict[str, Any]:
     Keys always present: ``mfr``, ``torch``, ``cuda_available``, ``cuda_device_count``,
     ``num_threads``. ``cuda_available`` and ``cuda_device_count`` are what the Rust core sees
     through libtorch (not only what Python's torch reports); ``linked_cuda`` says whether the core
-    was linked against ``libtorch_cuda``; ``heap_reuse`` whether a CPU meta-step has switched this
-    process to keeping freed heap for reuse (see ``MFR_HEAP_REUSE`` in the README).
+    was linked against ``libtorch_cuda``; ``heap_tuned`` whether ``mfr.tune_heap()`` has set glibc's
+    malloc thresholds in this process (the library never does on its own; see docs/meta-step.md).
     """
     core = dict(_core._build_info())
     info: dict[str, Any] = {

@@ -274,9 +274,6 @@ pub fn meta_step(
     if cfg.amp.is_some() && kind != tch::Kind::Float {
         return Err(MfrError::invalid(F, format!("amp needs float32 parameters (the master weights), got {kind:?}")));
     }
-    if device == tch::Device::Cpu {
-        crate::heap::reuse_freed_heap();
-    }
     for (d, imgs) in domains.iter().enumerate() {
         net.check_images(F, imgs, kind, device)?;
         let n = imgs.size()[0];

@@ -13,12 +13,14 @@ pub enum KeyPair {
 pub trait Score: Copy + Send + Sync + std::fmt::Display + 'static {
     type Key: SortKey;
     fn is_finite(self) -> bool;
+    /// The score as float64 (exact for both widths).
+    fn value(self) -> f64;
     /// The order-preserving key of a finite score (-0.0 and 0.0 share one).
     fn key(self) -> Self::Key;
 }
 
 /// An order-preserving key of a finite score: never 0 (0 marks an exhausted side in the ROC walk).
-pub trait SortKey: Copy + Ord + Default + Send + Sync + 'static {
+pub trait SortKey: Copy + Ord + Default + Send + Sync + super::scratch::Pooled + 'static {
     const BITS: u32;
     const MAX: Self;
     fn to_u64(self) -> u64;
@@ -37,6 +39,10 @@ impl Score for f64 {
         f64::is_finite(self)
     }
     #[inline]
+    fn value(self) -> f64 {
+        self
+    }
+    #[inline]
     fn key(self) -> u64 {
         ordered_key(self)
     }
@@ -47,6 +53,10 @@ impl Score for f32 {
     #[inline]
     fn is_finite(self) -> bool {
         f32::is_finite(self)
+    }
+    #[inline]
+    fn value(self) -> f64 {
+        self as f64
     }
     #[inline]
     fn key(self) -> u32 {

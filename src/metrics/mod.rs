@@ -1,7 +1,7 @@
 //! Verification metrics and the similarity scores they read.
 //!
 //! Layered bottom-up, each module importing only those above it in this list:
-//! `keys` (score keys) < `disjoint` (shared output buffers) < `radix` (the sort) < `binary`
+//! `scratch` (the pool of key buffers) < `keys` (score keys) < `disjoint` (shared output buffers) < `radix` (the sort) < `binary`
 //! (validated input) < `sorted` (sorted keys and their walk) < `roc` (streaming metrics) <
 //! `summary` (the parallel report walk) < `bootstrap` < `report` (the typed verification report);
 //! `kfold`, `identification` and `cosine` stand beside them.
@@ -16,6 +16,7 @@ pub mod kfold;
 pub mod radix;
 pub mod report;
 pub mod roc;
+pub mod scratch;
 pub mod sorted;
 pub mod summary;
 

@@ -1,250 +1,201 @@
 //! The metrics' sort: score keys split by label and sorted, straight from the scores.
 //!
 //! Comparison sorts cost O(n log n) branchy work; verification score sets reach 10^8, so the
-//! metrics' one sort is a bucket sort ([`split_sorted`], [`sort_keys`]): keys scattered by their
-//! top bits into buckets of a few thousand, each bucket then sorted in cache. Chunk histograms give
-//! every (bucket, chunk) a disjoint output range, so threads scatter without synchronisation and the
-//! result does not depend on the thread count. When keys pile into a few buckets (a far outlier
-//! stretches the range) the digit-by-digit LSD radix sort ([`radix_sort`], 8-bit digits; passes
-//! whose digit is the same for every key skipped) stays linear instead.
+//! metrics' one sort is a bucket sort ([`split_sorted`], [`sort_keys`]): keys scattered into
+//! buckets of a few thousand, each bucket then sorted in cache. Verification scores are not
+//! uniform (cosine similarities are bell-shaped, genuines shifted from impostors, often rounded,
+//! now and then with a far outlier), so the buckets are laid out from a sample of the scores'
+//! values, not by equal widths of the key range ([`Layout`]): even on any of those shapes. Chunk
+//! histograms give every (bucket, chunk) a disjoint output range, so threads scatter without
+//! synchronisation and the result does not depend on the thread count. A bucket the sample
+//! misjudged is partitioned again from its own sample; a bucket of equal keys needs no sorting.
 
 use rayon::prelude::*;
 
 use super::disjoint::Disjoint;
 use super::keys::{Score, SortKey};
+use super::scratch;
 
-const BITS: usize = 8;
-const BUCKETS: usize = 1 << BITS;
-/// Below this a single-threaded pass is faster than coordinating threads.
-const PARALLEL_MIN: usize = 1 << 16;
+/// Fine cells a class's value range is cut into before they are grouped into buckets.
+const CELLS: usize = 1 << 14;
+/// Keys a bucket is laid out to hold: sorted in cache on its own ([`sort_bucket`]).
+const BUCKET_KEYS: usize = 2048;
+/// Buckets per class at most: few enough write streams that the scatter stays in cache.
+const MAX_BUCKETS: usize = 2048;
+/// Values sampled to lay the buckets out.
+const SAMPLE: usize = 1 << 15;
+/// A bucket this much larger than laid out (the sample misjudged the keys) is partitioned again.
+const LARGE_BUCKET: usize = 1 << 15;
+/// How often a bucket is partitioned again before it is comparison-sorted.
+const MAX_DEPTH: u32 = 4;
 
-#[inline]
-fn digit<K: SortKey>(key: K, pass: usize) -> usize {
-    ((key.to_u64() >> (pass * BITS)) as usize) & (BUCKETS - 1)
+/// Where the keys of one class go, laid out from a sample of their values: the sample's range
+/// (less its most extreme values, so one far outlier does not stretch it) cut into [`CELLS`]
+/// equal cells, and a table giving each cell a bucket such that every bucket holds about as many
+/// sampled values. Bell-shaped, shifted, bimodal or heavily tied scores thus fill the buckets
+/// evenly (equal-width buckets overflow on them); a run of equal values the sample finds often
+/// fills a bucket of its own, which needs no sorting. Values outside the range go to the first or
+/// last cell. The map from value to bucket is monotone (IEEE subtraction, multiplication and the
+/// saturating conversion all are), so sorted buckets concatenate to sorted keys.
+#[derive(Clone)]
+struct Layout {
+    lo: f64,
+    scale: f64,
+    /// The bucket of each cell, non-decreasing.
+    table: Vec<u16>,
+    buckets: usize,
 }
 
-/// Sorts `keys` ascending. Uses the caller's rayon pool.
-pub fn radix_sort<K: SortKey>(keys: &mut Vec<K>) {
-    let passes = (K::BITS as usize).div_ceil(BITS);
+impl Layout {
+    /// The layout of `n` keys from `sample`, values drawn from them (reordered here).
+    fn from_sample(sample: &mut [f64], n: usize) -> Layout {
+        let buckets = (n / BUCKET_KEYS).clamp(1, MAX_BUCKETS);
+        let m = sample.len();
+        if buckets == 1 || m < 2 {
+            return Layout { lo: 0.0, scale: 0.0, table: vec![0; CELLS], buckets: 1 };
+        }
+        // The range without the most extreme 1/4096 of the sample on either side.
+        let trim = m / 4096;
+        let lo = *sample.select_nth_unstable_by(trim, f64::total_cmp).1;
+        let hi = *sample.select_nth_unstable_by(m - 1 - trim, f64::total_cmp).1;
+        let span = hi - lo;
+        let scale = if span > 0.0 && span.is_finite() {
+            (CELLS as f64 / span).min(f64::MAX)
+        } else if span > 0.0 {
+            CELLS as f64 / f64::MAX // a range past f64: the cells still order the values
+        } else {
+            0.0 // one sampled value (outside the trim): a single cell
+        };
+        let mut layout = Layout { lo, scale, table: vec![0; CELLS], buckets };
+        let mut counts = vec![0u32; CELLS];
+        for &x in sample.iter() {
+            counts[layout.cell(x)] += 1;
+        }
+        let mut before = 0u64;
+        for (slot, &c) in layout.table.iter_mut().zip(&counts) {
+            *slot = ((before * buckets as u64 / m as u64) as usize).min(buckets - 1) as u16;
+            before += u64::from(c);
+        }
+        layout
+    }
+
+    #[inline(always)]
+    fn cell(&self, x: f64) -> usize {
+        // `as` saturates: values below the range give 0, above it (or an overflowing
+        // difference) usize::MAX, clamped to the last cell.
+        (((x - self.lo) * self.scale) as usize).min(CELLS - 1)
+    }
+
+    #[inline(always)]
+    fn bucket(&self, x: f64) -> usize {
+        self.table[self.cell(x)] as usize
+    }
+}
+
+/// Sorts `keys` (keys of finite scores, as [`SortKey`] says) ascending, in the caller's rayon
+/// pool: buckets laid out from a sample of the keys' values ([`Layout`]), a parallel scatter into
+/// them (chunk histograms give every thread disjoint output ranges, so the result does not depend
+/// on the thread count), then every bucket sorted in cache on its own, buckets in parallel.
+pub fn sort_keys<K: SortKey>(keys: &mut Vec<K>) {
     let n = keys.len();
-    if n < 2 {
+    if n < 1 << 14 || n > u32::MAX as usize {
+        keys.par_sort_unstable(); // 32-bit counts below
         return;
     }
-    if n < 256 {
-        keys.sort_unstable();
-        return;
-    }
-    let chunks = if n >= PARALLEL_MIN { rayon::current_num_threads().max(1) } else { 1 };
-    let chunk_len = n.div_ceil(chunks);
-    let mut src = std::mem::take(keys);
-    let mut dst: Vec<K> = crate::heap::with_capacity_huge(n);
-    // SAFETY: every slot of `dst` is written by the scatter below before it is read.
+    let mut dst: Vec<K> = scratch::take(n);
+    // SAFETY: `partition` writes every slot of `dst` before anything reads it.
     #[allow(clippy::uninit_vec)]
     unsafe {
         dst.set_len(n)
     };
-    // One read of the data gives the histogram of every digit; it tells which passes can be skipped.
-    let totals: Vec<[usize; BUCKETS]> = src
-        .par_chunks(chunk_len)
-        .map(|chunk| {
-            let mut h = vec![[0usize; BUCKETS]; passes];
-            for &k in chunk {
-                for (pass, hp) in h.iter_mut().enumerate() {
-                    hp[digit(k, pass)] += 1;
-                }
-            }
-            h
-        })
-        .reduce(
-            || vec![[0usize; BUCKETS]; passes],
-            |mut a, b| {
-                for (ha, hb) in a.iter_mut().zip(&b) {
-                    for (x, y) in ha.iter_mut().zip(hb) {
-                        *x += y;
-                    }
-                }
-                a
-            },
-        );
-    for (pass, total) in totals.iter().enumerate() {
-        if total.contains(&n) {
-            continue; // every key has the same digit: the pass would not move anything
-        }
-        // Chunk histograms of the current order (each pass permutes the keys).
-        let hists: Vec<[usize; BUCKETS]> = src
-            .par_chunks(chunk_len)
-            .map(|chunk| {
-                let mut h = [0usize; BUCKETS];
-                for &k in chunk {
-                    h[digit(k, pass)] += 1;
-                }
-                h
-            })
-            .collect();
-        // offsets[c][b]: where chunk c writes its first key with digit b.
-        let mut offsets = vec![[0usize; BUCKETS]; hists.len()];
-        let mut running = 0;
-        for b in 0..BUCKETS {
-            for (c, h) in hists.iter().enumerate() {
-                offsets[c][b] = running;
-                running += h[b];
-            }
-        }
-        debug_assert_eq!(running, n);
-        let out = Disjoint::new(dst.as_mut_ptr());
-        src.par_chunks(chunk_len).zip(offsets.into_par_iter()).for_each(|(chunk, mut off)| {
-            for &k in chunk {
-                let d = digit(k, pass);
-                // SAFETY: the ranges given by `offsets` are disjoint across chunks and digits and
-                // together cover 0..n exactly once.
-                unsafe { out.write(off[d], k) };
-                off[d] += 1;
-            }
-        });
-        std::mem::swap(&mut src, &mut dst);
-    }
-    *keys = src;
+    partition(keys, &mut dst, 0);
+    scratch::give(std::mem::replace(keys, dst));
 }
 
-/// Sorts `keys` ascending, in the caller's rayon pool: one read finds the keys' range, one
-/// parallel scatter puts them into buckets by the bits just below their common prefix (chunk
-/// histograms give every thread disjoint output ranges), then every bucket is sorted in cache on
-/// its own ([`sort_bucket`]), buckets in parallel: the layout [`split_sorted`] uses. Uneven buckets
-/// (a far outlier stretches the range) fall back to the digit-by-digit radix sort.
-pub fn sort_keys<K: SortKey>(keys: &mut Vec<K>) {
-    let n = keys.len();
-    if n < 1 << 14 || n > u32::MAX as usize {
-        if n < 1 << 14 {
-            keys.sort_unstable();
-        } else {
-            radix_sort(keys);
-        }
-        return;
-    }
-    let (lo, hi) = keys
-        .par_iter()
-        .fold(|| (u64::MAX, 0u64), |(a, b), &k| (a.min(k.to_u64()), b.max(k.to_u64())))
-        .reduce(|| (u64::MAX, 0u64), |(a, b), (c, d)| (a.min(c), b.max(d)));
-    if lo == hi {
-        return;
-    }
-    let layout = Layout::new(n, lo, hi);
-    let chunk_len = n.div_ceil(rayon::current_num_threads().max(1));
-    let hists: Vec<Vec<usize>> = keys
+/// Sorts `src` into `dst` (same length): laid out, scattered and each bucket sorted as
+/// [`sort_keys`] describes; `depth` counts the partitions above this one.
+fn partition<K: SortKey>(src: &[K], dst: &mut [K], depth: u32) {
+    let n = src.len();
+    let step = (n / SAMPLE).max(1);
+    let mut sample: Vec<f64> = src.iter().step_by(step).map(|k| k.value()).collect();
+    let layout = Layout::from_sample(&mut sample, n);
+    let chunk_len = n.div_ceil(rayon::current_num_threads().max(1)).max(1 << 14);
+    let hists: Vec<Vec<u32>> = src
         .par_chunks(chunk_len)
         .map(|chunk| {
-            let mut h = vec![0usize; layout.buckets];
+            let mut h = vec![0u32; layout.buckets];
             for &k in chunk {
-                h[layout.bucket(k.to_u64())] += 1;
+                h[layout.bucket(k.value())] += 1;
             }
             h
         })
         .collect();
-    let (offsets, starts, largest) = offsets(&hists, layout.buckets);
-    debug_assert_eq!(starts[layout.buckets], n);
-    if piled_up(largest, n) {
-        radix_sort(keys);
-        return;
-    }
-    let mut dst: Vec<K> = crate::heap::with_capacity_huge(n);
-    // SAFETY: every slot of `dst` is written by the scatter below before it is read.
-    #[allow(clippy::uninit_vec)]
-    unsafe {
-        dst.set_len(n)
-    };
+    let (offsets, starts) = offsets(&hists, layout.buckets);
     let out = Disjoint::new(dst.as_mut_ptr());
-    keys.par_chunks(chunk_len).zip(offsets.into_par_iter()).for_each(|(chunk, mut off)| {
+    src.par_chunks(chunk_len).zip(offsets.into_par_iter()).for_each(|(chunk, mut off)| {
         for &k in chunk {
-            let b = layout.bucket(k.to_u64());
+            let b = layout.bucket(k.value());
             // SAFETY: the ranges given by `offsets` are disjoint across chunks and buckets and
             // together cover 0..n exactly once.
             unsafe { out.write(off[b], k) };
             off[b] += 1;
         }
     });
-    sort_buckets(&mut dst, &starts, layout);
-    *keys = dst;
+    sort_buckets(dst, &starts, depth);
 }
 
-/// Whether a bucket holds too many of `n` keys for a one-thread comparison sort of it.
-fn piled_up(largest: usize, n: usize) -> bool {
-    largest > (n / 16).max(1 << 16)
-}
-
-/// Sorts every bucket of `v` (bounded by `starts`, laid out by `layout`) that holds more than one
-/// key on its own, in parallel, each with the range its keys lie in: `[base, base + 2^bits)`, or
-/// `bits` = `u32::MAX` for the first and last buckets, which take the keys outside the layout's
-/// range.
-fn sort_buckets<K: SortKey>(v: &mut [K], starts: &[usize], layout: Layout) {
-    let mut buckets = Vec::new();
+/// Sorts every bucket of `v` (bounded by `starts`) on its own, in parallel.
+fn sort_buckets<K: SortKey>(v: &mut [K], starts: &[usize], depth: u32) {
+    let mut buckets = Vec::with_capacity(starts.len());
     let mut rest = v;
-    for (b, w) in starts.windows(2).enumerate() {
+    for w in starts.windows(2) {
         let (head, tail) = rest.split_at_mut(w[1] - w[0]);
         if head.len() > 1 {
-            let edge = b == 0 || b + 1 == layout.buckets;
-            buckets.push((head, layout.lo + ((b as u64) << layout.shift), if edge { u32::MAX } else { layout.shift }));
+            buckets.push(head);
         }
         rest = tail;
     }
-    buckets.into_par_iter().with_min_len(8).for_each_init(
-        || (Vec::new(), Vec::new()),
-        |(scratch, counts), (s, base, bits)| sort_bucket(s, base, bits, scratch, counts),
-    );
+    buckets
+        .into_par_iter()
+        .with_min_len(8)
+        .for_each_init(|| (Vec::new(), Vec::new()), |(scratch, counts), s| sort_bucket(s, scratch, counts, depth));
 }
 
-/// Where the keys of one class go: `[lo, lo + 2^(bits + shift))` in 2^bits buckets.
-#[derive(Clone, Copy)]
-struct Layout {
-    lo: u64,
-    shift: u32,
-    buckets: usize,
-}
-
-impl Layout {
-    /// About 2,000 keys per bucket, between 2^8 and 2^11 buckets, over the bits where keys differ:
-    /// few enough buckets that the scatter's write streams stay in cache, small enough buckets
-    /// that each is sorted in cache ([`sort_bucket`]).
-    fn new(n: usize, lo: u64, hi: u64) -> Layout {
-        if n == 0 || lo >= hi {
-            return Layout { lo: lo.min(hi), shift: 0, buckets: 1 };
-        }
-        let span_bits = 64 - (hi - lo).leading_zeros();
-        let bucket_bits = (usize::BITS - n.leading_zeros()).saturating_sub(11).clamp(8, 11).min(span_bits);
-        Layout { lo, shift: span_bits - bucket_bits, buckets: 1 << bucket_bits }
-    }
-
-    /// The bucket of `key`; keys outside the layout's range go to the first or the last.
-    #[inline]
-    fn bucket(&self, key: u64) -> usize {
-        ((key.saturating_sub(self.lo) >> self.shift) as usize).min(self.buckets - 1)
-    }
-}
-
-/// Sorts one bucket, whose keys lie in `[base, base + 2^bits)`, in cache: a two-digit LSD radix
-/// sort (one read for both digits' counts, two scatters through `scratch`) over the bucket's top
-/// bits, about twice as many as the bucket has keys, which leaves keys that share those bits
-/// (rare unless scores cluster) to an insertion sort; should that one find many, the bucket is
-/// comparison-sorted instead.
-fn sort_bucket<K: SortKey>(v: &mut [K], base: u64, bits: u32, scratch: &mut Vec<K>, counts: &mut Vec<u32>) {
+/// Sorts one bucket in cache: nothing to do when its keys are equal (a run of tied scores); a
+/// two-digit LSD radix sort (one read for both digits' counts, two scatters through `scratch`)
+/// over the top bits of the keys' range, about twice as many as the bucket has keys, which leaves
+/// keys that share those bits (rare unless scores cluster) to an insertion sort; should that one
+/// find many, the bucket is comparison-sorted instead. A bucket far larger than laid out is
+/// partitioned again from its own sample.
+fn sort_bucket<K: SortKey>(v: &mut [K], scratch: &mut Vec<K>, counts: &mut Vec<u32>, depth: u32) {
     let n = v.len();
-    if bits == u32::MAX {
-        v.sort_unstable(); // an edge bucket: its keys' range is not known
-        return;
-    }
-    if bits == 0 {
-        return; // one key value
-    }
-    if n <= 32 || n > u32::MAX as usize {
-        if n > 32 || !insertion_sort(v, usize::MAX) {
+    if n <= 32 {
+        if !insertion_sort(v, usize::MAX) {
             v.sort_unstable();
         }
         return;
     }
+    let (lo, hi) = v.iter().fold((u64::MAX, 0u64), |(a, b), k| (a.min(k.to_u64()), b.max(k.to_u64())));
+    if lo == hi {
+        return; // one key value
+    }
+    if n > LARGE_BUCKET || n > u32::MAX as usize {
+        if depth < MAX_DEPTH {
+            scratch.clear();
+            scratch.extend_from_slice(v);
+            partition(scratch, v, depth + 1);
+        } else {
+            v.sort_unstable();
+        }
+        return;
+    }
+    let span = hi - lo;
+    let bits = 64 - span.leading_zeros();
     let digit = (usize::BITS - 1 - n.leading_zeros()).saturating_sub(1).clamp(4, 11);
     let window = bits.min(2 * digit);
     let (low, high) = (window / 2, window - window / 2);
     let shift = bits - window;
-    let top = |k: K| ((k.to_u64() - base) >> shift) as usize;
+    let top = |k: K| ((k.to_u64() - lo) >> shift) as usize;
     let mask = (1usize << low) - 1;
     counts.clear();
     counts.resize((1 << low) + (1 << high), 0);
@@ -299,22 +250,148 @@ fn insertion_sort<K: SortKey>(v: &mut [K], budget: usize) -> bool {
     true
 }
 
-/// Per-chunk offsets of every bucket of one class, the buckets' starts, and its largest bucket.
-fn offsets(hists: &[Vec<usize>], buckets: usize) -> (Vec<Vec<usize>>, Vec<usize>, usize) {
+/// Per-chunk offsets of every bucket, and the buckets' starts (one more than buckets).
+fn offsets(hists: &[Vec<u32>], buckets: usize) -> (Vec<Vec<usize>>, Vec<usize>) {
     let mut offsets = vec![vec![0usize; buckets]; hists.len()];
     let mut starts = Vec::with_capacity(buckets + 1);
-    let (mut running, mut largest) = (0, 0);
+    let mut running = 0usize;
     for b in 0..buckets {
         starts.push(running);
-        let before = running;
         for (c, h) in hists.iter().enumerate() {
             offsets[c][b] = running;
-            running += h[b];
+            running += h[b] as usize;
         }
-        largest = largest.max(running - before);
     }
     starts.push(running);
-    (offsets, starts, largest)
+    (offsets, starts)
+}
+
+/// Both classes' layouts as the kernels read them: one table of `2 * CELLS` slots, the
+/// impostors' cells after the genuine ones' and their buckets numbered after the genuine ones'.
+struct Classes {
+    lo: [f64; 2],
+    scale: [f64; 2],
+    table: Vec<u16>,
+}
+
+impl Classes {
+    fn new(layout: &[Layout; 2]) -> Classes {
+        let split = layout[0].buckets as u16;
+        let table = layout[0].table.iter().copied().chain(layout[1].table.iter().map(|&b| b + split)).collect();
+        Classes { lo: [layout[0].lo, layout[1].lo], scale: [layout[0].scale, layout[1].scale], table }
+    }
+
+    /// The table index of every pair of a block (written to `out`), and whether one is invalid
+    /// (a score not finite, a label not 0/1). Selects, not branches, on the label: the compiler
+    /// vectorizes the loop.
+    #[inline(always)]
+    fn indices<S: Score>(&self, s: &[S], l: &[u8], out: &mut [u32; BLOCK]) -> bool {
+        let mut bad = false;
+        for ((o, &x), &y) in out.iter_mut().zip(s).zip(l) {
+            bad |= (y > 1) | !x.is_finite();
+            let impostor = y != 1;
+            let (lo, scale) = if impostor { (self.lo[1], self.scale[1]) } else { (self.lo[0], self.scale[0]) };
+            // max then min: a NaN (an overflowing difference times a zero scale) becomes 0.
+            let t = ((x.value() - lo) * scale).max(0.0).min((CELLS - 1) as f64);
+            // SAFETY: t is a number in [0, CELLS - 1] (not NaN, see above).
+            let cell = unsafe { t.to_int_unchecked::<u32>() };
+            *o = cell + if impostor { CELLS as u32 } else { 0 };
+        }
+        bad
+    }
+}
+
+/// Pairs classified at a time: a block's table indices come from one vectorized loop.
+const BLOCK: usize = 256;
+
+/// The two passes over the scores, compiled twice on x86-64: for the baseline and, chosen at run
+/// time where the CPU has it, for AVX2 (the index loop vectorizes four or eight wide).
+mod kernels {
+    use super::{Classes, Disjoint, Score, BLOCK};
+
+    /// Bucket counts of a chunk (`slots` buckets) and whether it holds an invalid pair.
+    pub(super) fn histogram<S: Score>(c: &Classes, s: &[S], l: &[u8], slots: usize) -> (Vec<u32>, bool) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { histogram_avx2(c, s, l, slots) };
+        }
+        histogram_any(c, s, l, slots)
+    }
+
+    /// Writes every key of a chunk at its bucket's next position (`at`, per bucket; buckets from
+    /// `split` on index `base[1]`, the others `base[0]`).
+    ///
+    /// # Safety
+    /// Every position written is inside its vector and written by no other thread.
+    pub(super) unsafe fn scatter<S: Score>(
+        c: &Classes,
+        s: &[S],
+        l: &[u8],
+        split: usize,
+        base: [Disjoint<S::Key>; 2],
+        at: &mut [u32],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return scatter_avx2(c, s, l, split, base, at);
+        }
+        scatter_any(c, s, l, split, base, at)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn histogram_avx2<S: Score>(c: &Classes, s: &[S], l: &[u8], slots: usize) -> (Vec<u32>, bool) {
+        histogram_any(c, s, l, slots)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn scatter_avx2<S: Score>(
+        c: &Classes,
+        s: &[S],
+        l: &[u8],
+        split: usize,
+        base: [Disjoint<S::Key>; 2],
+        at: &mut [u32],
+    ) {
+        scatter_any(c, s, l, split, base, at)
+    }
+
+    #[inline(always)]
+    fn histogram_any<S: Score>(c: &Classes, s: &[S], l: &[u8], slots: usize) -> (Vec<u32>, bool) {
+        let mut h = vec![0u32; slots];
+        let mut bad = false;
+        let mut idx = [0u32; BLOCK];
+        for (sb, lb) in s.chunks(BLOCK).zip(l.chunks(BLOCK)) {
+            bad |= c.indices(sb, lb, &mut idx);
+            for &i in &idx[..sb.len()] {
+                h[c.table[i as usize] as usize] += 1;
+            }
+        }
+        (h, bad)
+    }
+
+    #[inline(always)]
+    unsafe fn scatter_any<S: Score>(
+        c: &Classes,
+        s: &[S],
+        l: &[u8],
+        split: usize,
+        base: [Disjoint<S::Key>; 2],
+        at: &mut [u32],
+    ) {
+        let mut idx = [0u32; BLOCK];
+        for (sb, lb) in s.chunks(BLOCK).zip(l.chunks(BLOCK)) {
+            c.indices(sb, lb, &mut idx);
+            for (&i, &x) in idx[..sb.len()].iter().zip(sb) {
+                let b = c.table[i as usize] as usize;
+                let out = if b < split { base[0] } else { base[1] };
+                out.write(at[b] as usize, x.key());
+                at[b] += 1;
+            }
+        }
+    }
 }
 
 /// What [`split_sorted`] found.
@@ -323,98 +400,72 @@ pub enum Split<K> {
     Sorted(Vec<K>, Vec<K>),
     /// A score is not finite or a label not 0/1 (the caller's checks say which, and where).
     Invalid,
-    /// The keys pile into a few buckets (a far outlier stretches a class's range): the caller
-    /// splits and uses [`sort_keys`], whose digit-by-digit fallback stays linear there.
-    PiledUp,
+    /// More scores than the 32-bit counts below take: the caller splits and uses [`sort_keys`].
+    TooMany,
 }
 
 /// The genuine (label 1) and impostor keys of `scores`, each sorted ascending, straight from the
-/// scores: buckets laid out from a sample of the keys, a read for each chunk's bucket histograms
-/// (which also checks the input), one scatter of every key into its bucket's place, then every
-/// bucket (a few thousand keys, in cache) sorted on its own. The keys are never written in input
-/// order first, which saves a write and two reads of them against splitting and then sorting.
+/// scores: each class's buckets laid out from a sample of its values ([`Layout`]), a read for
+/// each chunk's bucket histograms (which also checks the input), one scatter of every key into
+/// its bucket's place, then every bucket (a few thousand keys, in cache) sorted on its own. The
+/// keys are never written in input order first, which saves a write and two reads of them against
+/// splitting and then sorting.
 pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
     let n = scores.len();
     if n > u32::MAX as usize {
-        return Split::PiledUp; // 32-bit counts below; the general path takes any size
+        return Split::TooMany; // 32-bit counts below; the general path takes any size
     }
     let chunk_len = n.div_ceil(rayon::current_num_threads().max(1)).max(1 << 14);
-    // The buckets' layout from a sample: a full read just for the key ranges would cost as much
-    // as the histograms. Keys outside a sampled range go to the class's first or last bucket,
-    // which are comparison-sorted (see `ranged_buckets`); a sample that misses a large part of
-    // the keys shows up as a piled-up bucket.
-    let step = (n >> 14).max(1);
-    let (mut sampled, mut sampled_pos) = (0usize, 0usize);
-    let mut range = [(u64::MAX, 0u64); 2];
-    for i in (0..n).step_by(step).chain([n - 1]) {
+    let step = (n / SAMPLE).max(1);
+    let mut sampled: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for i in (0..n).step_by(step) {
         let (x, y) = (scores[i], labels[i]);
         if x.is_finite() && y <= 1 {
-            let (k, side) = (x.key().to_u64(), usize::from(y != 1));
-            range[side] = (range[side].0.min(k), range[side].1.max(k));
-            sampled += 1;
-            sampled_pos += usize::from(y == 1);
+            sampled[usize::from(y != 1)].push(x.value());
         }
     }
-    let pos_guess = (sampled_pos as f64 / sampled.max(1) as f64 * n as f64) as usize;
-    let layout = [Layout::new(pos_guess, range[0].0, range[0].1), Layout::new(n - pos_guess, range[1].0, range[1].1)];
-    // One flat histogram per chunk, genuine buckets first: a key's slot is found by arithmetic on
-    // its label, never by a branch (the label is a coin flip for balanced pairs). The same read
-    // checks the input.
+    let share = sampled[0].len() as f64 / (sampled[0].len() + sampled[1].len()).max(1) as f64;
+    let pos_guess = (share * n as f64) as usize;
+    let [genuine, impostor] = &mut sampled;
+    let layout = [Layout::from_sample(genuine, pos_guess), Layout::from_sample(impostor, n - pos_guess)];
+    // One table for both classes, the impostors' buckets after the genuine ones': a key's slot is
+    // found by arithmetic on its label, never by a branch (the label is a coin flip for balanced
+    // pairs).
     let split = layout[0].buckets;
-    // Each class's first slot is read from its own layout, like its range: computed as
-    // `side * split`, the compiler branched on the label to skip reading `split` for genuine
-    // pairs, a mispredict per key at 50% genuine.
-    let first = [0, split];
-    let slot = |x: S, y: u8| {
-        let side = usize::from(y != 1);
-        first[side] + layout[side].bucket(x.key().to_u64())
-    };
+    let slots = split + layout[1].buckets;
+    let classes = Classes::new(&layout);
+    // The same read checks the input.
     let hists: Vec<(Vec<u32>, bool)> = scores
         .par_chunks(chunk_len)
         .zip(labels.par_chunks(chunk_len))
-        .map(|(s, l)| {
-            let mut h = vec![0u32; split + layout[1].buckets];
-            let mut bad = false;
-            for (&x, &y) in s.iter().zip(l) {
-                bad |= (y > 1) | !x.is_finite();
-                h[slot(x, y)] += 1;
-            }
-            (h, bad)
-        })
+        .map(|(s, l)| kernels::histogram(&classes, s, l, slots))
         .collect();
     if hists.iter().any(|h| h.1) {
         return Split::Invalid;
     }
-    let per_side = |side: usize| {
-        let part = |h: &Vec<u32>| if side == 0 { h[..split].to_vec() } else { h[split..].to_vec() };
-        let h: Vec<Vec<usize>> = hists.iter().map(|h| part(&h.0).into_iter().map(|c| c as usize).collect()).collect();
-        offsets(&h, layout[side].buckets)
-    };
-    let ((off_pos, starts_pos, big_pos), (off_neg, starts_neg, big_neg)) = (per_side(0), per_side(1));
-    let n_pos = starts_pos[layout[0].buckets];
-    if piled_up(big_pos, n_pos) || piled_up(big_neg, n - n_pos) {
-        return Split::PiledUp;
-    }
-    let offsets: Vec<Vec<u32>> =
-        off_pos.into_iter().zip(off_neg).map(|(p, q)| p.into_iter().chain(q).map(|o| o as u32).collect()).collect();
-    let mut pos: Vec<S::Key> = crate::heap::with_capacity_huge(n_pos);
-    let mut neg: Vec<S::Key> = crate::heap::with_capacity_huge(n - n_pos);
-    let out = [Disjoint::new(pos.as_mut_ptr()), Disjoint::new(neg.as_mut_ptr())];
-    scores.par_chunks(chunk_len).zip(labels.par_chunks(chunk_len)).zip(offsets).for_each(|((s, l), mut off)| {
-        for (&x, &y) in s.iter().zip(l) {
-            let at = slot(x, y);
-            // SAFETY: the ranges given by the offsets are disjoint across chunks and buckets and
-            // together cover each class's vector exactly once.
-            unsafe { out[usize::from(y != 1)].write(off[at] as usize, x.key()) };
-            off[at] += 1;
-        }
+    let hists: Vec<Vec<u32>> = hists.into_iter().map(|h| h.0).collect();
+    let (offsets, starts) = offsets(&hists, slots);
+    let n_pos = starts[split];
+    let mut pos: Vec<S::Key> = scratch::take(n_pos);
+    let mut neg: Vec<S::Key> = scratch::take(n - n_pos);
+    // Each chunk's write position of every bucket, as an index into one of the two vectors: the
+    // impostors' buckets (after the genuine ones) index `neg`, which the kernel is given as `pos`
+    // moved by -n_pos (wrapping: only sums with in-range offsets are ever dereferenced).
+    let base = [Disjoint::new(pos.as_mut_ptr()), Disjoint::new(neg.as_mut_ptr())];
+    scores.par_chunks(chunk_len).zip(labels.par_chunks(chunk_len)).zip(offsets).for_each(|((s, l), off)| {
+        let mut at: Vec<u32> =
+            off.into_iter().enumerate().map(|(b, o)| (if b < split { o } else { o - n_pos }) as u32).collect();
+        // SAFETY: the ranges given by the offsets are disjoint across chunks and buckets and
+        // together cover each class's vector exactly once; `at` holds this chunk's.
+        unsafe { kernels::scatter(&classes, s, l, split, base, &mut at) };
     });
     // SAFETY: every slot below the lengths was written by the scatter.
     unsafe {
         pos.set_len(n_pos);
         neg.set_len(n - n_pos);
     }
-    rayon::join(|| sort_buckets(&mut pos, &starts_pos, layout[0]), || sort_buckets(&mut neg, &starts_neg, layout[1]));
+    let neg_starts: Vec<usize> = starts[split..].iter().map(|s| s - n_pos).collect();
+    rayon::join(|| sort_buckets(&mut pos, &starts[..=split], 0), || sort_buckets(&mut neg, &neg_starts, 0));
     Split::Sorted(pos, neg)
 }
 
@@ -427,110 +478,145 @@ mod tests {
         *seed
     }
 
-    #[test]
-    fn sorts_like_std() {
-        let mut seed = 7;
-        for &n in &[0usize, 1, 5, 300, 70_000, 200_001] {
-            for shift in [0u32, 40, 60] {
-                let mut v: Vec<u64> = (0..n).map(|_| lcg(&mut seed) >> shift).collect();
-                let mut expect = v.clone();
-                expect.sort_unstable();
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
-                pool.install(|| radix_sort(&mut v));
-                assert_eq!(v, expect, "n={n} shift={shift}");
-            }
+    fn uniform(seed: &mut u64) -> f64 {
+        (lcg(seed) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Roughly normal (a sum of uniforms): bell-shaped scores.
+    fn bell(seed: &mut u64) -> f64 {
+        (0..4).map(|_| uniform(seed)).sum::<f64>() - 2.0
+    }
+
+    fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(f)
+    }
+
+    /// `k` made the key of a finite score (keys with the exponent bits all set are not).
+    fn finite64(k: u64) -> u64 {
+        if super::super::keys::key_value(k).is_finite() {
+            k
+        } else {
+            k ^ (1 << 61)
         }
     }
 
     #[test]
-    fn bucket_sort_sorts_like_std() {
+    fn sort_keys_sorts_like_std() {
         let mut seed = 11;
         for &n in &[0usize, 3, 16_383, 16_384, 70_000, 300_001] {
             for shift in [0u32, 13, 40, 60] {
-                let mut v: Vec<u64> = (0..n).map(|_| lcg(&mut seed) >> shift).collect();
+                let mut v: Vec<u64> = (0..n).map(|_| finite64(lcg(&mut seed) >> shift | 1 << 63)).collect();
                 if n > 10 {
-                    v[n / 2] = u64::MAX; // one far outlier: a span of 64 bits, most keys in one bucket
+                    v[n / 2] = f64::MAX.key(); // one far outlier
+                    v[n / 4] = (-f64::MAX).key();
                 }
                 let mut expect = v.clone();
                 expect.sort_unstable();
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
-                pool.install(|| sort_keys(&mut v));
+                in_pool(3, || sort_keys(&mut v));
                 assert_eq!(v, expect, "n={n} shift={shift}");
             }
         }
         for &n in &[70_000usize, 300_001] {
             for shift in [0u32, 20] {
-                let mut v: Vec<u32> = (0..n).map(|_| (lcg(&mut seed) >> 32) as u32 >> shift).collect();
-                v[n / 3] = u32::MAX;
+                let mut v: Vec<u32> =
+                    (0..n).map(|_| (uniform(&mut seed) as f32 * 2f32.powi(-(shift as i32))).key()).collect();
+                v[n / 3] = f32::MAX.key();
                 let mut expect = v.clone();
                 expect.sort_unstable();
-                let mut r = v.clone();
                 sort_keys(&mut v);
-                radix_sort(&mut r);
                 assert_eq!(v, expect, "u32 n={n} shift={shift}");
-                assert_eq!(r, expect, "u32 radix n={n} shift={shift}");
             }
         }
         let mut same = vec![7u64; 50_000];
         sort_keys(&mut same);
         assert!(same.iter().all(|&x| x == 7));
-        let mut two: Vec<u64> = (0..50_000u64).map(|i| if i % 3 == 0 { u64::MAX } else { 0 }).collect();
+        let mut two: Vec<u64> =
+            (0..50_000u64).map(|i| if i % 3 == 0 { f64::MAX.key() } else { 1.0f64.key() }).collect();
         sort_keys(&mut two);
         assert!(two.windows(2).all(|p| p[0] <= p[1]));
     }
 
+    /// The keys of each class, sorted the plain way.
+    fn expected<S: Score>(scores: &[S], labels: &[u8]) -> (Vec<S::Key>, Vec<S::Key>) {
+        let side = |want: u8| {
+            let mut v: Vec<S::Key> = scores.iter().zip(labels).filter(|p| *p.1 == want).map(|p| p.0.key()).collect();
+            v.sort_unstable();
+            v
+        };
+        (side(1), side(0))
+    }
+
+    fn check<S: Score + std::fmt::Debug>(name: &str, scores: &[S], labels: &[u8]) {
+        for threads in [1, 3] {
+            let Split::Sorted(pos, neg) = in_pool(threads, || split_sorted(scores, labels)) else {
+                panic!("{name}: valid input")
+            };
+            assert!((pos, neg) == expected(scores, labels), "{name}, {threads} threads");
+        }
+    }
+
     #[test]
-    fn split_sorted_matches_split_then_sort() {
+    fn split_sorted_sorts_every_score_shape() {
         let mut seed = 5;
         for &n in &[70_000usize, 300_001] {
-            for spread in [1.0f64, 1e-6] {
-                let scores: Vec<f64> =
-                    (0..n).map(|_| (lcg(&mut seed) >> 11) as f64 / (1u64 << 53) as f64 * spread).collect();
-                let labels: Vec<u8> = (0..n).map(|i| u8::from(lcg(&mut seed) % 10 < 3 || i % 7 == 0)).collect();
-                let Split::Sorted(pos, neg) = split_sorted(&scores, &labels) else { panic!("even buckets") };
-                let mut expect_pos: Vec<u64> =
-                    scores.iter().zip(&labels).filter(|p| *p.1 == 1).map(|p| p.0.key()).collect();
-                let mut expect_neg: Vec<u64> =
-                    scores.iter().zip(&labels).filter(|p| *p.1 == 0).map(|p| p.0.key()).collect();
-                expect_pos.sort_unstable();
-                expect_neg.sort_unstable();
-                assert_eq!((pos, neg), (expect_pos, expect_neg), "n={n} spread={spread}");
-                let narrow: Vec<f32> = scores.iter().map(|&x| x as f32).collect();
-                let Split::Sorted(pos, _) = split_sorted(&narrow, &labels) else { panic!("even buckets") };
-                assert!(pos.windows(2).all(|w| w[0] <= w[1]));
+            let labels: Vec<u8> = (0..n).map(|i| u8::from(lcg(&mut seed) % 10 < 3 || i % 7 == 0)).collect();
+            let rare: Vec<u8> = (0..n).map(|_| u8::from(lcg(&mut seed).is_multiple_of(100))).collect();
+            let shapes: Vec<(&str, Vec<f64>)> = vec![
+                ("uniform", (0..n).map(|_| uniform(&mut seed)).collect()),
+                ("narrow", (0..n).map(|_| 1.0 + uniform(&mut seed) * 1e-9).collect()),
+                ("bell", (0..n).map(|_| 0.1 * bell(&mut seed)).collect()),
+                ("ties", (0..n).map(|_| (bell(&mut seed) * 100.0).round() / 1000.0).collect()),
+                ("outlier", (0..n).map(|i| if i == n / 3 { 1e30 } else { bell(&mut seed) }).collect()),
+                ("far outlier", (0..n).map(|i| if i == n / 3 { 1e300 } else { bell(&mut seed) }).collect()),
+                ("outliers", (0..n).map(|i| if i % 50 == 0 { -1e6 } else { bell(&mut seed) }).collect()),
+                ("two values", (0..n).map(|i| if i % 3 == 0 { 0.25 } else { -0.5 }).collect()),
+                ("constant", vec![0.5; n]),
+                ("signed zeros", (0..n).map(|i| if i % 2 == 0 { 0.0 } else { -0.0 }).collect()),
+                ("extremes", (0..n).map(|i| [f64::MAX, f64::MIN, 5e-324, -1.0][i % 4]).collect()),
+                // Sorted input with a period the sample's stride hits: the sample misjudges the
+                // keys, and the buckets it makes too large are partitioned again.
+                ("periodic", (0..n).map(|i| if i % 9 == 0 { i as f64 } else { 1e9 + (i % 9) as f64 * 1e-7 }).collect()),
+            ];
+            for (name, scores) in &shapes {
+                for labels in [&labels, &rare] {
+                    check(name, scores, labels);
+                    let narrow: Vec<f32> = scores.iter().map(|&x| x as f32).collect();
+                    if narrow.iter().all(|x| x.is_finite()) {
+                        check(name, &narrow, labels);
+                    }
+                }
             }
         }
-        let mut outlier: Vec<f64> = (0..100_000).map(|i| 1.0 + i as f64 * 1e-9).collect();
-        outlier[3] = 1e300;
-        // A far outlier the sample misses lands in the last bucket, which is comparison-sorted.
-        let Split::Sorted(pos, neg) = split_sorted(&outlier, &vec![0u8; 100_000]) else { panic!("sorted") };
-        let mut expect: Vec<u64> = outlier.iter().map(|x| x.key()).collect();
-        expect.sort_unstable();
-        assert!(pos.is_empty() && neg == expect);
-        // A sample that misses most keys: they pile into an edge bucket and the caller falls back.
-        let misled: Vec<f64> =
-            (0..100_000).map(|i| if i % 6 == 0 { i as f64 * 1e-9 } else { 5.0 + i as f64 }).collect();
-        assert!(matches!(split_sorted(&misled, &vec![0u8; 100_000]), Split::PiledUp));
-        match split_sorted(&outlier[..70_000], &vec![1u8; 70_000]) {
-            Split::Sorted(_, neg) => assert!(neg.is_empty()),
-            Split::PiledUp => {}
-            Split::Invalid => panic!("valid input"),
-        }
-        let mut bad = outlier.clone();
+    }
+
+    #[test]
+    fn split_sorted_flags_invalid_input() {
+        let scores: Vec<f64> = (0..100_000).map(|i| 1.0 + i as f64 * 1e-9).collect();
+        let mut bad = scores.clone();
         bad[99_999] = f64::NAN;
         assert!(matches!(split_sorted(&bad, &vec![0u8; 100_000]), Split::Invalid));
         let mut labels = vec![0u8; 100_000];
         labels[5] = 2;
-        assert!(matches!(split_sorted(&outlier, &labels), Split::Invalid));
+        assert!(matches!(split_sorted(&scores, &labels), Split::Invalid));
+        match split_sorted(&scores[..70_000], &vec![1u8; 70_000]) {
+            Split::Sorted(pos, neg) => assert!(neg.is_empty() && pos.len() == 70_000),
+            _ => panic!("one class is valid input"),
+        }
     }
 
     #[test]
-    fn constant_and_two_valued_keys() {
-        let mut v = vec![42u64; 100_000];
-        radix_sort(&mut v);
-        assert!(v.iter().all(|&x| x == 42));
-        let mut w: Vec<u64> = (0..100_000u64).map(|i| if i % 3 == 0 { u64::MAX } else { 0 }).collect();
-        radix_sort(&mut w);
-        assert!(w.windows(2).all(|p| p[0] <= p[1]));
+    fn layouts_are_monotone_and_even_on_bell_shaped_values() {
+        let mut seed = 3;
+        let values: Vec<f64> = (0..1_000_000).map(|_| 0.1 * bell(&mut seed)).collect();
+        let mut sample: Vec<f64> = values.iter().step_by(31).copied().collect();
+        let layout = Layout::from_sample(&mut sample, values.len());
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert!(sorted.windows(2).all(|w| layout.bucket(w[0]) <= layout.bucket(w[1])));
+        let mut sizes = vec![0usize; layout.buckets];
+        values.iter().for_each(|&x| sizes[layout.bucket(x)] += 1);
+        let largest = *sizes.iter().max().unwrap();
+        // Equal-width buckets put ~2.5x the mean into the central ones; these stay near it.
+        assert!(largest < 2 * values.len() / layout.buckets, "largest bucket {largest} of {} buckets", layout.buckets);
     }
 }

@@ -8,8 +8,8 @@ use super::binary::BinaryScores;
 use super::disjoint::Disjoint;
 use super::keys::{KeyPair, Score, SortKey};
 use super::radix::{sort_keys, split_sorted, Split};
+use super::scratch;
 use crate::error::Result;
-use crate::heap::with_capacity_huge as huge;
 use crate::threads;
 
 /// Genuine and impostor scores as sorted (ascending) order-preserving keys, as wide as the scores
@@ -36,7 +36,7 @@ fn split_keys<S: Score>(scores: &[S], labels: &[u8]) -> (Vec<S::Key>, Vec<S::Key
     let chunk_len = n.div_ceil(4 * rayon::current_num_threads().max(1)).max(1 << 14);
     let genuine: Vec<usize> = labels.par_chunks(chunk_len).map(|c| c.iter().filter(|&&l| l == 1).count()).collect();
     let n_pos: usize = genuine.iter().sum();
-    let (mut pos, mut neg) = (huge::<S::Key>(n_pos), huge::<S::Key>(n - n_pos));
+    let (mut pos, mut neg) = (scratch::take::<S::Key>(n_pos), scratch::take::<S::Key>(n - n_pos));
     let mut starts = Vec::with_capacity(genuine.len());
     let (mut p, mut q) = (0, 0);
     for (c, &g) in genuine.iter().enumerate() {
@@ -69,17 +69,17 @@ fn split_keys<S: Score>(scores: &[S], labels: &[u8]) -> (Vec<S::Key>, Vec<S::Key
 }
 
 impl SortedScores {
-    /// Frees the keys and their pages now: the block cache would keep them resident, and the
-    /// report frees them exactly so that the curve it finishes next does not add to them.
-    pub fn discard(self) {
-        match self.keys {
+    /// Hands the keys back to the scratch pool with their pages returned to the kernel now: the
+    /// report does this before it writes a large curve, so that the curve does not add to them.
+    pub fn discard(mut self) {
+        match &mut self.keys {
             KeyPair::Wide { pos, neg } => {
-                crate::heap::discard(pos);
-                crate::heap::discard(neg);
+                scratch::give_discarded(std::mem::take(pos));
+                scratch::give_discarded(std::mem::take(neg));
             }
             KeyPair::Narrow { pos, neg } => {
-                crate::heap::discard(pos);
-                crate::heap::discard(neg);
+                scratch::give_discarded(std::mem::take(pos));
+                scratch::give_discarded(std::mem::take(neg));
             }
         }
     }
@@ -105,7 +105,7 @@ impl SortedScores {
                 Split::Sorted(pos, neg) if !(need_both_classes && (pos.is_empty() || neg.is_empty())) => {
                     return Ok(Self::from_keys(S::Key::pair(pos, neg)));
                 }
-                Split::PiledUp => {
+                Split::TooMany => {
                     BinaryScores::new(func, scores, labels, need_both_classes)?;
                     return threads::install(|| Self::split_then_sort(scores, labels));
                 }
@@ -154,6 +154,22 @@ impl SortedScores {
         match &self.keys {
             KeyPair::Wide { pos, neg } => RocPoints::Wide(Walk::new(pos, neg)),
             KeyPair::Narrow { pos, neg } => RocPoints::Narrow(Walk::new(pos, neg)),
+        }
+    }
+}
+
+impl Drop for SortedScores {
+    /// The keys go back to the scratch pool for the next sort.
+    fn drop(&mut self) {
+        match &mut self.keys {
+            KeyPair::Wide { pos, neg } => {
+                scratch::give(std::mem::take(pos));
+                scratch::give(std::mem::take(neg));
+            }
+            KeyPair::Narrow { pos, neg } => {
+                scratch::give(std::mem::take(pos));
+                scratch::give(std::mem::take(neg));
+            }
         }
     }
 }

@@ -64,7 +64,7 @@ pub fn summarize(sorted: SortedScores, fars: &[f64], drop_intermediate: bool) ->
     // that is a lot, the keys' pages go first (kept for reuse, they would add to it); else the
     // keys stay for the next call to reuse.
     let tail_bytes: usize = parts[1..].iter().map(|p| 3 * 8 * p.fpr.len()).sum();
-    if tail_bytes > crate::block_cache::MIN_BLOCK {
+    if tail_bytes > super::scratch::MIN_BYTES {
         sorted.discard();
     } else {
         drop(sorted);
@@ -455,9 +455,8 @@ fn finish_curve<K: SortKey>(
         // SAFETY: every slot below `total` was written above.
         unsafe { v.set_len(total) };
         // Room for every score was made; its untouched rest costs address space only, so the
-        // buffer is returned as it is (freed, its block serves the next report's buffers, see
-        // `block_cache`). A small curve is copied out instead, so that a report held on to
-        // holds no more than its points (and the rest of a huge page).
+        // buffer is returned as it is. A small curve is copied out instead, so that a report held
+        // on to holds no more than its points (and the rest of a huge page).
         if total * std::mem::size_of::<f64>() < SMALL_CURVE_BYTES && total < v.capacity() {
             *v = v.to_vec();
         }

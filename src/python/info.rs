@@ -20,7 +20,7 @@ fn _build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     d.set_item("cuda_device_count", tch::Cuda::device_count())?;
     d.set_item("cudnn_available", tch::Cuda::cudnn_is_available())?;
     d.set_item("num_threads", crate::threads::num_threads())?;
-    d.set_item("heap_reuse", crate::heap::heap_reuse_active())?;
+    d.set_item("heap_tuned", crate::heap::heap_tuned())?;
     d.set_item("debug_build", cfg!(debug_assertions))?;
     Ok(d)
 }

@@ -1,21 +1,30 @@
-//! Bindings of `crate::block_cache`.
+//! Bindings of `crate::metrics::scratch`.
 
 use pyo3::prelude::*;
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(release_cached_memory, m)?)?;
     m.add_function(wrap_pyfunction!(cached_memory, m)?)?;
+    m.add_function(wrap_pyfunction!(tune_heap, m)?)?;
     Ok(())
 }
 
-/// Returns the large freed blocks mfr keeps for reuse to the system now; the bytes released.
+/// Frees the key buffers the metrics keep for their next sort now; the bytes released.
 #[pyfunction]
 fn release_cached_memory(py: Python<'_>) -> usize {
-    py.allow_threads(|| crate::ALLOCATOR.release())
+    py.allow_threads(crate::metrics::scratch::release)
 }
 
-/// Bytes of large freed blocks mfr keeps for reuse now.
+/// Bytes of key buffers the metrics keep for their next sort now.
 #[pyfunction]
 fn cached_memory() -> usize {
-    crate::ALLOCATOR.kept_bytes()
+    crate::metrics::scratch::kept_bytes()
+}
+
+/// Sets glibc's malloc thresholds for the whole process so that CPU training reuses freed heap
+/// instead of page-faulting it back every step (see `crate::heap`); once per process. Returns
+/// whether they are set (false outside glibc).
+#[pyfunction]
+fn tune_heap() -> bool {
+    crate::heap::tune_heap()
 }

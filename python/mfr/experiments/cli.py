@@ -498,6 +498,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Set to 0 (or false/no) to keep glibc's malloc defaults in the training commands.
+HEAP_ENV_VAR = "MFR_HEAP_REUSE"
+
+
+def _tune_heap_for_training(device: str) -> bool:
+    """The training commands are applications: on CPU they raise glibc's malloc thresholds for
+    the whole process (``mfr.tune_heap()``; each CPU meta-step frees a working set of hundreds of
+    MB that the default policy hands back to the kernel and faults in again next step) and say so
+    on stderr. ``MFR_HEAP_REUSE=0`` keeps the defaults. Returns whether the heap was tuned."""
+    import mfr
+
+    if not device.startswith("cpu"):
+        return False
+    if os.environ.get(HEAP_ENV_VAR, "1").strip().lower() in ("0", "false", "no"):
+        print(f"mfr: glibc malloc defaults kept ({HEAP_ENV_VAR}=0)", file=sys.stderr)
+        return False
+    if not mfr.tune_heap():
+        return False  # not glibc: nothing to tune
+    print(
+        "mfr: heap tuned for CPU training: glibc keeps freed heap for reuse "
+        f"(M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 2 GiB; {HEAP_ENV_VAR}=0 keeps the defaults)",
+        file=sys.stderr,
+    )
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs a command; user errors (bad arguments, data, devices, checkpoints) print one line
     ``mfr: error: ...`` and exit with status 2, without a traceback."""
@@ -507,6 +533,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if int(os.environ.get("RANK", "0")) > 0:  # under torchrun only rank 0 prints results
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+    if args.func in (_cmd_train, _cmd_reproduce):
+        _tune_heap_for_training(str(getattr(args, "device", "cpu")))
 
     try:
         rc = int(args.func(args))

@@ -1,0 +1,211 @@
+//! The metrics' own scratch pool: the large key buffers of one report kept for the next.
+//!
+//! A report over 10^7 scores sorts its keys into buffers of tens of MB and drops them when it
+//! returns. Freed, such buffers go back to the kernel (glibc maps and unmaps blocks this large),
+//! and the next report page-faults all of them in again, which on a VM whose host reclaims the
+//! guest's freed memory costs more than the sort itself. The pool keeps them instead, for the
+//! metrics alone: only the buffers the metrics allocate through [`take`] and hand back through
+//! [`give`] pass through it; the process's allocator and its settings are never touched.
+//!
+//! Kept buffers are marked `MADV_FREE`: the kernel may take their pages whenever it needs memory,
+//! and until it does a buffer is reused without a fault. Bounded: [`SLOTS`] buffers of each key
+//! width and [`MAX_BYTES`] in all; a buffer idle for [`IDLE`] is freed at the next hand-back;
+//! `mfr.release_cached_memory()` frees all of them ([`release`]); `MFR_SCRATCH_POOL=0` turns
+//! keeping off.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::heap::{advise, with_capacity_huge, Advice};
+
+/// Buffers from this size up are kept.
+pub const MIN_BYTES: usize = 8 << 20;
+/// At most this many buffers of one element type are kept.
+pub const SLOTS: usize = 4;
+/// At most this many bytes are kept, all element types together.
+pub const MAX_BYTES: usize = 1 << 30;
+/// A buffer unused this long is freed at the next hand-back.
+pub const IDLE: Duration = Duration::from_secs(10);
+/// Environment variable that turns keeping off when set to `0`, `false` or `no`.
+pub const ENV_VAR: &str = "MFR_SCRATCH_POOL";
+
+/// An element type the pool keeps buffers of (the score keys of either width).
+pub trait Pooled: Copy + Send + 'static {
+    fn pool() -> &'static Pool<Self>;
+}
+
+struct Kept<T> {
+    buffer: Vec<T>,
+    since: Instant,
+}
+
+/// The kept buffers of one element type.
+pub struct Pool<T> {
+    kept: Mutex<Vec<Kept<T>>>,
+}
+
+impl<T> Pool<T> {
+    const fn new() -> Self {
+        Pool { kept: Mutex::new(Vec::new()) }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Kept<T>>> {
+        // Holders only push, pop and swap whole entries: a panic cannot leave the list torn.
+        self.kept.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn bytes(&self) -> usize {
+        self.lock().iter().map(|k| k.buffer.capacity() * std::mem::size_of::<T>()).sum()
+    }
+
+    fn release(&self) -> usize {
+        let taken = std::mem::take(&mut *self.lock());
+        taken.iter().map(|k| k.buffer.capacity() * std::mem::size_of::<T>()).sum()
+    }
+}
+
+static WIDE: Pool<u64> = Pool::new();
+static NARROW: Pool<u32> = Pool::new();
+
+impl Pooled for u64 {
+    fn pool() -> &'static Pool<u64> {
+        &WIDE
+    }
+}
+
+impl Pooled for u32 {
+    fn pool() -> &'static Pool<u32> {
+        &NARROW
+    }
+}
+
+/// 0: not read yet, 1: keeping, 2: off.
+static STATE: AtomicU8 = AtomicU8::new(0);
+
+fn keeping() -> bool {
+    match STATE.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let off = std::env::var(ENV_VAR)
+                .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "0" | "false" | "no"))
+                .unwrap_or(false);
+            STATE.store(if off { 2 } else { 1 }, Ordering::Relaxed);
+            !off
+        }
+    }
+}
+
+/// An empty vector with room for at least `n` elements: a kept buffer of between `n` and `2n`
+/// (the smallest such: a small request does not pin a large buffer), else a new one.
+pub(crate) fn take<T: Pooled>(n: usize) -> Vec<T> {
+    if n * std::mem::size_of::<T>() >= MIN_BYTES && keeping() {
+        let mut kept = T::pool().lock();
+        let best = kept
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| k.buffer.capacity() >= n && k.buffer.capacity() / 2 <= n)
+            .min_by_key(|(_, k)| k.buffer.capacity())
+            .map(|(i, _)| i);
+        if let Some(i) = best {
+            let mut buffer = kept.swap_remove(i).buffer;
+            buffer.clear();
+            return buffer;
+        }
+    }
+    with_capacity_huge(n)
+}
+
+/// Hands `v` back for a later [`take`] (or frees it, when small, over the bounds or keeping is off).
+pub(crate) fn give<T: Pooled>(v: Vec<T>) {
+    keep(v, Advice::Free)
+}
+
+/// Hands `v` back with its pages returned to the kernel now (`MADV_DONTNEED`): they leave the
+/// process's resident memory at once, as a report needs when it is about to write a large curve,
+/// while the address range stays kept (the next user faults fresh zeroed pages into it).
+pub(crate) fn give_discarded<T: Pooled>(v: Vec<T>) {
+    keep(v, Advice::DontNeed)
+}
+
+fn keep<T: Pooled>(v: Vec<T>, advice: Advice) {
+    let size = std::mem::size_of::<T>();
+    let bytes = v.capacity() * size;
+    if !(MIN_BYTES..=MAX_BYTES).contains(&bytes) || !keeping() {
+        return;
+    }
+    let now = Instant::now();
+    // SAFETY: the vector's own allocation; its contents are never read again (`take` clears it).
+    unsafe { advise(v.as_ptr() as usize, bytes, advice) };
+    let others = if size == 8 { NARROW.bytes() } else { WIDE.bytes() };
+    let mut freed = Vec::new();
+    let mut kept = T::pool().lock();
+    let mut i = 0;
+    while i < kept.len() {
+        if now.duration_since(kept[i].since) >= IDLE {
+            freed.push(kept.swap_remove(i));
+        } else {
+            i += 1;
+        }
+    }
+    loop {
+        let mine: usize = kept.iter().map(|k| k.buffer.capacity() * size).sum();
+        if kept.len() < SLOTS && others + mine + bytes <= MAX_BYTES {
+            kept.push(Kept { buffer: v, since: now });
+            break;
+        }
+        let Some(oldest) = kept.iter().enumerate().min_by_key(|(_, k)| k.since).map(|(i, _)| i) else {
+            break; // over the bound on its own: freed below
+        };
+        freed.push(kept.swap_remove(oldest));
+    }
+    drop(kept);
+    drop(freed); // freed outside the lock
+}
+
+/// Frees every kept buffer now; returns the bytes freed.
+pub fn release() -> usize {
+    WIDE.release() + NARROW.release()
+}
+
+/// Bytes of the buffers kept now.
+pub fn kept_bytes() -> usize {
+    WIDE.bytes() + NARROW.bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // One test: the pool is process-wide, and parallel tests would see each other's buffers.
+    #[test]
+    fn buffers_are_kept_reused_bounded_and_released() {
+        release();
+        let n = (MIN_BYTES / 8) * 3; // 24 MB of u64
+        let mut a: Vec<u64> = take(n);
+        assert!(a.capacity() >= n && a.is_empty());
+        a.resize(n, 7);
+        let ptr = a.as_ptr();
+        give(a);
+        assert!(kept_bytes() >= 3 * MIN_BYTES);
+        let b: Vec<u64> = take(n / 3); // under half of the kept one: a new buffer
+        assert_ne!(b.as_ptr(), ptr);
+        let c: Vec<u64> = take(n - 5);
+        assert_eq!(c.as_ptr(), ptr, "a kept buffer of about the size asked serves it");
+        assert!(c.is_empty() && kept_bytes() == 0);
+        let small: Vec<u32> = vec![1; 100];
+        give(small); // under MIN_BYTES: freed
+        assert_eq!(kept_bytes(), 0);
+        for _ in 0..SLOTS + 2 {
+            give(take::<u32>(MIN_BYTES / 4));
+            give(vec![0u32; MIN_BYTES / 4]);
+        }
+        assert_eq!(NARROW.lock().len(), SLOTS, "at most SLOTS buffers of a width");
+        give_discarded(c);
+        assert!(kept_bytes() >= SLOTS * MIN_BYTES + 3 * MIN_BYTES);
+        let released = release();
+        assert!(released >= SLOTS * MIN_BYTES && kept_bytes() == 0);
+        drop(b);
+    }
+}
