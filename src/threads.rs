@@ -74,13 +74,11 @@ fn current_pool(threads: usize) -> Result<Arc<rayon::ThreadPool>> {
     Ok(slot.pool.as_ref().map(Arc::clone).expect("pool was just set"))
 }
 
-/// Runs `op` inside the mfr pool (or inline when one thread is configured).
+/// Runs `op` inside the mfr pool. With one thread configured that is a pool of one thread too:
+/// run inline, `op`'s parallel iterators would start rayon's global pool, which a forked child
+/// inherits without its threads.
 pub fn install<R: Send>(op: impl FnOnce() -> R + Send) -> Result<R> {
-    let threads = num_threads();
-    if threads <= 1 {
-        return Ok(op());
-    }
-    let pool = current_pool(threads)?;
+    let pool = current_pool(num_threads().max(1))?;
     Ok(pool.install(op))
 }
 
@@ -98,6 +96,9 @@ mod tests {
         assert_eq!(total, 10_000 * 9_999 / 2);
         set_num_threads(1).unwrap();
         assert_eq!(install(|| 7).unwrap(), 7);
+        // One thread means one: parallel iterators inside do not reach rayon's global pool.
+        assert_eq!(install(rayon::current_num_threads).unwrap(), 1);
+        assert!(install(|| rayon::current_thread_index().is_some()).unwrap());
         assert!(set_num_threads(1_000_000).is_err());
         set_num_threads(0).unwrap();
         assert!(num_threads() >= 1);

@@ -106,8 +106,8 @@ class MetaStep:
         per-split reference's. ``lean=False`` shares every domain's forward across all splits and
         holds every split's second-order graph until one final backward: a little faster, about
         twice the reference's peak memory (``benches/meta_step.py``). Both give the same gradient up
-        to rounding. The first CPU step makes glibc keep freed heap for reuse (``MFR_HEAP_REUSE=0``
-        turns that off).
+        to rounding. The step leaves glibc's malloc policy alone; ``mfr.tune_heap()`` (what
+        ``mfr train`` does on CPU) makes CPU steps reuse freed heap instead of faulting it back in.
 
         ``config.amp`` (``"bf16"`` / ``"fp16"``) runs the backbone's forwards under libtorch's
         autocast (the state ``torch.autocast`` sets) with float32 parameters; embeddings, losses,
