@@ -21,8 +21,10 @@ mod python;
 
 pub use error::{MfrError, Result};
 
-/// Crate version (also `mfr.__version__`).
+/// Crate version (also `mfr.__version__`): the one version source (the wheel's metadata reads it).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The git commit this binary was built from (`-dirty` with uncommitted changes; set by build.rs).
+pub const GIT_COMMIT: &str = env!("MFR_GIT_COMMIT");
 /// The libtorch version tch 0.24 is built for; the Python side checks torch against it.
 pub const LIBTORCH_VERSION: &str = "2.11.0";
 /// The tch crate version linked in.

@@ -24,6 +24,29 @@ def test_version_and_build_info_keys():
     assert info["num_threads"] == mfr.get_num_threads() >= 1
 
 
+def test_one_version_everywhere_and_the_commit_recorded():
+    # Cargo.toml is the one version source: the wheel's metadata, mfr.__version__, build_info()
+    # and `mfr --version` all show it, with the commit the core was built from.
+    import importlib.metadata
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    cargo = root / "Cargo.toml"
+    if cargo.exists():  # the [package] table comes first
+        assert re.search(r'^version = "([^"]+)"', cargo.read_text(), re.M).group(1) == mfr.__version__
+    assert importlib.metadata.version("mfr") == mfr.__version__
+    commit = mfr.build_info()["commit"]
+    assert commit == "unknown" or re.fullmatch(r"[0-9a-f]{40}(-dirty)?", commit), commit
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    if head.returncode == 0 and commit != "unknown" and not commit.endswith("-dirty"):
+        # A clean build records the commit it was built from (CI builds a fresh clone's HEAD).
+        assert commit == head.stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-m", "mfr", "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == f"mfr {mfr.__version__} (commit {commit}, torch {torch.__version__})"
+
+
 def test_installed_module_is_not_the_source_tree_copy():
     # The tests exercise the installed package, as a user gets it.
     assert (

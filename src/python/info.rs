@@ -13,6 +13,7 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
 fn _build_info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("mfr", crate::VERSION)?;
+    d.set_item("commit", crate::GIT_COMMIT)?;
     d.set_item("tch", crate::TCH_VERSION)?;
     d.set_item("libtorch", crate::LIBTORCH_VERSION)?;
     d.set_item("linked_cuda", crate::linked_cuda())?;

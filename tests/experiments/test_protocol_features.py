@@ -316,7 +316,9 @@ def test_cli_resume_into_other_configuration_keeps_the_results(tmp_path, capsys)
 def test_cli_version_and_threads(capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
         main(["--version"])
-    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"mfr {mfr.__version__}"
+    info = mfr.build_info()
+    expected = f"mfr {mfr.__version__} (commit {info['commit']}, torch {info['torch']})"
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == expected
     threads = torch.get_num_threads()
     try:
         (tmp_path / "file").write_text("x")

@@ -22,9 +22,22 @@ if TYPE_CHECKING:  # the commands import lazily, so `mfr --help` stays fast
 
 
 def _version() -> str:
-    from mfr import __version__
+    """``0.1.0 (commit <sha>, torch 2.11.0)``: what ``mfr --version`` prints after ``mfr``."""
+    import mfr
 
-    return __version__
+    info = mfr.build_info()
+    return f"{mfr.__version__} (commit {info['commit']}, torch {info['torch']})"
+
+
+class _PrintVersion(argparse.Action):
+    """``--version``: one unwrapped line (argparse's own action wraps it to the terminal)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
+        print(f"mfr {_version()}")
+        parser.exit()
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -368,7 +381,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mfr", description="Meta Face Recognition toolkit")
-    parser.add_argument("--version", action="version", version=f"mfr {_version()}")
+    parser.add_argument("--version", action=_PrintVersion, help="print the version, commit and torch, and exit")
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="print build and runtime information as JSON")
     info.set_defaults(func=_cmd_info)
@@ -506,20 +519,20 @@ def _tune_heap_for_training(device: str) -> bool:
     """The training commands are applications: on CPU they raise glibc's malloc thresholds for
     the whole process (``mfr.tune_heap()``; each CPU meta-step frees a working set of hundreds of
     MB that the default policy hands back to the kernel and faults in again next step) and say so
-    on stderr. ``MFR_HEAP_REUSE=0`` keeps the defaults. Returns whether the heap was tuned."""
+    in their log (stdout). ``MFR_HEAP_REUSE=0`` keeps the defaults. Returns whether the heap was
+    tuned."""
     import mfr
 
     if not device.startswith("cpu"):
         return False
     if os.environ.get(HEAP_ENV_VAR, "1").strip().lower() in ("0", "false", "no"):
-        print(f"mfr: glibc malloc defaults kept ({HEAP_ENV_VAR}=0)", file=sys.stderr)
+        print(f"mfr: glibc malloc defaults kept ({HEAP_ENV_VAR}=0)")
         return False
     if not mfr.tune_heap():
         return False  # not glibc: nothing to tune
     print(
         "mfr: heap tuned for CPU training: glibc keeps freed heap for reuse "
-        f"(M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 2 GiB; {HEAP_ENV_VAR}=0 keeps the defaults)",
-        file=sys.stderr,
+        f"(M_MMAP_THRESHOLD 32 MiB, M_TRIM_THRESHOLD 2 GiB; {HEAP_ENV_VAR}=0 keeps the defaults)"
     )
     return True
 
