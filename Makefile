@@ -10,7 +10,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(VIRTUAL_ENV)/bin:$(PATH)
 export LIBTORCH_USE_PYTORCH := 1
 
-.PHONY: setup install demo test lint rust-test py-test bench wheel gpu-bundle clean
+.PHONY: setup install demo test lint rust-test py-test wheel-test docs bench wheel sdist gpu-bundle clean
 
 $(VENV)/.installed: requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,7 +41,7 @@ rust-test: setup
 py-test: install
 	$(PY) -m pytest
 
-test: lint rust-test py-test
+test: lint rust-test py-test wheel-test docs
 
 # Benchmarks print ratios against baselines measured in the same run (never thresholds).
 bench: install
@@ -52,9 +52,28 @@ bench: install
 	$(PY) benches/pair_scores.py
 	$(PY) benches/distributed.py
 
-# A wheel for this machine's Python: dist/mfr-*.whl
+# A manylinux wheel for this machine's Python: dist/mfr-*.whl. maturin builds it; auditwheel gives it
+# the most compatible manylinux tag its symbols allow (manylinux_2_34 on Debian 12: see docs/install.md)
+# without copying libtorch, libc10 or the CUDA libraries in (the module links those of the installed torch).
 wheel: setup
-	$(VENV)/bin/maturin build --release --out dist
+	rm -rf build/wheel dist/mfr-*.whl
+	$(VENV)/bin/maturin build --release --out build/wheel
+	$(VENV)/bin/auditwheel repair --exclude 'libtorch*.so' --exclude 'libc10*.so' -w dist build/wheel/mfr-*.whl
+	$(VENV)/bin/auditwheel show dist/mfr-*.whl
+	ls -la dist/mfr-*.whl
+
+# The wheel as a user gets it: a fresh venv outside the tree, no Rust on PATH (scripts/test_wheel.py).
+wheel-test: wheel
+	$(PY) scripts/test_wheel.py $$(ls dist/mfr-*.whl)
+
+# A source distribution (builds with `pip install --no-build-isolation` next to torch 2.11.0).
+sdist: setup
+	rm -f dist/mfr-*.tar.gz
+	$(VENV)/bin/maturin sdist --out dist
+
+# The documentation site (site/): mkdocs-material + mkdocstrings, warnings are errors.
+docs: install
+	$(PY) scripts/build_docs.py
 
 # The CUDA check bundle for the GPU machines (Python 3.12 with torch 2.11.0, no Rust, no network):
 # a cp312 wheel built against a cp312 torch in its own venv, in wheelhouse/ (carry it).
@@ -72,4 +91,4 @@ gpu-bundle:
 
 clean:
 	cargo clean
-	rm -rf dist wheelhouse $(GPU_VENV)
+	rm -rf dist build site wheelhouse $(GPU_VENV)

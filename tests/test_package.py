@@ -226,6 +226,14 @@ def test_no_import_cycles_between_modules():
                 raise AssertionError(f"{path.relative_to(root)}:{node.lineno}: the library imports the harness")
 
 
+#: Tests of the repository itself (its docs and sources), skipped where only the tests were copied
+#: next to an installed wheel (scripts/test_wheel.py).
+_in_source_tree = pytest.mark.skipif(
+    not (Path(__file__).resolve().parents[1] / "src").is_dir(), reason="needs the source tree (a wheel test)"
+)
+
+
+@_in_source_tree
 def test_the_architecture_page_names_every_source_file():
     """docs/architecture.md is a file-by-file map: every Rust and Python source is in it."""
     root = Path(__file__).resolve().parents[1]
@@ -258,6 +266,7 @@ def test_the_architecture_page_names_every_source_file():
     assert not missing, f"docs/architecture.md does not name: {missing}"
 
 
+@_in_source_tree
 def test_every_relative_link_in_the_readme_and_docs_resolves():
     """A newcomer follows links from the README into docs/: none of them may lead nowhere."""
     import re
