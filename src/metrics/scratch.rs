@@ -122,11 +122,12 @@ pub(crate) fn give<T: Pooled>(v: Vec<T>) {
     keep(v, Advice::Free)
 }
 
-/// Hands `v` back with its pages returned to the kernel now (`MADV_DONTNEED`): they leave the
-/// process's resident memory at once, as a report needs when it is about to write a large curve,
-/// while the address range stays kept (the next user faults fresh zeroed pages into it).
-pub(crate) fn give_discarded<T: Pooled>(v: Vec<T>) {
-    keep(v, Advice::DontNeed)
+/// Hands `v` back: as [`give`], or with `discard` its pages returned to the kernel now
+/// (`MADV_DONTNEED`): they leave the process's resident memory at once, as a report needs when it
+/// is about to write a large curve, while the address range stays kept (the next user faults
+/// fresh zeroed pages into it).
+pub(crate) fn hand_back<T: Pooled>(v: Vec<T>, discard: bool) {
+    keep(v, if discard { Advice::DontNeed } else { Advice::Free })
 }
 
 fn keep<T: Pooled>(v: Vec<T>, advice: Advice) {
@@ -202,7 +203,7 @@ mod tests {
             give(vec![0u32; MIN_BYTES / 4]);
         }
         assert_eq!(NARROW.lock().len(), SLOTS, "at most SLOTS buffers of a width");
-        give_discarded(c);
+        hand_back(c, true);
         assert!(kept_bytes() >= SLOTS * MIN_BYTES + 3 * MIN_BYTES);
         let released = release();
         assert!(released >= SLOTS * MIN_BYTES && kept_bytes() == 0);

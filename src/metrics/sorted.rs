@@ -72,16 +72,15 @@ impl SortedScores {
     /// Hands the keys back to the scratch pool with their pages returned to the kernel now: the
     /// report does this before it writes a large curve, so that the curve does not add to them.
     pub fn discard(mut self) {
+        self.hand_back_keys(true);
+    }
+
+    /// Both key vectors to the scratch pool (with `discard`, their pages to the kernel now).
+    fn hand_back_keys(&mut self, discard: bool) {
         match &mut self.keys {
-            KeyPair::Wide { pos, neg } => {
-                scratch::give_discarded(std::mem::take(pos));
-                scratch::give_discarded(std::mem::take(neg));
-            }
-            KeyPair::Narrow { pos, neg } => {
-                scratch::give_discarded(std::mem::take(pos));
-                scratch::give_discarded(std::mem::take(neg));
-            }
-        }
+            KeyPair::Wide { pos, neg } => [pos, neg].map(|v| scratch::hand_back(std::mem::take(v), discard)),
+            KeyPair::Narrow { pos, neg } => [pos, neg].map(|v| scratch::hand_back(std::mem::take(v), discard)),
+        };
     }
 
     /// Sorts in the mfr thread pool.
@@ -161,16 +160,7 @@ impl SortedScores {
 impl Drop for SortedScores {
     /// The keys go back to the scratch pool for the next sort.
     fn drop(&mut self) {
-        match &mut self.keys {
-            KeyPair::Wide { pos, neg } => {
-                scratch::give(std::mem::take(pos));
-                scratch::give(std::mem::take(neg));
-            }
-            KeyPair::Narrow { pos, neg } => {
-                scratch::give(std::mem::take(pos));
-                scratch::give(std::mem::take(neg));
-            }
-        }
+        self.hand_back_keys(false);
     }
 }
 
