@@ -319,24 +319,24 @@ mod kernels {
         histogram_any(c, s, l, slots)
     }
 
-    /// Writes every key of a chunk at its bucket's next position (`at`, per bucket; buckets from
-    /// `split` on index `base[1]`, the others `base[0]`).
+    /// Where a chunk's keys go: each bucket's next position (`at`), an index into `base[1]` for
+    /// the buckets from `split` on (the impostors'), into `base[0]` for the others.
+    pub(super) struct Destinations<'a, K> {
+        pub(super) split: usize,
+        pub(super) base: [Disjoint<K>; 2],
+        pub(super) at: &'a mut [u32],
+    }
+
+    /// Writes every key of a chunk at its bucket's next position.
     ///
     /// # Safety
     /// Every position written is inside its vector and written by no other thread.
-    pub(super) unsafe fn scatter<S: Score>(
-        c: &Classes,
-        s: &[S],
-        l: &[u8],
-        split: usize,
-        base: [Disjoint<S::Key>; 2],
-        at: &mut [u32],
-    ) {
+    pub(super) unsafe fn scatter<S: Score>(c: &Classes, s: &[S], l: &[u8], to: Destinations<'_, S::Key>) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
-            return scatter_avx2(c, s, l, split, base, at);
+            return scatter_avx2(c, s, l, to);
         }
-        scatter_any(c, s, l, split, base, at)
+        scatter_any(c, s, l, to)
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -347,15 +347,8 @@ mod kernels {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn scatter_avx2<S: Score>(
-        c: &Classes,
-        s: &[S],
-        l: &[u8],
-        split: usize,
-        base: [Disjoint<S::Key>; 2],
-        at: &mut [u32],
-    ) {
-        scatter_any(c, s, l, split, base, at)
+    unsafe fn scatter_avx2<S: Score>(c: &Classes, s: &[S], l: &[u8], to: Destinations<'_, S::Key>) {
+        scatter_any(c, s, l, to)
     }
 
     #[inline(always)]
@@ -373,14 +366,8 @@ mod kernels {
     }
 
     #[inline(always)]
-    unsafe fn scatter_any<S: Score>(
-        c: &Classes,
-        s: &[S],
-        l: &[u8],
-        split: usize,
-        base: [Disjoint<S::Key>; 2],
-        at: &mut [u32],
-    ) {
+    unsafe fn scatter_any<S: Score>(c: &Classes, s: &[S], l: &[u8], to: Destinations<'_, S::Key>) {
+        let Destinations { split, base, at } = to;
         let mut idx = [0u32; BLOCK];
         for (sb, lb) in s.chunks(BLOCK).zip(l.chunks(BLOCK)) {
             c.indices(sb, lb, &mut idx);
@@ -448,16 +435,15 @@ pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
     let n_pos = starts[split];
     let mut pos: Vec<S::Key> = scratch::take(n_pos);
     let mut neg: Vec<S::Key> = scratch::take(n - n_pos);
-    // Each chunk's write position of every bucket, as an index into one of the two vectors: the
-    // impostors' buckets (after the genuine ones) index `neg`, which the kernel is given as `pos`
-    // moved by -n_pos (wrapping: only sums with in-range offsets are ever dereferenced).
+    // Each chunk's write position of every bucket, as an index into its class's vector (the
+    // impostors' buckets, numbered after the genuine ones, index `neg` from 0).
     let base = [Disjoint::new(pos.as_mut_ptr()), Disjoint::new(neg.as_mut_ptr())];
     scores.par_chunks(chunk_len).zip(labels.par_chunks(chunk_len)).zip(offsets).for_each(|((s, l), off)| {
         let mut at: Vec<u32> =
             off.into_iter().enumerate().map(|(b, o)| (if b < split { o } else { o - n_pos }) as u32).collect();
         // SAFETY: the ranges given by the offsets are disjoint across chunks and buckets and
         // together cover each class's vector exactly once; `at` holds this chunk's.
-        unsafe { kernels::scatter(&classes, s, l, split, base, &mut at) };
+        unsafe { kernels::scatter(&classes, s, l, kernels::Destinations { split, base, at: &mut at }) };
     });
     // SAFETY: every slot below the lengths was written by the scatter.
     unsafe {
