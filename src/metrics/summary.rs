@@ -345,6 +345,18 @@ fn walk<K: SortKey, const DROP: bool>(seg: &Segment<'_, K>, cap: usize) -> Part 
         j -= usize::from(b == key);
         a = top(pos, i);
         b = top(neg, j);
+        // A long run of tied scores is taken whole: the steps inside it complete no point (they
+        // write the pending one again and keep nothing), so skipping them changes nothing. Only
+        // runs of RUN keys or more (`v[i - RUN] == key` implies every key between equals it): short
+        // ones are common in float32 scores, where testing every key made a coin-flip branch.
+        if i >= RUN && pos[i - RUN] == key {
+            i = run_start(pos, i, key);
+            a = top(pos, i);
+        }
+        if j >= RUN && neg[j - RUN] == key {
+            j = run_start(neg, j, key);
+            b = top(neg, j);
+        }
         let complete = a.max(b) != key;
         let bend = pi + i != 2 * mi || pj + j != 2 * mj;
         write(len, fp_end - mj as u64, tp_end - mi as u64, mkey.to_u64());
@@ -366,6 +378,20 @@ fn walk<K: SortKey, const DROP: bool>(seg: &Segment<'_, K>, cap: usize) -> Part 
     // SAFETY: the first `len` slots were written.
     unsafe { set_lens(&mut fpr, &mut tpr, &mut thr, len) };
     Part { fpr, tpr, thresholds: thr }
+}
+
+/// Runs of equal keys at least this long are skipped by search in the report's walk.
+const RUN: usize = 4;
+
+/// Where the run of `key` ending at `v[i - 1]` starts (`v` ascending, `v[i - 1] == key`): a
+/// galloping search back from `i`, so a short run costs a step or two and a long one a logarithm.
+fn run_start<K: SortKey>(v: &[K], i: usize, key: K) -> usize {
+    let mut step = 1;
+    while step < i && v[i - 1 - step] == key {
+        step *= 2;
+    }
+    let lo = i.saturating_sub(step + 1);
+    lo + v[lo..i].partition_point(|&x| x < key)
 }
 
 /// Sets the three curve vectors' lengths.
@@ -600,7 +626,7 @@ mod tests {
         let fars = [1e-6, 1e-3, 0.01, 0.05, 0.3, 1.0];
         let mut seed = 3;
         for &n in &[1usize, 2, 5, 40, 1000, 5000] {
-            for levels in [3u64, 50, 1 << 40] {
+            for levels in [3u64, 50, 700, 2000, 1 << 40] {
                 for genuine in [1u64, 30, 50, 97] {
                     let scores: Vec<f64> =
                         (0..n).map(|_| (lcg(&mut seed) % levels) as f64 / levels as f64 - 0.3).collect();
