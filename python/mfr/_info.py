@@ -17,8 +17,9 @@ def build_info() -> dict[str, Any]:
 
     Keys always present: ``mfr`` (the version), ``commit`` (the git commit the core was built from,
     ``-dirty`` when the tree had uncommitted changes, ``unknown`` outside a checkout), ``torch``,
-    ``cuda_available``, ``cuda_device_count``, ``num_threads``. ``cuda_available`` and ``cuda_device_count`` are what the Rust core sees
-    through libtorch (not only what Python's torch reports); ``linked_cuda`` says whether the core
+    ``cuda_available``, ``cuda_device_count``, ``num_threads``. ``cuda_available`` and
+    ``cuda_device_count`` are what the Rust core sees through libtorch (not only what Python's
+    torch reports); ``linked_cuda`` says whether the core
     was linked against ``libtorch_cuda``; ``heap_tuned`` whether ``mfr.tune_heap()`` has set glibc's
     malloc thresholds in this process (the library never does on its own; see docs/meta-step.md).
     """

@@ -1,9 +1,10 @@
 //! Verification metrics and the similarity scores they read.
 //!
 //! Layered bottom-up, each module importing only those above it in this list:
-//! `scratch` (the pool of key buffers) < `keys` (score keys) < `disjoint` (shared output buffers) < `radix` (the sort) < `binary`
-//! (validated input) < `sorted` (sorted keys and their walk) < `roc` (streaming metrics) <
-//! `summary` (the parallel report walk) < `bootstrap` < `report` (the typed verification report);
+//! `scratch` (the pool of key buffers) < `keys` (score keys) < `disjoint` (shared output buffers)
+//! < `radix` (the sort) < `binary` (validated input) < `sorted` (sorted keys and their walk) <
+//! `roc` (streaming metrics) < `summary` (the parallel report walk) < `bootstrap` < `report` (the
+//! typed verification report);
 //! `kfold`, `identification` and `cosine` stand beside them.
 
 pub mod binary;

@@ -37,7 +37,6 @@ const MAX_DEPTH: u32 = 4;
 /// fills a bucket of its own, which needs no sorting. Values outside the range go to the first or
 /// last cell. The map from value to bucket is monotone (IEEE subtraction, multiplication and the
 /// saturating conversion all are), so sorted buckets concatenate to sorted keys.
-#[derive(Clone)]
 struct Layout {
     lo: f64,
     scale: f64,
@@ -81,15 +80,24 @@ impl Layout {
 
     #[inline(always)]
     fn cell(&self, x: f64) -> usize {
-        // `as` saturates: values below the range give 0, above it (or an overflowing
-        // difference) usize::MAX, clamped to the last cell.
-        (((x - self.lo) * self.scale) as usize).min(CELLS - 1)
+        cell(x, self.lo, self.scale) as usize
     }
 
     #[inline(always)]
     fn bucket(&self, x: f64) -> usize {
         self.table[self.cell(x)] as usize
     }
+}
+
+/// The cell of `x` in a range starting at `lo` with `scale` cells per unit: values below the range
+/// give the first cell, above it (or an overflowing difference) the last. Clamped as floats, max
+/// then min, so a NaN (an overflowing difference times a zero scale) becomes 0; the loops that
+/// call it vectorize.
+#[inline(always)]
+fn cell(x: f64, lo: f64, scale: f64) -> u32 {
+    let t = ((x - lo) * scale).max(0.0).min((CELLS - 1) as f64);
+    // SAFETY: t is a number in [0, CELLS - 1] (not NaN, see above).
+    unsafe { t.to_int_unchecked::<u32>() }
 }
 
 /// Sorts `keys` (keys of finite scores, as [`SortKey`] says) ascending, in the caller's rayon
@@ -179,7 +187,7 @@ fn sort_bucket<K: SortKey>(v: &mut [K], scratch: &mut Vec<K>, counts: &mut Vec<u
     if lo == hi {
         return; // one key value
     }
-    if n > LARGE_BUCKET || n > u32::MAX as usize {
+    if n > LARGE_BUCKET {
         if depth < MAX_DEPTH {
             scratch.clear();
             scratch.extend_from_slice(v);
@@ -291,11 +299,7 @@ impl Classes {
             bad |= (y > 1) | !x.is_finite();
             let impostor = y != 1;
             let (lo, scale) = if impostor { (self.lo[1], self.scale[1]) } else { (self.lo[0], self.scale[0]) };
-            // max then min: a NaN (an overflowing difference times a zero scale) becomes 0.
-            let t = ((x.value() - lo) * scale).max(0.0).min((CELLS - 1) as f64);
-            // SAFETY: t is a number in [0, CELLS - 1] (not NaN, see above).
-            let cell = unsafe { t.to_int_unchecked::<u32>() };
-            *o = cell + if impostor { CELLS as u32 } else { 0 };
+            *o = cell(x.value(), lo, scale) + if impostor { CELLS as u32 } else { 0 };
         }
         bad
     }

@@ -139,7 +139,7 @@ fn keep<T: Pooled>(v: Vec<T>, advice: Advice) {
     let now = Instant::now();
     // SAFETY: the vector's own allocation; its contents are never read again (`take` clears it).
     unsafe { advise(v.as_ptr() as usize, bytes, advice) };
-    let others = if size == 8 { NARROW.bytes() } else { WIDE.bytes() };
+    let others = kept_bytes() - T::pool().bytes(); // the other key width's buffers
     let mut freed = Vec::new();
     let mut kept = T::pool().lock();
     let mut i = 0;
