@@ -234,3 +234,51 @@ def test_sort_keys_are_kept_for_the_next_report_and_released_on_request():
     # The sort keys are handed back with their pages before the curve is finished: the first
     # report's peak is that of a report without the pool (2.3x the input).
     assert peak_on <= peak_off + 10, (peak_on, peak_off)
+
+
+_CURVE_SCRIPT = r"""
+import numpy as np, mfr
+from mfr.metrics import roc_curve, verification_report
+rng = np.random.default_rng(1)
+scores, labels = rng.random(3_000_000), rng.random(3_000_000) < 0.5
+mfr.release_cached_memory()
+r = verification_report(scores, labels)
+arrays = (r.fpr, r.tpr, r.thresholds)
+owners = {type(a.base).__name__ for a in arrays}
+usable = all(a.dtype == np.float64 and a.flags.c_contiguous and a.flags.writeable for a in arrays)
+addresses = {a.__array_interface__["data"][0] for a in arrays}
+first = (r.auc, r.fpr.copy(), r.tpr.copy(), r.thresholds.copy())
+view = r.tpr[10:20]
+del r, arrays
+kept_with_view = mfr.cached_memory()
+del view
+kept = mfr.cached_memory()
+r = verification_report(scores, labels)
+reused = {a.__array_interface__["data"][0] for a in (r.fpr, r.tpr, r.thresholds)} <= addresses
+same = r.auc == first[0] and all(np.array_equal(a, b) for a, b in zip((r.fpr, r.tpr, r.thresholds), first[1:]))
+fpr, tpr, thr = roc_curve(scores, labels, drop_intermediate=True)
+same = same and np.array_equal(fpr, first[1]) and np.array_equal(thr, first[3])
+del r, fpr, tpr, thr
+released = mfr.release_cached_memory()
+print(",".join(sorted(owners)), usable, kept_with_view < kept, reused, same, released > 0, mfr.cached_memory())
+"""
+
+
+@pytest.mark.parametrize("pool", ["1", "0"])
+def test_large_curve_arrays_go_back_to_the_pool_when_dropped(pool):
+    # A fresh process: the pool is process-wide. A 3M-point curve's arrays are numpy arrays over
+    # the metrics' memory; once they and every view of them are gone, that memory waits in the
+    # pool for the next report, which writes the same numbers into it.
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MFR_SCRATCH_POOL": pool}
+    out = subprocess.run([sys.executable, "-c", _CURVE_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    owners, usable, view_held, reused, same, released, after = out.stdout.split()
+    assert owners == "CurveMemory" and usable == "True" and same == "True" and after == "0"
+    if pool == "1":
+        assert view_held == "True" and reused == "True" and released == "True"
+    else:
+        assert view_held == "False" and released == "False"

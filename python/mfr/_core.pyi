@@ -109,10 +109,10 @@ def get_num_threads() -> int:
     """Threads the Rust pool uses for the next parallel call."""
 
 def release_cached_memory() -> int:
-    """Frees the key buffers the metrics keep for their next sort now; the bytes released."""
+    """Frees the key and curve buffers the metrics keep for their next report now; the bytes released."""
 
 def cached_memory() -> int:
-    """Bytes of key buffers the metrics keep for their next sort now."""
+    """Bytes of key and curve buffers the metrics keep for their next report now."""
 
 def tune_heap() -> bool:
     """Opt-in: sets glibc's malloc thresholds for the whole process (mmap 32 MiB, trim 2 GiB) so that

@@ -30,6 +30,12 @@ impl<T: Copy> Disjoint<T> {
         *self.0.add(i)
     }
 
+    /// The buffer's start.
+    #[inline(always)]
+    pub(crate) fn ptr(self) -> *mut T {
+        self.0
+    }
+
     /// The buffer from index `n` on.
     ///
     /// # Safety

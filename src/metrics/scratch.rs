@@ -1,15 +1,17 @@
-//! The metrics' own scratch pool: the large key buffers of one report kept for the next.
+//! The metrics' own scratch pool: the large key and curve buffers of one report kept for the next.
 //!
-//! A report over 10^7 scores sorts its keys into buffers of tens of MB and drops them when it
-//! returns. Freed, such buffers go back to the kernel (glibc maps and unmaps blocks this large),
-//! and the next report page-faults all of them in again, which on a VM whose host reclaims the
-//! guest's freed memory costs more than the sort itself. The pool keeps them instead, for the
-//! metrics alone: only the buffers the metrics allocate through [`take`] and hand back through
-//! [`give`] pass through it; the process's allocator and its settings are never touched.
+//! A report over 10^7 scores sorts its keys into buffers of tens of MB, and writes its curve into
+//! buffers as large (three float64 arrays of up to one point per score). Freed, such buffers go
+//! back to the kernel (glibc maps and unmaps blocks this large), and the next report page-faults
+//! all of them in again: zeroing the fresh pages of a 5-million-point curve took a sixth of a
+//! float32 report's time (measured). The pool keeps them instead, for the metrics alone: only the
+//! buffers the metrics allocate through [`take`] and hand back through [`give`] pass through it
+//! (a curve's arrays come back when the arrays handed out, and every view of them, are gone); the
+//! process's allocator and its settings are never touched.
 //!
 //! Kept buffers are marked `MADV_FREE`: the kernel may take their pages whenever it needs memory,
 //! and until it does a buffer is reused without a fault. Bounded: [`SLOTS`] buffers of each key
-//! width and [`MAX_BYTES`] in all; a buffer idle for [`IDLE`] is freed at the next hand-back;
+//! width, [`CURVE_SLOTS`] curve arrays and [`MAX_BYTES`] in all; a buffer idle for [`IDLE`] is freed at the next hand-back;
 //! `mfr.release_cached_memory()` frees all of them ([`release`]); `MFR_SCRATCH_POOL=0` turns
 //! keeping off.
 
@@ -21,8 +23,11 @@ use crate::heap::{advise, with_capacity_huge, Advice};
 
 /// Buffers from this size up are kept.
 pub const MIN_BYTES: usize = 8 << 20;
-/// At most this many buffers of one element type are kept.
+/// At most this many buffers of one key width are kept.
 pub const SLOTS: usize = 4;
+/// At most this many curve arrays are kept: a report writes three, plus three for every part of
+/// its walk after the first (one part per thread).
+pub const CURVE_SLOTS: usize = 12;
 /// At most this many bytes are kept, all element types together.
 pub const MAX_BYTES: usize = 1 << 30;
 /// A buffer unused this long is freed at the next hand-back.
@@ -30,8 +35,10 @@ pub const IDLE: Duration = Duration::from_secs(10);
 /// Environment variable that turns keeping off when set to `0`, `false` or `no`.
 pub const ENV_VAR: &str = "MFR_SCRATCH_POOL";
 
-/// An element type the pool keeps buffers of (the score keys of either width).
+/// An element type the pool keeps buffers of (the score keys of either width, the curve's float64s).
 pub trait Pooled: Copy + Send + 'static {
+    /// How many buffers of this type are kept at most.
+    const SLOTS: usize = SLOTS;
     fn pool() -> &'static Pool<Self>;
 }
 
@@ -67,6 +74,7 @@ impl<T> Pool<T> {
 
 static WIDE: Pool<u64> = Pool::new();
 static NARROW: Pool<u32> = Pool::new();
+static CURVE: Pool<f64> = Pool::new();
 
 impl Pooled for u64 {
     fn pool() -> &'static Pool<u64> {
@@ -77,6 +85,13 @@ impl Pooled for u64 {
 impl Pooled for u32 {
     fn pool() -> &'static Pool<u32> {
         &NARROW
+    }
+}
+
+impl Pooled for f64 {
+    const SLOTS: usize = CURVE_SLOTS;
+    fn pool() -> &'static Pool<f64> {
+        &CURVE
     }
 }
 
@@ -139,7 +154,7 @@ fn keep<T: Pooled>(v: Vec<T>, advice: Advice) {
     let now = Instant::now();
     // SAFETY: the vector's own allocation; its contents are never read again (`take` clears it).
     unsafe { advise(v.as_ptr() as usize, bytes, advice) };
-    let others = kept_bytes() - T::pool().bytes(); // the other key width's buffers
+    let others = kept_bytes() - T::pool().bytes(); // the other types' buffers
     let mut freed = Vec::new();
     let mut kept = T::pool().lock();
     let mut i = 0;
@@ -152,7 +167,7 @@ fn keep<T: Pooled>(v: Vec<T>, advice: Advice) {
     }
     loop {
         let mine: usize = kept.iter().map(|k| k.buffer.capacity() * size).sum();
-        if kept.len() < SLOTS && others + mine + bytes <= MAX_BYTES {
+        if kept.len() < T::SLOTS && others + mine + bytes <= MAX_BYTES {
             kept.push(Kept { buffer: v, since: now });
             break;
         }
@@ -167,12 +182,12 @@ fn keep<T: Pooled>(v: Vec<T>, advice: Advice) {
 
 /// Frees every kept buffer now; returns the bytes freed.
 pub fn release() -> usize {
-    WIDE.release() + NARROW.release()
+    WIDE.release() + NARROW.release() + CURVE.release()
 }
 
 /// Bytes of the buffers kept now.
 pub fn kept_bytes() -> usize {
-    WIDE.bytes() + NARROW.bytes()
+    WIDE.bytes() + NARROW.bytes() + CURVE.bytes()
 }
 
 #[cfg(test)]
@@ -203,10 +218,17 @@ mod tests {
             give(vec![0u32; MIN_BYTES / 4]);
         }
         assert_eq!(NARROW.lock().len(), SLOTS, "at most SLOTS buffers of a width");
+        for _ in 0..CURVE_SLOTS + 2 {
+            give(vec![0f64; MIN_BYTES / 8]);
+        }
+        assert_eq!(CURVE.lock().len(), CURVE_SLOTS, "at most CURVE_SLOTS curve arrays");
+        let curve: Vec<f64> = take(MIN_BYTES / 8);
+        assert!(curve.capacity() == MIN_BYTES / 8 && CURVE.lock().len() == CURVE_SLOTS - 1);
+        give(curve);
         hand_back(c, true);
-        assert!(kept_bytes() >= SLOTS * MIN_BYTES + 3 * MIN_BYTES);
+        assert!(kept_bytes() >= (SLOTS + CURVE_SLOTS) * MIN_BYTES + 3 * MIN_BYTES);
         let released = release();
-        assert!(released >= SLOTS * MIN_BYTES && kept_bytes() == 0);
+        assert!(released >= (SLOTS + CURVE_SLOTS) * MIN_BYTES && kept_bytes() == 0);
         drop(b);
     }
 }

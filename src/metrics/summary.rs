@@ -13,9 +13,9 @@
 use super::disjoint::Disjoint;
 use super::keys::SortKey;
 use super::roc::{eer, tar_at_far, validate_fars, TarAtFar};
+use super::scratch;
 use super::sorted::{KeySlices, SortedScores};
 use crate::error::Result;
-use crate::heap::with_capacity_huge as huge;
 use crate::threads;
 
 /// Everything a verification report shows.
@@ -284,7 +284,7 @@ fn top<K: SortKey>(v: &[K], i: usize) -> K {
 /// second differences, in integers), or always without `DROP`. Positions in the key arrays stand
 /// for counts (`tp = tp_end - i`), and every decision is arithmetic, not a branch.
 fn walk<K: SortKey, const DROP: bool>(seg: &Segment<'_, K>, cap: usize) -> Part {
-    let (mut fpr, mut tpr, mut thr) = (huge::<f64>(cap), huge::<f64>(cap), huge::<f64>(cap));
+    let (mut fpr, mut tpr, mut thr) = (scratch::take::<f64>(cap), scratch::take::<f64>(cap), scratch::take::<f64>(cap));
     let (fo, to, ho) = (fpr.as_mut_ptr(), tpr.as_mut_ptr(), thr.as_mut_ptr());
     let write = |len: usize, fp: u64, tp: u64, key: u64| {
         assert!(len < cap, "ROC curve capacity");
@@ -476,7 +476,9 @@ fn finish_curve<K: SortKey>(
             (twice_area, best_d, best_at)
         })
         .collect();
-    drop(rest);
+    for v in rest.into_iter().flat_map(|p| [p.fpr, p.tpr, p.thresholds]) {
+        scratch::give(v);
+    }
     for v in [&mut fpr, &mut tpr, &mut thr] {
         // SAFETY: every slot below `total` was written above.
         unsafe { v.set_len(total) };
@@ -484,7 +486,8 @@ fn finish_curve<K: SortKey>(
         // buffer is returned as it is. A small curve is copied out instead, so that a report held
         // on to holds no more than its points (and the rest of a huge page).
         if total * std::mem::size_of::<f64>() < SMALL_CURVE_BYTES && total < v.capacity() {
-            *v = v.to_vec();
+            let room = std::mem::replace(v, v.to_vec());
+            scratch::give(room);
         }
     }
     let mut best = (0i64, f64::INFINITY);

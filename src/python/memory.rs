@@ -9,13 +9,13 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-/// Frees the key buffers the metrics keep for their next sort now; the bytes released.
+/// Frees the key and curve buffers the metrics keep for their next report now; the bytes released.
 #[pyfunction]
 fn release_cached_memory(py: Python<'_>) -> usize {
     py.allow_threads(crate::metrics::scratch::release)
 }
 
-/// Bytes of key buffers the metrics keep for their next sort now.
+/// Bytes of key and curve buffers the metrics keep for their next report now.
 #[pyfunction]
 fn cached_memory() -> usize {
     crate::metrics::scratch::kept_bytes()

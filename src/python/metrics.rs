@@ -98,7 +98,11 @@ fn roc_curve<'py>(
     guarded(|| {
         let (fpr, tpr, thr) =
             with_sorted(py, "roc_curve", scores, labels, move |s| metrics::summary::curve(s, drop_intermediate))?;
-        Ok((fpr.into_pyarray(py), tpr.into_pyarray(py), thr.into_pyarray(py)))
+        Ok((
+            curve_array(py, fpr)?.into_bound(py),
+            curve_array(py, tpr)?.into_bound(py),
+            curve_array(py, thr)?.into_bound(py),
+        ))
     })
 }
 
@@ -172,6 +176,31 @@ impl PyKFoldResult {
 
 fn array(py: Python<'_>, v: Vec<f64>) -> F64Array {
     v.into_pyarray(py).unbind()
+}
+
+/// The memory of a large curve array handed to numpy: the metrics' scratch pool gets it back once
+/// the array, and every view of it, is gone, so that the next report writes its curve into pages
+/// already mapped instead of faulting fresh ones in.
+#[pyclass(frozen, module = "mfr._core")]
+struct CurveMemory {
+    data: Vec<f64>,
+}
+
+impl Drop for CurveMemory {
+    fn drop(&mut self) {
+        metrics::scratch::give(std::mem::take(&mut self.data));
+    }
+}
+
+/// A curve array: a large one in memory that returns to the scratch pool ([`CurveMemory`]).
+fn curve_array(py: Python<'_>, v: Vec<f64>) -> PyResult<F64Array> {
+    if v.capacity() * std::mem::size_of::<f64>() < metrics::scratch::MIN_BYTES {
+        return Ok(array(py, v));
+    }
+    let owner = Bound::new(py, CurveMemory { data: v })?;
+    let view = numpy::ndarray::ArrayView1::from(&owner.get().data[..]);
+    // SAFETY: the owner keeps the vector alive, unmoved and unchanged until numpy drops the array.
+    Ok(unsafe { PyArray1::borrow_from_array(&view, owner.clone().into_any()) }.unbind())
 }
 
 /// k-fold accuracy under `protocol` ('exact', 'insightface', 'facexzoo').
@@ -335,9 +364,9 @@ fn verification_summary<'py>(
         let (tar_v, tar_t): (Vec<f64>, Vec<f64>) = tar_at_far.into_iter().unzip();
         let rows = resamples.len();
         Ok(PyVerificationSummary {
-            fpr: array(py, curve.fpr),
-            tpr: array(py, curve.tpr),
-            thresholds: array(py, curve.thresholds),
+            fpr: curve_array(py, curve.fpr)?,
+            tpr: curve_array(py, curve.tpr)?,
+            thresholds: curve_array(py, curve.thresholds)?,
             auc,
             eer,
             tar: array(py, tar_v),
