@@ -276,6 +276,13 @@ fn offsets(hists: &[Vec<u32>], buckets: usize) -> (Vec<Vec<usize>>, Vec<usize>) 
     (offsets, starts)
 }
 
+/// A chunk's write position of every bucket (`offsets`, into both classes' keys end to end) as an
+/// index into its class's vector: the impostors' buckets, numbered from `split` on, index their
+/// vector from 0, which starts `n_pos` keys in.
+fn positions(offsets: Vec<usize>, split: usize, n_pos: usize) -> Vec<u32> {
+    offsets.into_iter().enumerate().map(|(b, o)| (if b < split { o } else { o - n_pos }) as u32).collect()
+}
+
 /// Both classes' layouts as the kernels read them: one table of `2 * CELLS` slots, the
 /// impostors' cells after the genuine ones' and their buckets numbered after the genuine ones'.
 struct Classes {
@@ -440,9 +447,7 @@ mod kernels {
                             _mm_stream_si128(dst.add(q), _mm_load_si128(src.add(q)));
                         }
                     } else {
-                        for q in start..=p {
-                            base[class].write(q, *line.add((q + phase[class]) & mask));
-                        }
+                        write_keys(line, base[class], phase[class], start..p + 1);
                     }
                 }
             }
@@ -453,12 +458,24 @@ mod kernels {
             let (end, start) = (end as usize, start as usize);
             let line = lines.as_ptr().add(b) as *const S::Key;
             let from = end.saturating_sub((end + phase[class]) & mask).max(start);
-            for q in from..end {
-                base[class].write(q, *line.add((q + phase[class]) & mask));
-            }
+            write_keys(line, base[class], phase[class], from..end);
         }
         // Streamed stores are weakly ordered: done before another thread reads the keys.
         _mm_sfence();
+    }
+
+    /// Writes the positions `range` of one line from its buffer, key by key (the line's slot of
+    /// position p is `(p + phase) & mask`, the buffer holding as many keys as a line).
+    ///
+    /// # Safety
+    /// The positions lie in one line, were gathered into `line`, and are this thread's to write.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn write_keys<K: Copy>(line: *const K, out: Disjoint<K>, phase: usize, range: std::ops::Range<usize>) {
+        let mask = 64 / std::mem::size_of::<K>() - 1;
+        for q in range {
+            out.write(q, *line.add((q + phase) & mask));
+        }
     }
 }
 
@@ -516,12 +533,10 @@ pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
     let n_pos = starts[split];
     let mut pos: Vec<S::Key> = scratch::take(n_pos);
     let mut neg: Vec<S::Key> = scratch::take(n - n_pos);
-    // Each chunk's write position of every bucket, as an index into its class's vector (the
-    // impostors' buckets, numbered after the genuine ones, index `neg` from 0).
+    // Each class's keys go to their own vector; `positions` indexes them.
     let base = [Disjoint::new(pos.as_mut_ptr()), Disjoint::new(neg.as_mut_ptr())];
     scores.par_chunks(chunk_len).zip(labels.par_chunks(chunk_len)).zip(offsets).for_each(|((s, l), off)| {
-        let mut at: Vec<u32> =
-            off.into_iter().enumerate().map(|(b, o)| (if b < split { o } else { o - n_pos }) as u32).collect();
+        let mut at = positions(off, split, n_pos);
         // SAFETY: the ranges given by the offsets are disjoint across chunks and buckets and
         // together cover each class's vector exactly once; `at` holds this chunk's.
         unsafe { kernels::scatter(&classes, s, l, kernels::Destinations { split, base, at: &mut at }) };
@@ -677,8 +692,7 @@ mod tests {
         // SAFETY: `shift` < 16 keys of slack at the front of each vector.
         let base = out.each_mut().map(|v| Disjoint::new(unsafe { v.as_mut_ptr().add(shift) }));
         for ((s, l), off) in parts().zip(offsets) {
-            let mut at: Vec<u32> =
-                off.into_iter().enumerate().map(|(b, o)| (if b < split { o } else { o - n_pos }) as u32).collect();
+            let mut at = positions(off, split, n_pos);
             // SAFETY: the offsets give each chunk and bucket its own range of each vector.
             unsafe { kernels::scatter(&classes, s, l, kernels::Destinations { split, base, at: &mut at }) };
         }

@@ -11,9 +11,9 @@
 //!
 //! Kept buffers are marked `MADV_FREE`: the kernel may take their pages whenever it needs memory,
 //! and until it does a buffer is reused without a fault. Bounded: [`SLOTS`] buffers of each key
-//! width, [`CURVE_SLOTS`] curve arrays and [`MAX_BYTES`] in all; a buffer idle for [`IDLE`] is freed at the next hand-back;
-//! `mfr.release_cached_memory()` frees all of them ([`release`]); `MFR_SCRATCH_POOL=0` turns
-//! keeping off.
+//! width, [`CURVE_SLOTS`] curve arrays and [`MAX_BYTES`] in all; a buffer idle for [`IDLE`] is
+//! freed at the next hand-back; `mfr.release_cached_memory()` frees all of them ([`release`]);
+//! `MFR_SCRATCH_POOL=0` turns keeping off.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
