@@ -45,6 +45,9 @@ pub trait Pooled: Copy + Send + 'static {
 struct Kept<T> {
     buffer: Vec<T>,
     since: Instant,
+    /// How many leading elements were written when it was handed back (0 once discarded): their
+    /// pages are resident unless the kernel has taken them since.
+    resident: usize,
 }
 
 /// The kept buffers of one element type.
@@ -115,6 +118,12 @@ fn keeping() -> bool {
 /// An empty vector with room for at least `n` elements: a kept buffer of between `n` and `2n`
 /// (the smallest such: a small request does not pin a large buffer), else a new one.
 pub(crate) fn take<T: Pooled>(n: usize) -> Vec<T> {
+    take_resident(n).0
+}
+
+/// As [`take`], with how many leading elements of the buffer were written by its last user (0 for
+/// a new one): writing them again faults no fresh page in, unless the kernel took it meanwhile.
+pub(crate) fn take_resident<T: Pooled>(n: usize) -> (Vec<T>, usize) {
     if n * std::mem::size_of::<T>() >= MIN_BYTES && keeping() {
         let mut kept = T::pool().lock();
         let best = kept
@@ -124,12 +133,12 @@ pub(crate) fn take<T: Pooled>(n: usize) -> Vec<T> {
             .min_by_key(|(_, k)| k.buffer.capacity())
             .map(|(i, _)| i);
         if let Some(i) = best {
-            let mut buffer = kept.swap_remove(i).buffer;
+            let Kept { mut buffer, resident, .. } = kept.swap_remove(i);
             buffer.clear();
-            return buffer;
+            return (buffer, resident);
         }
     }
-    with_capacity_huge(n)
+    (with_capacity_huge(n), 0)
 }
 
 /// Hands `v` back for a later [`take`] (or frees it, when small, over the bounds or keeping is off).
@@ -152,6 +161,7 @@ fn keep<T: Pooled>(v: Vec<T>, advice: Advice) {
         return;
     }
     let now = Instant::now();
+    let resident = if matches!(advice, Advice::DontNeed) { 0 } else { v.len() };
     // SAFETY: the vector's own allocation; its contents are never read again (`take` clears it).
     unsafe { advise(v.as_ptr() as usize, bytes, advice) };
     let others = kept_bytes() - T::pool().bytes(); // the other types' buffers
@@ -168,7 +178,7 @@ fn keep<T: Pooled>(v: Vec<T>, advice: Advice) {
     loop {
         let mine: usize = kept.iter().map(|k| k.buffer.capacity() * size).sum();
         if kept.len() < T::SLOTS && others + mine + bytes <= MAX_BYTES {
-            kept.push(Kept { buffer: v, since: now });
+            kept.push(Kept { buffer: v, since: now, resident });
             break;
         }
         let Some(oldest) = kept.iter().enumerate().min_by_key(|(_, k)| k.since).map(|(i, _)| i) else {
@@ -207,8 +217,9 @@ mod tests {
         assert!(kept_bytes() >= 3 * MIN_BYTES);
         let b: Vec<u64> = take(n / 3); // under half of the kept one: a new buffer
         assert_ne!(b.as_ptr(), ptr);
-        let c: Vec<u64> = take(n - 5);
+        let (c, resident) = take_resident::<u64>(n - 5);
         assert_eq!(c.as_ptr(), ptr, "a kept buffer of about the size asked serves it");
+        assert_eq!(resident, n, "its writer's length comes with it");
         assert!(c.is_empty() && kept_bytes() == 0);
         let small: Vec<u32> = vec![1; 100];
         give(small); // under MIN_BYTES: freed
@@ -225,7 +236,12 @@ mod tests {
         let curve: Vec<f64> = take(MIN_BYTES / 8);
         assert!(curve.capacity() == MIN_BYTES / 8 && CURVE.lock().len() == CURVE_SLOTS - 1);
         give(curve);
-        hand_back(c, true);
+        let mut d: Vec<u64> = take(n);
+        d.resize(n, 1);
+        hand_back(d, true);
+        let (d, resident) = take_resident::<u64>(n);
+        assert_eq!(resident, 0, "a discarded buffer's pages are gone");
+        hand_back(d, true);
         assert!(kept_bytes() >= (SLOTS + CURVE_SLOTS) * MIN_BYTES + 3 * MIN_BYTES);
         let released = release();
         assert!(released >= (SLOTS + CURVE_SLOTS) * MIN_BYTES && kept_bytes() == 0);

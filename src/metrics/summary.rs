@@ -60,11 +60,13 @@ pub fn summarize(sorted: SortedScores, fars: &[f64], drop_intermediate: bool) ->
         KeySlices::Narrow(pos, neg) => report_keys(pos, neg, fars, drop_intermediate, segments),
     })??;
     let wide = matches!(sorted.keys(), KeySlices::Wide(..));
-    // Finishing writes the later parts' points after the first's, into pages not touched yet. Where
-    // that is a lot, the keys' pages go first (kept for reuse, they would add to it); else the
-    // keys stay for the next call to reuse.
-    let tail_bytes: usize = parts[1..].iter().map(|p| 3 * 8 * p.fpr.len()).sum();
-    if tail_bytes > super::scratch::MIN_BYTES {
+    // Finishing writes the later parts' points after the first's. Where that faults in many pages
+    // not touched yet (a first report: no earlier one wrote them), the keys' pages go first (kept
+    // for reuse, they would add to the peak); else the keys stay for the next report to reuse (a
+    // report that refaulted them cost a tenth more, measured on 10^7 float32 scores).
+    let total: usize = parts.iter().map(|p| p.fpr.len()).sum();
+    let fresh = total.saturating_sub(parts[0].fpr.len().max(parts[0].resident));
+    if 3 * std::mem::size_of::<f64>() * fresh > super::scratch::MIN_BYTES {
         sorted.discard();
     } else {
         drop(sorted);
@@ -266,6 +268,9 @@ struct Part {
     fpr: Vec<f64>,
     tpr: Vec<f64>,
     thresholds: Vec<f64>,
+    /// How many leading slots of all three buffers an earlier report wrote (see
+    /// [`scratch::take_resident`]).
+    resident: usize,
 }
 
 #[inline(always)]
@@ -282,27 +287,20 @@ fn top<K: SortKey>(v: &[K], i: usize) -> K {
 /// side or both (a tie across sides); a point is complete when the next top differs. The pending
 /// point (`mid`) is decided once its successor is complete: kept where the curve bends (sklearn's
 /// second differences, in integers), or always without `DROP`. Positions in the key arrays stand
-/// for counts (`tp = tp_end - i`), and every decision is arithmetic, not a branch.
+/// for counts (`tp = tp_end - i`), and every decision is arithmetic, not a branch. Keys of one
+/// side above the other's top (a one-sided run) are walked by [`one_side`], without merging.
 fn walk<K: SortKey, const DROP: bool>(seg: &Segment<'_, K>, cap: usize) -> Part {
-    let (mut fpr, mut tpr, mut thr) = (scratch::take::<f64>(cap), scratch::take::<f64>(cap), scratch::take::<f64>(cap));
-    let (fo, to, ho) = (fpr.as_mut_ptr(), tpr.as_mut_ptr(), thr.as_mut_ptr());
-    let write = |len: usize, fp: u64, tp: u64, key: u64| {
-        assert!(len < cap, "ROC curve capacity");
-        // SAFETY: len < cap, the vectors' capacity.
-        unsafe {
-            *fo.add(len) = f64::from_bits(fp);
-            *to.add(len) = f64::from_bits(tp);
-            *ho.add(len) = f64::from_bits(key);
-        }
-    };
-    let mut len = 0usize;
-    if seg.first {
-        write(0, 0, 0, 0); // the start: (0, 0) at +inf
-        len = 1;
-    }
+    let [(mut fpr, r0), (mut tpr, r1), (mut thr, r2)] = [(); 3].map(|_| scratch::take_resident::<f64>(cap));
+    let resident = r0.min(r1).min(r2);
     let (pos, neg) = (seg.pos, seg.neg);
     // Counts at the range's bottom: a position i in `pos` stands for tp = tp_end - i.
     let (tp_end, fp_end) = (seg.start.tp + pos.len() as u64, seg.start.fp + neg.len() as u64);
+    let out = Out { ptrs: [fpr.as_mut_ptr(), tpr.as_mut_ptr(), thr.as_mut_ptr()], cap, ends: [tp_end, fp_end] };
+    let mut len = 0usize;
+    if seg.first {
+        out.raw(0, 0, 0, 0); // the start: (0, 0) at +inf
+        len = 1;
+    }
     let (mut i, mut j) = (pos.len(), neg.len());
     let (mut a, mut b) = (top(pos, i), top(neg, j));
     let zero = K::default();
@@ -322,21 +320,43 @@ fn walk<K: SortKey, const DROP: bool>(seg: &Segment<'_, K>, cap: usize) -> Part 
         // An empty range (never made, but then only the start may have been written).
         // SAFETY: the first `len` slots were written.
         unsafe { set_lens(&mut fpr, &mut tpr, &mut thr, len) };
-        return Part { fpr, tpr, thresholds: thr };
+        return Part { fpr, tpr, thresholds: thr, resident };
     };
     let (mut mi, mut mj) = (i, j);
     if seg.first {
         // The curve's first point is always kept: decide it now, outside the loop.
-        write(len, fp_end - mj as u64, tp_end - mi as u64, mkey.to_u64());
+        out.point(len, [mi, mj], mkey);
         len += 1;
         let Some(key) = next(&mut i, &mut j, &mut a, &mut b) else {
             // SAFETY: the first `len` slots were written.
             unsafe { set_lens(&mut fpr, &mut tpr, &mut thr, len) };
-            return Part { fpr, tpr, thresholds: thr };
+            return Part { fpr, tpr, thresholds: thr, resident };
         };
         (pi, pj, mi, mj, mkey) = (mi, mj, i, j, key);
     }
     loop {
+        // A one-sided run next (common where one class is rare, or in a tail of the scores where
+        // one class has them all): walked by `one_side`. Looked for only where GATE keys of one
+        // side come next, rarely so where the classes mix: the test is then a predictable branch.
+        // The key GATE below each side's top, or 0 (below every key) where there is none.
+        let (a_far, b_far) = (pos.get(i.wrapping_sub(GATE)).copied(), neg.get(j.wrapping_sub(GATE)).copied());
+        let (a_far, b_far) = (a_far.unwrap_or(zero), b_far.unwrap_or(zero));
+        if (b_far > a) | (a_far > b) {
+            let st = State { p: [pi, pj], m: [mi, mj], mkey, len };
+            let st = if b_far > a {
+                let (q, st) = one_side::<K, DROP, true>(&out, neg, j, a, i, st);
+                j = q;
+                b = top(neg, j);
+                st
+            } else {
+                let (q, st) = one_side::<K, DROP, false>(&out, pos, i, b, j, st);
+                i = q;
+                a = top(pos, i);
+                st
+            };
+            ([pi, pj], [mi, mj], mkey, len) = (st.p, st.m, st.mkey, st.len);
+            continue;
+        }
         let key = a.max(b);
         if key == zero {
             break;
@@ -359,7 +379,7 @@ fn walk<K: SortKey, const DROP: bool>(seg: &Segment<'_, K>, cap: usize) -> Part 
         }
         let complete = a.max(b) != key;
         let bend = pi + i != 2 * mi || pj + j != 2 * mj;
-        write(len, fp_end - mj as u64, tp_end - mi as u64, mkey.to_u64());
+        out.point(len, [mi, mj], mkey);
         len += usize::from(complete & (bend | !DROP));
         // Marked unpredictable: ties make `complete` a coin flip, and plain selects were compiled
         // into a branch on it.
@@ -373,15 +393,103 @@ fn walk<K: SortKey, const DROP: bool>(seg: &Segment<'_, K>, cap: usize) -> Part 
         Some(next) => !DROP || ptp + next.tp != 2 * mtp || pfp + next.fp != 2 * mfp,
         None => true,
     };
-    write(len, mfp, mtp, mkey.to_u64());
+    out.raw(len, mfp, mtp, mkey.to_u64());
     len += usize::from(keep);
     // SAFETY: the first `len` slots were written.
     unsafe { set_lens(&mut fpr, &mut tpr, &mut thr, len) };
-    Part { fpr, tpr, thresholds: thr }
+    Part { fpr, tpr, thresholds: thr, resident }
 }
 
 /// Runs of equal keys at least this long are skipped by search in the report's walk.
 const RUN: usize = 4;
+
+/// One-sided runs of at least this many keys are walked by [`one_side`].
+const GATE: usize = 8;
+
+/// Where the walk writes its points: the three curve buffers, their capacity, and the counts at
+/// the range's bottom (`[tp_end, fp_end]`: position `i` in the genuine keys stands for
+/// `tp = tp_end - i`).
+struct Out {
+    ptrs: [*mut f64; 3],
+    cap: usize,
+    ends: [u64; 2],
+}
+
+impl Out {
+    /// Writes the raw point `(fp, tp, key)` into slot `len`.
+    #[inline(always)]
+    fn raw(&self, len: usize, fp: u64, tp: u64, key: u64) {
+        assert!(len < self.cap, "ROC curve capacity");
+        // SAFETY: len < cap, the buffers' capacity.
+        unsafe {
+            *self.ptrs[0].add(len) = f64::from_bits(fp);
+            *self.ptrs[1].add(len) = f64::from_bits(tp);
+            *self.ptrs[2].add(len) = f64::from_bits(key);
+        }
+    }
+
+    /// Writes the point at positions `[i, j]` with `key` into slot `len`.
+    #[inline(always)]
+    fn point<K: SortKey>(&self, len: usize, [i, j]: [usize; 2], key: K) {
+        self.raw(len, self.ends[1] - j as u64, self.ends[0] - i as u64, key.to_u64());
+    }
+}
+
+/// The walk's state between points: positions of the last decided-on point (`p`) and of the
+/// pending one (`m`, with its key), and how many points are kept so far.
+#[derive(Clone, Copy)]
+struct State<K> {
+    p: [usize; 2],
+    m: [usize; 2],
+    mkey: K,
+    len: usize,
+}
+
+/// Walks the keys of one side (`v`, below position `q`) that lie above `other`, the other side's
+/// top key, whose position `fixed` stays put meanwhile (`NEG`: `v` is the impostor side). The
+/// same points and decisions as the merge loop of [`walk`], without its merge: the next key is
+/// `v`'s, so no load waits on a comparison, and the loop runs several times faster. Returns the
+/// position below the run and the state after it.
+#[inline(never)]
+fn one_side<K: SortKey, const DROP: bool, const NEG: bool>(
+    out: &Out,
+    v: &[K],
+    mut q: usize,
+    other: K,
+    fixed: usize,
+    st: State<K>,
+) -> (usize, State<K>) {
+    let stop = above_start(v, q, other);
+    let State { p: [mut pi, mut pj], m: [mut mi, mut mj], mut mkey, mut len } = st;
+    while q > stop {
+        q -= 1;
+        let key = v[q];
+        if q >= RUN && v[q - RUN] == key {
+            q = run_start(v, q, key);
+        }
+        // The key below is the next one taken (the other side's top is lower).
+        let complete = q == 0 || v[q - 1] != key;
+        let (i, j) = if NEG { (fixed, q) } else { (q, fixed) };
+        let bend = pi + i != 2 * mi || pj + j != 2 * mj;
+        out.point(len, [mi, mj], mkey);
+        len += usize::from(complete & (bend | !DROP));
+        use std::hint::select_unpredictable as pick;
+        (pi, pj) = (pick(complete, mi, pi), pick(complete, mj, pj));
+        (mi, mj, mkey) = (pick(complete, i, mi), pick(complete, j, mj), pick(complete, key, mkey));
+    }
+    (q, State { p: [pi, pj], m: [mi, mj], mkey, len })
+}
+
+/// The first position from which every key of `v[..i]` (ascending) is above `other`: a galloping
+/// search back from `i`, cost logarithmic in the run's length.
+fn above_start<K: SortKey>(v: &[K], i: usize, other: K) -> usize {
+    let mut step = 1;
+    while step < i && v[i - 1 - step] > other {
+        step *= 2;
+    }
+    let lo = i.saturating_sub(step + 1);
+    lo + v[lo..i].partition_point(|&x| x <= other)
+}
 
 /// Where the run of `key` ending at `v[i - 1]` starts (`v` ascending, `v[i - 1] == key`): a
 /// galloping search back from `i`, so a short run costs a step or two and a long one a logarithm.
@@ -636,6 +744,46 @@ mod tests {
                     let labels: Vec<u8> = (0..n).map(|_| u8::from(lcg(&mut seed) % 100 < genuine)).collect();
                     check(&scores, &labels, &fars);
                 }
+            }
+        }
+        // Long one-sided runs of either class (walked without merging), with ties inside them,
+        // runs of equal keys, a tie across the classes at a run's end, and a run at the bottom.
+        for majority in [0u8, 1] {
+            for seed in 0..12u64 {
+                let mut seed = seed + 100;
+                let (mut scores, mut labels) = (Vec::new(), Vec::new());
+                let mut level = 0u64;
+                let mut push = |level: u64, label: u8| {
+                    scores.push(level as f64 / 4096.0 - 3.0);
+                    labels.push(label);
+                };
+                for _ in 0..40 {
+                    for _ in 0..lcg(&mut seed) % 60 {
+                        match lcg(&mut seed) % 40 {
+                            0..=3 => {} // a tie with the key before
+                            4 => {
+                                level += 1;
+                                for _ in 0..6 {
+                                    push(level, majority);
+                                }
+                            }
+                            _ => level += 1,
+                        }
+                        push(level, majority);
+                    }
+                    if !lcg(&mut seed).is_multiple_of(4) {
+                        level += 1; // else the other class's key ties the run's last
+                    }
+                    for _ in 0..1 + lcg(&mut seed) % 2 {
+                        push(level, 1 - majority);
+                    }
+                    level += 1;
+                }
+                for _ in 0..30 {
+                    level += 1;
+                    push(level, majority);
+                }
+                check(&scores, &labels, &fars);
             }
         }
         // Separated classes, one class only, all scores equal.
