@@ -210,10 +210,14 @@ fn walk_parts<K: SortKey>(pos: &[K], neg: &[K], drop: bool, segments: usize) -> 
         .enumerate()
         .map(|(k, seg)| {
             let cap = if k == 0 { total + 2 } else { seg.len() + 1 };
-            if drop {
-                walk::<K, true>(seg, cap)
-            } else {
-                walk::<K, false>(seg, cap)
+            // Where the classes mix evenly, one-sided runs are short and rare, and looking for
+            // them costs more than they save: the plain merge walks such a range.
+            let runs = seg.pos.len().min(seg.neg.len()) * RARE < seg.len();
+            match (drop, runs) {
+                (true, true) => walk::<K, true, true>(seg, cap),
+                (true, false) => walk::<K, true, false>(seg, cap),
+                (false, true) => walk::<K, false, true>(seg, cap),
+                (false, false) => walk::<K, false, false>(seg, cap),
             }
         })
         .collect()
@@ -289,7 +293,7 @@ fn top<K: SortKey>(v: &[K], i: usize) -> K {
 /// second differences, in integers), or always without `DROP`. Positions in the key arrays stand
 /// for counts (`tp = tp_end - i`), and every decision is arithmetic, not a branch. Keys of one
 /// side above the other's top (a one-sided run) are walked by [`one_side`], without merging.
-fn walk<K: SortKey, const DROP: bool>(seg: &Segment<'_, K>, cap: usize) -> Part {
+fn walk<K: SortKey, const DROP: bool, const RUNS: bool>(seg: &Segment<'_, K>, cap: usize) -> Part {
     let [(mut fpr, r0), (mut tpr, r1), (mut thr, r2)] = [(); 3].map(|_| scratch::take_resident::<f64>(cap));
     let resident = r0.min(r1).min(r2);
     let (pos, neg) = (seg.pos, seg.neg);
@@ -341,7 +345,7 @@ fn walk<K: SortKey, const DROP: bool>(seg: &Segment<'_, K>, cap: usize) -> Part 
         // The key GATE below each side's top, or 0 (below every key) where there is none.
         let (a_far, b_far) = (pos.get(i.wrapping_sub(GATE)).copied(), neg.get(j.wrapping_sub(GATE)).copied());
         let (a_far, b_far) = (a_far.unwrap_or(zero), b_far.unwrap_or(zero));
-        if (b_far > a) | (a_far > b) {
+        if RUNS && ((b_far > a) | (a_far > b)) {
             let st = State { p: [pi, pj], m: [mi, mj], mkey, len };
             let st = if b_far > a {
                 let (q, st) = one_side::<K, DROP, true>(&out, neg, j, a, i, st);
@@ -405,6 +409,11 @@ const RUN: usize = 4;
 
 /// One-sided runs of at least this many keys are walked by [`one_side`].
 const GATE: usize = 8;
+
+/// A range is walked looking for one-sided runs where its rarer class holds under one key in
+/// RARE (where classes mix evenly, the look costs a merge walk a third more: measured on 10^7
+/// uniform float32 scores, half genuine, 18 ms walked plainly, 27 ms looking).
+const RARE: usize = 5;
 
 /// Where the walk writes its points: the three curve buffers, their capacity, and the counts at
 /// the range's bottom (`[tp_end, fp_end]`: position `i` in the genuine keys stands for
