@@ -169,8 +169,8 @@ fn sort_buckets<K: SortKey>(v: &mut [K], starts: &[usize], depth: u32) {
         .for_each_init(|| (Vec::new(), Vec::new()), |(scratch, counts), s| sort_bucket(s, scratch, counts, depth));
 }
 
-/// Sorts one bucket in cache: nothing to do when its keys are equal (a run of tied scores); a
-/// two-digit LSD radix sort (one read for both digits' counts, two scatters through `scratch`)
+/// Sorts one bucket in cache: nothing to do when its keys are equal (a run of tied scores); one
+/// counting pass when its keys span few values ([`DENSE_BITS`]); else a two-digit LSD radix sort (one read for both digits' counts, two scatters through `scratch`)
 /// over the top bits of the keys' range, about twice as many as the bucket has keys, which leaves
 /// keys that share those bits (rare unless scores cluster) to an insertion sort; should that one
 /// find many, the bucket is comparison-sorted instead. A bucket far larger than laid out is
@@ -201,6 +201,10 @@ fn sort_bucket<K: SortKey>(v: &mut [K], scratch: &mut Vec<K>, counts: &mut Vec<u
     }
     let span = hi - lo;
     let bits = 64 - span.leading_zeros();
+    if bits <= DENSE_BITS.min(usize::BITS - n.leading_zeros()) {
+        counting_pass(v, scratch, counts, lo, bits);
+        return;
+    }
     let digit = (usize::BITS - 1 - n.leading_zeros()).saturating_sub(1).clamp(4, 11);
     let window = bits.min(2 * digit);
     let (low, high) = (window / 2, window - window / 2);
@@ -225,19 +229,54 @@ fn sort_bucket<K: SortKey>(v: &mut [K], scratch: &mut Vec<K>, counts: &mut Vec<u
     exclusive(c2);
     scratch.clear();
     scratch.resize(n, K::default());
-    for &k in v.iter() {
-        let at = &mut c1[top(k) & mask];
-        scratch[*at as usize] = k;
-        *at += 1;
-    }
-    for &k in scratch.iter() {
-        let at = &mut c2[top(k) >> low];
-        v[*at as usize] = k;
-        *at += 1;
+    // SAFETY (both scatters): the running sums of a digit's counts place the n keys at distinct
+    // positions below n, and every digit indexes its table (`top(k) < 2^window`: k - lo <= span).
+    unsafe {
+        let (c1, out) = (c1.as_mut_ptr(), scratch.as_mut_ptr());
+        for &k in v.iter() {
+            let at = c1.add(top(k) & mask);
+            *out.add(*at as usize) = k;
+            *at += 1;
+        }
+        let (c2, out) = (c2.as_mut_ptr(), v.as_mut_ptr());
+        for &k in scratch.iter() {
+            let at = c2.add(top(k) >> low);
+            *out.add(*at as usize) = k;
+            *at += 1;
+        }
     }
     if shift > 0 && !insertion_sort(v, 4 * n) {
         v.sort_unstable();
     }
+}
+
+/// A bucket whose key range spans at most this many bits (and no more than twice as many values
+/// as it has keys) is sorted by one counting pass over every value of the range: dense buckets,
+/// common in float32 scores (the real embeddings' scores: buckets of 2,048 keys spanning a few
+/// thousand values). One scatter instead of two: the 10M float32 report of the real embeddings'
+/// scores, half genuine, went from 64 to 51 ms.
+const DENSE_BITS: u32 = 12;
+
+/// Sorts `v`, whose keys lie in `[lo, lo + 2^bits)`, with one counting scatter through `scratch`:
+/// counts per value, their running sums, every key to its place, copied back.
+fn counting_pass<K: SortKey>(v: &mut [K], scratch: &mut Vec<K>, counts: &mut Vec<u32>, lo: u64, bits: u32) {
+    counts.clear();
+    counts.resize(1 << bits, 0);
+    for &k in v.iter() {
+        counts[(k.to_u64() - lo) as usize] += 1;
+    }
+    let mut sum = 0;
+    for c in counts.iter_mut() {
+        (*c, sum) = (sum, sum + *c);
+    }
+    scratch.clear();
+    scratch.resize(v.len(), K::default());
+    for &k in v.iter() {
+        let at = &mut counts[(k.to_u64() - lo) as usize];
+        scratch[*at as usize] = k;
+        *at += 1;
+    }
+    v.copy_from_slice(scratch);
 }
 
 /// Insertion sort, linear on nearly sorted keys; gives up (returning false, `v` still a
@@ -366,15 +405,24 @@ mod kernels {
 
     #[inline(always)]
     fn histogram_any<S: Score>(c: &Classes, s: &[S], l: &[u8], slots: usize) -> (Vec<u32>, bool) {
-        let mut h = vec![0u32; slots];
+        // Four sets of counts, a key's set by its position: tied or clustered scores hit one
+        // count many times in a row, and each increment would wait for the one before it.
+        let mut h = vec![0u32; 4 * slots];
         let mut bad = false;
         let mut idx = [0u32; BLOCK];
         for (sb, lb) in s.chunks(BLOCK).zip(l.chunks(BLOCK)) {
             bad |= c.indices(sb, lb, &mut idx);
-            for &i in &idx[..sb.len()] {
-                h[c.table[i as usize] as usize] += 1;
+            for (k, &i) in idx[..sb.len()].iter().enumerate() {
+                h[(k & 3) * slots + c.table[i as usize] as usize] += 1;
             }
         }
+        let (first, rest) = h.split_at_mut(slots);
+        for set in rest.chunks(slots) {
+            for (a, b) in first.iter_mut().zip(set) {
+                *a += b;
+            }
+        }
+        h.truncate(slots);
         (h, bad)
     }
 
@@ -651,6 +699,10 @@ mod tests {
                 ("outlier", (0..n).map(|i| if i == n / 3 { 1e30 } else { bell(&mut seed) }).collect()),
                 ("far outlier", (0..n).map(|i| if i == n / 3 { 1e300 } else { bell(&mut seed) }).collect()),
                 ("outliers", (0..n).map(|i| if i % 50 == 0 { -1e6 } else { bell(&mut seed) }).collect()),
+                // Buckets spanning fewer key values than twice their keys (sorted by one
+                // counting pass): float32 steps, then float64 steps, from 0.5.
+                ("dense", (0..n).map(|_| 0.5 + (lcg(&mut seed) % 20_000) as f64 * 2f64.powi(-24)).collect()),
+                ("dense64", (0..n).map(|_| 0.5 + (lcg(&mut seed) % 20_000) as f64 * 2f64.powi(-53)).collect()),
                 ("two values", (0..n).map(|i| if i % 3 == 0 { 0.25 } else { -0.5 }).collect()),
                 ("constant", vec![0.5; n]),
                 ("signed zeros", (0..n).map(|i| if i % 2 == 0 { 0.0 } else { -0.0 }).collect()),
