@@ -170,11 +170,12 @@ fn sort_buckets<K: SortKey>(v: &mut [K], starts: &[usize], depth: u32) {
 }
 
 /// Sorts one bucket in cache: nothing to do when its keys are equal (a run of tied scores); one
-/// counting pass when its keys span few values ([`DENSE_BITS`]); else a two-digit LSD radix sort (one read for both digits' counts, two scatters through `scratch`)
-/// over the top bits of the keys' range, about twice as many as the bucket has keys, which leaves
-/// keys that share those bits (rare unless scores cluster) to an insertion sort; should that one
-/// find many, the bucket is comparison-sorted instead. A bucket far larger than laid out is
-/// partitioned again from its own sample.
+/// counting pass when its keys span few values ([`DENSE_BITS`]); else a two-digit LSD radix sort
+/// (one read for both digits' counts, two scatters through `scratch`) over the top bits of the
+/// keys' range, about twice as many as the bucket has keys, which leaves keys that share those
+/// bits (rare unless scores cluster) to an insertion sort; should that one find many, the bucket
+/// is comparison-sorted instead. A bucket far larger than laid out is partitioned again from its
+/// own sample.
 fn sort_bucket<K: SortKey>(v: &mut [K], scratch: &mut Vec<K>, counts: &mut Vec<u32>, depth: u32) {
     let n = v.len();
     if n <= 32 {
@@ -219,14 +220,8 @@ fn sort_bucket<K: SortKey>(v: &mut [K], scratch: &mut Vec<K>, counts: &mut Vec<u
         c1[r & mask] += 1;
         c2[r >> low] += 1;
     }
-    let exclusive = |c: &mut [u32]| {
-        let mut sum = 0;
-        for x in c.iter_mut() {
-            (*x, sum) = (sum, sum + *x);
-        }
-    };
-    exclusive(c1);
-    exclusive(c2);
+    running_sums(c1);
+    running_sums(c2);
     scratch.clear();
     scratch.resize(n, K::default());
     // SAFETY (both scatters): the running sums of a digit's counts place the n keys at distinct
@@ -265,10 +260,7 @@ fn counting_pass<K: SortKey>(v: &mut [K], scratch: &mut Vec<K>, counts: &mut Vec
     for &k in v.iter() {
         counts[(k.to_u64() - lo) as usize] += 1;
     }
-    let mut sum = 0;
-    for c in counts.iter_mut() {
-        (*c, sum) = (sum, sum + *c);
-    }
+    running_sums(counts);
     scratch.clear();
     scratch.resize(v.len(), K::default());
     for &k in v.iter() {
@@ -277,6 +269,14 @@ fn counting_pass<K: SortKey>(v: &mut [K], scratch: &mut Vec<K>, counts: &mut Vec
         *at += 1;
     }
     v.copy_from_slice(scratch);
+}
+
+/// Replaces each count by the sum of the counts before it: where its keys start.
+fn running_sums(counts: &mut [u32]) {
+    let mut sum = 0;
+    for c in counts.iter_mut() {
+        (*c, sum) = (sum, sum + *c);
+    }
 }
 
 /// Insertion sort, linear on nearly sorted keys; gives up (returning false, `v` still a
