@@ -451,11 +451,16 @@ mod kernels {
         }
     }
 
-    /// A cache line's worth of one bucket's keys, gathered before they are written.
+    /// Bytes of one bucket's keys gathered before they are written: two cache lines (one: the
+    /// 10M float32 report, half genuine, took ~3 ms more; four: no better than two).
+    #[cfg(target_arch = "x86_64")]
+    const LINE: usize = 128;
+
+    /// `LINE` bytes of one bucket's keys, gathered before they are written.
     #[cfg(target_arch = "x86_64")]
     #[repr(C, align(64))]
     #[derive(Clone, Copy)]
-    struct Line([u64; 8]);
+    struct Line([u64; LINE / 8]);
 
     /// Every key gathered into its bucket's line buffer, and each line written to memory whole,
     /// with non-temporal stores, once its last key is in. Thousands of buckets each advance one
@@ -469,12 +474,12 @@ mod kernels {
         use std::arch::x86_64::{__m128i, _mm_load_si128, _mm_sfence, _mm_stream_si128};
         let Destinations { split, base, at } = to;
         let size = std::mem::size_of::<S::Key>();
-        let mask = 64 / size - 1;
+        let mask = LINE / size - 1;
         // The slot in its line of each vector's position 0 (a position p sits in slot
         // (p + phase) & mask; slot 0 starts a line).
         let phase = base.map(|b| (b.ptr() as usize / size) & mask);
         let first: Vec<u32> = at.to_vec();
-        let mut lines = vec![Line([0; 8]); at.len()];
+        let mut lines = vec![Line([0; LINE / 8]); at.len()];
         let mut idx = [0u32; BLOCK];
         for (sb, lb) in s.chunks(BLOCK).zip(l.chunks(BLOCK)) {
             c.indices(sb, lb, &mut idx);
@@ -489,9 +494,9 @@ mod kernels {
                 if slot == mask {
                     let start = first[b] as usize;
                     if p >= start + mask {
-                        // The whole line is this chunk's (its slot 0 is 64-byte aligned).
+                        // The whole line is this chunk's (its slot 0 is LINE-byte aligned).
                         let (dst, src) = (base[class].ptr().add(p - mask) as *mut __m128i, line as *const __m128i);
-                        for q in 0..4 {
+                        for q in 0..LINE / 16 {
                             _mm_stream_si128(dst.add(q), _mm_load_si128(src.add(q)));
                         }
                     } else {
@@ -520,7 +525,7 @@ mod kernels {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn write_keys<K: Copy>(line: *const K, out: Disjoint<K>, phase: usize, range: std::ops::Range<usize>) {
-        let mask = 64 / std::mem::size_of::<K>() - 1;
+        let mask = LINE / std::mem::size_of::<K>() - 1;
         for q in range {
             out.write(q, *line.add((q + phase) & mask));
         }
@@ -740,8 +745,8 @@ mod tests {
         let hists: Vec<Vec<u32>> = parts().map(|(s, l)| kernels::histogram(&classes, s, l, slots).0).collect();
         let (offsets, starts) = offsets(&hists, slots);
         let n_pos = starts[split];
-        let mut out = [vec![S::Key::default(); n_pos + 16], vec![S::Key::default(); scores.len() - n_pos + 16]];
-        // SAFETY: `shift` < 16 keys of slack at the front of each vector.
+        let mut out = [vec![S::Key::default(); n_pos + 32], vec![S::Key::default(); scores.len() - n_pos + 32]];
+        // SAFETY: `shift` < 32 keys of slack at the front of each vector.
         let base = out.each_mut().map(|v| Disjoint::new(unsafe { v.as_mut_ptr().add(shift) }));
         for ((s, l), off) in parts().zip(offsets) {
             let mut at = positions(off, split, n_pos);
@@ -763,17 +768,17 @@ mod tests {
 
     #[test]
     fn scatter_places_keys_whatever_the_alignment() {
-        // Whole lines are streamed where a bucket's range covers them, keys written one by one
-        // elsewhere: every start of the output within its 64-byte line, chunks ending mid-line.
+        // Whole lines (128 bytes) are streamed where a bucket's range covers them, keys written
+        // one by one elsewhere: every start of the output within its line, chunks ending mid-line.
         let mut seed = 9;
         let n = 60_001;
         let scores: Vec<f64> = (0..n).map(|i| if i % 97 == 0 { 0.25 } else { bell(&mut seed) }).collect();
         let labels: Vec<u8> = (0..n).map(|_| u8::from(lcg(&mut seed).is_multiple_of(3))).collect();
         let narrow: Vec<f32> = scores.iter().map(|&x| x as f32).collect();
         for chunks in [1, 3, 7] {
-            for shift in 0..16 {
+            for shift in 0..32 {
                 check_scatter(&narrow, &labels, shift, chunks);
-                if shift < 8 {
+                if shift < 16 {
                     check_scatter(&scores, &labels, shift, chunks);
                 }
             }
