@@ -224,21 +224,11 @@ fn sort_bucket<K: SortKey>(v: &mut [K], scratch: &mut Vec<K>, counts: &mut Vec<u
     running_sums(c2);
     scratch.clear();
     scratch.resize(n, K::default());
-    // SAFETY (both scatters): the running sums of a digit's counts place the n keys at distinct
-    // positions below n, and every digit indexes its table (`top(k) < 2^window`: k - lo <= span).
+    // SAFETY (both): every digit indexes its table (`top(k) < 2^window`: k - lo <= span), whose
+    // running sums count the n keys.
     unsafe {
-        let (c1, out) = (c1.as_mut_ptr(), scratch.as_mut_ptr());
-        for &k in v.iter() {
-            let at = c1.add(top(k) & mask);
-            *out.add(*at as usize) = k;
-            *at += 1;
-        }
-        let (c2, out) = (c2.as_mut_ptr(), v.as_mut_ptr());
-        for &k in scratch.iter() {
-            let at = c2.add(top(k) >> low);
-            *out.add(*at as usize) = k;
-            *at += 1;
-        }
+        scatter_by(v, scratch, c1, |k| top(k) & mask);
+        scatter_by(scratch, v, c2, |k| top(k) >> low);
     }
     if shift > 0 && !insertion_sort(v, 4 * n) {
         v.sort_unstable();
@@ -263,12 +253,27 @@ fn counting_pass<K: SortKey>(v: &mut [K], scratch: &mut Vec<K>, counts: &mut Vec
     running_sums(counts);
     scratch.clear();
     scratch.resize(v.len(), K::default());
-    for &k in v.iter() {
-        let at = &mut counts[(k.to_u64() - lo) as usize];
-        scratch[*at as usize] = k;
+    // SAFETY: every key's value indexes `counts` (the keys lie in `[lo, lo + 2^bits)`), whose
+    // running sums count the keys of `v`.
+    unsafe { scatter_by(v, scratch, counts, |k| (k.to_u64() - lo) as usize) };
+    v.copy_from_slice(scratch);
+}
+
+/// Writes every key of `src` to `dst` at its digit's next position (`starts`, advanced as it goes):
+/// one pass of a counting or radix sort, stable, without bounds checks in the loop.
+///
+/// # Safety
+/// Every key's `digit` indexes `starts`, and `starts` are the running sums of the digits' counts
+/// over `src`, so that the positions written are distinct and below `dst.len() == src.len()`.
+#[inline(always)]
+unsafe fn scatter_by<K: Copy>(src: &[K], dst: &mut [K], starts: &mut [u32], digit: impl Fn(K) -> usize) {
+    debug_assert_eq!(src.len(), dst.len());
+    let (starts, out) = (starts.as_mut_ptr(), dst.as_mut_ptr());
+    for &k in src {
+        let at = starts.add(digit(k));
+        *out.add(*at as usize) = k;
         *at += 1;
     }
-    v.copy_from_slice(scratch);
 }
 
 /// Replaces each count by the sum of the counts before it: where its keys start.

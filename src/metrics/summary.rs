@@ -319,24 +319,24 @@ fn walk<K: SortKey, const DROP: bool, const RUNS: bool>(seg: &Segment<'_, K>, ca
         (key != zero).then_some(key)
     };
     // prev: the point before the range; mid: its first point.
-    let (mut pi, mut pj) = (i, j);
-    let Some(mut mkey) = next(&mut i, &mut j, &mut a, &mut b) else {
+    let (pi, pj) = (i, j);
+    let Some(mkey) = next(&mut i, &mut j, &mut a, &mut b) else {
         // An empty range (never made, but then only the start may have been written).
         // SAFETY: the first `len` slots were written.
         unsafe { set_lens(&mut fpr, &mut tpr, &mut thr, len) };
         return Part { fpr, tpr, thresholds: thr, resident };
     };
-    let (mut mi, mut mj) = (i, j);
+    let mut st = State { p: [pi, pj], m: [i, j], mkey, len };
     if seg.first {
         // The curve's first point is always kept: decide it now, outside the loop.
-        out.point(len, [mi, mj], mkey);
-        len += 1;
+        out.point(st.len, st.m, st.mkey);
+        st.len += 1;
         let Some(key) = next(&mut i, &mut j, &mut a, &mut b) else {
             // SAFETY: the first `len` slots were written.
-            unsafe { set_lens(&mut fpr, &mut tpr, &mut thr, len) };
+            unsafe { set_lens(&mut fpr, &mut tpr, &mut thr, st.len) };
             return Part { fpr, tpr, thresholds: thr, resident };
         };
-        (pi, pj, mi, mj, mkey) = (mi, mj, i, j, key);
+        st = State { p: st.m, m: [i, j], mkey: key, len: st.len };
     }
     loop {
         // A one-sided run next (common where one class is rare, or in a tail of the scores where
@@ -346,19 +346,13 @@ fn walk<K: SortKey, const DROP: bool, const RUNS: bool>(seg: &Segment<'_, K>, ca
         let (a_far, b_far) = (pos.get(i.wrapping_sub(GATE)).copied(), neg.get(j.wrapping_sub(GATE)).copied());
         let (a_far, b_far) = (a_far.unwrap_or(zero), b_far.unwrap_or(zero));
         if RUNS && ((b_far > a) | (a_far > b)) {
-            let st = State { p: [pi, pj], m: [mi, mj], mkey, len };
-            let st = if b_far > a {
-                let (q, st) = one_side::<K, DROP, true>(&out, neg, j, a, i, st);
-                j = q;
+            if b_far > a {
+                (j, st) = one_side::<K, DROP, true>(&out, neg, j, a, i, st);
                 b = top(neg, j);
-                st
             } else {
-                let (q, st) = one_side::<K, DROP, false>(&out, pos, i, b, j, st);
-                i = q;
+                (i, st) = one_side::<K, DROP, false>(&out, pos, i, b, j, st);
                 a = top(pos, i);
-                st
-            };
-            ([pi, pj], [mi, mj], mkey, len) = (st.p, st.m, st.mkey, st.len);
+            }
             continue;
         }
         let key = a.max(b);
@@ -374,17 +368,18 @@ fn walk<K: SortKey, const DROP: bool, const RUNS: bool>(seg: &Segment<'_, K>, ca
         // runs of RUN keys or more (`v[i - RUN] == key` implies every key between equals it): short
         // ones are common in float32 scores, where testing every key made a coin-flip branch.
         if i >= RUN && pos[i - RUN] == key {
-            i = run_start(pos, i, key);
+            i = start_of(pos, i, |&x| x == key);
             a = top(pos, i);
         }
         if j >= RUN && neg[j - RUN] == key {
-            j = run_start(neg, j, key);
+            j = start_of(neg, j, |&x| x == key);
             b = top(neg, j);
         }
         let complete = a.max(b) != key;
-        ([pi, pj], [mi, mj], mkey, len) = step::<K, DROP>(&out, ([pi, pj], [mi, mj], mkey, len), complete, [i, j], key);
+        st = step::<K, DROP>(&out, st, complete, [i, j], key);
     }
     // The range's last point: decided by the point after it, or kept as the curve's last.
+    let State { p: [pi, pj], m: [mi, mj], mkey, mut len } = st;
     let (ptp, pfp, mtp, mfp) = (tp_end - pi as u64, fp_end - pj as u64, tp_end - mi as u64, fp_end - mj as u64);
     let keep = match seg.after {
         Some(next) => !DROP || ptp + next.tp != 2 * mtp || pfp + next.fp != 2 * mfp,
@@ -461,20 +456,20 @@ fn one_side<K: SortKey, const DROP: bool, const NEG: bool>(
     fixed: usize,
     st: State<K>,
 ) -> (usize, State<K>) {
-    let stop = above_start(v, q, other);
-    let State { p: [mut pi, mut pj], m: [mut mi, mut mj], mut mkey, mut len } = st;
+    let stop = start_of(v, q, |&x| x > other);
+    let mut st = st;
     while q > stop {
         q -= 1;
         let key = v[q];
         if q >= RUN && v[q - RUN] == key {
-            q = run_start(v, q, key);
+            q = start_of(v, q, |&x| x == key);
         }
         // The key below is the next one taken (the other side's top is lower).
         let complete = q == 0 || v[q - 1] != key;
         let at = if NEG { [fixed, q] } else { [q, fixed] };
-        ([pi, pj], [mi, mj], mkey, len) = step::<K, DROP>(out, ([pi, pj], [mi, mj], mkey, len), complete, at, key);
+        st = step::<K, DROP>(out, st, complete, at, key);
     }
-    (q, State { p: [pi, pj], m: [mi, mj], mkey, len })
+    (q, st)
 }
 
 /// One step of the walk, to positions `at` after taking `key` (`complete`: the next key differs):
@@ -484,42 +479,31 @@ fn one_side<K: SortKey, const DROP: bool, const NEG: bool>(
 /// not branches: ties make `complete` a coin flip, and plain selects were compiled into a branch
 /// on it.
 #[inline(always)]
-#[allow(clippy::type_complexity)]
-fn step<K: SortKey, const DROP: bool>(
-    out: &Out,
-    ([pi, pj], [mi, mj], mkey, len): ([usize; 2], [usize; 2], K, usize),
-    complete: bool,
-    [i, j]: [usize; 2],
-    key: K,
-) -> ([usize; 2], [usize; 2], K, usize) {
+fn step<K: SortKey, const DROP: bool>(out: &Out, st: State<K>, complete: bool, [i, j]: [usize; 2], key: K) -> State<K> {
     use std::hint::select_unpredictable as pick;
+    let State { p: [pi, pj], m: [mi, mj], mkey, len } = st;
     let bend = pi + i != 2 * mi || pj + j != 2 * mj;
     out.point(len, [mi, mj], mkey);
-    let len = len + usize::from(complete & (bend | !DROP));
-    let p = [pick(complete, mi, pi), pick(complete, mj, pj)];
-    (p, [pick(complete, i, mi), pick(complete, j, mj)], pick(complete, key, mkey), len)
+    State {
+        p: [pick(complete, mi, pi), pick(complete, mj, pj)],
+        m: [pick(complete, i, mi), pick(complete, j, mj)],
+        mkey: pick(complete, key, mkey),
+        len: len + usize::from(complete & (bend | !DROP)),
+    }
 }
 
-/// The first position from which every key of `v[..i]` (ascending) is above `other`: a galloping
-/// search back from `i`, cost logarithmic in the run's length.
-fn above_start<K: SortKey>(v: &[K], i: usize, other: K) -> usize {
-    let mut step = 1;
-    while step < i && v[i - 1 - step] > other {
-        step *= 2;
+/// The first position from which every key of `v[..i]` satisfies `inside`, which is false below
+/// and true above some key of the ascending `v` (the keys above another side's top, a run of equal
+/// keys ending at `v[i - 1]`): a galloping search back from `i`, so a short run costs a step or two
+/// and a long one a logarithm.
+#[inline]
+fn start_of<K: SortKey>(v: &[K], i: usize, inside: impl Fn(&K) -> bool) -> usize {
+    let mut reach = 1;
+    while reach < i && inside(&v[i - 1 - reach]) {
+        reach *= 2;
     }
-    let lo = i.saturating_sub(step + 1);
-    lo + v[lo..i].partition_point(|&x| x <= other)
-}
-
-/// Where the run of `key` ending at `v[i - 1]` starts (`v` ascending, `v[i - 1] == key`): a
-/// galloping search back from `i`, so a short run costs a step or two and a long one a logarithm.
-fn run_start<K: SortKey>(v: &[K], i: usize, key: K) -> usize {
-    let mut step = 1;
-    while step < i && v[i - 1 - step] == key {
-        step *= 2;
-    }
-    let lo = i.saturating_sub(step + 1);
-    lo + v[lo..i].partition_point(|&x| x < key)
+    let lo = i.saturating_sub(reach + 1);
+    lo + v[lo..i].partition_point(|x| !inside(x))
 }
 
 /// Sets the three curve vectors' lengths.
