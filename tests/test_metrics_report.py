@@ -212,15 +212,21 @@ print(len(set(map(repr, reports))), kept, released, mfr.cached_memory(), round(1
 """
 
 
-def _cache_run(env_value):
+def _fresh_process(script, *args, pool="1"):
+    """What `script` prints, run in a fresh interpreter (the scratch pool is process-wide) with
+    MFR_SCRATCH_POOL set to `pool`, split into words."""
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "MFR_SCRATCH_POOL": env_value}
-    out = subprocess.run([sys.executable, "-c", _CACHE_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    env = {**os.environ, "MFR_SCRATCH_POOL": pool}
+    out = subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    return [int(x) for x in out.stdout.split()]
+    return out.stdout.split()
+
+
+def _cache_run(env_value):
+    return [int(x) for x in _fresh_process(_CACHE_SCRIPT, pool=env_value)]
 
 
 def test_sort_keys_are_kept_for_the_next_report_and_released_on_request():
@@ -257,14 +263,7 @@ def test_repeated_reports_keep_their_sort_keys_without_raising_the_peak(dtype, n
     # From the second report on, the curve's buffers come back from the pool with their pages, so
     # the keys (12 MB a class here, so kept by the pool) are no longer discarded before the curve
     # is finished but stay for the next report: that must not raise the peak past the second's.
-    import subprocess
-    import sys
-
-    out = subprocess.run(
-        [sys.executable, "-c", _REPEAT_SCRIPT, dtype, str(n)], capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    peaks = [int(x) for x in out.stdout.split()]  # KiB
+    peaks = [int(x) for x in _fresh_process(_REPEAT_SCRIPT, dtype, str(n))]  # KiB
     assert peaks[3] <= peaks[1] + 4096, peaks
 
 
@@ -301,14 +300,7 @@ def test_large_curve_arrays_go_back_to_the_pool_when_dropped(pool):
     # A fresh process: the pool is process-wide. A 3M-point curve's arrays are numpy arrays over
     # the metrics' memory; once they and every view of them are gone, that memory waits in the
     # pool for the next report, which writes the same numbers into it.
-    import os
-    import subprocess
-    import sys
-
-    env = {**os.environ, "MFR_SCRATCH_POOL": pool}
-    out = subprocess.run([sys.executable, "-c", _CURVE_SCRIPT], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    owners, usable, view_held, reused, same, released, after = out.stdout.split()
+    owners, usable, view_held, reused, same, released, after = _fresh_process(_CURVE_SCRIPT, pool=pool)
     assert owners == "CurveMemory" and usable == "True" and same == "True" and after == "0"
     if pool == "1":
         assert view_held == "True" and reused == "True" and released == "True"
