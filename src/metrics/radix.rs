@@ -96,8 +96,9 @@ impl Layout {
 #[inline(always)]
 fn cell(x: f64, lo: f64, scale: f64) -> u32 {
     let t = ((x - lo) * scale).max(0.0).min((CELLS - 1) as f64);
-    // SAFETY: t is a number in [0, CELLS - 1] (not NaN, see above).
-    unsafe { t.to_int_unchecked::<u32>() }
+    // SAFETY: t is a number in [0, CELLS - 1] (not NaN, see above). Converted as a signed
+    // integer: one instruction, where the unsigned conversion takes several before AVX-512.
+    unsafe { t.to_int_unchecked::<i32>() as u32 }
 }
 
 /// Sorts `keys` (keys of finite scores, as [`SortKey`] says) ascending, in the caller's rayon
@@ -361,19 +362,59 @@ impl Classes {
 /// Pairs classified at a time: a block's table indices come from one vectorized loop.
 const BLOCK: usize = 256;
 
-/// The two passes over the scores, compiled twice on x86-64: for the baseline and, chosen at run
-/// time where the CPU has it, for AVX2 (the index loop vectorizes four or eight wide).
+/// The scatter's 32-bit positions run up to a line's keys past the scores' count (offset by the
+/// line phase of their vector): split_sorted leaves this much room below `u32::MAX`.
+const POSITION_SLACK: u32 = 64;
+
+/// The two passes over the scores, compiled three times on x86-64: for the baseline and, chosen
+/// at run time where the CPU has them, for AVX2 and for AVX-512 (the index loop vectorizes four or
+/// eight float64s wide).
 mod kernels {
     use super::{Classes, Disjoint, Score, BLOCK};
 
-    /// Bucket counts of a chunk (`slots` buckets) and whether it holds an invalid pair.
-    pub(super) fn histogram<S: Score>(c: &Classes, s: &[S], l: &[u8], slots: usize) -> (Vec<u32>, bool) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            return unsafe { histogram_avx2(c, s, l, slots) };
+    /// A build of the kernels: the baseline, or one for an instruction set the CPU may have.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub(super) enum Build {
+        Baseline,
+        Avx2,
+        Avx512,
+    }
+
+    impl Build {
+        /// The fastest build this CPU runs.
+        pub(super) fn best() -> Build {
+            *Build::available().last().expect("the baseline runs anywhere")
         }
-        histogram_any(c, s, l, slots)
+
+        /// Every build this CPU runs, the baseline first.
+        pub(super) fn available() -> Vec<Build> {
+            let mut builds = vec![Build::Baseline];
+            #[cfg(target_arch = "x86_64")]
+            {
+                use std::arch::is_x86_feature_detected as has;
+                if has!("avx2") {
+                    builds.push(Build::Avx2);
+                    if has!("avx512f") && has!("avx512vl") && has!("avx512dq") && has!("avx512bw") {
+                        builds.push(Build::Avx512);
+                    }
+                }
+            }
+            builds
+        }
+    }
+
+    /// Bucket counts of a chunk (`slots` buckets) and whether it holds an invalid pair, by `build`
+    /// (one of [`Build::available`]).
+    pub(super) fn histogram<S: Score>(build: Build, c: &Classes, s: &[S], l: &[u8], slots: usize) -> (Vec<u32>, bool) {
+        match build {
+            // SAFETY: the CPU has the instruction set (`build` is one it runs).
+            #[cfg(target_arch = "x86_64")]
+            Build::Avx512 => unsafe { histogram_avx512(c, s, l, slots) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Build::Avx2 => unsafe { histogram_avx2(c, s, l, slots) },
+            _ => histogram_any(c, s, l, slots),
+        }
     }
 
     /// Where a chunk's keys go: each bucket's next position (`at`), an index into `base[1]` for
@@ -384,15 +425,30 @@ mod kernels {
         pub(super) at: &'a mut [u32],
     }
 
-    /// Writes every key of a chunk at its bucket's next position.
+    /// Writes every key of a chunk at its bucket's next position, by `build` (one of
+    /// [`Build::available`]).
     ///
     /// # Safety
     /// Every position written is inside its vector and written by no other thread.
-    pub(super) unsafe fn scatter<S: Score>(c: &Classes, s: &[S], l: &[u8], to: Destinations<'_, S::Key>) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return scatter_avx2(c, s, l, to);
+    pub(super) unsafe fn scatter<S: Score>(build: Build, c: &Classes, s: &[S], l: &[u8], to: Destinations<'_, S::Key>) {
+        match build {
+            #[cfg(target_arch = "x86_64")]
+            Build::Avx512 => scatter_avx512(c, s, l, to),
+            #[cfg(target_arch = "x86_64")]
+            Build::Avx2 => scatter_avx2(c, s, l, to),
+            _ => scatter_any(c, s, l, to),
         }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2")]
+    unsafe fn histogram_avx512<S: Score>(c: &Classes, s: &[S], l: &[u8], slots: usize) -> (Vec<u32>, bool) {
+        histogram_any(c, s, l, slots)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2")]
+    unsafe fn scatter_avx512<S: Score>(c: &Classes, s: &[S], l: &[u8], to: Destinations<'_, S::Key>) {
         scatter_any(c, s, l, to)
     }
 
@@ -415,10 +471,22 @@ mod kernels {
         let mut h = vec![0u32; 4 * slots];
         let mut bad = false;
         let mut idx = [0u32; BLOCK];
+        let table = c.table.as_ptr();
+        let sets = [0, 1, 2, 3].map(|k| h[k * slots..].as_mut_ptr());
         for (sb, lb) in s.chunks(BLOCK).zip(l.chunks(BLOCK)) {
             bad |= c.indices(sb, lb, &mut idx);
-            for (k, &i) in idx[..sb.len()].iter().enumerate() {
-                h[(k & 3) * slots + c.table[i as usize] as usize] += 1;
+            let idx = &idx[..sb.len()];
+            // SAFETY (both loops): every index is below the table's 2 * CELLS slots (`cell`
+            // clamps) and every table entry below `slots`, each set's length.
+            let count = |set: *mut u32, i: u32| unsafe { *set.add(*table.add(i as usize) as usize) += 1 };
+            let mut quads = idx.chunks_exact(4);
+            for q in &mut quads {
+                for k in 0..4 {
+                    count(sets[k], q[k]);
+                }
+            }
+            for &i in quads.remainder() {
+                count(sets[0], i);
             }
         }
         let (first, rest) = h.split_at_mut(slots);
@@ -476,50 +544,74 @@ mod kernels {
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn scatter_lines<S: Score>(c: &Classes, s: &[S], l: &[u8], to: Destinations<'_, S::Key>) {
-        use std::arch::x86_64::{__m128i, _mm_load_si128, _mm_sfence, _mm_stream_si128};
+        use std::arch::x86_64::_mm_sfence;
         let Destinations { split, base, at } = to;
         let size = std::mem::size_of::<S::Key>();
         let mask = LINE / size - 1;
         // The slot in its line of each vector's position 0 (a position p sits in slot
         // (p + phase) & mask; slot 0 starts a line).
         let phase = base.map(|b| (b.ptr() as usize / size) & mask);
+        let class = |b: usize| usize::from(b >= split);
+        // Each bucket's next position plus its vector's phase: the low bits are then the slot,
+        // and the loop below needs neither the bucket's class nor its phase.
         let first: Vec<u32> = at.to_vec();
+        let mut next: Vec<u32> = at.iter().enumerate().map(|(b, &p)| p + phase[class(b)] as u32).collect();
         let mut lines = vec![Line([0; LINE / 8]); at.len()];
+        let (table, next_at, line_keys) = (c.table.as_ptr(), next.as_mut_ptr(), lines.as_mut_ptr() as *mut S::Key);
         let mut idx = [0u32; BLOCK];
+        let mut keys = [S::Key::default(); BLOCK];
         for (sb, lb) in s.chunks(BLOCK).zip(l.chunks(BLOCK)) {
             c.indices(sb, lb, &mut idx);
-            for (&i, &x) in idx[..sb.len()].iter().zip(sb) {
-                let b = c.table[i as usize] as usize;
-                let class = usize::from(b >= split);
-                let p = at[b] as usize;
-                at[b] += 1;
-                let slot = (p + phase[class]) & mask;
-                let line = lines.as_mut_ptr().add(b) as *mut S::Key;
-                *line.add(slot) = x.key();
+            for (k, &x) in keys.iter_mut().zip(sb) {
+                *k = x.key(); // vectorizes, where the loop below would convert key by key
+            }
+            for (&i, &key) in idx[..sb.len()].iter().zip(&keys) {
+                // SAFETY: indices and table entries are in range (see `histogram_any`); `next`
+                // and `lines` have a slot per bucket.
+                let b = *table.add(i as usize) as usize;
+                let q = *next_at.add(b);
+                *next_at.add(b) = q + 1;
+                let slot = q as usize & mask;
+                *line_keys.add(b * (mask + 1) + slot) = key;
                 if slot == mask {
-                    let start = first[b] as usize;
-                    if p >= start + mask {
-                        // The whole line is this chunk's (its slot 0 is LINE-byte aligned).
-                        let (dst, src) = (base[class].ptr().add(p - mask) as *mut __m128i, line as *const __m128i);
-                        for q in 0..LINE / 16 {
-                            _mm_stream_si128(dst.add(q), _mm_load_si128(src.add(q)));
-                        }
-                    } else {
-                        write_keys(line, base[class], phase[class], start..p + 1);
-                    }
+                    let class = class(b);
+                    let (p, start) = (q as usize - phase[class], first[b] as usize);
+                    flush_line(line_keys.add(b * (mask + 1)), base[class], phase[class], start, p);
                 }
             }
         }
         // Every bucket's unfinished last line.
-        for (b, (&end, &start)) in at.iter().zip(&first).enumerate() {
-            let class = usize::from(b >= split);
-            let (end, start) = (end as usize, start as usize);
+        for (b, (&next, &start)) in next.iter().zip(&first).enumerate() {
+            let class = class(b);
+            let (end, start) = (next as usize - phase[class], start as usize);
             let line = lines.as_ptr().add(b) as *const S::Key;
             let from = end.saturating_sub((end + phase[class]) & mask).max(start);
             write_keys(line, base[class], phase[class], from..end);
         }
         // Streamed stores are weakly ordered: done before another thread reads the keys.
         _mm_sfence();
+    }
+
+    /// Writes the line of one bucket that position `p` (its last slot, just gathered) completes:
+    /// streamed whole where the chunk's range of the bucket (from `start`) covers it, else key by
+    /// key.
+    ///
+    /// # Safety
+    /// `line` holds the line's gathered keys; the positions are this thread's to write.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn flush_line<K: Copy>(line: *const K, out: Disjoint<K>, phase: usize, start: usize, p: usize) {
+        use std::arch::x86_64::{__m128i, _mm_load_si128, _mm_stream_si128};
+        let mask = LINE / std::mem::size_of::<K>() - 1;
+        if p >= start + mask {
+            // The whole line is this chunk's (its slot 0 is LINE-byte aligned).
+            let (dst, src) = (out.ptr().add(p - mask) as *mut __m128i, line as *const __m128i);
+            for q in 0..LINE / 16 {
+                _mm_stream_si128(dst.add(q), _mm_load_si128(src.add(q)));
+            }
+        } else {
+            write_keys(line, out, phase, start..p + 1);
+        }
     }
 
     /// Writes the positions `range` of one line from its buffer, key by key (the line's slot of
@@ -555,7 +647,7 @@ pub enum Split<K> {
 /// splitting and then sorting.
 pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
     let n = scores.len();
-    if n > u32::MAX as usize {
+    if n > (u32::MAX - POSITION_SLACK) as usize {
         return Split::TooMany; // 32-bit counts below; the general path takes any size
     }
     let chunk_len = n.div_ceil(rayon::current_num_threads().max(1)).max(1 << 14);
@@ -577,11 +669,12 @@ pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
     let split = layout[0].buckets;
     let slots = split + layout[1].buckets;
     let classes = Classes::new(&layout);
+    let build = kernels::Build::best();
     // The same read checks the input.
     let hists: Vec<(Vec<u32>, bool)> = scores
         .par_chunks(chunk_len)
         .zip(labels.par_chunks(chunk_len))
-        .map(|(s, l)| kernels::histogram(&classes, s, l, slots))
+        .map(|(s, l)| kernels::histogram(build, &classes, s, l, slots))
         .collect();
     if hists.iter().any(|h| h.1) {
         return Split::Invalid;
@@ -597,7 +690,7 @@ pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
         let mut at = positions(off, split, n_pos);
         // SAFETY: the ranges given by the offsets are disjoint across chunks and buckets and
         // together cover each class's vector exactly once; `at` holds this chunk's.
-        unsafe { kernels::scatter(&classes, s, l, kernels::Destinations { split, base, at: &mut at }) };
+        unsafe { kernels::scatter(build, &classes, s, l, kernels::Destinations { split, base, at: &mut at }) };
     });
     // SAFETY: every slot below the lengths was written by the scatter.
     unsafe {
@@ -735,7 +828,7 @@ mod tests {
 
     /// Scatters `scores` chunk by chunk into output vectors starting `shift` keys into their
     /// allocation, and checks every class holds its keys in bucket order, input order within.
-    fn check_scatter<S: Score>(scores: &[S], labels: &[u8], shift: usize, chunks: usize) {
+    fn check_scatter<S: Score>(build: kernels::Build, scores: &[S], labels: &[u8], shift: usize, chunks: usize) {
         let mut samples: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         for (&x, &y) in scores.iter().zip(labels) {
             samples[usize::from(y != 1)].push(x.value());
@@ -747,7 +840,7 @@ mod tests {
         let (split, slots) = (layout[0].buckets, layout[0].buckets + layout[1].buckets);
         let chunk_len = scores.len().div_ceil(chunks);
         let parts = || scores.chunks(chunk_len).zip(labels.chunks(chunk_len));
-        let hists: Vec<Vec<u32>> = parts().map(|(s, l)| kernels::histogram(&classes, s, l, slots).0).collect();
+        let hists: Vec<Vec<u32>> = parts().map(|(s, l)| kernels::histogram(build, &classes, s, l, slots).0).collect();
         let (offsets, starts) = offsets(&hists, slots);
         let n_pos = starts[split];
         let mut out = [vec![S::Key::default(); n_pos + 32], vec![S::Key::default(); scores.len() - n_pos + 32]];
@@ -756,7 +849,7 @@ mod tests {
         for ((s, l), off) in parts().zip(offsets) {
             let mut at = positions(off, split, n_pos);
             // SAFETY: the offsets give each chunk and bucket its own range of each vector.
-            unsafe { kernels::scatter(&classes, s, l, kernels::Destinations { split, base, at: &mut at }) };
+            unsafe { kernels::scatter(build, &classes, s, l, kernels::Destinations { split, base, at: &mut at }) };
         }
         for (class, want) in [(0usize, 1u8), (1, 0)] {
             let mut expect: Vec<(usize, S::Key)> = scores
@@ -767,7 +860,10 @@ mod tests {
                 .collect();
             expect.sort_by_key(|p| p.0); // stable: input order within a bucket
             let got = &out[class][shift..shift + expect.len()];
-            assert!(got.iter().eq(expect.iter().map(|p| &p.1)), "class {class} shift {shift} chunks {chunks}");
+            assert!(
+                got.iter().eq(expect.iter().map(|p| &p.1)),
+                "{build:?}: class {class} shift {shift} chunks {chunks}"
+            );
         }
     }
 
@@ -780,12 +876,58 @@ mod tests {
         let scores: Vec<f64> = (0..n).map(|i| if i % 97 == 0 { 0.25 } else { bell(&mut seed) }).collect();
         let labels: Vec<u8> = (0..n).map(|_| u8::from(lcg(&mut seed).is_multiple_of(3))).collect();
         let narrow: Vec<f32> = scores.iter().map(|&x| x as f32).collect();
-        for chunks in [1, 3, 7] {
-            for shift in 0..32 {
-                check_scatter(&narrow, &labels, shift, chunks);
-                if shift < 16 {
-                    check_scatter(&scores, &labels, shift, chunks);
+        // Every build of the kernels this CPU runs (the baseline, AVX2, AVX-512).
+        for build in kernels::Build::available() {
+            for chunks in [1, 3, 7] {
+                for shift in 0..32 {
+                    check_scatter(build, &narrow, &labels, shift, chunks);
+                    if shift < 16 {
+                        check_scatter(build, &scores, &labels, shift, chunks);
+                    }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn every_kernel_build_counts_alike_and_flags_invalid_pairs() {
+        let mut seed = 21;
+        let n = 50_001;
+        let scores: Vec<f64> = (0..n).map(|i| if i % 5 == 0 { 0.5 } else { bell(&mut seed) }).collect();
+        let labels: Vec<u8> = (0..n).map(|_| u8::from(lcg(&mut seed).is_multiple_of(4))).collect();
+        let mut samples: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        for (&x, &y) in scores.iter().zip(&labels) {
+            samples[usize::from(y != 1)].push(x);
+        }
+        let counts = [samples[0].len(), samples[1].len()];
+        let [genuine, impostor] = &mut samples;
+        let layout = [Layout::from_sample(genuine, counts[0]), Layout::from_sample(impostor, counts[1])];
+        let classes = Classes::new(&layout);
+        let slots = layout[0].buckets + layout[1].buckets;
+        let mut expect = vec![0u32; slots];
+        for (&x, &y) in scores.iter().zip(&labels) {
+            let class = usize::from(y != 1);
+            expect[layout[class].bucket(x) + if class == 1 { layout[0].buckets } else { 0 }] += 1;
+        }
+        let narrow: Vec<f32> = scores.iter().map(|&x| x as f32).collect();
+        for build in kernels::Build::available() {
+            // Lengths that end mid-block and mid-quad.
+            for len in [n, n - 3, 1000, 7] {
+                let (h, bad) = kernels::histogram(build, &classes, &scores[..len], &labels[..len], slots);
+                let mut want = vec![0u32; slots];
+                for (&x, &y) in scores[..len].iter().zip(&labels[..len]) {
+                    let class = usize::from(y != 1);
+                    want[layout[class].bucket(x) + if class == 1 { layout[0].buckets } else { 0 }] += 1;
+                }
+                assert!(h == want && !bad, "{build:?} len {len}");
+            }
+            assert_eq!(kernels::histogram(build, &classes, &scores, &labels, slots).0, expect);
+            let narrow_counts = kernels::histogram(build, &classes, &narrow, &labels, slots);
+            assert_eq!(narrow_counts.0.iter().sum::<u32>() as usize, n, "{build:?}");
+            for (at, bad_score, bad_label) in [(0, f64::NAN, 1), (n - 1, f64::INFINITY, 0), (n / 2, 0.1, 2)] {
+                let (mut s, mut l) = (scores.clone(), labels.clone());
+                (s[at], l[at]) = (bad_score, bad_label);
+                assert!(kernels::histogram(build, &classes, &s, &l, slots).1, "{build:?}: invalid pair at {at}");
             }
         }
     }
