@@ -10,6 +10,8 @@
 //! synchronisation and the result does not depend on the thread count. A bucket the sample
 //! misjudged is partitioned again from its own sample; a bucket of equal keys needs no sorting.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::disjoint::Disjoint;
@@ -370,7 +372,7 @@ const POSITION_SLACK: u32 = 64;
 /// at run time where the CPU has them, for AVX2 and for AVX-512 (the index loop vectorizes four or
 /// eight float64s wide).
 mod kernels {
-    use super::{Classes, Disjoint, Score, BLOCK};
+    use super::{Classes, Disjoint, MaybeUninit, Score, BLOCK};
 
     /// A build of the kernels: the baseline, or one for an instruction set the CPU may have.
     #[derive(Clone, Copy, Debug, PartialEq)]
@@ -405,15 +407,22 @@ mod kernels {
 
     /// Bucket counts of a chunk (`slots` buckets) and whether it holds an invalid pair, by `build`
     /// (one of [`Build::available`]).
-    pub(super) fn histogram<S: Score>(build: Build, c: &Classes, s: &[S], l: &[u8], slots: usize) -> (Vec<u32>, bool) {
+    pub(super) fn histogram<S: Score>(
+        build: Build,
+        c: &Classes,
+        s: &[S],
+        l: &[u8],
+        slots: usize,
+        buckets: &mut [MaybeUninit<u16>],
+    ) -> (Vec<u32>, bool) {
         match build {
             // SAFETY: the CPU has the instruction set (`build` is one it runs).
             #[cfg(target_arch = "x86_64")]
-            Build::Avx512 => unsafe { histogram_avx512(c, s, l, slots) },
+            Build::Avx512 => unsafe { histogram_avx512(c, s, l, slots, buckets) },
             // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
-            Build::Avx2 => unsafe { histogram_avx2(c, s, l, slots) },
-            _ => histogram_any(c, s, l, slots),
+            Build::Avx2 => unsafe { histogram_avx2(c, s, l, slots, buckets) },
+            _ => histogram_any(c, s, l, slots, buckets),
         }
     }
 
@@ -430,63 +439,86 @@ mod kernels {
     ///
     /// # Safety
     /// Every position written is inside its vector and written by no other thread.
-    pub(super) unsafe fn scatter<S: Score>(build: Build, c: &Classes, s: &[S], l: &[u8], to: Destinations<'_, S::Key>) {
+    pub(super) unsafe fn scatter<S: Score>(build: Build, buckets: &[u16], s: &[S], to: Destinations<'_, S::Key>) {
+        assert_eq!(buckets.len(), s.len(), "a bucket per score");
         match build {
             #[cfg(target_arch = "x86_64")]
-            Build::Avx512 => scatter_avx512(c, s, l, to),
+            Build::Avx512 => scatter_avx512(buckets, s, to),
             #[cfg(target_arch = "x86_64")]
-            Build::Avx2 => scatter_avx2(c, s, l, to),
-            _ => scatter_any(c, s, l, to),
+            Build::Avx2 => scatter_avx2(buckets, s, to),
+            _ => scatter_any(buckets, s, to),
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2")]
-    unsafe fn histogram_avx512<S: Score>(c: &Classes, s: &[S], l: &[u8], slots: usize) -> (Vec<u32>, bool) {
-        histogram_any(c, s, l, slots)
+    unsafe fn histogram_avx512<S: Score>(
+        c: &Classes,
+        s: &[S],
+        l: &[u8],
+        slots: usize,
+        buckets: &mut [MaybeUninit<u16>],
+    ) -> (Vec<u32>, bool) {
+        histogram_any(c, s, l, slots, buckets)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2")]
-    unsafe fn scatter_avx512<S: Score>(c: &Classes, s: &[S], l: &[u8], to: Destinations<'_, S::Key>) {
-        scatter_any(c, s, l, to)
+    unsafe fn scatter_avx512<S: Score>(b: &[u16], s: &[S], to: Destinations<'_, S::Key>) {
+        scatter_any(b, s, to)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn histogram_avx2<S: Score>(c: &Classes, s: &[S], l: &[u8], slots: usize) -> (Vec<u32>, bool) {
-        histogram_any(c, s, l, slots)
+    unsafe fn histogram_avx2<S: Score>(
+        c: &Classes,
+        s: &[S],
+        l: &[u8],
+        slots: usize,
+        buckets: &mut [MaybeUninit<u16>],
+    ) -> (Vec<u32>, bool) {
+        histogram_any(c, s, l, slots, buckets)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn scatter_avx2<S: Score>(c: &Classes, s: &[S], l: &[u8], to: Destinations<'_, S::Key>) {
-        scatter_any(c, s, l, to)
+    unsafe fn scatter_avx2<S: Score>(b: &[u16], s: &[S], to: Destinations<'_, S::Key>) {
+        scatter_any(b, s, to)
     }
 
     #[inline(always)]
-    fn histogram_any<S: Score>(c: &Classes, s: &[S], l: &[u8], slots: usize) -> (Vec<u32>, bool) {
+    fn histogram_any<S: Score>(
+        c: &Classes,
+        s: &[S],
+        l: &[u8],
+        slots: usize,
+        buckets: &mut [MaybeUninit<u16>],
+    ) -> (Vec<u32>, bool) {
+        assert_eq!(buckets.len(), s.len(), "a bucket slot per pair");
         // Four sets of counts, a key's set by its position: tied or clustered scores hit one
         // count many times in a row, and each increment would wait for the one before it.
         let mut h = vec![0u32; 4 * slots];
         let mut bad = false;
-        let mut idx = [0u32; BLOCK];
+        let (mut idx, mut ids) = ([0u32; BLOCK], [0u16; BLOCK]);
         let table = c.table.as_ptr();
         let sets = [0, 1, 2, 3].map(|k| h[k * slots..].as_mut_ptr());
-        for (sb, lb) in s.chunks(BLOCK).zip(l.chunks(BLOCK)) {
+        for ((sb, lb), bb) in s.chunks(BLOCK).zip(l.chunks(BLOCK)).zip(buckets.chunks_mut(BLOCK)) {
             bad |= c.indices(sb, lb, &mut idx);
-            let idx = &idx[..sb.len()];
-            // SAFETY (both loops): every index is below the table's 2 * CELLS slots (`cell`
-            // clamps) and every table entry below `slots`, each set's length.
-            let count = |set: *mut u32, i: u32| unsafe { *set.add(*table.add(i as usize) as usize) += 1 };
-            let mut quads = idx.chunks_exact(4);
+            for ((b, out), &i) in ids.iter_mut().zip(bb.iter_mut()).zip(&idx) {
+                // SAFETY: every index is below the table's 2 * CELLS slots (`cell` clamps).
+                *b = unsafe { *table.add(i as usize) };
+                out.write(*b);
+            }
+            // SAFETY (both loops): every table entry is below `slots`, each set's length.
+            let count = |set: *mut u32, b: u16| unsafe { *set.add(b as usize) += 1 };
+            let mut quads = ids[..sb.len()].chunks_exact(4);
             for q in &mut quads {
                 for k in 0..4 {
                     count(sets[k], q[k]);
                 }
             }
-            for &i in quads.remainder() {
-                count(sets[0], i);
+            for &b in quads.remainder() {
+                count(sets[0], b);
             }
         }
         let (first, rest) = h.split_at_mut(slots);
@@ -500,23 +532,21 @@ mod kernels {
     }
 
     #[inline(always)]
-    unsafe fn scatter_any<S: Score>(c: &Classes, s: &[S], l: &[u8], to: Destinations<'_, S::Key>) {
+    unsafe fn scatter_any<S: Score>(buckets: &[u16], s: &[S], to: Destinations<'_, S::Key>) {
         #[cfg(target_arch = "x86_64")]
-        scatter_lines(c, s, l, to);
+        scatter_lines(buckets, s, to);
         #[cfg(not(target_arch = "x86_64"))]
-        scatter_keys(c, s, l, to);
+        scatter_keys(buckets, s, to);
     }
 
     /// Every key written straight to its place.
     #[cfg(not(target_arch = "x86_64"))]
     #[inline(always)]
-    unsafe fn scatter_keys<S: Score>(c: &Classes, s: &[S], l: &[u8], to: Destinations<'_, S::Key>) {
+    unsafe fn scatter_keys<S: Score>(buckets: &[u16], s: &[S], to: Destinations<'_, S::Key>) {
         let Destinations { split, base, at } = to;
-        let mut idx = [0u32; BLOCK];
-        for (sb, lb) in s.chunks(BLOCK).zip(l.chunks(BLOCK)) {
-            c.indices(sb, lb, &mut idx);
-            for (&i, &x) in idx[..sb.len()].iter().zip(sb) {
-                let b = c.table[i as usize] as usize;
+        for (&b, &x) in buckets.iter().zip(s) {
+            {
+                let b = b as usize;
                 let out = if b < split { base[0] } else { base[1] };
                 out.write(at[b] as usize, x.key());
                 at[b] += 1;
@@ -543,7 +573,7 @@ mod kernels {
     /// Lines the chunk shares with a neighbouring range are written key by key.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
-    unsafe fn scatter_lines<S: Score>(c: &Classes, s: &[S], l: &[u8], to: Destinations<'_, S::Key>) {
+    unsafe fn scatter_lines<S: Score>(buckets: &[u16], s: &[S], to: Destinations<'_, S::Key>) {
         use std::arch::x86_64::_mm_sfence;
         let Destinations { split, base, at } = to;
         let size = std::mem::size_of::<S::Key>();
@@ -557,18 +587,16 @@ mod kernels {
         let first: Vec<u32> = at.to_vec();
         let mut next: Vec<u32> = at.iter().enumerate().map(|(b, &p)| p + phase[class(b)] as u32).collect();
         let mut lines = vec![Line([0; LINE / 8]); at.len()];
-        let (table, next_at, line_keys) = (c.table.as_ptr(), next.as_mut_ptr(), lines.as_mut_ptr() as *mut S::Key);
-        let mut idx = [0u32; BLOCK];
+        let (next_at, line_keys) = (next.as_mut_ptr(), lines.as_mut_ptr() as *mut S::Key);
         let mut keys = [S::Key::default(); BLOCK];
-        for (sb, lb) in s.chunks(BLOCK).zip(l.chunks(BLOCK)) {
-            c.indices(sb, lb, &mut idx);
+        for (sb, bb) in s.chunks(BLOCK).zip(buckets.chunks(BLOCK)) {
             for (k, &x) in keys.iter_mut().zip(sb) {
                 *k = x.key(); // vectorizes, where the loop below would convert key by key
             }
-            for (&i, &key) in idx[..sb.len()].iter().zip(&keys) {
-                // SAFETY: indices and table entries are in range (see `histogram_any`); `next`
-                // and `lines` have a slot per bucket.
-                let b = *table.add(i as usize) as usize;
+            for (&b, &key) in bb.iter().zip(&keys) {
+                // SAFETY: buckets are below `slots` (see `histogram_any`); `next` and `lines`
+                // have a slot per bucket.
+                let b = b as usize;
                 let q = *next_at.add(b);
                 *next_at.add(b) = q + 1;
                 let slot = q as usize & mask;
@@ -670,13 +698,33 @@ pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
     let slots = split + layout[1].buckets;
     let classes = Classes::new(&layout);
     let build = kernels::Build::best();
-    // The same read checks the input.
+    // The same read checks the input, and notes every pair's bucket for the scatter (which then
+    // reads two bytes a pair instead of classifying it again: the 10M float32 report, 3-5 ms
+    // faster). The note goes in a buffer of the size a report's curve asks the pool for next (its
+    // first array, room for every score and the curve's start): a report writes its curve over
+    // the same pages, so the note adds nothing to its peak (a buffer of its own added 20 MB for
+    // 10^7 scores; handing its pages back to the kernel cost refaulting them on every report).
+    let (mut room, resident) = scratch::take_resident::<f64>(n + 2);
+    let spare = room.spare_capacity_mut();
+    // SAFETY: a MaybeUninit<u16> has no invalid values, and four fit in every f64 slot.
+    let note = unsafe { std::slice::from_raw_parts_mut(spare.as_mut_ptr().cast::<MaybeUninit<u16>>(), n) };
     let hists: Vec<(Vec<u32>, bool)> = scores
         .par_chunks(chunk_len)
         .zip(labels.par_chunks(chunk_len))
-        .map(|(s, l)| kernels::histogram(build, &classes, s, l, slots))
+        .zip(note.par_chunks_mut(chunk_len))
+        .map(|((s, l), b)| kernels::histogram(build, &classes, s, l, slots, b))
         .collect();
+    // SAFETY: the histograms wrote every pair's bucket (and the slots of whole f64s kept below).
+    let bucket_of = unsafe { std::slice::from_raw_parts(room.as_ptr().cast::<u16>(), n) };
+    let give_room = |mut room: Vec<f64>| {
+        // SAFETY: the first n / 4 slots hold noted buckets, and the `resident` ones (below the
+        // capacity) an earlier user's values: the pool records them all as written, for the
+        // curve written next to know which pages it need not fault in.
+        unsafe { room.set_len((n / 4).max(resident)) };
+        scratch::give(room);
+    };
     if hists.iter().any(|h| h.1) {
+        give_room(room);
         return Split::Invalid;
     }
     let hists: Vec<Vec<u32>> = hists.into_iter().map(|h| h.0).collect();
@@ -686,12 +734,13 @@ pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
     let mut neg: Vec<S::Key> = scratch::take(n - n_pos);
     // Each class's keys go to their own vector; `positions` indexes them.
     let base = [Disjoint::new(pos.as_mut_ptr()), Disjoint::new(neg.as_mut_ptr())];
-    scores.par_chunks(chunk_len).zip(labels.par_chunks(chunk_len)).zip(offsets).for_each(|((s, l), off)| {
+    scores.par_chunks(chunk_len).zip(bucket_of.par_chunks(chunk_len)).zip(offsets).for_each(|((s, b), off)| {
         let mut at = positions(off, split, n_pos);
         // SAFETY: the ranges given by the offsets are disjoint across chunks and buckets and
         // together cover each class's vector exactly once; `at` holds this chunk's.
-        unsafe { kernels::scatter(build, &classes, s, l, kernels::Destinations { split, base, at: &mut at }) };
+        unsafe { kernels::scatter(build, b, s, kernels::Destinations { split, base, at: &mut at }) };
     });
+    give_room(room);
     // SAFETY: every slot below the lengths was written by the scatter.
     unsafe {
         pos.set_len(n_pos);
@@ -718,6 +767,12 @@ mod tests {
     /// Roughly normal (a sum of uniforms): bell-shaped scores.
     fn bell(seed: &mut u64) -> f64 {
         (0..4).map(|_| uniform(seed)).sum::<f64>() - 2.0
+    }
+
+    /// An initialised slice as the histogram's output (which only writes it).
+    fn uninit(v: &mut [u16]) -> &mut [std::mem::MaybeUninit<u16>] {
+        // SAFETY: MaybeUninit<u16> has u16's layout, and every u16 is a valid MaybeUninit<u16>.
+        unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), v.len()) }
     }
 
     fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
@@ -840,16 +895,20 @@ mod tests {
         let (split, slots) = (layout[0].buckets, layout[0].buckets + layout[1].buckets);
         let chunk_len = scores.len().div_ceil(chunks);
         let parts = || scores.chunks(chunk_len).zip(labels.chunks(chunk_len));
-        let hists: Vec<Vec<u32>> = parts().map(|(s, l)| kernels::histogram(build, &classes, s, l, slots).0).collect();
+        let mut bucket_of = vec![0u16; scores.len()];
+        let hists: Vec<Vec<u32>> = parts()
+            .zip(bucket_of.chunks_mut(chunk_len))
+            .map(|((s, l), b)| kernels::histogram(build, &classes, s, l, slots, uninit(b)).0)
+            .collect();
         let (offsets, starts) = offsets(&hists, slots);
         let n_pos = starts[split];
         let mut out = [vec![S::Key::default(); n_pos + 32], vec![S::Key::default(); scores.len() - n_pos + 32]];
         // SAFETY: `shift` < 32 keys of slack at the front of each vector.
         let base = out.each_mut().map(|v| Disjoint::new(unsafe { v.as_mut_ptr().add(shift) }));
-        for ((s, l), off) in parts().zip(offsets) {
+        for (((s, _), b), off) in parts().zip(bucket_of.chunks(chunk_len)).zip(offsets) {
             let mut at = positions(off, split, n_pos);
             // SAFETY: the offsets give each chunk and bucket its own range of each vector.
-            unsafe { kernels::scatter(build, &classes, s, l, kernels::Destinations { split, base, at: &mut at }) };
+            unsafe { kernels::scatter(build, b, s, kernels::Destinations { split, base, at: &mut at }) };
         }
         for (class, want) in [(0usize, 1u8), (1, 0)] {
             let mut expect: Vec<(usize, S::Key)> = scores
@@ -913,21 +972,30 @@ mod tests {
         for build in kernels::Build::available() {
             // Lengths that end mid-block and mid-quad.
             for len in [n, n - 3, 1000, 7] {
-                let (h, bad) = kernels::histogram(build, &classes, &scores[..len], &labels[..len], slots);
+                let mut bucket_of = vec![0u16; len];
+                let (h, bad) =
+                    kernels::histogram(build, &classes, &scores[..len], &labels[..len], slots, uninit(&mut bucket_of));
                 let mut want = vec![0u32; slots];
                 for (&x, &y) in scores[..len].iter().zip(&labels[..len]) {
                     let class = usize::from(y != 1);
                     want[layout[class].bucket(x) + if class == 1 { layout[0].buckets } else { 0 }] += 1;
                 }
                 assert!(h == want && !bad, "{build:?} len {len}");
+                let noted = scores[..len].iter().zip(&labels[..len]).map(|(&x, &y)| {
+                    let class = usize::from(y != 1);
+                    (layout[class].bucket(x) + if class == 1 { layout[0].buckets } else { 0 }) as u16
+                });
+                assert!(bucket_of.iter().copied().eq(noted), "{build:?} len {len}: every pair's bucket noted");
             }
-            assert_eq!(kernels::histogram(build, &classes, &scores, &labels, slots).0, expect);
-            let narrow_counts = kernels::histogram(build, &classes, &narrow, &labels, slots);
+            let mut bucket_of = vec![0u16; n];
+            assert_eq!(kernels::histogram(build, &classes, &scores, &labels, slots, uninit(&mut bucket_of)).0, expect);
+            let narrow_counts = kernels::histogram(build, &classes, &narrow, &labels, slots, uninit(&mut bucket_of));
             assert_eq!(narrow_counts.0.iter().sum::<u32>() as usize, n, "{build:?}");
             for (at, bad_score, bad_label) in [(0, f64::NAN, 1), (n - 1, f64::INFINITY, 0), (n / 2, 0.1, 2)] {
                 let (mut s, mut l) = (scores.clone(), labels.clone());
                 (s[at], l[at]) = (bad_score, bad_label);
-                assert!(kernels::histogram(build, &classes, &s, &l, slots).1, "{build:?}: invalid pair at {at}");
+                let flagged = kernels::histogram(build, &classes, &s, &l, slots, uninit(&mut bucket_of)).1;
+                assert!(flagged, "{build:?}: invalid pair at {at}");
             }
         }
     }
