@@ -680,17 +680,40 @@ pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
     }
     let chunk_len = n.div_ceil(rayon::current_num_threads().max(1)).max(1 << 14);
     let step = (n / SAMPLE).max(1);
-    let mut sampled: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-    for i in (0..n).step_by(step) {
-        let (x, y) = (scores[i], labels[i]);
-        if x.is_finite() && y <= 1 {
-            sampled[usize::from(y != 1)].push(x.value());
-        }
-    }
+    // Gathered on all threads: every value sampled is a cache miss of its own. The layouts depend
+    // on the sampled values only, not on their order, so not on the thread count.
+    let sampled = (0..n.div_ceil(step))
+        .into_par_iter()
+        .with_min_len(1 << 12)
+        .fold(
+            || [Vec::new(), Vec::new()],
+            |mut sampled: [Vec<f64>; 2], k| {
+                let (x, y) = (scores[k * step], labels[k * step]);
+                if x.is_finite() && y <= 1 {
+                    sampled[usize::from(y != 1)].push(x.value());
+                }
+                sampled
+            },
+        )
+        .reduce(
+            || [Vec::new(), Vec::new()],
+            |mut a, b| {
+                for (a, b) in a.iter_mut().zip(b) {
+                    a.extend(b);
+                }
+                a
+            },
+        );
     let share = sampled[0].len() as f64 / (sampled[0].len() + sampled[1].len()).max(1) as f64;
     let pos_guess = (share * n as f64) as usize;
-    let [genuine, impostor] = &mut sampled;
-    let layout = [Layout::from_sample(genuine, pos_guess), Layout::from_sample(impostor, n - pos_guess)];
+    let [mut genuine, mut impostor] = sampled;
+    let layout = {
+        let (g, i) = rayon::join(
+            || Layout::from_sample(&mut genuine, pos_guess),
+            || Layout::from_sample(&mut impostor, n - pos_guess),
+        );
+        [g, i]
+    };
     // One table for both classes, the impostors' buckets after the genuine ones': a key's slot is
     // found by arithmetic on its label, never by a branch (the label is a coin flip for balanced
     // pairs).
@@ -698,7 +721,7 @@ pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
     let slots = split + layout[1].buckets;
     let classes = Classes::new(&layout);
     let build = kernels::Build::best();
-    // The same read checks the input, and notes every pair's bucket for the scatter (which then
+    // The same read checks the input., and notes every pair's bucket for the scatter (which then
     // reads two bytes a pair instead of classifying it again: the 10M float32 report, 3-5 ms
     // faster). The note goes in a buffer of the size a report's curve asks the pool for next (its
     // first array, room for every score and the curve's start): a report writes its curve over
