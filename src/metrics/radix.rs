@@ -107,11 +107,12 @@ fn cell(x: f64, lo: f64, scale: f64) -> u32 {
 /// pool: buckets laid out from a sample of the keys' values ([`Layout`]), a parallel scatter into
 /// them (chunk histograms give every thread disjoint output ranges, so the result does not depend
 /// on the thread count), then every bucket sorted in cache on its own, buckets in parallel.
-pub fn sort_keys<K: SortKey>(keys: &mut Vec<K>) {
+/// Returns whether the keys hold a run of [`LONG_RUN`] equal keys or more.
+pub fn sort_keys<K: SortKey>(keys: &mut Vec<K>) -> bool {
     let n = keys.len();
     if n < 1 << 14 || n > u32::MAX as usize {
         keys.par_sort_unstable(); // 32-bit counts below
-        return;
+        return n > u32::MAX as usize || has_long_run(keys); // (beyond 2^32 keys: not looked for)
     }
     let mut dst: Vec<K> = scratch::take(n);
     // SAFETY: `partition` writes every slot of `dst` before anything reads it.
@@ -119,13 +120,15 @@ pub fn sort_keys<K: SortKey>(keys: &mut Vec<K>) {
     unsafe {
         dst.set_len(n)
     };
-    partition(keys, &mut dst, 0);
+    let runs = partition(keys, &mut dst, 0);
     scratch::give(std::mem::replace(keys, dst));
+    runs
 }
 
 /// Sorts `src` into `dst` (same length): laid out, scattered and each bucket sorted as
-/// [`sort_keys`] describes; `depth` counts the partitions above this one.
-fn partition<K: SortKey>(src: &[K], dst: &mut [K], depth: u32) {
+/// [`sort_keys`] describes; `depth` counts the partitions above this one. Returns whether the
+/// keys hold a run of [`LONG_RUN`] equal keys or more.
+fn partition<K: SortKey>(src: &[K], dst: &mut [K], depth: u32) -> bool {
     let n = src.len();
     let step = (n / SAMPLE).max(1);
     let mut sample: Vec<f64> = src.iter().step_by(step).map(|k| k.value()).collect();
@@ -152,11 +155,14 @@ fn partition<K: SortKey>(src: &[K], dst: &mut [K], depth: u32) {
             off[b] += 1;
         }
     });
-    sort_buckets(dst, &starts, depth);
+    sort_buckets(dst, &starts, depth)
 }
 
 /// Sorts every bucket of `v` (bounded by `starts`) on its own, in parallel.
-fn sort_buckets<K: SortKey>(v: &mut [K], starts: &[usize], depth: u32) {
+/// Sorts every bucket of `v` (bounded by `starts`) on its own, in parallel; returns whether one
+/// holds a run of [`LONG_RUN`] equal keys or more (equal keys share a bucket: runs never span
+/// two), looked for while the bucket is in cache.
+fn sort_buckets<K: SortKey>(v: &mut [K], starts: &[usize], depth: u32) -> bool {
     let mut buckets = Vec::with_capacity(starts.len());
     let mut rest = v;
     for w in starts.windows(2) {
@@ -169,7 +175,31 @@ fn sort_buckets<K: SortKey>(v: &mut [K], starts: &[usize], depth: u32) {
     buckets
         .into_par_iter()
         .with_min_len(8)
-        .for_each_init(|| (Vec::new(), Vec::new()), |(scratch, counts), s| sort_bucket(s, scratch, counts, depth));
+        .map_init(
+            || (Vec::new(), Vec::new()),
+            |(scratch, counts), s| {
+                sort_bucket(s, scratch, counts, depth);
+                has_long_run(s)
+            },
+        )
+        .reduce(|| false, |a, b| a | b)
+}
+
+/// Runs of this many equal keys or more are what the report's walk skips by search: keys without
+/// any are walked without looking for them (`summary::walk`). Runs this long are rare by chance:
+/// 10^7 uniform float32 scores hold about a hundred runs of five (float32 steps are coarse near
+/// 1), none of nine.
+pub const LONG_RUN: usize = 9;
+
+/// Whether sorted `v` holds a run of [`LONG_RUN`] equal keys or more: a comparison of every key
+/// with the one `LONG_RUN - 1` after it, in blocks (the loop inside vectorizes).
+pub fn has_long_run<K: SortKey>(v: &[K]) -> bool {
+    let gap = LONG_RUN - 1;
+    if v.len() <= gap {
+        return false;
+    }
+    let (ahead, behind) = (&v[gap..], &v[..v.len() - gap]);
+    ahead.chunks(256).zip(behind.chunks(256)).any(|(a, b)| a.iter().zip(b).fold(false, |r, (x, y)| r | (x == y)))
 }
 
 /// Sorts one bucket in cache: nothing to do when its keys are equal (a run of tied scores); one
@@ -659,8 +689,9 @@ mod kernels {
 
 /// What [`split_sorted`] found.
 pub enum Split<K> {
-    /// The genuine and impostor keys, each sorted ascending.
-    Sorted(Vec<K>, Vec<K>),
+    /// The genuine and impostor keys, each sorted ascending, and whether either holds a run of
+    /// [`LONG_RUN`] equal keys or more.
+    Sorted(Vec<K>, Vec<K>, bool),
     /// A score is not finite or a label not 0/1 (the caller's checks say which, and where).
     Invalid,
     /// More scores than the 32-bit counts below take: the caller splits and uses [`sort_keys`].
@@ -770,8 +801,8 @@ pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
         neg.set_len(n - n_pos);
     }
     let neg_starts: Vec<usize> = starts[split..].iter().map(|s| s - n_pos).collect();
-    rayon::join(|| sort_buckets(&mut pos, &starts[..=split], 0), || sort_buckets(&mut neg, &neg_starts, 0));
-    Split::Sorted(pos, neg)
+    let runs = rayon::join(|| sort_buckets(&mut pos, &starts[..=split], 0), || sort_buckets(&mut neg, &neg_starts, 0));
+    Split::Sorted(pos, neg, runs.0 | runs.1)
 }
 
 #[cfg(test)]
@@ -823,8 +854,9 @@ mod tests {
                 }
                 let mut expect = v.clone();
                 expect.sort_unstable();
-                in_pool(3, || sort_keys(&mut v));
+                let runs = in_pool(3, || sort_keys(&mut v));
                 assert_eq!(v, expect, "n={n} shift={shift}");
+                assert_eq!(runs, has_long_run(&expect), "n={n} shift={shift}: long runs");
             }
         }
         for &n in &[70_000usize, 300_001] {
@@ -834,12 +866,13 @@ mod tests {
                 v[n / 3] = f32::MAX.key();
                 let mut expect = v.clone();
                 expect.sort_unstable();
-                sort_keys(&mut v);
+                let runs = sort_keys(&mut v);
                 assert_eq!(v, expect, "u32 n={n} shift={shift}");
+                assert_eq!(runs, has_long_run(&expect), "u32 n={n} shift={shift}: long runs");
             }
         }
         let mut same = vec![7u64; 50_000];
-        sort_keys(&mut same);
+        assert!(sort_keys(&mut same), "one long run");
         assert!(same.iter().all(|&x| x == 7));
         let mut two: Vec<u64> =
             (0..50_000u64).map(|i| if i % 3 == 0 { f64::MAX.key() } else { 1.0f64.key() }).collect();
@@ -859,9 +892,10 @@ mod tests {
 
     fn check<S: Score + std::fmt::Debug>(name: &str, scores: &[S], labels: &[u8]) {
         for threads in [1, 3] {
-            let Split::Sorted(pos, neg) = in_pool(threads, || split_sorted(scores, labels)) else {
+            let Split::Sorted(pos, neg, runs) = in_pool(threads, || split_sorted(scores, labels)) else {
                 panic!("{name}: valid input")
             };
+            assert_eq!(runs, has_long_run(&pos) || has_long_run(&neg), "{name}: long runs");
             assert!((pos, neg) == expected(scores, labels), "{name}, {threads} threads");
         }
     }
@@ -1024,6 +1058,26 @@ mod tests {
     }
 
     #[test]
+    fn long_runs_are_found_wherever_they_are() {
+        for n in [0usize, 5, LONG_RUN, 300, 1000] {
+            let distinct: Vec<u32> = (0..n as u32).map(|k| 2 * k + 1).collect();
+            assert!(!has_long_run(&distinct), "n={n}");
+            for len in [LONG_RUN - 1, LONG_RUN, LONG_RUN + 5] {
+                for at in [0, n / 2, n.saturating_sub(len)] {
+                    if at + len > n {
+                        continue;
+                    }
+                    let mut v = distinct.clone();
+                    let first = v[at];
+                    v[at..at + len].fill(first);
+                    v.sort_unstable();
+                    assert_eq!(has_long_run(&v), len >= LONG_RUN, "n={n} run of {len} at {at}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn split_sorted_flags_invalid_input() {
         let scores: Vec<f64> = (0..100_000).map(|i| 1.0 + i as f64 * 1e-9).collect();
         let mut bad = scores.clone();
@@ -1033,7 +1087,7 @@ mod tests {
         labels[5] = 2;
         assert!(matches!(split_sorted(&scores, &labels), Split::Invalid));
         match split_sorted(&scores[..70_000], &vec![1u8; 70_000]) {
-            Split::Sorted(pos, neg) => assert!(neg.is_empty() && pos.len() == 70_000),
+            Split::Sorted(pos, neg, _) => assert!(neg.is_empty() && pos.len() == 70_000),
             _ => panic!("one class is valid input"),
         }
     }

@@ -16,6 +16,8 @@ use crate::threads;
 /// were (float32 scores sort as 32-bit keys: half the memory traffic of widening them).
 pub struct SortedScores {
     keys: KeyPair,
+    /// Whether either side may hold a run of [`super::radix::LONG_RUN`] equal keys or more.
+    long_runs: bool,
 }
 
 /// One operating point: accept every score `>= threshold`.
@@ -88,8 +90,8 @@ impl SortedScores {
         let (scores, labels) = (input.scores, input.labels);
         threads::install(|| {
             if scores.len() >= 1 << 16 {
-                if let Split::Sorted(pos, neg) = split_sorted(scores, labels) {
-                    return Self::from_keys(S::Key::pair(pos, neg));
+                if let Split::Sorted(pos, neg, long_runs) = split_sorted(scores, labels) {
+                    return Self::sorted(S::Key::pair(pos, neg), long_runs);
                 }
             }
             Self::split_then_sort(scores, labels)
@@ -101,8 +103,8 @@ impl SortedScores {
     pub fn checked<S: Score>(func: &str, scores: &[S], labels: &[u8], need_both_classes: bool) -> Result<Self> {
         if scores.len() >= 1 << 16 && scores.len() == labels.len() {
             match threads::install(|| split_sorted(scores, labels))? {
-                Split::Sorted(pos, neg) if !(need_both_classes && (pos.is_empty() || neg.is_empty())) => {
-                    return Ok(Self::from_keys(S::Key::pair(pos, neg)));
+                Split::Sorted(pos, neg, long_runs) if !(need_both_classes && (pos.is_empty() || neg.is_empty())) => {
+                    return Ok(Self::sorted(S::Key::pair(pos, neg), long_runs));
                 }
                 Split::TooMany => {
                     BinaryScores::new(func, scores, labels, need_both_classes)?;
@@ -117,13 +119,20 @@ impl SortedScores {
 
     fn split_then_sort<S: Score>(scores: &[S], labels: &[u8]) -> Self {
         let (mut pos, mut neg) = split_keys(scores, labels);
-        rayon::join(|| sort_keys(&mut pos), || sort_keys(&mut neg));
-        Self::from_keys(S::Key::pair(pos, neg))
+        let runs = rayon::join(|| sort_keys(&mut pos), || sort_keys(&mut neg));
+        Self::sorted(S::Key::pair(pos, neg), runs.0 | runs.1)
     }
 
-    /// Keys already sorted ascending (each side).
-    pub(crate) fn from_keys(keys: KeyPair) -> Self {
-        SortedScores { keys }
+    /// Keys sorted ascending (each side), and whether either side holds a run of
+    /// [`super::radix::LONG_RUN`] equal keys or more.
+    fn sorted(keys: KeyPair, long_runs: bool) -> Self {
+        SortedScores { keys, long_runs }
+    }
+
+    /// Whether either side may hold a run of [`super::radix::LONG_RUN`] equal keys or more (false:
+    /// it holds none).
+    pub(crate) fn long_runs(&self) -> bool {
+        self.long_runs
     }
 
     pub fn n_pos(&self) -> u64 {

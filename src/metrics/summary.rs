@@ -55,9 +55,10 @@ pub fn summarize(sorted: SortedScores, fars: &[f64], drop_intermediate: bool) ->
         return Ok(Summary { curve, auc, eer: eer(&sorted), tar_at_far: tar_at_far(&sorted, fars)?, best_accuracy });
     }
     let segments = segments((n_pos + n_neg) as usize);
+    let how = Walk { drop: drop_intermediate, segments, ties: sorted.long_runs() };
     let (parts, eer, tar) = threads::install(|| match sorted.keys() {
-        KeySlices::Wide(pos, neg) => report_keys(pos, neg, fars, drop_intermediate, segments),
-        KeySlices::Narrow(pos, neg) => report_keys(pos, neg, fars, drop_intermediate, segments),
+        KeySlices::Wide(pos, neg) => report_keys(pos, neg, fars, how),
+        KeySlices::Narrow(pos, neg) => report_keys(pos, neg, fars, how),
     })??;
     let wide = matches!(sorted.keys(), KeySlices::Wide(..));
     // Finishing writes the later parts' points after the first's. Where that faults in many pages
@@ -86,14 +87,10 @@ pub fn curve(sorted: &SortedScores, drop_intermediate: bool) -> Result<(Vec<f64>
     if n_pos == 0 || n_neg == 0 {
         return Ok(super::roc::roc_curve(sorted, drop_intermediate));
     }
-    let segments = segments((n_pos + n_neg) as usize);
+    let walk = Walk { drop: drop_intermediate, segments: segments((n_pos + n_neg) as usize), ties: sorted.long_runs() };
     threads::install(|| match sorted.keys() {
-        KeySlices::Wide(pos, neg) => {
-            finish_curve::<u64>(walk_parts(pos, neg, drop_intermediate, segments), (n_pos, n_neg)).0
-        }
-        KeySlices::Narrow(pos, neg) => {
-            finish_curve::<u32>(walk_parts(pos, neg, drop_intermediate, segments), (n_pos, n_neg)).0
-        }
+        KeySlices::Wide(pos, neg) => finish_curve::<u64>(walk_parts(pos, neg, walk), (n_pos, n_neg)).0,
+        KeySlices::Narrow(pos, neg) => finish_curve::<u32>(walk_parts(pos, neg, walk), (n_pos, n_neg)).0,
     })
 }
 
@@ -168,16 +165,26 @@ fn next_below<K: SortKey>(pos: &[K], neg: &[K], t: u64) -> Option<K> {
 type Parts = (Vec<Part>, (f64, f64), Vec<(f64, f64)>);
 
 /// The walk's parts with EER and TAR@FAR searched meanwhile.
-fn report_keys<K: SortKey>(pos: &[K], neg: &[K], fars: &[f64], drop: bool, segments: usize) -> Result<Parts> {
-    let (parts, (eer_value, tar)) = rayon::join(
-        || walk_parts(pos, neg, drop, segments),
-        || (eer_by_search(pos, neg), tar_by_search(pos, neg, fars)),
-    );
+fn report_keys<K: SortKey>(pos: &[K], neg: &[K], fars: &[f64], walk: Walk) -> Result<Parts> {
+    let (parts, (eer_value, tar)) =
+        rayon::join(|| walk_parts(pos, neg, walk), || (eer_by_search(pos, neg), tar_by_search(pos, neg, fars)));
     Ok((parts, eer_value, tar?))
 }
 
+/// How the curve is walked: whether it drops collinear points (`drop_intermediate`), into how
+/// many key ranges it is split, and whether the keys may hold runs of
+/// [`super::radix::LONG_RUN`] equal keys or more (`ties`: the walk then looks for long runs to
+/// skip; else it does not, which saves two loads a key).
+#[derive(Clone, Copy)]
+struct Walk {
+    drop: bool,
+    segments: usize,
+    ties: bool,
+}
+
 /// The walk's parts, one per key range (about `segments` of them, walked in parallel).
-fn walk_parts<K: SortKey>(pos: &[K], neg: &[K], drop: bool, segments: usize) -> Vec<Part> {
+fn walk_parts<K: SortKey>(pos: &[K], neg: &[K], how: Walk) -> Vec<Part> {
+    let Walk { drop, segments, ties } = how;
     use rayon::prelude::*;
     let (n_pos, n_neg) = (pos.len() as u64, neg.len() as u64);
     let bounds = split_points(pos, neg, segments);
@@ -213,11 +220,15 @@ fn walk_parts<K: SortKey>(pos: &[K], neg: &[K], drop: bool, segments: usize) -> 
             // Where the classes mix evenly, one-sided runs are short and rare, and looking for
             // them costs more than they save: the plain merge walks such a range.
             let runs = seg.pos.len().min(seg.neg.len()) * RARE < seg.len();
-            match (drop, runs) {
-                (true, true) => walk::<K, true, true>(seg, cap),
-                (true, false) => walk::<K, true, false>(seg, cap),
-                (false, true) => walk::<K, false, true>(seg, cap),
-                (false, false) => walk::<K, false, false>(seg, cap),
+            match (drop, runs, ties) {
+                (true, true, true) => walk::<K, true, true, true>(seg, cap),
+                (true, false, true) => walk::<K, true, false, true>(seg, cap),
+                (false, true, true) => walk::<K, false, true, true>(seg, cap),
+                (false, false, true) => walk::<K, false, false, true>(seg, cap),
+                (true, true, false) => walk::<K, true, true, false>(seg, cap),
+                (true, false, false) => walk::<K, true, false, false>(seg, cap),
+                (false, true, false) => walk::<K, false, true, false>(seg, cap),
+                (false, false, false) => walk::<K, false, false, false>(seg, cap),
             }
         })
         .collect()
@@ -293,7 +304,7 @@ fn top<K: SortKey>(v: &[K], i: usize) -> K {
 /// second differences, in integers), or always without `DROP`. Positions in the key arrays stand
 /// for counts (`tp = tp_end - i`), and every decision is arithmetic, not a branch. Keys of one
 /// side above the other's top (a one-sided run) are walked by [`one_side`], without merging.
-fn walk<K: SortKey, const DROP: bool, const RUNS: bool>(seg: &Segment<'_, K>, cap: usize) -> Part {
+fn walk<K: SortKey, const DROP: bool, const RUNS: bool, const TIES: bool>(seg: &Segment<'_, K>, cap: usize) -> Part {
     let [(mut fpr, r0), (mut tpr, r1), (mut thr, r2)] = [(); 3].map(|_| scratch::take_resident::<f64>(cap));
     let resident = r0.min(r1).min(r2);
     let (pos, neg) = (seg.pos, seg.neg);
@@ -347,10 +358,10 @@ fn walk<K: SortKey, const DROP: bool, const RUNS: bool>(seg: &Segment<'_, K>, ca
         let (a_far, b_far) = (a_far.unwrap_or(zero), b_far.unwrap_or(zero));
         if RUNS && ((b_far > a) | (a_far > b)) {
             if b_far > a {
-                (j, st) = one_side::<K, DROP, true>(&out, neg, j, a, i, st);
+                (j, st) = one_side::<K, DROP, true, TIES>(&out, neg, j, a, i, st);
                 b = top(neg, j);
             } else {
-                (i, st) = one_side::<K, DROP, false>(&out, pos, i, b, j, st);
+                (i, st) = one_side::<K, DROP, false, TIES>(&out, pos, i, b, j, st);
                 a = top(pos, i);
             }
             continue;
@@ -367,11 +378,11 @@ fn walk<K: SortKey, const DROP: bool, const RUNS: bool>(seg: &Segment<'_, K>, ca
         // write the pending one again and keep nothing), so skipping them changes nothing. Only
         // runs of RUN keys or more (`v[i - RUN] == key` implies every key between equals it): short
         // ones are common in float32 scores, where testing every key made a coin-flip branch.
-        if i >= RUN && pos[i - RUN] == key {
+        if TIES && i >= RUN && pos[i - RUN] == key {
             i = start_of(pos, i, |&x| x == key);
             a = top(pos, i);
         }
-        if j >= RUN && neg[j - RUN] == key {
+        if TIES && j >= RUN && neg[j - RUN] == key {
             j = start_of(neg, j, |&x| x == key);
             b = top(neg, j);
         }
@@ -448,7 +459,7 @@ struct State<K> {
 /// `v`'s, so no load waits on a comparison (the 10M float32 report, 1% genuine, walked in 12-15 ms
 /// instead of 20). Returns the position below the run and the state after it.
 #[inline(never)]
-fn one_side<K: SortKey, const DROP: bool, const NEG: bool>(
+fn one_side<K: SortKey, const DROP: bool, const NEG: bool, const TIES: bool>(
     out: &Out,
     v: &[K],
     mut q: usize,
@@ -461,7 +472,7 @@ fn one_side<K: SortKey, const DROP: bool, const NEG: bool>(
     while q > stop {
         q -= 1;
         let key = v[q];
-        if q >= RUN && v[q - RUN] == key {
+        if TIES && q >= RUN && v[q - RUN] == key {
             q = start_of(v, q, |&x| x == key);
         }
         // The key below is the next one taken (the other side's top is lower).
@@ -687,17 +698,20 @@ mod tests {
                 assert!(x.0.to_bits() == y.0.to_bits() && (x.1 == y.1 || (x.1.is_nan() && y.1.is_nan())));
             }
             for drop in [true, false] {
-                for segments in [1usize, 2, 3, 7].into_iter().filter(|_| both) {
+                // Every split, walked looking for long runs of ties and not (the search that skips
+                // them only saves steps: a walk that takes them key by key must agree).
+                let splits = [1usize, 2, 3, 7].into_iter().flat_map(|s| [(s, true), (s, false)]);
+                for (segments, ties) in splits.filter(|_| both) {
                     let sorted = sort();
                     let s = match sorted.keys() {
                         crate::metrics::sorted::KeySlices::Wide(p, n) => {
-                            summarize_with(p, n, fars, drop, segments, (sorted.n_pos(), sorted.n_neg()))
+                            summarize_with(p, n, fars, Walk { drop, segments, ties }, (sorted.n_pos(), sorted.n_neg()))
                         }
                         crate::metrics::sorted::KeySlices::Narrow(p, n) => {
-                            summarize_with(p, n, fars, drop, segments, (sorted.n_pos(), sorted.n_neg()))
+                            summarize_with(p, n, fars, Walk { drop, segments, ties }, (sorted.n_pos(), sorted.n_neg()))
                         }
                     };
-                    let what = format!("wide={wide} drop={drop} segments={segments} n={}", scores.len());
+                    let what = format!("wide={wide} drop={drop} segments={segments} ties={ties} n={}", scores.len());
                     assert_eq!(bits(&s.curve), bits(&roc_curve(&reference, drop)), "{what}");
                     assert_eq!(s.auc.to_bits(), roc_auc(&reference).to_bits(), "{what}");
                     assert_eq!(s.best_accuracy, best_accuracy(&reference), "{what}");
@@ -724,15 +738,8 @@ mod tests {
     }
 
     /// The report from given keys split into `segments` ranges (summarize picks the thread count).
-    fn summarize_with<K: SortKey>(
-        pos: &[K],
-        neg: &[K],
-        fars: &[f64],
-        drop: bool,
-        segments: usize,
-        counts: (u64, u64),
-    ) -> Summary {
-        let (parts, eer, tar) = report_keys(pos, neg, fars, drop, segments).unwrap();
+    fn summarize_with<K: SortKey>(pos: &[K], neg: &[K], fars: &[f64], walk: Walk, counts: (u64, u64)) -> Summary {
+        let (parts, eer, tar) = report_keys(pos, neg, fars, walk).unwrap();
         combine::<K>(parts, eer, tar, counts)
     }
 
