@@ -55,7 +55,7 @@ pub fn summarize(sorted: SortedScores, fars: &[f64], drop_intermediate: bool) ->
         return Ok(Summary { curve, auc, eer: eer(&sorted), tar_at_far: tar_at_far(&sorted, fars)?, best_accuracy });
     }
     let segments = segments((n_pos + n_neg) as usize);
-    let how = Walk { drop: drop_intermediate, segments, ties: sorted.long_runs() };
+    let how = Walk { drop: drop_intermediate, segments, ties: sorted.long_runs(), wide: false };
     let (parts, eer, tar) = threads::install(|| match sorted.keys() {
         KeySlices::Wide(pos, neg) => report_keys(pos, neg, fars, how),
         KeySlices::Narrow(pos, neg) => report_keys(pos, neg, fars, how),
@@ -87,7 +87,12 @@ pub fn curve(sorted: &SortedScores, drop_intermediate: bool) -> Result<(Vec<f64>
     if n_pos == 0 || n_neg == 0 {
         return Ok(super::roc::roc_curve(sorted, drop_intermediate));
     }
-    let walk = Walk { drop: drop_intermediate, segments: segments((n_pos + n_neg) as usize), ties: sorted.long_runs() };
+    let walk = Walk {
+        drop: drop_intermediate,
+        segments: segments((n_pos + n_neg) as usize),
+        ties: sorted.long_runs(),
+        wide: false,
+    };
     threads::install(|| match sorted.keys() {
         KeySlices::Wide(pos, neg) => finish_curve::<u64>(walk_parts(pos, neg, walk), (n_pos, n_neg)).0,
         KeySlices::Narrow(pos, neg) => finish_curve::<u32>(walk_parts(pos, neg, walk), (n_pos, n_neg)).0,
@@ -180,11 +185,15 @@ struct Walk {
     drop: bool,
     segments: usize,
     ties: bool,
+    /// Whether the walk keeps its pairs of positions in a `u128` even where a `u64` fits (see
+    /// [`Pair`]; for tests).
+    wide: bool,
 }
 
 /// The walk's parts, one per key range (about `segments` of them, walked in parallel).
 fn walk_parts<K: SortKey>(pos: &[K], neg: &[K], how: Walk) -> Vec<Part> {
-    let Walk { drop, segments, ties } = how;
+    let Walk { drop, segments, ties, wide } = how;
+    let wide = wide || !fits_u64(pos.len() as u64, neg.len() as u64);
     use rayon::prelude::*;
     let (n_pos, n_neg) = (pos.len() as u64, neg.len() as u64);
     let bounds = split_points(pos, neg, segments);
@@ -220,18 +229,27 @@ fn walk_parts<K: SortKey>(pos: &[K], neg: &[K], how: Walk) -> Vec<Part> {
             // Where the classes mix evenly, one-sided runs are short and rare, and looking for
             // them costs more than they save: the plain merge walks such a range.
             let runs = seg.pos.len().min(seg.neg.len()) * RARE < seg.len();
-            match (drop, runs, ties) {
-                (true, true, true) => walk::<K, true, true, true>(seg, cap),
-                (true, false, true) => walk::<K, true, false, true>(seg, cap),
-                (false, true, true) => walk::<K, false, true, true>(seg, cap),
-                (false, false, true) => walk::<K, false, false, true>(seg, cap),
-                (true, true, false) => walk::<K, true, true, false>(seg, cap),
-                (true, false, false) => walk::<K, true, false, false>(seg, cap),
-                (false, true, false) => walk::<K, false, true, false>(seg, cap),
-                (false, false, false) => walk::<K, false, false, false>(seg, cap),
+            if wide {
+                walk_as::<K, u128>(seg, cap, drop, runs, ties)
+            } else {
+                walk_as::<K, u64>(seg, cap, drop, runs, ties)
             }
         })
         .collect()
+}
+
+/// [`walk`] with the variant for `drop`, `runs` and `ties` chosen.
+fn walk_as<K: SortKey, P: Pair>(seg: &Segment<'_, K>, cap: usize, drop: bool, runs: bool, ties: bool) -> Part {
+    match (drop, runs, ties) {
+        (true, true, true) => walk::<K, P, true, true, true>(seg, cap),
+        (true, false, true) => walk::<K, P, true, false, true>(seg, cap),
+        (false, true, true) => walk::<K, P, false, true, true>(seg, cap),
+        (false, false, true) => walk::<K, P, false, false, true>(seg, cap),
+        (true, true, false) => walk::<K, P, true, true, false>(seg, cap),
+        (true, false, false) => walk::<K, P, true, false, false>(seg, cap),
+        (false, true, false) => walk::<K, P, false, true, false>(seg, cap),
+        (false, false, false) => walk::<K, P, false, false, false>(seg, cap),
+    }
 }
 
 /// Key bounds `[+inf, s_1, ..., s_{T-1}, 0]` splitting the keys into `segments` ranges of about
@@ -286,6 +304,8 @@ struct Part {
     /// How many leading slots of all three buffers an earlier report wrote (see
     /// [`scratch::take_resident`]).
     resident: usize,
+    /// Whether a point's two counts share its `fpr` slot (see [`Pair`]).
+    packed: bool,
 }
 
 #[inline(always)]
@@ -304,13 +324,17 @@ fn top<K: SortKey>(v: &[K], i: usize) -> K {
 /// second differences, in integers), or always without `DROP`. Positions in the key arrays stand
 /// for counts (`tp = tp_end - i`), and every decision is arithmetic, not a branch. Keys of one
 /// side above the other's top (a one-sided run) are walked by [`one_side`], without merging.
-fn walk<K: SortKey, const DROP: bool, const RUNS: bool, const TIES: bool>(seg: &Segment<'_, K>, cap: usize) -> Part {
+fn walk<K: SortKey, P: Pair, const DROP: bool, const RUNS: bool, const TIES: bool>(
+    seg: &Segment<'_, K>,
+    cap: usize,
+) -> Part {
     let [(mut fpr, r0), (mut tpr, r1), (mut thr, r2)] = [(); 3].map(|_| scratch::take_resident::<f64>(cap));
     let resident = r0.min(r1).min(r2);
     let (pos, neg) = (seg.pos, seg.neg);
     // Counts at the range's bottom: a position i in `pos` stands for tp = tp_end - i.
     let (tp_end, fp_end) = (seg.start.tp + pos.len() as u64, seg.start.fp + neg.len() as u64);
-    let out = Out { ptrs: [fpr.as_mut_ptr(), tpr.as_mut_ptr(), thr.as_mut_ptr()], cap, ends: [tp_end, fp_end] };
+    let out = Out { ptrs: [fpr.as_mut_ptr(), tpr.as_mut_ptr(), thr.as_mut_ptr()], cap, ends: P::pack(tp_end, fp_end) };
+    let at = |i: usize, j: usize| P::pack(i as u64, j as u64);
     let mut len = 0usize;
     if seg.first {
         out.raw(0, 0, 0, 0); // the start: (0, 0) at +inf
@@ -334,20 +358,20 @@ fn walk<K: SortKey, const DROP: bool, const RUNS: bool, const TIES: bool>(seg: &
     let Some(mkey) = next(&mut i, &mut j, &mut a, &mut b) else {
         // An empty range (never made, but then only the start may have been written).
         // SAFETY: the first `len` slots were written.
-        unsafe { set_lens(&mut fpr, &mut tpr, &mut thr, len) };
-        return Part { fpr, tpr, thresholds: thr, resident };
+        unsafe { set_lens::<P>(&mut fpr, &mut tpr, &mut thr, len) };
+        return Part { fpr, tpr, thresholds: thr, resident, packed: P::PACKED };
     };
-    let mut st = State { p: [pi, pj], m: [i, j], mkey, len };
+    let mut st = State { p: at(pi, pj), m: at(i, j), mkey, len };
     if seg.first {
         // The curve's first point is always kept: decide it now, outside the loop.
         out.point(st.len, st.m, st.mkey);
         st.len += 1;
         let Some(key) = next(&mut i, &mut j, &mut a, &mut b) else {
             // SAFETY: the first `len` slots were written.
-            unsafe { set_lens(&mut fpr, &mut tpr, &mut thr, st.len) };
-            return Part { fpr, tpr, thresholds: thr, resident };
+            unsafe { set_lens::<P>(&mut fpr, &mut tpr, &mut thr, st.len) };
+            return Part { fpr, tpr, thresholds: thr, resident, packed: P::PACKED };
         };
-        st = State { p: st.m, m: [i, j], mkey: key, len: st.len };
+        st = State { p: st.m, m: at(i, j), mkey: key, len: st.len };
     }
     loop {
         // A one-sided run next (common where one class is rare, or in a tail of the scores where
@@ -358,10 +382,10 @@ fn walk<K: SortKey, const DROP: bool, const RUNS: bool, const TIES: bool>(seg: &
         let (a_far, b_far) = (a_far.unwrap_or(zero), b_far.unwrap_or(zero));
         if RUNS && ((b_far > a) | (a_far > b)) {
             if b_far > a {
-                (j, st) = one_side::<K, DROP, true, TIES>(&out, neg, j, a, i, st);
+                (j, st) = one_side::<K, P, DROP, true, TIES>(&out, neg, j, a, i, st);
                 b = top(neg, j);
             } else {
-                (i, st) = one_side::<K, DROP, false, TIES>(&out, pos, i, b, j, st);
+                (i, st) = one_side::<K, P, DROP, false, TIES>(&out, pos, i, b, j, st);
                 a = top(pos, i);
             }
             continue;
@@ -387,11 +411,12 @@ fn walk<K: SortKey, const DROP: bool, const RUNS: bool, const TIES: bool>(seg: &
             b = top(neg, j);
         }
         let complete = a.max(b) != key;
-        st = step::<K, DROP>(&out, st, complete, [i, j], key);
+        st = step::<K, P, DROP>(&out, st, complete, at(i, j), key);
     }
     // The range's last point: decided by the point after it, or kept as the curve's last.
-    let State { p: [pi, pj], m: [mi, mj], mkey, mut len } = st;
-    let (ptp, pfp, mtp, mfp) = (tp_end - pi as u64, fp_end - pj as u64, tp_end - mi as u64, fp_end - mj as u64);
+    let State { p, m, mkey, mut len } = st;
+    let ((pi, pj), (mi, mj)) = (p.unpack(), m.unpack());
+    let (ptp, pfp, mtp, mfp) = (tp_end - pi, fp_end - pj, tp_end - mi, fp_end - mj);
     let keep = match seg.after {
         Some(next) => !DROP || ptp + next.tp != 2 * mtp || pfp + next.fp != 2 * mfp,
         None => true,
@@ -399,8 +424,8 @@ fn walk<K: SortKey, const DROP: bool, const RUNS: bool, const TIES: bool>(seg: &
     out.raw(len, mfp, mtp, mkey.to_u64());
     len += usize::from(keep);
     // SAFETY: the first `len` slots were written.
-    unsafe { set_lens(&mut fpr, &mut tpr, &mut thr, len) };
-    Part { fpr, tpr, thresholds: thr, resident }
+    unsafe { set_lens::<P>(&mut fpr, &mut tpr, &mut thr, len) };
+    Part { fpr, tpr, thresholds: thr, resident, packed: P::PACKED }
 }
 
 /// Runs of equal keys at least this long are skipped by search in the report's walk.
@@ -415,40 +440,100 @@ const GATE: usize = 8;
 const RARE: usize = 5;
 
 /// Where the walk writes its points: the three curve buffers, their capacity, and the counts at
-/// the range's bottom (`[tp_end, fp_end]`: position `i` in the genuine keys stands for
-/// `tp = tp_end - i`).
-struct Out {
+/// the range's bottom (`ends`, the pair `(tp_end, fp_end)`: position `i` in the genuine keys stands
+/// for `tp = tp_end - i`).
+struct Out<P> {
     ptrs: [*mut f64; 3],
     cap: usize,
-    ends: [u64; 2],
+    ends: P,
 }
 
-impl Out {
-    /// Writes the raw point `(fp, tp, key)` into slot `len`.
+impl<P: Pair> Out<P> {
+    /// Writes the raw point of counts `pair` (`(tp, fp)`) and `key` into slot `len`.
     #[inline(always)]
-    fn raw(&self, len: usize, fp: u64, tp: u64, key: u64) {
+    fn raw_pair(&self, len: usize, pair: P, key: u64) {
         assert!(len < self.cap, "ROC curve capacity");
         // SAFETY: len < cap, the buffers' capacity.
         unsafe {
-            *self.ptrs[0].add(len) = f64::from_bits(fp);
-            *self.ptrs[1].add(len) = f64::from_bits(tp);
+            pair.store(self.ptrs[0], self.ptrs[1], len);
             *self.ptrs[2].add(len) = f64::from_bits(key);
         }
     }
 
-    /// Writes the point at positions `[i, j]` with `key` into slot `len`.
+    /// Writes the raw point `(fp, tp, key)` into slot `len`.
     #[inline(always)]
-    fn point<K: SortKey>(&self, len: usize, [i, j]: [usize; 2], key: K) {
-        self.raw(len, self.ends[1] - j as u64, self.ends[0] - i as u64, key.to_u64());
+    fn raw(&self, len: usize, fp: u64, tp: u64, key: u64) {
+        self.raw_pair(len, P::pack(tp, fp), key);
     }
+
+    /// Writes the point at positions `at` with `key` into slot `len`.
+    #[inline(always)]
+    fn point<K: SortKey>(&self, len: usize, at: P, key: K) {
+        self.raw_pair(len, self.ends - at, key.to_u64());
+    }
+}
+
+/// A genuine and an impostor position (or count) in one integer, the genuine one in the high half:
+/// the walk's state and raw points are such pairs, so that a step's arithmetic, selects and
+/// stores are done once for both (a `u64` where the counts fit 31 bits, else a `u128`).
+trait Pair: Copy + PartialEq + std::ops::Add<Output = Self> + std::ops::Sub<Output = Self> {
+    /// Whether the raw point keeps both counts in its `fpr` slot.
+    const PACKED: bool;
+    fn pack(high: u64, low: u64) -> Self;
+    fn unpack(self) -> (u64, u64);
+    /// Stores the raw counts `(tp, fp)` into slot `len` of the `fpr` (and `tpr`) buffers.
+    ///
+    /// # Safety
+    /// The slot is within the buffers' capacity.
+    unsafe fn store(self, fpr: *mut f64, tpr: *mut f64, len: usize);
+}
+
+impl Pair for u64 {
+    const PACKED: bool = true;
+    #[inline(always)]
+    fn pack(high: u64, low: u64) -> u64 {
+        high << 32 | low
+    }
+    #[inline(always)]
+    fn unpack(self) -> (u64, u64) {
+        (self >> 32, self & 0xffff_ffff)
+    }
+    #[inline(always)]
+    unsafe fn store(self, fpr: *mut f64, _: *mut f64, len: usize) {
+        *fpr.add(len) = f64::from_bits(self);
+    }
+}
+
+impl Pair for u128 {
+    const PACKED: bool = false;
+    #[inline(always)]
+    fn pack(high: u64, low: u64) -> u128 {
+        u128::from(high) << 64 | u128::from(low)
+    }
+    #[inline(always)]
+    fn unpack(self) -> (u64, u64) {
+        ((self >> 64) as u64, self as u64)
+    }
+    #[inline(always)]
+    unsafe fn store(self, fpr: *mut f64, tpr: *mut f64, len: usize) {
+        let (tp, fp) = self.unpack();
+        *fpr.add(len) = f64::from_bits(fp);
+        *tpr.add(len) = f64::from_bits(tp);
+    }
+}
+
+/// Whether a report of `n_pos` genuine and `n_neg` impostor pairs fits [`Pair`]'s `u64`: every
+/// count in 32 bits and a sum of two positions too.
+fn fits_u64(n_pos: u64, n_neg: u64) -> bool {
+    n_pos < 1 << 31 && n_neg < 1 << 31
 }
 
 /// The walk's state between points: positions of the last decided-on point (`p`) and of the
 /// pending one (`m`, with its key), and how many points are kept so far.
 #[derive(Clone, Copy)]
-struct State<K> {
-    p: [usize; 2],
-    m: [usize; 2],
+struct State<K, P> {
+    p: P,
+    m: P,
     mkey: K,
     len: usize,
 }
@@ -459,14 +544,14 @@ struct State<K> {
 /// `v`'s, so no load waits on a comparison (the 10M float32 report, 1% genuine, walked in 12-15 ms
 /// instead of 20). Returns the position below the run and the state after it.
 #[inline(never)]
-fn one_side<K: SortKey, const DROP: bool, const NEG: bool, const TIES: bool>(
-    out: &Out,
+fn one_side<K: SortKey, P: Pair, const DROP: bool, const NEG: bool, const TIES: bool>(
+    out: &Out<P>,
     v: &[K],
     mut q: usize,
     other: K,
     fixed: usize,
-    st: State<K>,
-) -> (usize, State<K>) {
+    st: State<K, P>,
+) -> (usize, State<K, P>) {
     let stop = start_of(v, q, |&x| x > other);
     let mut st = st;
     while q > stop {
@@ -477,8 +562,8 @@ fn one_side<K: SortKey, const DROP: bool, const NEG: bool, const TIES: bool>(
         }
         // The key below is the next one taken (the other side's top is lower).
         let complete = q == 0 || v[q - 1] != key;
-        let at = if NEG { [fixed, q] } else { [q, fixed] };
-        st = step::<K, DROP>(out, st, complete, at, key);
+        let at = if NEG { P::pack(fixed as u64, q as u64) } else { P::pack(q as u64, fixed as u64) };
+        st = step::<K, P, DROP>(out, st, complete, at, key);
     }
     (q, st)
 }
@@ -490,14 +575,21 @@ fn one_side<K: SortKey, const DROP: bool, const NEG: bool, const TIES: bool>(
 /// not branches: ties make `complete` a coin flip, and plain selects were compiled into a branch
 /// on it.
 #[inline(always)]
-fn step<K: SortKey, const DROP: bool>(out: &Out, st: State<K>, complete: bool, [i, j]: [usize; 2], key: K) -> State<K> {
+fn step<K: SortKey, P: Pair, const DROP: bool>(
+    out: &Out<P>,
+    st: State<K, P>,
+    complete: bool,
+    at: P,
+    key: K,
+) -> State<K, P> {
     use std::hint::select_unpredictable as pick;
-    let State { p: [pi, pj], m: [mi, mj], mkey, len } = st;
-    let bend = pi + i != 2 * mi || pj + j != 2 * mj;
-    out.point(len, [mi, mj], mkey);
+    let State { p, m, mkey, len } = st;
+    // Both coordinates' second differences at once (no carry crosses the halves: see `Pair`).
+    let bend = p + at != m + m;
+    out.point(len, m, mkey);
     State {
-        p: [pick(complete, mi, pi), pick(complete, mj, pj)],
-        m: [pick(complete, i, mi), pick(complete, j, mj)],
+        p: pick(complete, m, p),
+        m: pick(complete, at, m),
         mkey: pick(complete, key, mkey),
         len: len + usize::from(complete & (bend | !DROP)),
     }
@@ -517,13 +609,14 @@ fn start_of<K: SortKey>(v: &[K], i: usize, inside: impl Fn(&K) -> bool) -> usize
     lo + v[lo..i].partition_point(|x| !inside(x))
 }
 
-/// Sets the three curve vectors' lengths.
+/// Sets the three curve vectors' lengths to the `len` raw points written (the `tpr` one to 0 where
+/// the points are packed: its slots were not written).
 ///
 /// # Safety
-/// Their first `len` slots must be initialised.
-unsafe fn set_lens(fpr: &mut Vec<f64>, tpr: &mut Vec<f64>, thr: &mut Vec<f64>, len: usize) {
+/// The first `len` points must be written.
+unsafe fn set_lens<P: Pair>(fpr: &mut Vec<f64>, tpr: &mut Vec<f64>, thr: &mut Vec<f64>, len: usize) {
     fpr.set_len(len);
-    tpr.set_len(len);
+    tpr.set_len(if P::PACKED { 0 } else { len });
     thr.set_len(len);
 }
 
@@ -545,8 +638,12 @@ fn finish_curve<K: SortKey>(
     let mut parts = parts.into_iter();
     let first = parts.next().expect("at least one part");
     let rest: Vec<Part> = parts.collect();
+    let packed = first.packed;
+    assert!(rest.iter().all(|p| p.packed == packed), "a walk's parts store their points alike");
     let (mut fpr, mut tpr, mut thr) = (first.fpr, first.tpr, first.thresholds);
     let total = fpr.len() + rest.iter().map(|p| p.fpr.len()).sum::<usize>();
+    // A raw point's counts `(fp, tp)` from its `fpr` and `tpr` slots' bits (see `Pair`).
+    let counts = move |f: u64, t: u64| if packed { (f & 0xffff_ffff, f >> 32) } else { (f, t) };
     assert!(fpr.capacity() >= total && tpr.capacity() >= total && thr.capacity() >= total, "ROC curve capacity");
     // Every piece: where it reads its raw points, where it writes them converted (the same place
     // for the first part), how many, and the raw counts of the point before it.
@@ -563,7 +660,11 @@ fn finish_curve<K: SortKey>(
             let (piece, last) = unsafe {
                 (
                     src.map(|p| Disjoint::new(p as *mut f64).offset(start)),
-                    ((*src[0].add(start + n - 1)).to_bits(), (*src[1].add(start + n - 1)).to_bits()),
+                    if packed {
+                        counts((*src[0].add(start + n - 1)).to_bits(), 0)
+                    } else {
+                        ((*src[0].add(start + n - 1)).to_bits(), (*src[1].add(start + n - 1)).to_bits())
+                    },
                 )
             };
             pieces.push((piece, at + start, n, before));
@@ -571,32 +672,19 @@ fn finish_curve<K: SortKey>(
         }
         at += len;
     }
-    let (pn, nn) = (n_pos as f64, n_neg as f64);
     let stats: Vec<(u128, i64, f64)> = pieces
         .into_par_iter()
-        .map(|(src, offset, len, (mut pfp, mut ptp))| {
-            let (mut twice_area, mut best_d, mut best_at) = (0u128, 0i64, f64::INFINITY);
-            for k in 0..len {
-                // SAFETY: pieces read disjoint initialised points and write disjoint slots below
-                // `total` (within the first part's capacity); a piece of the first part reads each
-                // point before it writes that same slot.
-                let (fp, tp, key) =
-                    unsafe { (src[0].read(k).to_bits(), src[1].read(k).to_bits(), src[2].read(k).to_bits()) };
-                twice_area += u128::from(fp - pfp) * u128::from(tp + ptp);
-                let threshold = if key == 0 { f64::INFINITY } else { K::from_u64(key).value() };
-                let d = tp as i64 - fp as i64;
-                if d > best_d {
-                    (best_d, best_at) = (d, threshold);
+        .map(|(src, offset, len, before)| {
+            // SAFETY: pieces read disjoint initialised points and write disjoint slots below
+            // `total` (within the first part's capacity); a piece of the first part reads each
+            // point before it writes that same slot.
+            unsafe {
+                if packed {
+                    finish_piece::<K, true>(src, dst, offset, len, before, (n_pos, n_neg))
+                } else {
+                    finish_piece::<K, false>(src, dst, offset, len, before, (n_pos, n_neg))
                 }
-                // SAFETY: as above.
-                unsafe {
-                    dst[0].write(offset + k, fp as i64 as f64 / nn);
-                    dst[1].write(offset + k, tp as i64 as f64 / pn);
-                    dst[2].write(offset + k, threshold);
-                }
-                (pfp, ptp) = (fp, tp);
             }
-            (twice_area, best_d, best_at)
         })
         .collect();
     for v in rest.into_iter().flat_map(|p| [p.fpr, p.tpr, p.thresholds]) {
@@ -622,6 +710,47 @@ fn finish_curve<K: SortKey>(
         }
     }
     ((fpr, tpr, thr), twice_area, best)
+}
+
+/// Finishes `len` raw points read from `src` (packed or not: see [`Pair`]) into slots
+/// `offset..` of `dst`, `before` the raw `(fp, tp)` of the point before them; returns twice their
+/// area (trapezoids from the point before) and their best `tp - fp` with its threshold.
+///
+/// # Safety
+/// `src` holds `len` raw points; `dst`'s slots are this piece's to write, either disjoint from
+/// `src`'s or the very same ones (each point is read before its slot is written).
+#[inline(always)]
+unsafe fn finish_piece<K: SortKey, const PACKED: bool>(
+    src: [Disjoint<f64>; 3],
+    dst: [Disjoint<f64>; 3],
+    offset: usize,
+    len: usize,
+    (mut pfp, mut ptp): (u64, u64),
+    (n_pos, n_neg): (u64, u64),
+) -> (u128, i64, f64) {
+    let (pn, nn) = (n_pos as f64, n_neg as f64);
+    let (mut twice_area, mut best_d, mut best_at) = (0u128, 0i64, f64::INFINITY);
+    for k in 0..len {
+        // A packed point's `tpr` slot was never written: only its `fpr` slot is read.
+        let (fp, tp) = if PACKED {
+            let f = src[0].read(k).to_bits();
+            (f & 0xffff_ffff, f >> 32)
+        } else {
+            (src[0].read(k).to_bits(), src[1].read(k).to_bits())
+        };
+        let key = src[2].read(k).to_bits();
+        twice_area += u128::from(fp - pfp) * u128::from(tp + ptp);
+        let threshold = if key == 0 { f64::INFINITY } else { K::from_u64(key).value() };
+        let d = tp as i64 - fp as i64;
+        if d > best_d {
+            (best_d, best_at) = (d, threshold);
+        }
+        dst[0].write(offset + k, fp as i64 as f64 / nn);
+        dst[1].write(offset + k, tp as i64 as f64 / pn);
+        dst[2].write(offset + k, threshold);
+        (pfp, ptp) = (fp, tp);
+    }
+    (twice_area, best_d, best_at)
 }
 
 /// Equal error rate, as [`super::roc::Eer`] finds it walking: the first point (highest key) whose
@@ -700,18 +829,31 @@ mod tests {
             for drop in [true, false] {
                 // Every split, walked looking for long runs of ties and not (the search that skips
                 // them only saves steps: a walk that takes them key by key must agree).
+                // Pairs of positions in a u64 (as every report here would) and in a u128.
                 let splits = [1usize, 2, 3, 7].into_iter().flat_map(|s| [(s, true), (s, false)]);
-                for (segments, ties) in splits.filter(|_| both) {
+                let splits = splits.flat_map(|(s, t)| [(s, t, false), (s, t, true)]);
+                for (segments, ties, wide_pairs) in splits.filter(|_| both) {
                     let sorted = sort();
                     let s = match sorted.keys() {
-                        crate::metrics::sorted::KeySlices::Wide(p, n) => {
-                            summarize_with(p, n, fars, Walk { drop, segments, ties }, (sorted.n_pos(), sorted.n_neg()))
-                        }
-                        crate::metrics::sorted::KeySlices::Narrow(p, n) => {
-                            summarize_with(p, n, fars, Walk { drop, segments, ties }, (sorted.n_pos(), sorted.n_neg()))
-                        }
+                        crate::metrics::sorted::KeySlices::Wide(p, n) => summarize_with(
+                            p,
+                            n,
+                            fars,
+                            Walk { drop, segments, ties, wide: wide_pairs },
+                            (sorted.n_pos(), sorted.n_neg()),
+                        ),
+                        crate::metrics::sorted::KeySlices::Narrow(p, n) => summarize_with(
+                            p,
+                            n,
+                            fars,
+                            Walk { drop, segments, ties, wide: wide_pairs },
+                            (sorted.n_pos(), sorted.n_neg()),
+                        ),
                     };
-                    let what = format!("wide={wide} drop={drop} segments={segments} ties={ties} n={}", scores.len());
+                    let what = format!(
+                        "wide={wide} drop={drop} segments={segments} ties={ties} pairs {wide_pairs} n={}",
+                        scores.len()
+                    );
                     assert_eq!(bits(&s.curve), bits(&roc_curve(&reference, drop)), "{what}");
                     assert_eq!(s.auc.to_bits(), roc_auc(&reference).to_bits(), "{what}");
                     assert_eq!(s.best_accuracy, best_accuracy(&reference), "{what}");
@@ -741,6 +883,32 @@ mod tests {
     fn summarize_with<K: SortKey>(pos: &[K], neg: &[K], fars: &[f64], walk: Walk, counts: (u64, u64)) -> Summary {
         let (parts, eer, tar) = report_keys(pos, neg, fars, walk).unwrap();
         combine::<K>(parts, eer, tar, counts)
+    }
+
+    #[test]
+    fn pairs_decide_bends_as_their_two_coordinates_do() {
+        // Positions up to the largest a u64 pair holds (counts below 2^31) and beyond, for u128.
+        let edge = (1u64 << 31) - 1;
+        let values = [0u64, 1, 2, 3, 1000, edge - 2, edge - 1, edge];
+        for &(p, m, c) in &[(0usize, 1usize, 2usize), (1, 1, 1), (2, 1, 0), (0, 0, 5)] {
+            for &hi in &values {
+                for &lo in &values {
+                    let coords = [(hi, lo), (lo, hi), (hi, hi)];
+                    let (pp, mm, cc) = (coords[p % 3], coords[m % 3], coords[c % 3]);
+                    let bend = pp.0 + cc.0 != 2 * mm.0 || pp.1 + cc.1 != 2 * mm.1;
+                    let pack64 = |(a, b): (u64, u64)| <u64 as Pair>::pack(a, b);
+                    let pack128 = |(a, b): (u64, u64)| <u128 as Pair>::pack(a << 20, b << 20);
+                    assert_eq!(pack64(pp) + pack64(cc) != pack64(mm) + pack64(mm), bend);
+                    assert_eq!(pack128(pp) + pack128(cc) != pack128(mm) + pack128(mm), bend);
+                    assert_eq!(pack64(pp).unpack(), pp);
+                    assert_eq!(pack128(pp).unpack(), (pp.0 << 20, pp.1 << 20));
+                    // Counts from positions: the ends minus a pair, both halves at once.
+                    let ends = (edge, edge);
+                    assert_eq!((pack64(ends) - pack64(pp)).unpack(), (edge - pp.0, edge - pp.1));
+                }
+            }
+        }
+        assert!(fits_u64(edge, edge) && !fits_u64(edge + 1, 0) && !fits_u64(0, edge + 1));
     }
 
     #[test]
