@@ -366,13 +366,16 @@ struct Classes {
     lo: [f64; 2],
     scale: [f64; 2],
     table: Vec<u16>,
+    /// Buckets of both classes: every table entry is below it.
+    slots: usize,
 }
 
 impl Classes {
     fn new(layout: &[Layout; 2]) -> Classes {
         let split = layout[0].buckets as u16;
         let table = layout[0].table.iter().copied().chain(layout[1].table.iter().map(|&b| b + split)).collect();
-        Classes { lo: [layout[0].lo, layout[1].lo], scale: [layout[0].scale, layout[1].scale], table }
+        let slots = layout[0].buckets + layout[1].buckets;
+        Classes { lo: [layout[0].lo, layout[1].lo], scale: [layout[0].scale, layout[1].scale], table, slots }
     }
 
     /// The table index of every pair of a block (written to `out`), and whether one is invalid
@@ -435,24 +438,26 @@ mod kernels {
         }
     }
 
-    /// Bucket counts of a chunk (`slots` buckets) and whether it holds an invalid pair, by `build`
-    /// (one of [`Build::available`]).
+    /// Where the histogram notes each pair's bucket.
+    pub(super) type Note = [MaybeUninit<u16>];
+
+    /// Bucket counts of a chunk (`c.slots` of them) and whether it holds an invalid pair, by
+    /// `build` (one of [`Build::available`]); every pair's bucket noted in `note`.
     pub(super) fn histogram<S: Score>(
         build: Build,
         c: &Classes,
         s: &[S],
         l: &[u8],
-        slots: usize,
-        buckets: &mut [MaybeUninit<u16>],
+        note: &mut Note,
     ) -> (Vec<u32>, bool) {
         match build {
             // SAFETY: the CPU has the instruction set (`build` is one it runs).
             #[cfg(target_arch = "x86_64")]
-            Build::Avx512 => unsafe { histogram_avx512(c, s, l, slots, buckets) },
+            Build::Avx512 => unsafe { histogram_avx512(c, s, l, note) },
             // SAFETY: as above.
             #[cfg(target_arch = "x86_64")]
-            Build::Avx2 => unsafe { histogram_avx2(c, s, l, slots, buckets) },
-            _ => histogram_any(c, s, l, slots, buckets),
+            Build::Avx2 => unsafe { histogram_avx2(c, s, l, note) },
+            _ => histogram_any(c, s, l, note),
         }
     }
 
@@ -480,51 +485,31 @@ mod kernels {
         }
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2")]
-    unsafe fn histogram_avx512<S: Score>(
-        c: &Classes,
-        s: &[S],
-        l: &[u8],
-        slots: usize,
-        buckets: &mut [MaybeUninit<u16>],
-    ) -> (Vec<u32>, bool) {
-        histogram_any(c, s, l, slots, buckets)
+    /// The two kernels compiled for one instruction set (`$features`), as `$histogram` and
+    /// `$scatter`: the generic kernels inlined into functions built with it.
+    macro_rules! build_for {
+        ($features:literal, $histogram:ident, $scatter:ident) => {
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = $features)]
+            unsafe fn $histogram<S: Score>(c: &Classes, s: &[S], l: &[u8], note: &mut Note) -> (Vec<u32>, bool) {
+                histogram_any(c, s, l, note)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = $features)]
+            unsafe fn $scatter<S: Score>(b: &[u16], s: &[S], to: Destinations<'_, S::Key>) {
+                scatter_any(b, s, to)
+            }
+        };
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx2")]
-    unsafe fn scatter_avx512<S: Score>(b: &[u16], s: &[S], to: Destinations<'_, S::Key>) {
-        scatter_any(b, s, to)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn histogram_avx2<S: Score>(
-        c: &Classes,
-        s: &[S],
-        l: &[u8],
-        slots: usize,
-        buckets: &mut [MaybeUninit<u16>],
-    ) -> (Vec<u32>, bool) {
-        histogram_any(c, s, l, slots, buckets)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn scatter_avx2<S: Score>(b: &[u16], s: &[S], to: Destinations<'_, S::Key>) {
-        scatter_any(b, s, to)
-    }
+    build_for!("avx512f,avx512vl,avx512dq,avx512bw,avx2", histogram_avx512, scatter_avx512);
+    build_for!("avx2", histogram_avx2, scatter_avx2);
 
     #[inline(always)]
-    fn histogram_any<S: Score>(
-        c: &Classes,
-        s: &[S],
-        l: &[u8],
-        slots: usize,
-        buckets: &mut [MaybeUninit<u16>],
-    ) -> (Vec<u32>, bool) {
-        assert_eq!(buckets.len(), s.len(), "a bucket slot per pair");
+    fn histogram_any<S: Score>(c: &Classes, s: &[S], l: &[u8], note: &mut Note) -> (Vec<u32>, bool) {
+        assert_eq!(note.len(), s.len(), "a bucket slot per pair");
+        let slots = c.slots;
         // Four sets of counts, a key's set by its position: tied or clustered scores hit one
         // count many times in a row, and each increment would wait for the one before it.
         let mut h = vec![0u32; 4 * slots];
@@ -532,7 +517,7 @@ mod kernels {
         let (mut idx, mut ids) = ([0u32; BLOCK], [0u16; BLOCK]);
         let table = c.table.as_ptr();
         let sets = [0, 1, 2, 3].map(|k| h[k * slots..].as_mut_ptr());
-        for ((sb, lb), bb) in s.chunks(BLOCK).zip(l.chunks(BLOCK)).zip(buckets.chunks_mut(BLOCK)) {
+        for ((sb, lb), bb) in s.chunks(BLOCK).zip(l.chunks(BLOCK)).zip(note.chunks_mut(BLOCK)) {
             bad |= c.indices(sb, lb, &mut idx);
             for ((b, out), &i) in ids.iter_mut().zip(bb.iter_mut()).zip(&idx) {
                 // SAFETY: every index is below the table's 2 * CELLS slots (`cell` clamps).
@@ -766,7 +751,7 @@ pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
         .par_chunks(chunk_len)
         .zip(labels.par_chunks(chunk_len))
         .zip(note.par_chunks_mut(chunk_len))
-        .map(|((s, l), b)| kernels::histogram(build, &classes, s, l, slots, b))
+        .map(|((s, l), b)| kernels::histogram(build, &classes, s, l, b))
         .collect();
     // SAFETY: the histograms wrote every pair's bucket (and the slots of whole f64s kept below).
     let bucket_of = unsafe { std::slice::from_raw_parts(room.as_ptr().cast::<u16>(), n) };
@@ -955,7 +940,7 @@ mod tests {
         let mut bucket_of = vec![0u16; scores.len()];
         let hists: Vec<Vec<u32>> = parts()
             .zip(bucket_of.chunks_mut(chunk_len))
-            .map(|((s, l), b)| kernels::histogram(build, &classes, s, l, slots, uninit(b)).0)
+            .map(|((s, l), b)| kernels::histogram(build, &classes, s, l, uninit(b)).0)
             .collect();
         let (offsets, starts) = offsets(&hists, slots);
         let n_pos = starts[split];
@@ -1031,7 +1016,7 @@ mod tests {
             for len in [n, n - 3, 1000, 7] {
                 let mut bucket_of = vec![0u16; len];
                 let (h, bad) =
-                    kernels::histogram(build, &classes, &scores[..len], &labels[..len], slots, uninit(&mut bucket_of));
+                    kernels::histogram(build, &classes, &scores[..len], &labels[..len], uninit(&mut bucket_of));
                 let mut want = vec![0u32; slots];
                 for (&x, &y) in scores[..len].iter().zip(&labels[..len]) {
                     let class = usize::from(y != 1);
@@ -1045,13 +1030,13 @@ mod tests {
                 assert!(bucket_of.iter().copied().eq(noted), "{build:?} len {len}: every pair's bucket noted");
             }
             let mut bucket_of = vec![0u16; n];
-            assert_eq!(kernels::histogram(build, &classes, &scores, &labels, slots, uninit(&mut bucket_of)).0, expect);
-            let narrow_counts = kernels::histogram(build, &classes, &narrow, &labels, slots, uninit(&mut bucket_of));
+            assert_eq!(kernels::histogram(build, &classes, &scores, &labels, uninit(&mut bucket_of)).0, expect);
+            let narrow_counts = kernels::histogram(build, &classes, &narrow, &labels, uninit(&mut bucket_of));
             assert_eq!(narrow_counts.0.iter().sum::<u32>() as usize, n, "{build:?}");
             for (at, bad_score, bad_label) in [(0, f64::NAN, 1), (n - 1, f64::INFINITY, 0), (n / 2, 0.1, 2)] {
                 let (mut s, mut l) = (scores.clone(), labels.clone());
                 (s[at], l[at]) = (bad_score, bad_label);
-                let flagged = kernels::histogram(build, &classes, &s, &l, slots, uninit(&mut bucket_of)).1;
+                let flagged = kernels::histogram(build, &classes, &s, &l, uninit(&mut bucket_of)).1;
                 assert!(flagged, "{build:?}: invalid pair at {at}");
             }
         }
