@@ -560,12 +560,10 @@ mod kernels {
     unsafe fn scatter_keys<S: Score>(buckets: &[u16], s: &[S], to: Destinations<'_, S::Key>) {
         let Destinations { split, base, at } = to;
         for (&b, &x) in buckets.iter().zip(s) {
-            {
-                let b = b as usize;
-                let out = if b < split { base[0] } else { base[1] };
-                out.write(at[b] as usize, x.key());
-                at[b] += 1;
-            }
+            let b = b as usize;
+            let out = if b < split { base[0] } else { base[1] };
+            out.write(at[b] as usize, x.key());
+            at[b] += 1;
         }
     }
 
@@ -734,10 +732,9 @@ pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
     // found by arithmetic on its label, never by a branch (the label is a coin flip for balanced
     // pairs).
     let split = layout[0].buckets;
-    let slots = split + layout[1].buckets;
     let classes = Classes::new(&layout);
     let build = kernels::Build::best();
-    // The same read checks the input., and notes every pair's bucket for the scatter (which then
+    // The same read checks the input, and notes every pair's bucket for the scatter (which then
     // reads two bytes a pair instead of classifying it again: the 10M float32 report, 3-5 ms
     // faster). The note goes in a buffer of the size a report's curve asks the pool for next (its
     // first array, room for every score and the curve's start): a report writes its curve over
@@ -767,7 +764,7 @@ pub fn split_sorted<S: Score>(scores: &[S], labels: &[u8]) -> Split<S::Key> {
         return Split::Invalid;
     }
     let hists: Vec<Vec<u32>> = hists.into_iter().map(|h| h.0).collect();
-    let (offsets, starts) = offsets(&hists, slots);
+    let (offsets, starts) = offsets(&hists, classes.slots);
     let n_pos = starts[split];
     let mut pos: Vec<S::Key> = scratch::take(n_pos);
     let mut neg: Vec<S::Key> = scratch::take(n - n_pos);
@@ -925,7 +922,8 @@ mod tests {
 
     /// Scatters `scores` chunk by chunk into output vectors starting `shift` keys into their
     /// allocation, and checks every class holds its keys in bucket order, input order within.
-    fn check_scatter<S: Score>(build: kernels::Build, scores: &[S], labels: &[u8], shift: usize, chunks: usize) {
+    /// Both classes' layouts from every score of each class, and the kernels' view of them.
+    fn layouts<S: Score>(scores: &[S], labels: &[u8]) -> ([Layout; 2], Classes) {
         let mut samples: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         for (&x, &y) in scores.iter().zip(labels) {
             samples[usize::from(y != 1)].push(x.value());
@@ -934,7 +932,18 @@ mod tests {
         let [genuine, impostor] = &mut samples;
         let layout = [Layout::from_sample(genuine, counts[0]), Layout::from_sample(impostor, counts[1])];
         let classes = Classes::new(&layout);
-        let (split, slots) = (layout[0].buckets, layout[0].buckets + layout[1].buckets);
+        (layout, classes)
+    }
+
+    /// The bucket of a pair over both classes (the impostors' numbered after the genuine ones').
+    fn slot(layout: &[Layout; 2], x: f64, y: u8) -> usize {
+        let class = usize::from(y != 1);
+        layout[class].bucket(x) + if class == 1 { layout[0].buckets } else { 0 }
+    }
+
+    fn check_scatter<S: Score>(build: kernels::Build, scores: &[S], labels: &[u8], shift: usize, chunks: usize) {
+        let (layout, classes) = layouts(scores, labels);
+        let (split, slots) = (layout[0].buckets, classes.slots);
         let chunk_len = scores.len().div_ceil(chunks);
         let parts = || scores.chunks(chunk_len).zip(labels.chunks(chunk_len));
         let mut bucket_of = vec![0u16; scores.len()];
@@ -996,19 +1005,10 @@ mod tests {
         let n = 50_001;
         let scores: Vec<f64> = (0..n).map(|i| if i % 5 == 0 { 0.5 } else { bell(&mut seed) }).collect();
         let labels: Vec<u8> = (0..n).map(|_| u8::from(lcg(&mut seed).is_multiple_of(4))).collect();
-        let mut samples: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        let (layout, classes) = layouts(&scores, &labels);
+        let mut expect = vec![0u32; classes.slots];
         for (&x, &y) in scores.iter().zip(&labels) {
-            samples[usize::from(y != 1)].push(x);
-        }
-        let counts = [samples[0].len(), samples[1].len()];
-        let [genuine, impostor] = &mut samples;
-        let layout = [Layout::from_sample(genuine, counts[0]), Layout::from_sample(impostor, counts[1])];
-        let classes = Classes::new(&layout);
-        let slots = layout[0].buckets + layout[1].buckets;
-        let mut expect = vec![0u32; slots];
-        for (&x, &y) in scores.iter().zip(&labels) {
-            let class = usize::from(y != 1);
-            expect[layout[class].bucket(x) + if class == 1 { layout[0].buckets } else { 0 }] += 1;
+            expect[slot(&layout, x, y)] += 1;
         }
         let narrow: Vec<f32> = scores.iter().map(|&x| x as f32).collect();
         for build in kernels::Build::available() {
@@ -1017,16 +1017,12 @@ mod tests {
                 let mut bucket_of = vec![0u16; len];
                 let (h, bad) =
                     kernels::histogram(build, &classes, &scores[..len], &labels[..len], uninit(&mut bucket_of));
-                let mut want = vec![0u32; slots];
+                let mut want = vec![0u32; classes.slots];
                 for (&x, &y) in scores[..len].iter().zip(&labels[..len]) {
-                    let class = usize::from(y != 1);
-                    want[layout[class].bucket(x) + if class == 1 { layout[0].buckets } else { 0 }] += 1;
+                    want[slot(&layout, x, y)] += 1;
                 }
                 assert!(h == want && !bad, "{build:?} len {len}");
-                let noted = scores[..len].iter().zip(&labels[..len]).map(|(&x, &y)| {
-                    let class = usize::from(y != 1);
-                    (layout[class].bucket(x) + if class == 1 { layout[0].buckets } else { 0 }) as u16
-                });
+                let noted = scores[..len].iter().zip(&labels[..len]).map(|(&x, &y)| slot(&layout, x, y) as u16);
                 assert!(bucket_of.iter().copied().eq(noted), "{build:?} len {len}: every pair's bucket noted");
             }
             let mut bucket_of = vec![0u16; n];

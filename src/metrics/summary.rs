@@ -87,15 +87,15 @@ pub fn curve(sorted: &SortedScores, drop_intermediate: bool) -> Result<(Vec<f64>
     if n_pos == 0 || n_neg == 0 {
         return Ok(super::roc::roc_curve(sorted, drop_intermediate));
     }
-    let walk = Walk {
+    let how = Walk {
         drop: drop_intermediate,
         segments: segments((n_pos + n_neg) as usize),
         ties: sorted.long_runs(),
         wide: false,
     };
     threads::install(|| match sorted.keys() {
-        KeySlices::Wide(pos, neg) => finish_curve::<u64>(walk_parts(pos, neg, walk), (n_pos, n_neg)).0,
-        KeySlices::Narrow(pos, neg) => finish_curve::<u32>(walk_parts(pos, neg, walk), (n_pos, n_neg)).0,
+        KeySlices::Wide(pos, neg) => finish_curve::<u64>(walk_parts(pos, neg, how), (n_pos, n_neg)).0,
+        KeySlices::Narrow(pos, neg) => finish_curve::<u32>(walk_parts(pos, neg, how), (n_pos, n_neg)).0,
     })
 }
 
@@ -170,9 +170,9 @@ fn next_below<K: SortKey>(pos: &[K], neg: &[K], t: u64) -> Option<K> {
 type Parts = (Vec<Part>, (f64, f64), Vec<(f64, f64)>);
 
 /// The walk's parts with EER and TAR@FAR searched meanwhile.
-fn report_keys<K: SortKey>(pos: &[K], neg: &[K], fars: &[f64], walk: Walk) -> Result<Parts> {
+fn report_keys<K: SortKey>(pos: &[K], neg: &[K], fars: &[f64], how: Walk) -> Result<Parts> {
     let (parts, (eer_value, tar)) =
-        rayon::join(|| walk_parts(pos, neg, walk), || (eer_by_search(pos, neg), tar_by_search(pos, neg, fars)));
+        rayon::join(|| walk_parts(pos, neg, how), || (eer_by_search(pos, neg), tar_by_search(pos, neg, fars)));
     Ok((parts, eer_value, tar?))
 }
 
@@ -192,10 +192,10 @@ struct Walk {
 
 /// The walk's parts, one per key range (about `segments` of them, walked in parallel).
 fn walk_parts<K: SortKey>(pos: &[K], neg: &[K], how: Walk) -> Vec<Part> {
-    let Walk { drop, segments, ties, wide } = how;
-    let wide = wide || !fits_u64(pos.len() as u64, neg.len() as u64);
     use rayon::prelude::*;
     let (n_pos, n_neg) = (pos.len() as u64, neg.len() as u64);
+    let Walk { drop, segments, ties, wide } = how;
+    let wide = wide || !fits_u64(n_pos, n_neg);
     let bounds = split_points(pos, neg, segments);
     let pieces: Vec<Segment<'_, K>> = bounds
         .windows(2)
@@ -486,6 +486,12 @@ trait Pair: Copy + PartialEq + std::ops::Add<Output = Self> + std::ops::Sub<Outp
     /// # Safety
     /// The slot is within the buffers' capacity.
     unsafe fn store(self, fpr: *mut f64, tpr: *mut f64, len: usize);
+    /// The raw counts `(fp, tp)` [`Pair::store`] put into slot `k` (a packed point's `tpr` slot
+    /// was never written, and is not read).
+    ///
+    /// # Safety
+    /// The slot holds a raw point stored this way.
+    unsafe fn load(fpr: *const f64, tpr: *const f64, k: usize) -> (u64, u64);
 }
 
 impl Pair for u64 {
@@ -501,6 +507,11 @@ impl Pair for u64 {
     #[inline(always)]
     unsafe fn store(self, fpr: *mut f64, _: *mut f64, len: usize) {
         *fpr.add(len) = f64::from_bits(self);
+    }
+    #[inline(always)]
+    unsafe fn load(fpr: *const f64, _: *const f64, k: usize) -> (u64, u64) {
+        let (tp, fp) = (*fpr.add(k)).to_bits().unpack();
+        (fp, tp)
     }
 }
 
@@ -519,6 +530,10 @@ impl Pair for u128 {
         let (tp, fp) = self.unpack();
         *fpr.add(len) = f64::from_bits(fp);
         *tpr.add(len) = f64::from_bits(tp);
+    }
+    #[inline(always)]
+    unsafe fn load(fpr: *const f64, tpr: *const f64, k: usize) -> (u64, u64) {
+        ((*fpr.add(k)).to_bits(), (*tpr.add(k)).to_bits())
     }
 }
 
@@ -642,8 +657,8 @@ fn finish_curve<K: SortKey>(
     assert!(rest.iter().all(|p| p.packed == packed), "a walk's parts store their points alike");
     let (mut fpr, mut tpr, mut thr) = (first.fpr, first.tpr, first.thresholds);
     let total = fpr.len() + rest.iter().map(|p| p.fpr.len()).sum::<usize>();
-    // A raw point's counts `(fp, tp)` from its `fpr` and `tpr` slots' bits (see `Pair`).
-    let counts = move |f: u64, t: u64| if packed { (f & 0xffff_ffff, f >> 32) } else { (f, t) };
+    // A raw point's counts `(fp, tp)` (see `Pair`).
+    let load = if packed { <u64 as Pair>::load } else { <u128 as Pair>::load };
     assert!(fpr.capacity() >= total && tpr.capacity() >= total && thr.capacity() >= total, "ROC curve capacity");
     // Every piece: where it reads its raw points, where it writes them converted (the same place
     // for the first part), how many, and the raw counts of the point before it.
@@ -658,14 +673,7 @@ fn finish_curve<K: SortKey>(
             let n = (len - start).min(PIECE);
             // SAFETY: start + n <= len: the piece lies inside the part's initialised points.
             let (piece, last) = unsafe {
-                (
-                    src.map(|p| Disjoint::new(p as *mut f64).offset(start)),
-                    if packed {
-                        counts((*src[0].add(start + n - 1)).to_bits(), 0)
-                    } else {
-                        ((*src[0].add(start + n - 1)).to_bits(), (*src[1].add(start + n - 1)).to_bits())
-                    },
-                )
+                (src.map(|p| Disjoint::new(p as *mut f64).offset(start)), load(src[0], src[1], start + n - 1))
             };
             pieces.push((piece, at + start, n, before));
             before = last;
@@ -680,9 +688,9 @@ fn finish_curve<K: SortKey>(
             // point before it writes that same slot.
             unsafe {
                 if packed {
-                    finish_piece::<K, true>(src, dst, offset, len, before, (n_pos, n_neg))
+                    finish_piece::<K, u64>(src, dst, offset, len, before, (n_pos, n_neg))
                 } else {
-                    finish_piece::<K, false>(src, dst, offset, len, before, (n_pos, n_neg))
+                    finish_piece::<K, u128>(src, dst, offset, len, before, (n_pos, n_neg))
                 }
             }
         })
@@ -712,7 +720,7 @@ fn finish_curve<K: SortKey>(
     ((fpr, tpr, thr), twice_area, best)
 }
 
-/// Finishes `len` raw points read from `src` (packed or not: see [`Pair`]) into slots
+/// Finishes `len` raw points read from `src` (stored by `P`: see [`Pair`]) into slots
 /// `offset..` of `dst`, `before` the raw `(fp, tp)` of the point before them; returns twice their
 /// area (trapezoids from the point before) and their best `tp - fp` with its threshold.
 ///
@@ -720,7 +728,7 @@ fn finish_curve<K: SortKey>(
 /// `src` holds `len` raw points; `dst`'s slots are this piece's to write, either disjoint from
 /// `src`'s or the very same ones (each point is read before its slot is written).
 #[inline(always)]
-unsafe fn finish_piece<K: SortKey, const PACKED: bool>(
+unsafe fn finish_piece<K: SortKey, P: Pair>(
     src: [Disjoint<f64>; 3],
     dst: [Disjoint<f64>; 3],
     offset: usize,
@@ -731,13 +739,7 @@ unsafe fn finish_piece<K: SortKey, const PACKED: bool>(
     let (pn, nn) = (n_pos as f64, n_neg as f64);
     let (mut twice_area, mut best_d, mut best_at) = (0u128, 0i64, f64::INFINITY);
     for k in 0..len {
-        // A packed point's `tpr` slot was never written: only its `fpr` slot is read.
-        let (fp, tp) = if PACKED {
-            let f = src[0].read(k).to_bits();
-            (f & 0xffff_ffff, f >> 32)
-        } else {
-            (src[0].read(k).to_bits(), src[1].read(k).to_bits())
-        };
+        let (fp, tp) = P::load(src[0].ptr(), src[1].ptr(), k);
         let key = src[2].read(k).to_bits();
         twice_area += u128::from(fp - pfp) * u128::from(tp + ptp);
         let threshold = if key == 0 { f64::INFINITY } else { K::from_u64(key).value() };
@@ -880,8 +882,8 @@ mod tests {
     }
 
     /// The report from given keys split into `segments` ranges (summarize picks the thread count).
-    fn summarize_with<K: SortKey>(pos: &[K], neg: &[K], fars: &[f64], walk: Walk, counts: (u64, u64)) -> Summary {
-        let (parts, eer, tar) = report_keys(pos, neg, fars, walk).unwrap();
+    fn summarize_with<K: SortKey>(pos: &[K], neg: &[K], fars: &[f64], how: Walk, counts: (u64, u64)) -> Summary {
+        let (parts, eer, tar) = report_keys(pos, neg, fars, how).unwrap();
         combine::<K>(parts, eer, tar, counts)
     }
 
